@@ -1,0 +1,65 @@
+# nbops: every front door is a target here; CI calls the same ones (`.ci/run` -> `make test`).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+ENV_FILE ?= env.yaml
+# make run DATA=path/to/table.csv TARGET=column  (any CSV or Parquet with a binary or numeric target)
+DATA ?=
+TARGET ?=
+ARGS ?=
+
+export PLOOMBER_STATS_ENABLED := false
+# The installed packages are byte-compiled at install time; this keeps imports fast even where the
+# environment sets PYTHONDONTWRITEBYTECODE.
+RUN_FLAGS := $(if $(DATA),--set data=$(DATA)) $(if $(TARGET),--set target=$(TARGET))
+
+$(VENV)/.installed: requirements.lock pyproject.toml requirements/overrides.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(BIN)/uv pip install --python $(BIN)/python --compile-bytecode --quiet -r requirements.lock --override requirements/overrides.txt
+	$(BIN)/uv pip install --python $(BIN)/python --compile-bytecode --quiet --no-deps -e .
+	@touch $@
+
+.PHONY: install
+install: $(VENV)/.installed ## Create .venv with the pinned dependencies (from requirements.lock)
+
+.PHONY: run
+run: install ## Run the whole pipeline on the simulated data (DATA=file TARGET=col for your own)
+	$(BIN)/nbops build --env $(ENV_FILE) $(RUN_FLAGS) $(ARGS)
+
+.PHONY: check
+check: install ## Check env.yaml and pipeline.yaml parameters without running anything
+	$(BIN)/nbops check --env $(ENV_FILE) $(RUN_FLAGS) $(ARGS)
+
+.PHONY: test
+test: install ## Run the whole test suite (what CI runs)
+	$(BIN)/python -m pytest $(ARGS)
+
+.PHONY: lab
+lab: install ## Start JupyterLab with Ploomber's parameter injection (http://127.0.0.1:8888)
+	JUPYTER_CONFIG_DIR=$(CURDIR)/.jupyter $(BIN)/jupyter lab --ip=127.0.0.1 --no-browser --allow-root $(ARGS)
+
+.PHONY: bench
+bench: install ## Run the benchmarks; results go to bench/results/
+	$(BIN)/python bench/bench_build.py $(ARGS)
+
+.PHONY: lint
+lint: install ## Run the pre-commit hooks (ruff, nbstripout, large files) on every file
+	$(BIN)/pre-commit run --all-files
+
+.PHONY: lock
+lock: install ## Recompile requirements.lock from pyproject.toml and requirements/pins.txt
+	$(BIN)/uv pip compile pyproject.toml --extra pipeline --extra dev -c requirements/pins.txt \
+		--override requirements/overrides.txt --python-version 3.11 --no-header --no-annotate -o requirements.lock
+
+.PHONY: clean
+clean: ## Remove products (data/, models/, reports/ outputs, build/, wandb/); keeps .venv
+	rm -rf build data models wandb reports/*.ipynb reports/*.html reports/*.json reports/*.jsonl reports/*.parquet reports/figures env.nbops-build.yaml
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'

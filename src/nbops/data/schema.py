@@ -1,0 +1,306 @@
+"""The table schema: one YAML file per dataset, declared or inferred on first use and then edited.
+
+A column has a *kind* (how its values are read) and a *role* (what the pipeline does with it):
+features feed the model; ``id`` columns are kept in the data but never modelled; ``pii`` columns never
+reach the model, the reports or W&B; ``ignore`` columns are kept out of everything downstream.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from nbops.data.io import write_text
+from nbops.errors import DataError
+
+Kind = Literal["numeric", "categorical", "time", "text"]
+Role = Literal["feature", "target", "time", "id", "pii", "ignore"]
+KINDS = ("numeric", "categorical", "time", "text")
+ROLES = ("feature", "target", "time", "id", "pii", "ignore")
+
+# Share of non-missing values that must parse for a text column to be inferred as numeric or time;
+# the rest are then quarantined as unparseable rather than turning the column into categories.
+PARSE_SHARE = 0.95
+MAX_CATEGORIES = 200
+_TIME_NAME = re.compile(r"(^|_)(date|month|time|timestamp|period|day|week)$|_at$", re.I)
+_PII_NAME = re.compile(r"(^|_)(e?mail|phone|name|ssn|address|surname|passport|iban|dob)($|_)", re.I)
+
+
+@dataclass
+class ColumnSpec:
+    """One column: how to read it and what it is for."""
+
+    name: str
+    kind: Kind
+    role: Role = "feature"
+    nullable: bool = True
+    min: float | None = None
+    max: float | None = None
+    categories: list[str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass
+class TableSchema:
+    """A dataset's declared columns, its target and its task."""
+
+    dataset: str
+    target: str
+    task_type: Literal["binary", "regression"]
+    columns: list[ColumnSpec]
+    time_column: str | None = None
+    positive_class: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def column(self, name: str) -> ColumnSpec:
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(name)
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def by_role(self, *roles: str) -> list[ColumnSpec]:
+        return [c for c in self.columns if c.role in roles]
+
+    @property
+    def features(self) -> list[ColumnSpec]:
+        return self.by_role("feature")
+
+    @property
+    def private(self) -> list[str]:
+        """Columns that must never appear in reports or W&B."""
+        return [c.name for c in self.by_role("pii")]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "target": self.target,
+            "task_type": self.task_type,
+            "time_column": self.time_column,
+            "positive_class": self.positive_class,
+            "columns": [c.to_dict() for c in self.columns],
+        }
+
+    def save(self, path: str | Path) -> Path:
+        header = (
+            f"# Schema of '{self.dataset}'. Edit freely: nbops validates every row against it.\n"
+            "# kind: numeric | categorical | time | text\n"
+            "# role: feature | target | time | id (kept, never modelled) | pii (never reaches the model,\n"
+            "#       reports or W&B) | ignore\n"
+            "# Rows outside min/max, with a category not listed, or null where nullable is false are\n"
+            "# quarantined with the reason, never dropped.\n"
+        )
+        for note in self.notes:
+            header += f"# note: {note}\n"
+        return write_text(header + yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True), path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> TableSchema:
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise DataError("the schema file is not valid YAML", file=str(path), found=str(exc)) from exc
+        return cls.from_dict(raw, source=str(path))
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "schema") -> TableSchema:
+        try:
+            columns = [ColumnSpec(**c) for c in raw["columns"]]
+            schema = cls(
+                dataset=raw.get("dataset", "dataset"),
+                target=raw["target"],
+                task_type=raw["task_type"],
+                columns=columns,
+                time_column=raw.get("time_column"),
+                positive_class=raw.get("positive_class"),
+            )
+        except (KeyError, TypeError) as exc:
+            raise DataError(
+                "the schema is missing a key or has an unknown one",
+                file=source,
+                expected="dataset, target, task_type, time_column, columns: [{name, kind, role, nullable, min, max, categories}]",
+                found=str(exc),
+            ) from exc
+        for col in columns:
+            if col.kind not in KINDS or col.role not in ROLES:
+                raise DataError(
+                    "unknown kind or role in the schema",
+                    file=source,
+                    column=col.name,
+                    expected=f"kind in {KINDS}, role in {ROLES}",
+                    found=f"kind={col.kind!r}, role={col.role!r}",
+                )
+        if schema.task_type not in ("binary", "regression"):
+            raise DataError("unsupported task_type in the schema", file=source, expected="binary or regression", found=repr(schema.task_type))
+        if schema.target not in schema.names:
+            raise DataError("the schema does not list its target column", file=source, column=schema.target)
+        return schema
+
+
+def infer_task_type(target: pd.Series, *, file: str, column: str) -> tuple[Literal["binary", "regression"], str | None]:
+    """Binary when the target has two values, regression when it is numeric with many.
+
+    Returns:
+        The task type, and the positive class label for a binary target that is not 0/1.
+
+    Raises:
+        DataError: one class only, or a multiclass target (not supported yet).
+    """
+    values = target.dropna()
+    if values.empty:
+        raise DataError("the target column has no values", file=file, column=column, expected="a label on most rows")
+    numeric = pd.to_numeric(values, errors="coerce")
+    is_numeric = numeric.notna().mean() >= PARSE_SHARE
+    uniques = pd.unique(numeric.dropna() if is_numeric else values.astype(str))
+    if len(uniques) == 1:
+        raise DataError(
+            "the target has a single class",
+            file=file,
+            column=column,
+            expected="at least two distinct values (both outcomes for a binary target)",
+            found=f"every labelled row is {uniques[0]!r}",
+            hint="check the file is the full table and not a filtered extract",
+        )
+    if len(uniques) == 2:
+        if is_numeric and set(np.asarray(uniques, dtype=float)) == {0.0, 1.0}:
+            return "binary", None
+        counts = values.astype(str).value_counts()
+        return "binary", str(counts.index[-1])  # the rarer label is the event of interest
+    if is_numeric and not (len(uniques) <= 20 and np.all(np.mod(np.asarray(uniques, dtype=float), 1) == 0)):
+        return "regression", None
+    raise DataError(
+        "multiclass targets are not supported yet",
+        file=file,
+        column=column,
+        expected="a binary target (two values) or a numeric one (regression)",
+        found=f"{len(uniques)} classes, e.g. {', '.join(map(repr, list(uniques)[:5]))}",
+        hint="set task_type: regression in env.yaml if the classes are ordered counts, or one-vs-rest the target",
+    )
+
+
+def infer_schema(
+    df: pd.DataFrame,
+    *,
+    dataset: str,
+    target: str,
+    task_type: str = "auto",
+    time_column: str = "auto",
+    id_columns: list[str] | None = None,
+    pii_columns: list[str] | None = None,
+    file: str = "data",
+) -> TableSchema:
+    """Infer a schema from a raw table (text columns from CSV, or typed columns from Parquet).
+
+    Names that look like personal data (email, phone, name, ...) and all-unique text columns are
+    marked ``pii`` and ``id``, so they are kept out of the model until the user says otherwise.
+    """
+    id_columns = list(id_columns or [])
+    pii_columns = list(pii_columns or [])
+    for name in [target, *id_columns, *pii_columns] + ([time_column] if time_column not in ("auto", "none") else []):
+        if name not in df.columns:
+            raise DataError(
+                "a column named in the settings is not in the table",
+                file=file,
+                column=name,
+                expected=f"one of the table's columns: {', '.join(map(str, df.columns[:30]))}",
+                hint="fix the name in env.yaml (target, time_column, id_columns, pii_columns) or DATA/TARGET",
+            )
+    if task_type == "auto":
+        task, positive = infer_task_type(df[target], file=file, column=target)
+    else:
+        task, positive = task_type, None  # type: ignore[assignment]
+        if task == "binary":
+            _, positive = infer_task_type(df[target], file=file, column=target)
+    notes: list[str] = []
+    columns: list[ColumnSpec] = []
+    chosen_time = None if time_column == "none" else (time_column if time_column != "auto" else None)
+    for name in df.columns:
+        series = df[name]
+        nullable = bool(series.isna().any())
+        if name == target:
+            kind = "numeric" if task == "regression" or positive is None else "categorical"
+            columns.append(ColumnSpec(name, kind, "target", nullable=False))
+            continue
+        if name in pii_columns or (name not in id_columns and _PII_NAME.search(str(name))):
+            columns.append(ColumnSpec(name, "text", "pii", nullable=True))
+            if name not in pii_columns:
+                notes.append(f"'{name}' looks like personal data and was marked pii; change its role if it is not")
+            continue
+        if series.isna().all():
+            raise DataError(
+                "a column is entirely empty",
+                file=file,
+                column=name,
+                expected="at least one value per column",
+                found=f"all {len(series):,} rows are null",
+                hint="drop the column, or add it to the schema with role: ignore",
+            )
+        if name == chosen_time or (time_column == "auto" and chosen_time is None and _looks_like_time(name, series)):
+            chosen_time = name
+            columns.append(ColumnSpec(name, "time", "time", nullable=nullable))
+            continue
+        if name in id_columns:
+            columns.append(ColumnSpec(name, "text", "id", nullable=nullable))
+            continue
+        numeric = _as_numeric(series)
+        parsed_share = numeric.notna().sum() / max(series.notna().sum(), 1)
+        if parsed_share >= PARSE_SHARE:
+            lo = float(np.nanmin(numeric)) if numeric.notna().any() else None
+            columns.append(ColumnSpec(name, "numeric", "feature", nullable=nullable, min=0.0 if lo is not None and lo >= 0 else None))
+            continue
+        levels = series.dropna().astype(str)
+        n_unique = levels.nunique()
+        if n_unique == len(levels) and len(levels) > 50:
+            columns.append(ColumnSpec(name, "text", "id", nullable=nullable))
+            notes.append(f"'{name}' has a different value on every row and was marked id")
+        elif n_unique > MAX_CATEGORIES:
+            columns.append(ColumnSpec(name, "text", "ignore", nullable=nullable))
+            notes.append(f"'{name}' has {n_unique:,} distinct values and was set to ignore; encode it yourself to use it")
+        else:
+            cats = sorted(levels.unique().tolist())
+            columns.append(ColumnSpec(name, "categorical", "feature", nullable=nullable, categories=cats))
+    return TableSchema(
+        dataset=dataset,
+        target=target,
+        task_type=task,
+        columns=columns,
+        time_column=chosen_time,
+        positive_class=positive,
+        notes=notes,
+    )
+
+
+def _as_numeric(series: pd.Series) -> pd.Series:
+    if pd.api.types.is_bool_dtype(series):
+        return series.astype(float)
+    if pd.api.types.is_numeric_dtype(series):
+        return series.astype(float)
+    return pd.to_numeric(series, errors="coerce")
+
+
+def parse_time(series: pd.Series) -> pd.Series:
+    """Parse a time column (datetimes, ISO dates, 'YYYY-MM' months); unparseable values become NaT."""
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return series
+    return pd.to_datetime(series.astype("string"), errors="coerce", format="mixed")
+
+
+def _looks_like_time(name: str, series: pd.Series) -> bool:
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return True
+    if not _TIME_NAME.search(str(name)) or pd.api.types.is_numeric_dtype(series):
+        return False
+    sample = series.dropna().head(1000)
+    return bool(len(sample)) and parse_time(sample).notna().mean() >= PARSE_SHARE

@@ -1,0 +1,193 @@
+"""Validate a raw table against its schema: typed valid rows, and every bad row quarantined with why.
+
+Problems with the whole table (a missing column, an empty column, one target class) raise a
+:class:`DataError`. Problems with single rows never raise and never drop: the row goes to quarantine
+with its original values, its row number and a reason naming the column and the value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from nbops.data.schema import ColumnSpec, TableSchema, _as_numeric, parse_time
+from nbops.errors import DataError
+
+ROW_COLUMN = "_row"
+REASON_COLUMN = "_reason"
+
+
+@dataclass
+class ValidationResult:
+    """Valid typed rows, quarantined raw rows, and a per-reason summary."""
+
+    valid: pd.DataFrame
+    quarantine: pd.DataFrame
+    reasons: pd.DataFrame  # column, problem, rows, first_rows
+    n_rows: int
+
+    @property
+    def n_quarantined(self) -> int:
+        return len(self.quarantine)
+
+
+def validate_table(raw: pd.DataFrame, schema: TableSchema, *, file: str) -> ValidationResult:
+    """Check ``raw`` against ``schema`` column by column.
+
+    Args:
+        raw: the table as read (text columns from CSV or typed from Parquet).
+        schema: the declared or inferred schema.
+        file: the source path, named in every message.
+
+    Returns:
+        Valid rows with declared types (PII columns removed), quarantined rows with reasons.
+
+    Raises:
+        DataError: missing or undeclared columns, an all-null column, a single-class target.
+    """
+    _check_columns(raw, schema, file)
+    messages: list[pd.Series] = []
+    typed: dict[str, pd.Series] = {}
+    for spec in schema.columns:
+        column = raw[spec.name]
+        if spec.role not in ("pii", "ignore", "id") and spec.role != "target" and column.isna().all():
+            raise DataError(
+                "a column is entirely empty",
+                file=file,
+                column=spec.name,
+                expected="at least one value" if spec.nullable else "a value on every row (nullable: false)",
+                found=f"all {len(column):,} rows are null",
+                hint="fix the extract, or set role: ignore for this column in the schema",
+            )
+        values, problems = _coerce(column, spec, schema)
+        typed[spec.name] = values
+        messages.extend(problems)
+    if messages:
+        per_row = pd.concat(messages)
+        reason_by_row = per_row.groupby(level=0, sort=True).agg("; ".join)
+    else:
+        per_row = pd.Series(dtype=str)
+        reason_by_row = pd.Series(dtype=str)
+    bad = raw.index.isin(reason_by_row.index)
+    keep = [c.name for c in schema.columns if c.role != "pii"]
+    valid = pd.DataFrame({k: typed[k] for k in keep})[~bad].reset_index(drop=True)
+    quarantine = raw[bad].astype("string").copy()
+    quarantine.insert(0, ROW_COLUMN, np.flatnonzero(bad) + 1)
+    quarantine[REASON_COLUMN] = reason_by_row.reindex(raw.index[bad]).to_numpy()
+    quarantine = quarantine.reset_index(drop=True)
+    result = ValidationResult(valid=valid, quarantine=quarantine, reasons=_summarise(per_row, raw.index), n_rows=len(raw))
+    if schema.task_type == "binary" and len(valid):
+        classes = valid[schema.target].unique()
+        if len(classes) < 2:
+            raise DataError(
+                "the target has a single class among the valid rows",
+                file=file,
+                column=schema.target,
+                expected="both outcomes (0 and 1) present",
+                found=f"every valid row has {schema.target}={classes[0]}",
+            )
+    return result
+
+
+def _check_columns(raw: pd.DataFrame, schema: TableSchema, file: str) -> None:
+    if schema.target not in raw.columns:
+        raise DataError(
+            "the target column is missing",
+            file=file,
+            column=schema.target,
+            expected=f"a column named '{schema.target}'",
+            found=f"columns {', '.join(map(str, raw.columns[:30]))}",
+            hint="set TARGET=<column> (or `target` in env.yaml) to the outcome column",
+        )
+    missing = [n for n in schema.names if n not in raw.columns]
+    if missing:
+        raise DataError(
+            "columns declared in the schema are missing from the table",
+            file=file,
+            column=missing[0],
+            expected=", ".join(missing),
+            hint="fix the extract, or remove those columns from the schema file",
+        )
+    extra = [str(c) for c in raw.columns if c not in schema.names]
+    if extra:
+        raise DataError(
+            "the table has columns the schema does not declare",
+            file=file,
+            column=extra[0],
+            found=", ".join(extra),
+            hint="add them to the schema file (role: ignore keeps them out of the model), or delete the schema file to infer it again",
+        )
+
+
+def _coerce(column: pd.Series, spec: ColumnSpec, schema: TableSchema) -> tuple[pd.Series, list[pd.Series]]:
+    """Type one column; return the typed values and per-row problem messages (indexed by row)."""
+    problems: list[pd.Series] = []
+    present = column.notna()
+    name = spec.name
+
+    def flag(mask: pd.Series | np.ndarray, text: pd.Series | str) -> None:
+        mask = pd.Series(mask, index=column.index)
+        if mask.any():
+            if isinstance(text, str):
+                problems.append(pd.Series(text, index=column.index[mask.to_numpy()]))
+            else:
+                problems.append(text[mask])
+
+    if spec.role == "target":
+        if schema.task_type == "binary":
+            values = _binary_target(column, schema)
+            flag(present & values.isna(), name + ": label " + column.astype("string").fillna("") + f" is not one of the two classes")
+        else:
+            values = _as_numeric(column)
+            flag(present & values.isna(), name + ": " + column.astype("string").fillna("") + " is not a number")
+        flag(~present, f"{name}: target is missing")
+        return values, problems
+    if not spec.nullable:
+        flag(~present, f"{name}: missing, but the schema says nullable: false")
+    if spec.kind == "numeric":
+        values = _as_numeric(column)
+        flag(present & values.isna(), name + ": " + column.astype("string").fillna("").str.slice(0, 40).map(repr) + " is not a number")
+        if spec.min is not None:
+            flag(values < spec.min, name + ": " + values.astype("string").fillna("") + f" is below the minimum {spec.min:g}")
+        if spec.max is not None:
+            flag(values > spec.max, name + ": " + values.astype("string").fillna("") + f" is above the maximum {spec.max:g}")
+        return values.astype("float64"), problems
+    if spec.kind == "time":
+        values = parse_time(column)
+        flag(present & values.isna(), name + ": " + column.astype("string").fillna("").map(repr) + " is not a date")
+        return values, problems
+    text = column.astype("string")
+    if spec.kind == "categorical" and spec.categories is not None:
+        allowed = pd.Index(spec.categories)
+        unseen = present & ~text.isin(allowed)
+        shown = ", ".join(spec.categories[:8]) + (" ..." if len(spec.categories) > 8 else "")
+        flag(unseen, name + ": unseen category " + text.fillna("").map(repr) + f" (allowed: {shown})")
+    return text.astype(object).where(present, None), problems
+
+
+def _binary_target(column: pd.Series, schema: TableSchema) -> pd.Series:
+    if schema.positive_class is None:
+        numeric = _as_numeric(column)
+        return numeric.where(numeric.isin([0.0, 1.0])).astype("Int8").astype("float64")
+    text = column.astype("string")
+    labels = text.dropna().unique().tolist()
+    negatives = [lab for lab in labels if lab != schema.positive_class]
+    mapped = pd.Series(np.nan, index=column.index)
+    mapped[text == schema.positive_class] = 1.0
+    if len(negatives) >= 1:
+        mapped[text == negatives[0]] = 0.0
+    return mapped
+
+
+def _summarise(per_row: pd.Series, index: pd.Index) -> pd.DataFrame:
+    """One line per (column, problem): how many rows, and the first row numbers (1-based)."""
+    if per_row.empty:
+        return pd.DataFrame(columns=["column", "problem", "rows", "first_rows"])
+    frame = pd.DataFrame({"row": index.get_indexer(per_row.index) + 1, "message": per_row.to_numpy()})
+    frame["column"] = frame["message"].str.split(":", n=1).str[0]
+    frame["problem"] = frame["message"].str.replace(r"'[^']*'|-?\d[\d.e+-]*", "…", regex=True).str.split(":", n=1).str[1].str.strip()
+    grouped = frame.groupby(["column", "problem"], sort=False)["row"]
+    summary = grouped.agg(rows="size", first_rows=lambda r: ", ".join(map(str, sorted(r)[:5]))).reset_index()
+    return summary.sort_values("rows", ascending=False, ignore_index=True)

@@ -1,0 +1,75 @@
+"""The features stage: split the valid rows and fit the one feature transform on the training split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from nbops.data.io import write_json, write_parquet
+from nbops.data.schema import TableSchema
+from nbops.features.split import SPLITS, Split, split_rows
+from nbops.params import FeaturesParams
+from nbops.runtime.transform import FeatureTransform
+
+
+@dataclass
+class FeaturesResult:
+    """The split, the fitted transform and a summary for the report."""
+
+    split: Split
+    transform: FeatureTransform
+    summary: dict[str, Any]
+
+
+def load_schema_product(path: str | Path) -> TableSchema:
+    """Load the schema as ingest used it (a product, so later stages never read a newer edit)."""
+    return TableSchema.load(path)
+
+
+def build_features(
+    params: FeaturesParams,
+    *,
+    schema: TableSchema,
+    valid_rows: Path,
+    out: dict[str, Path],
+) -> FeaturesResult:
+    """Split, fit the transform on train, and write train/valid/test Parquet, the transform and a summary.
+
+    Args:
+        params: split fractions and seed.
+        schema: the dataset schema (feature columns, target, time column).
+        valid_rows: ingest's valid rows.
+        out: product paths with keys train, valid, test, transform, summary.
+    """
+    df = pd.read_parquet(valid_rows)
+    split = split_rows(
+        df,
+        time_column=schema.time_column,
+        valid_fraction=params.valid_fraction,
+        test_fraction=params.test_fraction,
+        seed=params.seed,
+    )
+    numeric = [c.name for c in schema.features if c.kind == "numeric"]
+    categorical = [c.name for c in schema.features if c.kind == "categorical"]
+    transform = FeatureTransform.fit(split.train, numeric, categorical)
+    for name in SPLITS:
+        write_parquet(getattr(split, name), out[name])
+    transform.save(out["transform"])
+    summary: dict[str, Any] = {"method": split.method, "features": transform.feature_names, "splits": {}}
+    for name in SPLITS:
+        part: pd.DataFrame = getattr(split, name)
+        entry: dict[str, Any] = {"rows": len(part), "target_mean": float(part[schema.target].mean())}
+        if schema.time_column:
+            entry["from"] = str(part[schema.time_column].min())
+            entry["to"] = str(part[schema.time_column].max())
+        summary["splits"][name] = entry
+    write_json(summary, out["summary"])
+    return FeaturesResult(split=split, transform=transform, summary=summary)
+
+
+def split_table(summary: dict[str, Any]) -> pd.DataFrame:
+    """The split summary as a table for display."""
+    return pd.DataFrame(summary["splits"]).T.rename_axis("split").reset_index()

@@ -1,0 +1,1 @@
+"""Model development: training and evaluation."""

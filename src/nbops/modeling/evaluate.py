@@ -1,0 +1,261 @@
+"""The evaluate stage: test-set metrics, the plots a reviewer expects, SHAP importance and segments.
+
+SHAP values come from LightGBM's own ``pred_contrib`` (exact TreeSHAP), so no extra dependency and no
+sampling error beyond the rows chosen for the summary plot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from sklearn import metrics as skm
+
+from nbops.data.io import write_json, write_parquet
+from nbops.data.schema import TableSchema
+from nbops.params import EvaluateParams
+from nbops.runtime.transform import FeatureTransform
+
+PREDICTION = "prediction"
+
+
+def binary_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """ROC AUC, PR AUC, log loss, Brier score and the Kolmogorov-Smirnov statistic."""
+    if len(np.unique(y)) < 2:
+        return {"rows": float(len(y)), "positive_rate": float(np.mean(y)), "mean_prediction": float(np.mean(p))}
+    fpr, tpr, _ = skm.roc_curve(y, p)
+    return {
+        "roc_auc": float(skm.roc_auc_score(y, p)),
+        "pr_auc": float(skm.average_precision_score(y, p)),
+        "log_loss": float(skm.log_loss(y, np.clip(p, 1e-15, 1 - 1e-15))),
+        "brier": float(skm.brier_score_loss(y, p)),
+        "ks": float(np.max(tpr - fpr)),
+        "rows": float(len(y)),
+        "positive_rate": float(np.mean(y)),
+        "mean_prediction": float(np.mean(p)),
+    }
+
+
+def regression_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """RMSE, MAE and R²."""
+    return {
+        "rmse": float(np.sqrt(skm.mean_squared_error(y, p))),
+        "mae": float(skm.mean_absolute_error(y, p)),
+        "r2": float(skm.r2_score(y, p)) if len(y) > 1 else float("nan"),
+        "rows": float(len(y)),
+        "mean_target": float(np.mean(y)),
+        "mean_prediction": float(np.mean(p)),
+    }
+
+
+def task_metrics(task_type: str, y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    return binary_metrics(y, p) if task_type == "binary" else regression_metrics(y, p)
+
+
+HEADLINE = {"binary": ["roc_auc", "pr_auc", "log_loss", "brier", "ks"], "regression": ["rmse", "mae", "r2"]}
+
+
+@dataclass
+class Evaluation:
+    """Everything the evaluate report shows."""
+
+    metrics: dict[str, float]
+    segments: pd.DataFrame
+    importance: pd.DataFrame
+    predictions: pd.DataFrame
+    figures: dict[str, Figure]
+
+
+def evaluate_model(
+    params: EvaluateParams,
+    *,
+    schema: TableSchema,
+    transform: FeatureTransform,
+    booster: lgb.Booster,
+    test_rows: pd.DataFrame,
+    out: dict[str, Path],
+) -> Evaluation:
+    """Score the test split and write metrics, segment metrics, importance, predictions and plots.
+
+    Args:
+        out: product paths with keys metrics, segments, importance, predictions, and plots (a folder).
+    """
+    x = transform.transform(test_rows)
+    p = booster.predict(x)
+    y = test_rows[schema.target].to_numpy(float)
+    headline = task_metrics(schema.task_type, y, p)
+    segments = segment_metrics(schema, test_rows, p, params)
+    contrib = booster.predict(_sample(x, params.shap_sample), pred_contrib=True)
+    importance = shap_importance(contrib, transform.feature_names)
+    keep = [c.name for c in schema.by_role("id", "time") if c.name in test_rows.columns]
+    predictions = test_rows[keep + [schema.target]].copy()
+    predictions[PREDICTION] = p
+    figures = (
+        binary_figures(y, p) if schema.task_type == "binary" else regression_figures(y, p)
+    )
+    figures["shap_importance"] = importance_figure(importance)
+    figures["shap_summary"] = shap_summary_figure(contrib, _sample(x, params.shap_sample), transform.feature_names)
+    write_json({"task_type": schema.task_type, "metrics": headline, "headline": HEADLINE[schema.task_type]}, out["metrics"])
+    write_parquet(segments, out["segments"])
+    write_parquet(importance, out["importance"])
+    write_parquet(predictions, out["predictions"])
+    plots = Path(out["plots"])
+    plots.mkdir(parents=True, exist_ok=True)
+    for name, fig in figures.items():
+        fig.savefig(plots / f"{name}.png", dpi=110)
+    return Evaluation(headline, segments, importance, predictions, figures)
+
+
+def _sample(x: np.ndarray, n: int) -> np.ndarray:
+    if len(x) <= n:
+        return x
+    idx = np.random.default_rng(0).choice(len(x), size=n, replace=False)
+    return x[np.sort(idx)]
+
+
+def segment_metrics(schema: TableSchema, rows: pd.DataFrame, p: np.ndarray, params: EvaluateParams) -> pd.DataFrame:
+    """Metrics per level of each segment column (default: categorical features and the time column)."""
+    columns = params.segment_columns or (
+        [c.name for c in schema.features if c.kind == "categorical"] + ([schema.time_column] if schema.time_column else [])
+    )
+    y = rows[schema.target].to_numpy(float)
+    frames = []
+    for col in columns:
+        if col not in rows.columns:
+            raise KeyError(f"segment column '{col}' is not in the test rows (columns: {', '.join(rows.columns)})")
+        values = rows[col]
+        if schema.time_column == col:
+            values = pd.to_datetime(values).dt.to_period("M").astype(str)
+        values = values.astype("string").fillna("(missing)")
+        top = values.value_counts().head(params.max_segments).index
+        for level in top:
+            mask = (values == level).to_numpy()
+            m = task_metrics(schema.task_type, y[mask], p[mask])
+            frames.append({"segment": col, "level": str(level), **m})
+    return pd.DataFrame(frames)
+
+
+def shap_importance(contrib: np.ndarray, names: list[str]) -> pd.DataFrame:
+    """Mean absolute SHAP value per feature (the last column of ``contrib`` is the bias)."""
+    mean_abs = np.abs(contrib[:, :-1]).mean(axis=0)
+    return (
+        pd.DataFrame({"feature": names, "mean_abs_shap": mean_abs})
+        .sort_values("mean_abs_shap", ascending=False, ignore_index=True)
+    )
+
+
+def importance_figure(importance: pd.DataFrame, top: int = 20) -> Figure:
+    data = importance.head(top).iloc[::-1]
+    fig = Figure(figsize=(6, 0.28 * len(data) + 1.2))
+    ax = fig.subplots()
+    ax.barh(data["feature"], data["mean_abs_shap"], color="#3b6ea8")
+    ax.set_xlabel("mean |SHAP value|")
+    ax.set_title("Feature importance (SHAP)")
+    fig.tight_layout()
+    return fig
+
+
+def shap_summary_figure(contrib: np.ndarray, x: np.ndarray, names: list[str], top: int = 15) -> Figure:
+    """A beeswarm-style summary: each dot a row, x its SHAP value, colour its feature value's rank."""
+    order = np.argsort(np.abs(contrib[:, :-1]).mean(axis=0))[::-1][:top][::-1]
+    fig = Figure(figsize=(7, 0.35 * len(order) + 1.2))
+    ax = fig.subplots()
+    rng = np.random.default_rng(0)
+    for row, j in enumerate(order):
+        values = x[:, j]
+        ranks = pd.Series(values).rank(pct=True).to_numpy()
+        ax.scatter(contrib[:, j], row + rng.uniform(-0.3, 0.3, len(values)), c=np.nan_to_num(ranks, nan=0.5), cmap="coolwarm", s=4, alpha=0.6)
+    ax.set_yticks(range(len(order)), [names[j] for j in order])
+    ax.axvline(0, color="grey", linewidth=0.8)
+    ax.set_xlabel("SHAP value (impact on the model output)")
+    ax.set_title("SHAP summary (colour: feature value, low blue to high red)")
+    fig.tight_layout()
+    return fig
+
+
+def binary_figures(y: np.ndarray, p: np.ndarray) -> dict[str, Figure]:
+    """ROC, precision-recall, calibration and score distribution by class."""
+    from sklearn.calibration import calibration_curve
+
+    figs: dict[str, Figure] = {}
+    fig = Figure(figsize=(4.5, 4))
+    ax = fig.subplots()
+    fpr, tpr, _ = skm.roc_curve(y, p)
+    ax.plot(fpr, tpr, label=f"AUC {skm.roc_auc_score(y, p):.3f}")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curve")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    figs["roc"] = fig
+    fig = Figure(figsize=(4.5, 4))
+    ax = fig.subplots()
+    prec, rec, _ = skm.precision_recall_curve(y, p)
+    ax.plot(rec, prec, label=f"AP {skm.average_precision_score(y, p):.3f}")
+    ax.axhline(np.mean(y), color="grey", linestyle="--", label=f"base rate {np.mean(y):.3f}")
+    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall curve")
+    ax.legend()
+    fig.tight_layout()
+    figs["precision_recall"] = fig
+    fig = Figure(figsize=(4.5, 4))
+    ax = fig.subplots()
+    frac_pos, mean_pred = calibration_curve(y, p, n_bins=10, strategy="quantile")
+    ax.plot(mean_pred, frac_pos, marker="o", label="model")
+    hi = max(mean_pred.max(), frac_pos.max())
+    ax.plot([0, hi], [0, hi], color="grey", linestyle="--", label="perfect")
+    ax.set(xlabel="mean predicted probability", ylabel="observed default rate", title="Calibration (deciles)")
+    ax.legend()
+    fig.tight_layout()
+    figs["calibration"] = fig
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.subplots()
+    bins = np.linspace(0, 1, 41)
+    ax.hist(p[y == 0], bins=bins, alpha=0.6, density=True, label="negative")
+    ax.hist(p[y == 1], bins=bins, alpha=0.6, density=True, label="positive")
+    ax.set(xlabel="predicted probability", ylabel="density", title="Score distribution by outcome")
+    ax.legend()
+    fig.tight_layout()
+    figs["score_distribution"] = fig
+    return figs
+
+
+def regression_figures(y: np.ndarray, p: np.ndarray) -> dict[str, Figure]:
+    """Predicted against actual, and residuals against predicted."""
+    figs: dict[str, Figure] = {}
+    fig = Figure(figsize=(4.5, 4))
+    ax = fig.subplots()
+    ax.scatter(y, p, s=4, alpha=0.4)
+    lo, hi = float(min(y.min(), p.min())), float(max(y.max(), p.max()))
+    ax.plot([lo, hi], [lo, hi], color="grey", linestyle="--")
+    ax.set(xlabel="actual", ylabel="predicted", title="Predicted vs actual")
+    fig.tight_layout()
+    figs["predicted_vs_actual"] = fig
+    fig = Figure(figsize=(4.5, 4))
+    ax = fig.subplots()
+    ax.scatter(p, y - p, s=4, alpha=0.4)
+    ax.axhline(0, color="grey", linestyle="--")
+    ax.set(xlabel="predicted", ylabel="residual (actual - predicted)", title="Residuals")
+    fig.tight_layout()
+    figs["residuals"] = fig
+    fig = Figure(figsize=(4.5, 3.5))
+    ax = fig.subplots()
+    ax.hist(y - p, bins=50)
+    ax.set(xlabel="residual", ylabel="rows", title="Residual distribution")
+    fig.tight_layout()
+    figs["residual_distribution"] = fig
+    return figs
+
+
+def metrics_table(metrics: dict[str, float], task_type: str) -> pd.DataFrame:
+    """The headline metrics as a one-column table."""
+    return pd.DataFrame({"metric": HEADLINE[task_type], "value": [round(metrics.get(k, float("nan")), 4) for k in HEADLINE[task_type]]})
+
+
+def load_json(path: Path) -> Any:
+    import json
+
+    return json.loads(Path(path).read_text())

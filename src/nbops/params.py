@@ -1,0 +1,155 @@
+"""Typed parameters: one model per stage, and the env file as the union of them.
+
+Every value a stage takes is declared here once, with its type and bounds. ``nbops check`` validates
+``env.yaml`` and ``pipeline.yaml`` against these models before any kernel starts, and each stage
+notebook turns its parameters cell into the same model, so a wrong value fails the same way
+everywhere: naming the key, what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from nbops.errors import ConfigError
+
+TaskType = Literal["auto", "binary", "regression"]
+
+
+class StageParams(BaseModel):
+    """Base for stage parameters: unknown keys are errors, values are coerced only when lossless."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IngestParams(StageParams):
+    """Parameters of the ingest stage: where the raw table comes from and how to read it."""
+
+    data: str = Field("simulate", description="'simulate' for the built-in credit-risk table, or a CSV/Parquet path")
+    rows: int = Field(100_000, ge=100, description="rows to simulate when data is 'simulate'")
+    seed: int = Field(42, ge=0, description="random seed for simulation, splits and training")
+    target: str = Field("default", min_length=1, description="name of the target column")
+    task_type: TaskType = Field("auto", description="binary or regression; auto infers it from the target")
+    time_column: str = Field("auto", description="column ordering the rows in time; 'auto' detects one, 'none' for a random split")
+    id_columns: list[str] = Field(default_factory=list, description="identifier columns: kept in the data, never a feature")
+    pii_columns: list[str] = Field(default_factory=list, description="personal data: never reaches the model, reports or W&B")
+    schema_file: str = Field("auto", description="schema YAML; 'auto' uses schemas/<dataset>.schema.yaml, inferred on first use")
+    max_quarantine_fraction: float = Field(0.2, ge=0, le=1, description="fail when more rows than this are quarantined")
+    tracking: Literal["offline", "online", "disabled"] = Field("offline", description="W&B mode")
+
+
+class FeaturesParams(StageParams):
+    """Parameters of the features stage: the split."""
+
+    valid_fraction: float = Field(0.15, gt=0, lt=0.5, description="share of rows for early stopping")
+    test_fraction: float = Field(0.15, gt=0, lt=0.5, description="share of rows held out for evaluation")
+    seed: int = Field(42, ge=0)
+    tracking: Literal["offline", "online", "disabled"] = "offline"
+
+
+class TrainParams(StageParams):
+    """LightGBM hyper-parameters and resources."""
+
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    num_leaves: int = Field(31, ge=2, le=131_072)
+    min_data_in_leaf: int = Field(50, ge=1)
+    feature_fraction: float = Field(0.9, gt=0, le=1)
+    bagging_fraction: float = Field(0.8, gt=0, le=1)
+    lambda_l2: float = Field(1.0, ge=0)
+    num_boost_round: int = Field(500, ge=1)
+    early_stopping_rounds: int = Field(50, ge=1)
+    num_threads: int = Field(0, ge=0, description="0: cores divided by the tasks that run at once")
+    parallel_tasks: int = Field(1, ge=1, description="tasks the executor runs at once (for num_threads=0)")
+    seed: int = Field(42, ge=0)
+    tracking: Literal["offline", "online", "disabled"] = "offline"
+
+
+class EvaluateParams(StageParams):
+    """Parameters of the evaluate stage."""
+
+    segment_columns: list[str] = Field(default_factory=list, description="columns to break metrics down by; empty: the categorical features and time")
+    max_segments: int = Field(12, ge=1, description="levels shown per segment column")
+    shap_sample: int = Field(2000, ge=10, description="rows explained in the SHAP summary")
+    tracking: Literal["offline", "online", "disabled"] = "offline"
+
+
+STAGES: dict[str, type[StageParams]] = {
+    "ingest": IngestParams,
+    "features": FeaturesParams,
+    "train": TrainParams,
+    "evaluate": EvaluateParams,
+}
+
+
+class EnvSettings(IngestParams, FeaturesParams, TrainParams, EvaluateParams):
+    """Every key ``env.yaml`` may hold: the stage parameters plus where and how the pipeline runs."""
+
+    root: str = Field(".", description="folder under which data/, models/ and reports/ are written")
+    executor: Literal["papermill", "ploomber-engine"] = Field("papermill", description="how Ploomber runs each notebook")
+
+
+def describe_expected(model: type[BaseModel], key: str) -> str:
+    """Say in words what a field accepts, from its annotation and bounds."""
+    field = model.model_fields[key]
+    text = _annotation_text(field.annotation)
+    bounds = []
+    for meta in field.metadata:
+        for attr, sym in (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<"), ("min_length", "length ≥")):
+            if getattr(meta, attr, None) is not None:
+                bounds.append(f"{sym} {getattr(meta, attr)}")
+    return text + (f" ({', '.join(bounds)})" if bounds else "")
+
+
+def _annotation_text(annotation: Any) -> str:
+    origin = getattr(annotation, "__origin__", None)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in annotation.__args__)
+    if origin is list:
+        return "a list of " + _annotation_text(annotation.__args__[0]) + "s"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        annotation, str(annotation)
+    )
+
+
+def validate_params(
+    model: type[StageParams], values: Mapping[str, Any], *, where: str
+) -> StageParams:
+    """Build ``model`` from ``values``; on failure raise one ConfigError listing every bad key.
+
+    Args:
+        model: the parameter model to validate against.
+        values: raw values (from YAML, a command line or a notebook namespace).
+        where: what to name in the message, e.g. "env.yaml" or "task 'train' in pipeline.yaml".
+
+    Returns:
+        The validated, typed parameters.
+    """
+    unknown = [k for k in values if k not in model.model_fields]
+    problems = [unknown_key_message(k, list(model.model_fields), where=where) for k in unknown]
+    known = {k: v for k, v in values.items() if k in model.model_fields}
+    try:
+        params = model(**known)
+    except ValidationError as exc:
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"])
+            top = str(err["loc"][0])
+            expected = describe_expected(model, top) if top in model.model_fields else err["msg"]
+            problems.append(
+                f"{where}: '{key}' expected {expected}, found {err['input']!r} "
+                f"({type(err['input']).__name__}): {err['msg']}"
+            )
+        params = None
+    if problems:
+        raise ConfigError("\n".join(problems))
+    assert params is not None
+    return params
+
+
+def unknown_key_message(key: str, known: list[str], *, where: str) -> str:
+    """'unknown key' with the closest known names, so a typo is fixed in one look."""
+    close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return f"{where}: unknown key '{key}'.{hint} Known keys: {', '.join(sorted(known))}"

@@ -1,0 +1,40 @@
+"""One project root, from which every path is built.
+
+The root is the folder holding ``pipeline.yaml``. It is found from ``NBOPS_PROJECT`` when set (a
+scheduler or a test can point at any copy), otherwise by walking up from the working directory, so a
+notebook opened anywhere under the project resolves the same paths as the pipeline.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from nbops.errors import ConfigError
+
+PIPELINE_FILE = "pipeline.yaml"
+
+
+def project_root(start: str | Path | None = None) -> Path:
+    """Return the project folder: the nearest ancestor of ``start`` holding ``pipeline.yaml``."""
+    env = os.environ.get("NBOPS_PROJECT")
+    if env:
+        root = Path(env).expanduser().resolve()
+        if not (root / PIPELINE_FILE).exists():
+            raise ConfigError(
+                f"NBOPS_PROJECT={env} has no {PIPELINE_FILE}; point it at the nbops project folder"
+            )
+        return root
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / PIPELINE_FILE).exists():
+            return folder
+    raise ConfigError(
+        f"no {PIPELINE_FILE} in {here} or any folder above it; run from inside the nbops project "
+        "or set NBOPS_PROJECT to its folder"
+    )
+
+
+def wandb_home(project: Path) -> Path:
+    """The one folder under the project that holds every W&B file (runs, staging, cache, config)."""
+    return project / "wandb"

@@ -1,0 +1,145 @@
+"""Read ``pipeline.yaml`` and the env file without Ploomber.
+
+Ploomber stays at the edge: this module only reads the two YAML files it already uses, so that
+parameters are checked before anything runs (``nbops check``) and a notebook opened on its own finds
+the same products as under the pipeline. ``pipeline.yaml`` remains the only place that knows the DAG.
+"""
+
+from __future__ import annotations
+
+import ast
+import getpass
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nbops.errors import ConfigError
+from nbops.paths import PIPELINE_FILE
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task of the DAG as declared in pipeline.yaml, with placeholders rendered."""
+
+    name: str
+    source: Path
+    product: dict[str, str]
+    params: dict[str, Any]
+    upstream: list[str] = field(default_factory=list)
+    raw_params: dict[str, Any] = field(default_factory=dict)
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """Load a YAML mapping, naming the file and line when it does not parse."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path} does not exist") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values, found {type(data).__name__}")
+    return data
+
+
+def render(value: Any, env: Mapping[str, Any], *, where: str) -> Any:
+    """Substitute ``{{key}}`` placeholders as Ploomber does: a lone placeholder keeps its type."""
+    if isinstance(value, dict):
+        return {k: render(v, env, where=f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [render(v, env, where=where) for v in value]
+    if not isinstance(value, str):
+        return value
+    lone = _PLACEHOLDER.fullmatch(value.strip())
+    if lone:
+        return _lookup(lone.group(1), env, where)
+    return _PLACEHOLDER.sub(lambda m: str(_lookup(m.group(1), env, where)), value)
+
+
+def _lookup(key: str, env: Mapping[str, Any], where: str) -> Any:
+    if key not in env:
+        raise ConfigError(
+            f"{where}: placeholder '{{{{{key}}}}}' is not defined in the env file; "
+            f"add '{key}: ...' to env.yaml (defined: {', '.join(sorted(env))})"
+        )
+    return env[key]
+
+
+def builtin_placeholders(env_file: Path) -> dict[str, Any]:
+    """The placeholders Ploomber defines itself and that nbops uses."""
+    return {"here": str(env_file.parent.resolve()), "cwd": str(Path.cwd()), "user": getpass.getuser()}
+
+
+def load_env(project: Path, env_file: str | Path = "env.yaml", overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Load the env file, apply overrides, and render placeholders inside its own values."""
+    path = (project / env_file).resolve()
+    raw = load_yaml(path)
+    raw.update(overrides or {})
+    builtins = builtin_placeholders(path)
+    return {k: render(v, {**builtins, **raw}, where=f"{path.name}:{k}") for k, v in raw.items()}
+
+
+def notebook_parameters(source: Path) -> dict[str, Any]:
+    """Names and default values assigned in a notebook's ``parameters`` cell.
+
+    Supports .ipynb and jupytext percent scripts. Values that are not literals map to ``...``.
+    """
+    if source.suffix == ".ipynb":
+        cells = json.loads(source.read_text())["cells"]
+        code = next(
+            ("".join(c["source"]) for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])),
+            None,
+        )
+    else:
+        match = re.search(r"# %%.*parameters.*\n(.*?)(?=\n# %%|\Z)", source.read_text(), re.S)
+        code = match.group(1) if match else None
+    if code is None:
+        raise ConfigError(f"{source}: no cell tagged 'parameters'; Ploomber needs one to inject values")
+    found: dict[str, Any] = {}
+    for node in ast.parse(code).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                found[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                found[node.targets[0].id] = ...
+    return found
+
+
+def load_tasks(project: Path, env: Mapping[str, Any]) -> list[TaskSpec]:
+    """The tasks of ``pipeline.yaml`` with placeholders rendered from ``env``."""
+    spec_path = project / PIPELINE_FILE
+    spec = load_yaml(spec_path)
+    tasks = []
+    for i, raw in enumerate(spec.get("tasks", [])):
+        where = f"{PIPELINE_FILE} task #{i + 1}"
+        if "source" not in raw:
+            raise ConfigError(f"{where}: every task needs a 'source' notebook")
+        source = (project / raw["source"]).resolve()
+        name = raw.get("name") or source.stem
+        where = f"{PIPELINE_FILE} task '{name}'"
+        if not source.exists():
+            raise ConfigError(f"{where}: source {raw['source']} does not exist")
+        product = render(raw.get("product", {}), env, where=f"{where} product")
+        if isinstance(product, str):
+            product = {"nb": product}
+        upstream = raw.get("upstream") or []
+        if isinstance(upstream, str):
+            upstream = [upstream]
+        tasks.append(
+            TaskSpec(
+                name=name,
+                source=source,
+                product={k: str(v) for k, v in product.items()},
+                params=render(raw.get("params", {}), env, where=f"{where} params"),
+                upstream=list(upstream),
+                raw_params=dict(raw.get("params", {})),
+            )
+        )
+    return tasks

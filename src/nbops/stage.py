@@ -1,0 +1,102 @@
+"""What a stage notebook calls first: its typed parameters and its input and output paths.
+
+Under Ploomber the notebook receives ``product`` and ``upstream`` injected. Opened on its own (in
+JupyterLab without the extension, or under nbval) ``product`` is None, and the same paths are read
+from ``pipeline.yaml`` with the products rooted in ``build/interactive``, so that running the stage
+notebooks in order by hand works and never overwrites the pipeline's products.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nbops.errors import ConfigError
+from nbops.params import STAGES, StageParams, validate_params
+from nbops.paths import project_root
+from nbops.pipeline_spec import load_env, load_tasks
+
+INTERACTIVE_ROOT = "build/interactive"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage's typed parameters, its products and its upstream products."""
+
+    name: str
+    params: Any
+    product: dict[str, Path]
+    upstream: dict[str, dict[str, Path]]
+    project: Path
+    interactive: bool
+
+    def out(self, key: str) -> Path:
+        """Path of product ``key``, with its folder created."""
+        if key not in self.product:
+            raise ConfigError(f"stage '{self.name}' has no product '{key}' (it has {', '.join(self.product)})")
+        self.product[key].parent.mkdir(parents=True, exist_ok=True)
+        return self.product[key]
+
+    def inp(self, task: str, key: str) -> Path:
+        """Path of upstream ``task``'s product ``key``; it must exist."""
+        try:
+            path = self.upstream[task][key]
+        except KeyError as exc:
+            raise ConfigError(f"stage '{self.name}' has no upstream product {task}.{key}") from exc
+        if not path.exists():
+            raise ConfigError(
+                f"stage '{self.name}' needs {path}, made by stage '{task}', which has not run yet; "
+                f"run the '{task}' notebook first (or `make run`)"
+            )
+        return path
+
+
+def stage(name: str, namespace: Mapping[str, Any]) -> Stage:
+    """Resolve a notebook's parameters cell into a :class:`Stage`.
+
+    Args:
+        name: the task name in pipeline.yaml (``ingest``, ``features``, ...).
+        namespace: the notebook's ``globals()``: parameter values plus ``product`` and ``upstream``.
+
+    Returns:
+        The typed parameters and absolute product paths.
+    """
+    model: type[StageParams] = STAGES[name]
+    values = {k: namespace[k] for k in model.model_fields if k in namespace}
+    params = validate_params(model, values, where=f"notebook '{name}' parameters")
+    product = namespace.get("product")
+    upstream = namespace.get("upstream")
+    if product is not None and isinstance(upstream, Mapping | type(None)):
+        return Stage(
+            name=name,
+            params=params,
+            product={k: Path(v) for k, v in _as_dict(product).items()},
+            upstream={t: {k: Path(v) for k, v in _as_dict(p).items()} for t, p in (upstream or {}).items()},
+            project=project_root(),
+            interactive=False,
+        )
+    project = project_root()
+    env = load_env(project, overrides={"root": str(project / INTERACTIVE_ROOT)})
+    tasks = {t.name: t for t in load_tasks(project, env)}
+    if name not in tasks:
+        raise ConfigError(f"pipeline.yaml has no task named '{name}' (it has {', '.join(tasks)})")
+    task = tasks[name]
+    log.info("running '%s' on its own: products go to %s", name, project / INTERACTIVE_ROOT)
+    return Stage(
+        name=name,
+        params=params,
+        product={k: Path(v) for k, v in task.product.items()},
+        upstream={u: {k: Path(v) for k, v in tasks[u].product.items()} for u in task.upstream},
+        project=project,
+        interactive=True,
+    )
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        return dict(value)
+    return {"nb": value}
