@@ -22,7 +22,9 @@ from typing import Any
 
 import yaml
 
+from nbops import lineage
 from nbops.check import CheckedProject, check_project
+from nbops.pipeline_spec import load_env
 from nbops.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -76,8 +78,17 @@ def run_build(
         Ploomber's exit code, each task's outcome, and the checked project.
     """
     t0 = time.perf_counter()
+    overrides = dict(overrides or {})
+    overrides.setdefault("data_version", data_version(project, env_file, overrides))
     checked = check_project(project, env_file, overrides)
     log.info("parameters checked in %.2f s: %d tasks", time.perf_counter() - t0, len(checked.tasks))
+    root = Path(checked.settings.root)
+    if not force:
+        pending = {name: why for name, why in lineage.changes(checked.tasks, root).items() if why}
+        if not pending:
+            return 0, [TaskOutcome(t.name, False, t.product) for t in checked.tasks], checked
+        for name, why in pending.items():
+            log.info("task '%s' may need to run: %s", name, "; ".join(why))
     env_path = write_generated_env(project, checked)
     build_id = new_build_id()
     env = {
@@ -93,9 +104,25 @@ def run_build(
     started = time.time()
     proc = subprocess.run(cmd, cwd=project, env=env, stdout=None if stream else subprocess.PIPE, stderr=subprocess.STDOUT if not stream else None, text=True)
     outcomes = task_outcomes(checked, started)
+    if proc.returncode == 0:
+        lineage.save_state(root, checked.tasks, build_id)
     record = {"build_id": build_id, "env_file": env_file, "returncode": proc.returncode, "tasks": {o.name: o.ran for o in outcomes}}
-    _append_build_log(Path(checked.settings.root), record)
+    _append_build_log(root, record)
     return proc.returncode, outcomes, checked
+
+
+def data_version(project: Path, env_file: str, overrides: Mapping[str, Any]) -> str:
+    """Size and modification time of the data file ('' for the simulator), so an edit reruns ingest."""
+    data = overrides.get("data") or load_env(project, env_file).get("data", "simulate")
+    if data == "simulate":
+        return ""
+    path = Path(str(data))
+    path = path if path.is_absolute() else project / path
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return "missing"
+    return f"{st.st_size}-{st.st_mtime_ns}"
 
 
 def task_outcomes(checked: CheckedProject, started: float) -> list[TaskOutcome]:

@@ -36,6 +36,7 @@ class IngestParams(StageParams):
     time_column: str = Field("auto", description="column ordering the rows in time; 'auto' detects one, 'none' for a random split")
     id_columns: list[str] = Field(default_factory=list, description="identifier columns: kept in the data, never a feature")
     pii_columns: list[str] = Field(default_factory=list, description="personal data: never reaches the model, reports or W&B")
+    data_version: str = Field("", description="size and modification time of the data file; set by nbops build so a changed file reruns ingest")
     schema_file: str = Field("auto", description="schema YAML; 'auto' uses schemas/<dataset>.schema.yaml, inferred on first use")
     max_quarantine_fraction: float = Field(0.2, ge=0, le=1, description="fail when more rows than this are quarantined")
     tracking: Literal["offline", "online", "disabled"] = Field("offline", description="W&B mode")

@@ -91,6 +91,7 @@ NEW_LOAN_PURPOSE: Final = "buy_now_pay_later"
 _MAX_ROWS: Final = 100_000_000  # id space per table: ids are ``batch * 10**8 + row``
 _ID_STRIDE: Final = 100_000_000
 _ID_DIGITS: Final = 10
+_CHUNK_ROWS: Final = 1 << 20  # rows generated per chunk (bounds temporary memory)
 _START_RE: Final = re.compile(r"^(\d{4})-(\d{2})$")
 
 # Random stream tags (combined with seed and batch number).
@@ -99,18 +100,20 @@ _STREAM_DRIFT: Final = 1
 _STREAM_TARGET: Final = 2
 _STREAM_MONTHS: Final = 3
 
-# Intercepts calibrated offline (4M rows) so the default rate is ~10 %.
-_INTERCEPT_REFERENCE: Final = -4.229
-_INTERCEPT_CONCEPT: Final = -3.834
+# Intercepts calibrated offline (2M rows, incl. the latent term) so the default rate is ~10 %.
+_LATENT_SD: Final = 0.6
+_INTERCEPT_REFERENCE: Final = -4.328
+_INTERCEPT_CONCEPT: Final = -3.928
 
 # Drift magnitudes.
 _SHOCK_INCOME_FACTOR: Final = 0.65
-_SHOCK_UTIL_FACTOR: Final = 1.3
-_SHOCK_UTIL_ADD: Final = 0.15
-_SHOCK_NEW_DELINQ_PROB: Final = 0.4
-_SHOCK_EXTRA_DELINQ_MEAN: Final = 0.8
+_SHOCK_UTIL_FACTOR: Final = 1.2
+_SHOCK_UTIL_ADD: Final = 0.12
+_SHOCK_NEW_DELINQ_PROB: Final = 0.5
+_SHOCK_NEW_DELINQ_EXTRA_MEAN: Final = 1.0
+_SHOCK_EXTRA_DELINQ_MEAN: Final = 1.0
 _SHOCK_RECENT_MONTHS: Final = 6
-_SHOCK_EXTRA_INQ_MEAN: Final = 1.5
+_SHOCK_EXTRA_INQ_MEAN: Final = 1.2
 _NEW_CATEGORY_SHARE: Final = 0.25
 
 
@@ -280,8 +283,8 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-def _rng(seed: int, batch: int, stream: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([seed, batch, stream]))
+def _rng(seed: int, batch: int, stream: int, chunk: int = 0) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, batch, stream, chunk]))
 
 
 def _draw_codes(rng: np.random.Generator, probs: np.ndarray, n: int) -> np.ndarray:
@@ -577,7 +580,7 @@ def _apply_drift(
         )
         delinq = f["num_delinquencies_2y"]
         newly = (delinq == 0) & (rng.random(n) < _SHOCK_NEW_DELINQ_PROB)
-        new_events = np.where(newly, 1 + rng.poisson(0.3, n), 0) + np.where(
+        new_events = np.where(newly, 1 + rng.poisson(_SHOCK_NEW_DELINQ_EXTRA_MEAN, n), 0) + np.where(
             delinq > 0, rng.poisson(_SHOCK_EXTRA_DELINQ_MEAN, n), 0
         )
         f["num_delinquencies_2y"] = (delinq + new_events).astype(np.int64)
@@ -604,7 +607,7 @@ def _apply_drift(
             DriftedFeature(
                 "num_delinquencies_2y",
                 "rate",
-                f"{_SHOCK_NEW_DELINQ_PROB:.0%} of clean applicants gain 1 + Poisson(0.3)"
+                f"{_SHOCK_NEW_DELINQ_PROB:.0%} of clean applicants gain 1 + Poisson({_SHOCK_NEW_DELINQ_EXTRA_MEAN})"
                 f" delinquencies; delinquent ones gain Poisson({_SHOCK_EXTRA_DELINQ_MEAN})",
             ),
             DriftedFeature(
@@ -676,16 +679,43 @@ def _assemble(
     return pd.DataFrame(data, copy=False)
 
 
+def _simulate_chunk(
+    *, n: int, seed: int, batch: int, drift: str, chunk: int
+) -> tuple[dict[str, np.ndarray], list[DriftedFeature]]:
+    """Features (with drift applied) and target for one chunk of rows."""
+    features = _generate_features(_rng(seed, batch, _STREAM_FEATURES, chunk), n)
+    drifted = _apply_drift(features, drift, batch, _rng(seed, batch, _STREAM_DRIFT, chunk))
+    target_rng = _rng(seed, batch, _STREAM_TARGET, chunk)
+    # Unobserved applicant heterogeneity keeps the problem realistically noisy.
+    latent = target_rng.normal(0.0, _LATENT_SD, n)
+    p_default = _sigmoid(_logit(features, concept=drift == "concept") + latent)
+    features[TARGET] = (target_rng.random(n) < p_default).astype(np.int64)
+    return features, drifted
+
+
 def _simulate(
     *, n: int, seed: int, batch: int, drift: str, month_labels: list[str], month_counts: np.ndarray
 ) -> tuple[pd.DataFrame, SimulationTruth]:
-    features = _generate_features(_rng(seed, batch, _STREAM_FEATURES), n)
-    drifted = _apply_drift(features, drift, batch, _rng(seed, batch, _STREAM_DRIFT))
-    p_default = _sigmoid(_logit(features, concept=drift == "concept"))
-    target = (_rng(seed, batch, _STREAM_TARGET).random(n) < p_default).astype(np.int64)
+    # Rows are generated in fixed-size chunks (each with its own random streams):
+    # temporaries stay small, so large tables need little more memory than the
+    # result and the output does not depend on anything but the arguments.
+    columns: dict[str, np.ndarray] = {}
+    drifted: list[DriftedFeature] = []
+    for chunk, lo in enumerate(range(0, n, _CHUNK_ROWS)):
+        size = min(_CHUNK_ROWS, n - lo)
+        part, drifted = _simulate_chunk(n=size, seed=seed, batch=batch, drift=drift, chunk=chunk)
+        if size == n:
+            columns = part
+            break
+        for name, values in part.items():
+            if name not in columns:
+                columns[name] = np.empty(n, dtype=values.dtype)
+            columns[name][lo : lo + size] = values
+        del part
+    target = columns.pop(TARGET)
     month_codes = np.repeat(np.arange(len(month_labels), dtype=np.int32), month_counts)
     df = _assemble(
-        features,
+        columns,
         _id_series(batch * _ID_STRIDE, n),
         _string_series(month_labels, month_codes),
         target,

@@ -7,6 +7,7 @@ with its original values, its row number and a reason naming the column and the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,49 +123,57 @@ def _check_columns(raw: pd.DataFrame, schema: TableSchema, file: str) -> None:
 
 
 def _coerce(column: pd.Series, spec: ColumnSpec, schema: TableSchema) -> tuple[pd.Series, list[pd.Series]]:
-    """Type one column; return the typed values and per-row problem messages (indexed by row)."""
+    """Type one column; return the typed values and per-row problem messages (indexed by row).
+
+    Messages are built only for flagged rows, so a clean column costs a few vectorised comparisons.
+    """
     problems: list[pd.Series] = []
     present = column.notna()
     name = spec.name
 
-    def flag(mask: pd.Series | np.ndarray, text: pd.Series | str) -> None:
-        mask = pd.Series(mask, index=column.index)
-        if mask.any():
-            if isinstance(text, str):
-                problems.append(pd.Series(text, index=column.index[mask.to_numpy()]))
-            else:
-                problems.append(text[mask])
+    def flag(mask: pd.Series, describe: Callable[[pd.Series], pd.Series] | str, values: pd.Series | None = None) -> None:
+        mask = pd.Series(np.asarray(mask, dtype=bool), index=column.index)
+        if not mask.any():
+            return
+        rows = column.index[mask.to_numpy()]
+        if isinstance(describe, str):
+            problems.append(pd.Series(describe, index=rows))
+        else:
+            shown = (values if values is not None else column)[mask.to_numpy()]
+            problems.append(describe(shown.astype("string").fillna("").str.slice(0, 40)))
 
     if spec.role == "target":
         if schema.task_type == "binary":
             values = _binary_target(column, schema)
-            flag(present & values.isna(), name + ": label " + column.astype("string").fillna("") + f" is not one of the two classes")
+            flag(present & values.isna(), lambda v: name + ": label " + v.map(repr) + " is not one of the two classes")
         else:
             values = _as_numeric(column)
-            flag(present & values.isna(), name + ": " + column.astype("string").fillna("") + " is not a number")
+            flag(present & values.isna(), lambda v: name + ": " + v.map(repr) + " is not a number")
         flag(~present, f"{name}: target is missing")
         return values, problems
     if not spec.nullable:
         flag(~present, f"{name}: missing, but the schema says nullable: false")
     if spec.kind == "numeric":
         values = _as_numeric(column)
-        flag(present & values.isna(), name + ": " + column.astype("string").fillna("").str.slice(0, 40).map(repr) + " is not a number")
+        flag(present & values.isna(), lambda v: name + ": " + v.map(repr) + " is not a number")
         if spec.min is not None:
-            flag(values < spec.min, name + ": " + values.astype("string").fillna("") + f" is below the minimum {spec.min:g}")
+            flag(values < spec.min, lambda v: name + ": " + v + f" is below the minimum {spec.min:g}", values)
         if spec.max is not None:
-            flag(values > spec.max, name + ": " + values.astype("string").fillna("") + f" is above the maximum {spec.max:g}")
+            flag(values > spec.max, lambda v: name + ": " + v + f" is above the maximum {spec.max:g}", values)
         return values.astype("float64"), problems
     if spec.kind == "time":
         values = parse_time(column)
-        flag(present & values.isna(), name + ": " + column.astype("string").fillna("").map(repr) + " is not a date")
+        flag(present & values.isna(), lambda v: name + ": " + v.map(repr) + " is not a date")
         return values, problems
-    text = column.astype("string")
     if spec.kind == "categorical" and spec.categories is not None:
-        allowed = pd.Index(spec.categories)
-        unseen = present & ~text.isin(allowed)
+        unseen = present & ~column.isin(spec.categories)
+        if pd.api.types.is_numeric_dtype(column) or unseen.any():
+            unseen = present & ~column.astype("string").isin(pd.Index(spec.categories))
         shown = ", ".join(spec.categories[:8]) + (" ..." if len(spec.categories) > 8 else "")
-        flag(unseen, name + ": unseen category " + text.fillna("").map(repr) + f" (allowed: {shown})")
-    return text.astype(object).where(present, None), problems
+        flag(unseen, lambda v: name + ": unseen category " + v.map(repr) + f" (allowed: {shown})")
+    if column.dtype == object or pd.api.types.is_string_dtype(column):
+        return column, problems
+    return column.astype("string").astype(object).where(present, None), problems
 
 
 def _binary_target(column: pd.Series, schema: TableSchema) -> pd.Series:
