@@ -55,6 +55,7 @@ lint: install ## Run the pre-commit hooks (ruff, nbstripout, large files) on eve
 lock: install ## Recompile requirements.lock from pyproject.toml and requirements/pins.txt
 	$(BIN)/uv pip compile pyproject.toml --extra pipeline --extra dev -c requirements/pins.txt \
 		--override requirements/overrides.txt --python-version 3.11 --no-header --no-annotate -o requirements.lock
+	$(BIN)/python requirements/write_environment_yml.py
 
 .PHONY: clean
 clean: ## Remove products (data/, models/, reports/ outputs, build/, wandb/); keeps .venv

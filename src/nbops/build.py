@@ -122,7 +122,8 @@ def data_version(project: Path, env_file: str, overrides: Mapping[str, Any]) -> 
         st = path.stat()
     except FileNotFoundError:
         return "missing"
-    return f"{st.st_size}-{st.st_mtime_ns}"
+    # Letters keep Ploomber from evaluating it as arithmetic ("123-456" would become -333).
+    return f"size{st.st_size}-mtime{st.st_mtime_ns}"
 
 
 def task_outcomes(checked: CheckedProject, started: float) -> list[TaskOutcome]:

@@ -62,12 +62,63 @@ def check_project(
     names = {t.name for t in tasks}
     for task in tasks:
         problems.extend(_check_task(task, names))
+    if settings is not None and settings.data != "simulate":
+        problems.extend(_check_data_file(project, settings.data, settings.target))
     if problems:
         raise ConfigError("parameters check failed before running anything:\n" + "\n".join(problems))
     assert settings is not None
     # Typed values (coerced from command-line strings) are what the pipeline receives.
     typed_env = {**env, **settings.model_dump(include=set(env))}
     return CheckedProject(settings=settings, env=typed_env, tasks=load_tasks(project, typed_env))
+
+
+def _check_data_file(project: Path, data: str, target: str) -> list[str]:
+    """Fail fast on what can be seen from the file's header: missing file, wrong type, no target."""
+    from nbops.errors import DataError
+
+    path = Path(data) if Path(data).is_absolute() else project / data
+    try:
+        columns = table_columns(path)
+    except DataError as exc:
+        return [str(exc)]
+    if target not in columns:
+        return [
+            str(
+                DataError(
+                    "the target column is missing",
+                    file=str(path),
+                    column=target,
+                    expected=f"a column named '{target}'",
+                    found=f"columns {', '.join(columns[:30])}",
+                    hint="set TARGET=<column> (or `target` in env.yaml) to the outcome column",
+                )
+            )
+        ]
+    return []
+
+
+def table_columns(path: Path) -> list[str]:
+    """Column names from a CSV header or a Parquet schema, without reading the rows."""
+    from nbops.data.io import SUPPORTED_SUFFIXES, _csv_header, _refuse_duplicates
+    from nbops.errors import DataError
+
+    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        raise DataError("unknown file type", file=str(path), expected=f"a table ending in {', '.join(SUPPORTED_SUFFIXES)}", found=f"'{path.suffix or '(no suffix)'}'", hint="convert the file to CSV or Parquet")
+    if not path.exists():
+        raise DataError("data file not found", file=str(path), hint="check the `data` key in env.yaml or DATA=...")
+    if path.stat().st_size == 0:
+        raise DataError("the file is empty (0 bytes)", file=str(path), expected="a header row and at least one data row")
+    if path.suffix.lower() == ".csv":
+        names = _csv_header(path)
+    else:
+        import pyarrow.parquet as pq
+
+        try:
+            names = pq.read_schema(path).names
+        except Exception as exc:
+            raise DataError("not a readable Parquet file", file=str(path), found=str(exc)) from exc
+    _refuse_duplicates(names, path)
+    return names
 
 
 def _check_task(task: TaskSpec, names: set[str]) -> list[str]:

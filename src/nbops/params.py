@@ -33,7 +33,7 @@ class IngestParams(StageParams):
     seed: int = Field(42, ge=0, description="random seed for simulation, splits and training")
     target: str = Field("default", min_length=1, description="name of the target column")
     task_type: TaskType = Field("auto", description="binary or regression; auto infers it from the target")
-    time_column: str = Field("auto", description="column ordering the rows in time; 'auto' detects one, 'none' for a random split")
+    time_column: str | None = Field("auto", description="column ordering the rows in time; 'auto' detects one, 'none' (or null) for a random split")
     id_columns: list[str] = Field(default_factory=list, description="identifier columns: kept in the data, never a feature")
     pii_columns: list[str] = Field(default_factory=list, description="personal data: never reaches the model, reports or W&B")
     data_version: str = Field("", description="size and modification time of the data file; set by nbops build so a changed file reruns ingest")

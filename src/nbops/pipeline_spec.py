@@ -59,8 +59,26 @@ def render(value: Any, env: Mapping[str, Any], *, where: str) -> Any:
         return value
     lone = _PLACEHOLDER.fullmatch(value.strip())
     if lone:
-        return _lookup(lone.group(1), env, where)
+        return ploomber_cast(_lookup(lone.group(1), env, where))
     return _PLACEHOLDER.sub(lambda m: str(_lookup(m.group(1), env, where)), value)
+
+
+def ploomber_cast(value: Any) -> Any:
+    """Ploomber turns a rendered string into a Python value when it can ("none" -> None, "1" -> 1).
+
+    The check applies the same cast, so it validates exactly the value a notebook will receive.
+    """
+    if not isinstance(value, str):
+        return value
+    lower = value.lower()
+    if lower in ("true", "false"):
+        return lower == "true"
+    if lower in ("none", "null"):
+        return None
+    try:
+        return ast.literal_eval(value)
+    except Exception:
+        return value
 
 
 def _lookup(key: str, env: Mapping[str, Any], where: str) -> Any:

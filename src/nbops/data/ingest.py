@@ -153,7 +153,7 @@ def ingest(
                 dataset=dataset_name(params),
                 target=params.target,
                 task_type=params.task_type,
-                time_column=params.time_column,
+                time_column=params.time_column or "none",
                 id_columns=params.id_columns,
                 pii_columns=params.pii_columns,
                 file=source_file,

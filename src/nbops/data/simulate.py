@@ -461,7 +461,9 @@ def _generate_features(rng: np.random.Generator, n: int) -> dict[str, np.ndarray
     savings[rng.random(n) < 0.05] = np.nan
     f["savings_balance"] = savings
 
-    log_dti = np.log(0.17) - 0.3 * (log_inc - 11.0) + 0.25 * (util - 0.38) + rng.normal(0.0, 0.42, n)
+    log_dti = (
+        np.log(0.17) - 0.3 * (log_inc - 11.0) + 0.25 * (util - 0.38) + rng.normal(0.0, 0.42, n)
+    )
     f["debt_to_income"] = np.round(np.clip(np.exp(log_dti), 0.0, 2.0), 4)
 
     purpose = _draw_grouped_codes(
@@ -518,7 +520,9 @@ def _logit(f: dict[str, np.ndarray], concept: bool) -> np.ndarray:
     recent = np.nan_to_num(f["months_since_last_delinquency"], nan=99.0) <= 6.0
     age = f["age"].astype(np.float64)
     savings = f["savings_balance"]
-    savings_term = np.where(np.isnan(savings), 0.15, -0.25 * np.log1p(np.nan_to_num(savings) / 1000.0))
+    savings_term = np.where(
+        np.isnan(savings), 0.15, -0.25 * np.log1p(np.nan_to_num(savings) / 1000.0)
+    )
     loan_to_income = f["loan_amount"] / np.maximum(f["annual_income"], 1000.0)
 
     common = (
@@ -580,9 +584,9 @@ def _apply_drift(
         )
         delinq = f["num_delinquencies_2y"]
         newly = (delinq == 0) & (rng.random(n) < _SHOCK_NEW_DELINQ_PROB)
-        new_events = np.where(newly, 1 + rng.poisson(_SHOCK_NEW_DELINQ_EXTRA_MEAN, n), 0) + np.where(
-            delinq > 0, rng.poisson(_SHOCK_EXTRA_DELINQ_MEAN, n), 0
-        )
+        new_events = np.where(
+            newly, 1 + rng.poisson(_SHOCK_NEW_DELINQ_EXTRA_MEAN, n), 0
+        ) + np.where(delinq > 0, rng.poisson(_SHOCK_EXTRA_DELINQ_MEAN, n), 0)
         f["num_delinquencies_2y"] = (delinq + new_events).astype(np.int64)
         recent = rng.integers(0, _SHOCK_RECENT_MONTHS, n).astype(np.float64)
         f["months_since_last_delinquency"] = np.where(
@@ -627,7 +631,9 @@ def _apply_drift(
         log_shift = 0.45 + 0.55 * growth
         factor = math.exp(log_shift)
         rate_add = 3.0 + 3.0 * growth
-        f["loan_amount"] = np.clip(np.round(f["loan_amount"] * factor / 50.0) * 50.0, 0.0, 1_000_000.0)
+        f["loan_amount"] = np.clip(
+            np.round(f["loan_amount"] * factor / 50.0) * 50.0, 0.0, 1_000_000.0
+        )
         f["interest_rate"] = np.round(np.clip(f["interest_rate"] + rate_add, 0.0, 100.0), 2)
         return [
             DriftedFeature(
@@ -724,7 +730,7 @@ def _simulate(
         scenario=drift,
         seed=seed,
         rows=n,
-        months=[m for m, c in zip(month_labels, month_counts) if c > 0],
+        months=[m for m, c in zip(month_labels, month_counts, strict=True) if c > 0],
         batch=None if batch == 0 else batch,
         drifted_features=drifted,
         concept_drift=drift == "concept",
@@ -826,7 +832,9 @@ def simulate_batch(
     seed = _check_int("seed", seed, 0)
     months = _check_int("months", months, 1)
     if drift not in SCENARIOS:
-        raise ValueError(f"unknown drift scenario {drift!r}; expected one of {', '.join(SCENARIOS)}")
+        raise ValueError(
+            f"unknown drift scenario {drift!r}; expected one of {', '.join(SCENARIOS)}"
+        )
     year, month = _parse_start(start)
     label = _month_label(year, month, months - 1 + batch)
     df, truth = _simulate(
@@ -940,7 +948,7 @@ def _non_negative_int(text: str) -> int:
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m nbops.data.simulate",
+        prog="nbops simulate",
         description=(
             "Simulate a credit-risk table: the two-year history (default) or, with --batch K, "
             "the K-th monthly batch after it under a drift scenario. Writes the table "
@@ -950,12 +958,17 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rows", type=_positive_int, default=100_000, help="rows (default 100000)")
     parser.add_argument("--seed", type=_non_negative_int, default=0, help="seed (default 0)")
     parser.add_argument(
-        "--drift", choices=SCENARIOS, default="none", help="drift scenario for --batch (default none)"
+        "--drift",
+        choices=SCENARIOS,
+        default="none",
+        help="drift scenario for --batch (default none)",
     )
     parser.add_argument(
         "--batch", type=_positive_int, default=None, help="monthly batch K >= 1 after the history"
     )
-    parser.add_argument("--start", default="2023-01", help="first history month YYYY-MM (default 2023-01)")
+    parser.add_argument(
+        "--start", default="2023-01", help="first history month YYYY-MM (default 2023-01)"
+    )
     parser.add_argument(
         "--months", type=_positive_int, default=24, help="months in the history (default 24)"
     )
@@ -963,8 +976,18 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fail(parser: argparse.ArgumentParser, message: str) -> int:
+    """Report a usage error the way argparse does and return exit code 2."""
+    parser.print_usage(sys.stderr)
+    sys.stderr.write(f"{parser.prog}: error: {message}\n")
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point.
+    """Command-line entry point (``nbops simulate`` / ``python -m nbops.data.simulate``).
+
+    Without ``--batch`` it writes the two-year history; with ``--batch K`` the K-th
+    monthly batch after it under ``--drift``.  Prints where it wrote.
 
     Args:
         argv: Arguments without the program name (``None`` -> ``sys.argv[1:]``).
@@ -975,24 +998,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse already printed usage and the message
+    except SystemExit as exc:  # argparse already printed usage and the message (or --help)
         return exc.code if isinstance(exc.code, int) else 2
     if args.batch is None and args.drift != "none":
-        parser.print_usage(sys.stderr)
-        print(
-            f"{parser.prog}: error: --drift {args.drift} needs --batch K: drift scenarios apply "
-            "to later monthly batches, not to the history; pass --batch K (K >= 1)",
-            file=sys.stderr,
+        return _fail(
+            parser,
+            f"--drift {args.drift} needs --batch K: drift scenarios apply to later monthly "
+            "batches, not to the history; pass --batch K (K >= 1) to simulate the K-th month "
+            "after the history under this scenario",
         )
-        return 2
-    if Path(args.out).suffix.lower() not in SUPPORTED_SUFFIXES:
-        parser.print_usage(sys.stderr)
-        print(
-            f"{parser.prog}: error: unsupported output suffix {Path(args.out).suffix!r}; "
+    suffix = Path(args.out).suffix
+    if suffix.lower() not in SUPPORTED_SUFFIXES:
+        return _fail(
+            parser,
+            f"unsupported output suffix {suffix!r} in --out {args.out}; "
             f"supported suffixes: {', '.join(SUPPORTED_SUFFIXES)}",
-            file=sys.stderr,
         )
-        return 2
     try:
         if args.batch is None:
             df, truth = simulate_history(
@@ -1008,16 +1029,18 @@ def main(argv: list[str] | None = None) -> int:
                 months=args.months,
             )
     except ValueError as exc:
-        parser.print_usage(sys.stderr)
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(parser, str(exc))
     try:
         table_path, truth_path = write_simulation(df, truth, args.out)
     except OSError as exc:
-        print(f"{parser.prog}: error: could not write {args.out}: {exc}", file=sys.stderr)
+        sys.stderr.write(f"{parser.prog}: error: could not write {args.out}: {exc}\n")
         return 1
-    print(f"wrote {truth.rows} rows ({truth.scenario}, months {truth.months[0]}..{truth.months[-1]}) to {table_path}")
-    print(f"wrote truth to {truth_path}")
+    what = "history" if truth.batch is None else f"batch {truth.batch} ({truth.scenario})"
+    sys.stdout.write(
+        f"wrote {truth.rows} rows of {what}, months {truth.months[0]}..{truth.months[-1]}, "
+        f"default rate {truth.default_rate:.4f}, to {table_path}\n"
+        f"wrote truth to {truth_path}\n"
+    )
     return 0
 
 

@@ -1,0 +1,62 @@
+"""Shared fixtures: a throwaway copy of the project, and running the nbops command in it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PROJECT_FILES = ("pipeline.yaml", "env.yaml", "env.test.yaml", "notebooks", "schemas", ".jupyter")
+
+
+def copy_project(dest: Path) -> Path:
+    """Copy what a build needs (the DAG, the env files, the notebooks, the schemas) into ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+        elif src.exists():
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A fresh copy of the project in a temporary folder."""
+    return copy_project(tmp_path / "project")
+
+
+def nbops(project: Path, *args: str, env: dict[str, str] | None = None, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+    """Run ``nbops --project PROJECT ARGS`` as a user would, capturing its output."""
+    full_env = {**os.environ, "PLOOMBER_STATS_ENABLED": "false", **(env or {})}
+    full_env.pop("NBOPS_PROJECT", None)
+    return subprocess.run(
+        [sys.executable, "-m", "nbops", "--project", str(project), *args],
+        cwd=project,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def output_of(proc: subprocess.CompletedProcess[str]) -> str:
+    return proc.stdout + proc.stderr
+
+
+def files_containing(folder: Path, needles: Sequence[str]) -> list[Path]:
+    """Files under ``folder`` whose bytes contain any of ``needles``."""
+    hits = []
+    for path in folder.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            if any(n.encode() in data for n in needles):
+                hits.append(path)
+    return hits

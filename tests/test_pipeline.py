@@ -1,0 +1,196 @@
+"""End-to-end builds of the real pipeline (Ploomber, notebooks, W&B offline) on the small sample."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nbops.check import check_project
+from tests.conftest import copy_project, files_containing, nbops, output_of
+
+pytestmark = pytest.mark.slow
+
+# The simulator's signal is strong and nonlinear: on 5,000 rows a model that learned anything of it
+# clears this easily, while a model that learned nothing sits at 0.5.
+AUC_FLOOR = 0.72
+
+
+def build(project: Path, *args: str) -> str:
+    proc = nbops(project, "build", "--env", "env.test.yaml", *args)
+    assert proc.returncode == 0, output_of(proc)[-5000:]
+    return proc.stdout
+
+
+def last_build(project: Path) -> dict:
+    lines = (project / "build/test/reports/builds.jsonl").read_text().splitlines()
+    return json.loads(lines[-1])
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    project = copy_project(tmp_path_factory.mktemp("e2e") / "project")
+    build(project)
+    return project
+
+
+def test_build_writes_every_product(built: Path) -> None:
+    checked = check_project(built, "env.test.yaml")
+    for task in checked.tasks:
+        for key, path in task.product.items():
+            assert Path(path).exists(), f"{task.name}.{key} missing: {path}"
+    reports = built / "build/test/reports"
+    for stem in ("01_ingest", "02_features", "03_train", "04_evaluate"):
+        assert (reports / f"{stem}.ipynb").stat().st_size > 0
+        assert "<html" in (reports / f"{stem}.html").read_text()[:2000].lower()
+
+
+def test_model_learns_the_simulated_signal(built: Path) -> None:
+    metrics = json.loads((built / "build/test/reports/metrics.json").read_text())["metrics"]
+    assert metrics["roc_auc"] >= AUC_FLOOR
+    predictions = pd.read_parquet(built / "build/test/data/processed/test_predictions.parquet")
+    assert predictions["prediction"].between(0, 1).all()
+    # The evaluate report computed its AUC on exactly these predictions.
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(predictions["default"], predictions["prediction"]) == pytest.approx(metrics["roc_auc"], abs=1e-12)
+
+
+def test_model_file_is_lightgbm_text(built: Path) -> None:
+    text = (built / "build/test/models/model.txt").read_text()
+    assert text.startswith("tree\n") and "end of trees" in text
+
+
+def test_every_stage_logged_an_offline_wandb_run_inside_the_project(built: Path) -> None:
+    runs = sorted((built / "wandb" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 4
+    build_id = last_build(built)["build_id"]
+    for run in runs:
+        assert list(run.glob("run-*.wandb")), f"no run data in {run}"
+    # one group per build: the build id is in every run's recorded config/metadata
+    assert all(files_containing(run, [build_id]) for run in runs)
+
+
+def test_summary_names_metrics_and_reports(built: Path) -> None:
+    out = build(built, "--force")
+    assert "Ran 4 of 4 tasks" in out
+    assert "roc_auc" in out and "reports" in out
+
+
+def test_second_build_skips_everything_and_says_so(built: Path) -> None:
+    out = build(built)
+    assert "Nothing changed: all 4 tasks are up to date" in out
+
+
+def test_changed_parameter_reruns_only_the_affected_tasks(built: Path) -> None:
+    build(built, "--set", "learning_rate=0.1")
+    ran = last_build(built)["tasks"]
+    assert ran == {"ingest": False, "features": False, "train": True, "evaluate": True}
+
+
+def test_same_seed_gives_a_byte_identical_model_with_papermill_kernels(built: Path, tmp_path: Path) -> None:
+    """Reproducibility, and the Papermill executor (one real kernel per notebook) end to end."""
+    other = copy_project(tmp_path / "again")
+    build(other, "--set", "executor=papermill")
+    first = json.loads((built / "build/test/models/train_summary.json").read_text())
+    # `built` may have been rebuilt with another learning rate above; rebuild it at the default.
+    build(built, "--set", "learning_rate=0.05")
+    assert (built / "build/test/models/model.txt").read_bytes() == (other / "build/test/models/model.txt").read_bytes()
+    assert first["summary"]["features"] == json.loads((other / "build/test/models/train_summary.json").read_text())["summary"]["features"]
+
+
+# --- bring your own data -------------------------------------------------------------------
+
+
+def _own_table(n: int, kind: str, seed: int = 7) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x1, x2, x3 = rng.normal(size=n), rng.exponential(size=n), rng.uniform(size=n)
+    colour = rng.choice(["red", "green", "blue"], size=n)
+    signal = 1.5 * x1 - x2 + 2 * (x3 > 0.7) + (colour == "red")
+    df = pd.DataFrame(
+        {
+            "customer_id": [f"C{i:06d}" for i in range(n)],
+            "email": [f"person{i}@example.org" for i in range(n)],
+            "signup_date": pd.date_range("2022-01-01", periods=n, freq="h").strftime("%Y-%m-%d %H:%M"),
+            "x1": x1.round(4),
+            "x2": x2.round(4),
+            "x3": x3.round(4),
+            "colour": colour,
+        }
+    )
+    if kind == "binary":
+        df["churned"] = np.where(rng.random(n) < 1 / (1 + np.exp(-(signal - 1))), "yes", "no")
+    else:
+        df["spend"] = (50 + 10 * signal + rng.normal(scale=2, size=n)).round(3)
+    return df
+
+
+def test_bring_your_own_binary_csv_keeps_personal_data_out(project: Path) -> None:
+    df = _own_table(3000, "binary")
+    df["x2"] = df["x2"].astype(object)
+    df.loc[[5, 17], "x2"] = "not-a-number"
+    path = project / "customers.csv"
+    df.to_csv(path, index=False)
+    out = build(project, "--set", "data=customers.csv", "--set", "target=churned", "--set", "pii_columns=[email]", "--set", "id_columns=[customer_id]")
+    schema_file = project / "schemas" / "customers.schema.yaml"
+    assert schema_file.exists(), out
+    schema = schema_file.read_text()
+    assert "name: email" in schema and "role: pii" in schema
+    summary = json.loads((project / "build/test/data/interim/ingest_summary.json").read_text())
+    assert summary["task_type"] == "binary"
+    assert summary["rows_quarantined"] == 2 and summary["rows_valid"] == 2998
+    quarantine = pd.read_parquet(project / "build/test/data/interim/quarantine.parquet")
+    assert sorted(quarantine["_row"]) == [6, 18]
+    assert quarantine["_reason"].str.contains("x2").all()
+    emails = df["email"].head(200).tolist()
+    for folder in ("build/test/reports", "build/test/models", "wandb"):
+        assert files_containing(project / folder, emails) == [], f"personal data leaked into {folder}"
+    metrics = json.loads((project / "build/test/reports/metrics.json").read_text())["metrics"]
+    assert metrics["roc_auc"] > 0.7
+
+
+def test_bring_your_own_regression_parquet_without_time(project: Path) -> None:
+    df = _own_table(3000, "regression").drop(columns=["signup_date", "email"])
+    path = project / "spend.parquet"
+    df.to_parquet(path, index=False)
+    build(project, "--set", "data=spend.parquet", "--set", "target=spend", "--set", "time_column=none")
+    summary = json.loads((project / "build/test/data/interim/ingest_summary.json").read_text())
+    assert summary["task_type"] == "regression" and summary["time_column"] is None
+    split = json.loads((project / "build/test/data/processed/split_summary.json").read_text())
+    assert split["method"] == "random"
+    metrics = json.loads((project / "build/test/reports/metrics.json").read_text())["metrics"]
+    assert metrics["r2"] > 0.5 and metrics["rmse"] < df["spend"].std()
+
+
+# --- bad input fails early and clearly --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "suffix", "target", "expected"),
+    [
+        ("a,b\n1,2\n", ".csv", "label", "the target column is missing"),
+        ("", ".csv", "label", "the file is empty"),
+        ("a,b\n1,2\n", ".xlsx", "label", "unknown file type"),
+        ("a,a,label\n1,2,0\n", ".csv", "label", "duplicate column names"),
+    ],
+)
+def test_bad_data_file_fails_before_any_kernel_starts(project: Path, content: str, suffix: str, target: str, expected: str) -> None:
+    path = project / f"bad{suffix}"
+    path.write_text(content)
+    proc = nbops(project, "build", "--env", "env.test.yaml", "--set", f"data={path.name}", "--set", f"target={target}")
+    assert proc.returncode == 2
+    message = output_of(proc)
+    assert expected in message and str(path) in message
+    assert not (project / "build/test/reports/01_ingest.ipynb").exists(), "a kernel ran before the check failed"
+
+
+def test_multiclass_target_is_refused_with_a_clear_error(project: Path) -> None:
+    df = _own_table(600, "binary")
+    df["churned"] = np.random.default_rng(0).choice(["a", "b", "c"], size=len(df))
+    df.to_csv(project / "multi.csv", index=False)
+    proc = nbops(project, "build", "--env", "env.test.yaml", "--set", "data=multi.csv", "--set", "target=churned")
+    assert proc.returncode != 0
+    assert "multiclass targets are not supported yet" in output_of(proc)
