@@ -47,6 +47,10 @@ lab: install ## Start JupyterLab with Ploomber's parameter injection (http://127
 bench: install ## Run the benchmarks; results go to bench/results/
 	$(BIN)/python bench/bench_build.py $(ARGS)
 
+.PHONY: notebook-outputs
+notebook-outputs: install ## Refresh the notebook outputs that nbval checks (cells with keep_output)
+	$(BIN)/python tests/nbval_outputs.py
+
 .PHONY: lint
 lint: install ## Run the pre-commit hooks (ruff, nbstripout, large files) on every file
 	$(BIN)/pre-commit run --all-files

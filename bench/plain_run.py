@@ -1,0 +1,39 @@
+"""The pipeline's stage functions called in one plain Python process, in DAG order (no Ploomber, no
+notebooks): the baseline that `bench_build.py` compares a full build against.
+
+Usage: python bench/plain_run.py PROJECT ENV_FILE
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+t0 = time.perf_counter()
+
+from nbops import stages  # noqa: E402
+from nbops.check import check_project  # noqa: E402
+from nbops.params import STAGES  # noqa: E402
+from nbops.stage import Stage  # noqa: E402
+
+RUNNERS = {"ingest": stages.run_ingest, "features": stages.run_features, "train": stages.run_train, "evaluate": stages.run_evaluate}
+
+
+def main(project: Path, env_file: str) -> None:
+    checked = check_project(project, env_file)
+    products = {t.name: {k: Path(v) for k, v in t.product.items()} for t in checked.tasks}
+    done: set[str] = set()
+    pending = list(checked.tasks)
+    while pending:  # topological order from the declared upstream
+        task = next(t for t in pending if set(t.upstream) <= done)
+        params = STAGES[task.name](**task.params)
+        stage = Stage(task.name, params, products[task.name], {u: products[u] for u in task.upstream}, project, interactive=False)
+        RUNNERS[task.name](stage)
+        done.add(task.name)
+        pending.remove(task)
+    print(f"plain run: {time.perf_counter() - t0:.2f} s")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), sys.argv[2])

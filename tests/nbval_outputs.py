@@ -1,0 +1,41 @@
+"""Refresh the checked outputs of the stage notebooks (`make notebook-outputs`).
+
+Cells whose metadata has ``keep_output: true`` carry a ``# NBVAL_CHECK_OUTPUT`` comment: their
+committed output is what ``pytest --nbval-lax`` compares a fresh run against, so each stage has at
+least one deterministic output under test. This script runs the notebooks in order in a temporary
+copy of the project (with their default parameters, as nbval does) and copies only those outputs
+back into the sources; every other output stays stripped.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.conftest import REPO, copy_project  # noqa: E402
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        project = copy_project(Path(tmp) / "project")
+        for source in sorted((REPO / "notebooks").glob("*.ipynb")):
+            copy = project / "notebooks" / source.name
+            nb = nbformat.read(copy, as_version=4)
+            NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(copy.parent)}}).execute()
+            original = json.loads(source.read_text())
+            for cell, ran in zip(original["cells"], nb.cells, strict=True):
+                if cell["cell_type"] == "code" and cell.get("metadata", {}).get("keep_output"):
+                    cell["outputs"] = [dict(o) for o in ran.outputs]
+                    print(f"{source.name}: {''.join(o.get('text', '') for o in ran.outputs).strip()}")
+            source.write_text(json.dumps(original, indent=1, ensure_ascii=False) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""nbval on the stage notebooks: each runs on its own with its default parameters, in a real kernel,
+and its checked output (``# NBVAL_CHECK_OUTPUT``) matches the committed one."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nbops.pipeline_spec import notebook_parameters
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+
+
+def test_every_stage_notebook_has_a_checked_deterministic_output() -> None:
+    for path in NOTEBOOKS:
+        cells = json.loads(path.read_text())["cells"]
+        checked = [c for c in cells if "NBVAL_CHECK_OUTPUT" in "".join(c["source"])]
+        assert checked, f"{path.name} has no cell checked by nbval"
+        assert all(c["outputs"] and c["metadata"].get("keep_output") for c in checked), f"{path.name}: checked cell without a committed output (run `make notebook-outputs`)"
+        others = [c for c in cells if c["cell_type"] == "code" and c not in checked]
+        assert not any(c["outputs"] for c in others), f"{path.name}: outputs committed outside checked cells"
+
+
+def test_notebooks_declare_parameters_with_defaults() -> None:
+    for path in NOTEBOOKS:
+        params = notebook_parameters(path)
+        assert params["product"] is None and params["upstream"] is None, path.name
+        assert ... not in params.values(), f"{path.name}: a default is not a literal"
+
+
+def test_notebooks_pass_nbval_in_a_copy_of_the_project(tmp_path: Path) -> None:
+    from tests.conftest import copy_project
+
+    project = copy_project(tmp_path / "project")
+    env = {**os.environ, "PLOOMBER_STATS_ENABLED": "false", "WANDB_MODE": "offline"}
+    env.pop("NBOPS_PROJECT", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-o", "addopts=", "--rootdir", str(project), "-q", "notebooks"],
+        cwd=project, env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    assert " failed" not in proc.stdout.splitlines()[-1]
+    # Each notebook ran on its own, writing under build/interactive (never the pipeline's products).
+    assert (project / "build/interactive/models/model.txt").exists()
+    assert not (project / "models").exists()
