@@ -32,6 +32,11 @@ def main() -> int:
             for cell, ran in zip(original["cells"], nb.cells, strict=True):
                 if cell["cell_type"] == "code" and cell.get("metadata", {}).get("keep_output"):
                     cell["outputs"] = [dict(o) for o in ran.outputs]
+                    # nbval compares only cells with an execution count ("unrun" cells are skipped).
+                    cell["execution_count"] = 1
+                    for output in cell["outputs"]:
+                        if "execution_count" in output:
+                            output["execution_count"] = 1
                     print(f"{source.name}: {''.join(o.get('text', '') for o in ran.outputs).strip()}")
             source.write_text(json.dumps(original, indent=1, ensure_ascii=False) + "\n")
     return 0

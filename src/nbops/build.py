@@ -24,8 +24,8 @@ import yaml
 
 from nbops import lineage
 from nbops.check import CheckedProject, check_project
-from nbops.pipeline_spec import load_env
 from nbops.errors import ConfigError
+from nbops.pipeline_spec import load_env
 
 log = logging.getLogger(__name__)
 GENERATED_ENV = "env.nbops-build.yaml"

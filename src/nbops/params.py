@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -109,7 +109,12 @@ def _annotation_text(annotation: Any) -> str:
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in annotation.__args__)
     if origin is list:
-        return "a list of " + _annotation_text(annotation.__args__[0]) + "s"
+        inner = {int: "integers", float: "numbers", str: "strings", bool: "booleans"}
+        return "a list of " + inner.get(annotation.__args__[0], str(annotation.__args__[0]))
+    if type(annotation).__name__ == "UnionType" or origin is Union:
+        return " or ".join(_annotation_text(a) for a in annotation.__args__)
+    if annotation is type(None):
+        return "null"
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
         annotation, str(annotation)
     )

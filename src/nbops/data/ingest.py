@@ -195,6 +195,7 @@ def _apply_settings(schema: TableSchema, params: IngestParams) -> None:
     """Settings win over the schema file for id/pii marks, so a user can protect a column from env.yaml."""
     for col in schema.columns:
         if col.name in params.pii_columns:
-            col.role = "pii"
+            col.role, col.kind = "pii", "text"
+            col.categories = col.min = col.max = None  # nothing about its values is kept
         elif col.name in params.id_columns and col.role != "target":
             col.role = "id"

@@ -54,11 +54,12 @@ def read_table(path: str | Path) -> pd.DataFrame:
         import pyarrow.parquet as pq
 
         try:
-            table = pq.read_table(path)
+            names = pq.read_schema(path).names
         except Exception as exc:  # pyarrow raises several types for a corrupt file
             raise DataError("not a readable Parquet file", file=str(path), found=str(exc)) from exc
-        _refuse_duplicates(table.schema.names, path)
-        df = table.to_pandas()
+        # Checked on the schema: reading a table with repeated names fails without naming them.
+        _refuse_duplicates(names, path)
+        df = pq.read_table(path).to_pandas()
     if df.shape[1] == 0 or len(df) == 0:
         raise DataError(
             "the table has no data rows",

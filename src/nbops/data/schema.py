@@ -231,7 +231,12 @@ def infer_schema(
         nullable = bool(series.isna().any())
         if name == target:
             kind = "numeric" if task == "regression" or positive is None else "categorical"
-            columns.append(ColumnSpec(name, kind, "target", nullable=False))
+            labels = None
+            if positive is not None:
+                counts = series.dropna().astype(str).value_counts()
+                negative = next(str(v) for v in counts.index if str(v) != positive)
+                labels = [negative, positive]  # [class 0, class 1]
+            columns.append(ColumnSpec(name, kind, "target", nullable=False, categories=labels))
             continue
         if name in pii_columns or (name not in id_columns and _PII_NAME.search(str(name))):
             columns.append(ColumnSpec(name, "text", "pii", nullable=True))

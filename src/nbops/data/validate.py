@@ -142,9 +142,12 @@ def _coerce(column: pd.Series, spec: ColumnSpec, schema: TableSchema) -> tuple[p
             shown = (values if values is not None else column)[mask.to_numpy()]
             problems.append(describe(shown.astype("string").fillna("").str.slice(0, 40)))
 
+    if spec.role == "pii":
+        # Personal data is never inspected: a reason would quote the value into reports.
+        return column, problems
     if spec.role == "target":
         if schema.task_type == "binary":
-            values = _binary_target(column, schema)
+            values = _binary_target(column, spec, schema)
             flag(present & values.isna(), lambda v: name + ": label " + v.map(repr) + " is not one of the two classes")
         else:
             values = _as_numeric(column)
@@ -176,17 +179,21 @@ def _coerce(column: pd.Series, spec: ColumnSpec, schema: TableSchema) -> tuple[p
     return column.astype("string").astype(object).where(present, None), problems
 
 
-def _binary_target(column: pd.Series, schema: TableSchema) -> pd.Series:
+def _binary_target(column: pd.Series, spec: ColumnSpec, schema: TableSchema) -> pd.Series:
+    """Map a binary target to 0/1; any other label is left NaN (and so quarantined)."""
     if schema.positive_class is None:
         numeric = _as_numeric(column)
         return numeric.where(numeric.isin([0.0, 1.0])).astype("Int8").astype("float64")
     text = column.astype("string")
-    labels = text.dropna().unique().tolist()
-    negatives = [lab for lab in labels if lab != schema.positive_class]
+    if spec.categories and len(spec.categories) == 2:
+        negative = next(c for c in spec.categories if c != schema.positive_class)
+    else:  # an older schema without the two labels: the most frequent other label is the negative
+        others = text[text != schema.positive_class].value_counts()
+        negative = others.index[0] if len(others) else None
     mapped = pd.Series(np.nan, index=column.index)
-    mapped[text == schema.positive_class] = 1.0
-    if len(negatives) >= 1:
-        mapped[text == negatives[0]] = 0.0
+    mapped[(text == schema.positive_class).fillna(False).to_numpy()] = 1.0
+    if negative is not None:
+        mapped[(text == negative).fillna(False).to_numpy()] = 0.0
     return mapped
 
 

@@ -31,6 +31,20 @@ class UnseenCategoryError(ValueError):
         )
 
 
+def level_strings(col: pd.Series) -> pd.Series:
+    """Categorical values as text, the same way at fit and at scoring time.
+
+    Whole numbers print without a decimal point, so a code column read as float because it has a
+    missing value (1.0) still matches the level learned as "1".
+    """
+    if pd.api.types.is_float_dtype(col):
+        values = col.to_numpy(dtype=float, na_value=np.nan)
+        finite = values[~np.isnan(values)]
+        if finite.size == 0 or np.all(np.mod(finite, 1) == 0):
+            return col.astype("Int64").astype("string")
+    return col.astype("string")
+
+
 @dataclass
 class FeatureTransform:
     """Maps a table to the exact float64 matrix the booster is trained on and scores."""
@@ -50,7 +64,7 @@ class FeatureTransform:
     @classmethod
     def fit(cls, df: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]) -> FeatureTransform:
         """Learn the categorical levels from training rows (sorted, so the codes are deterministic)."""
-        levels = {name: sorted(df[name].dropna().astype(str).unique().tolist()) for name in categorical}
+        levels = {name: sorted(level_strings(df[name]).dropna().unique().tolist()) for name in categorical}
         return cls(numeric=list(numeric), categorical=levels)
 
     @property
@@ -73,7 +87,7 @@ class FeatureTransform:
         for j, name in enumerate(self.feature_names):
             col = df[name]
             if name in self._index:
-                codes = self._index[name].get_indexer(col.astype("string").astype(object))
+                codes = self._index[name].get_indexer(level_strings(col).astype(object))
                 if strict:
                     unseen = (codes < 0) & col.notna().to_numpy()
                     if unseen.any():
