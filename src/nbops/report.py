@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -16,12 +17,16 @@ def show_summary(summary: Mapping[str, Any], drop: Iterable[str] = ()) -> pd.Dat
     return pd.DataFrame(rows, columns=["item", "value"]).set_index("item")
 
 
-def show_figures(figures: Mapping[str, Figure], include: Iterable[str] | None = None, exclude: Iterable[str] = ()) -> None:
-    """Display figures in order (inside Jupyter; a no-op elsewhere)."""
+def show_figures(figures: Mapping[str, Figure | Path], include: Iterable[str] | None = None, exclude: Iterable[str] = ()) -> None:
+    """Display figures in order (inside Jupyter; a no-op elsewhere).
+
+    A figure already saved as PNG is shown from its file: drawing it again would double the cost.
+    """
     try:
-        from IPython.display import display
+        from IPython.display import Image, display
     except ImportError:  # pragma: no cover - outside Jupyter there is nothing to show
         return
     wanted = list(include) if include is not None else [k for k in figures if k not in set(exclude)]
     for name in wanted:
-        display(figures[name])
+        item = figures[name]
+        display(Image(filename=str(item)) if isinstance(item, Path) else item)

@@ -103,7 +103,7 @@ def run_evaluate(stage: Stage) -> Evaluation:
     )
     with start_run("evaluate", config=_config(stage), mode=stage.params.tracking, project_dir=stage.project, private_columns=schema.private) as run:
         run.log_metrics(evaluation.metrics, prefix="test/")
-        run.log_images({name: Path(stage.product["plots"]) / f"{name}.png" for name in evaluation.figures})
+        run.log_images(evaluation.plots)
         run.log_table("segment_metrics", evaluation.segments)
     return evaluation
 

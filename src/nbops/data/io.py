@@ -23,6 +23,8 @@ import pandas as pd
 from nbops.errors import DataError
 
 SUPPORTED_SUFFIXES = (".csv", ".parquet", ".pq")
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -101,6 +103,8 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        # mkstemp creates the file private (0600); give it the permissions a plain open() would.
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, dest)
     finally:
         if os.path.exists(tmp):

@@ -69,6 +69,7 @@ class Evaluation:
     importance: pd.DataFrame
     predictions: pd.DataFrame
     figures: dict[str, Figure]
+    plots: dict[str, Path]
 
 
 def evaluate_model(
@@ -104,11 +105,12 @@ def evaluate_model(
     write_parquet(segments, out["segments"])
     write_parquet(importance, out["importance"])
     write_parquet(predictions, out["predictions"])
-    plots = Path(out["plots"])
-    plots.mkdir(parents=True, exist_ok=True)
+    folder = Path(out["plots"])
+    folder.mkdir(parents=True, exist_ok=True)
+    plots = {name: folder / f"{name}.png" for name in figures}
     for name, fig in figures.items():
-        fig.savefig(plots / f"{name}.png", dpi=110)
-    return Evaluation(headline, segments, importance, predictions, figures)
+        fig.savefig(plots[name], dpi=110)
+    return Evaluation(headline, segments, importance, predictions, figures, plots)
 
 
 def _sample(x: np.ndarray, n: int) -> np.ndarray:
@@ -166,14 +168,19 @@ def shap_summary_figure(contrib: np.ndarray, x: np.ndarray, names: list[str], to
     fig = Figure(figsize=(7, 0.35 * len(order) + 1.2))
     ax = fig.subplots()
     rng = np.random.default_rng(0)
+    points = None
     for row, j in enumerate(order):
         values = x[:, j]
         ranks = pd.Series(values).rank(pct=True).to_numpy()
-        ax.scatter(contrib[:, j], row + rng.uniform(-0.3, 0.3, len(values)), c=np.nan_to_num(ranks, nan=0.5), cmap="coolwarm", s=4, alpha=0.6)
+        points = ax.scatter(contrib[:, j], row + rng.uniform(-0.3, 0.3, len(values)), c=np.nan_to_num(ranks, nan=0.5), cmap="coolwarm", vmin=0, vmax=1, s=4, alpha=0.6)
     ax.set_yticks(range(len(order)), [names[j] for j in order])
     ax.axvline(0, color="grey", linewidth=0.8)
     ax.set_xlabel("SHAP value (impact on the model output)")
-    ax.set_title("SHAP summary (colour: feature value, low blue to high red)")
+    ax.set_title("SHAP summary")
+    if points is not None:
+        bar = fig.colorbar(points, ax=ax, ticks=[0, 1], pad=0.02)
+        bar.ax.set_yticklabels(["low", "high"])
+        bar.set_label("feature value")
     fig.tight_layout()
     return fig
 
