@@ -162,8 +162,16 @@ def summary_text(outcomes: list[TaskOutcome], checked: CheckedProject) -> str:
     if ingest.is_file():
         s = json.loads(ingest.read_text())
         lines.append(f"Data: {s['rows_read']:,} rows read, {s['rows_valid']:,} valid, {s['rows_quarantined']:,} quarantined; fingerprint {s['fingerprint'][:12]}")
+    registration = Path(products.get("register", {}).get("registration", ""))
+    if registration.is_file():
+        r = json.loads(registration.read_text())
+        lines.append(f"Registry: this build's model is {r['version']}; production is {r['aliases']['production']} ({r['registry']})")
+    package = Path(products.get("package", {}).get("manifest", ""))
+    if package.is_file():
+        p = json.loads(package.read_text())
+        lines.append(f"Wheel: {p['wheel']} (model {p['model_version']}); `make serve` serves it")
     reports = Path(checked.settings.root) / "reports"
     lines.append(f"Reports: {reports}/ (executed notebooks as .ipynb and .html)")
-    lines.append("Next: open reports/04_evaluate.html, or `make lab` to explore the notebooks; `make test` runs the tests.")
+    lines.append("Next: open reports/04_evaluate.html and reports/model_card/card.html, or `make lab` to explore the notebooks.")
     lines.append("=" * 72)
     return "\n".join(lines)

@@ -69,7 +69,10 @@ class TrainParams(StageParams):
 
 
 class EvaluateParams(StageParams):
-    """Parameters of the evaluate stage."""
+    """Parameters of the evaluate stage (which also applies the promotion gate)."""
+
+    registry_root: str = Field("build/interactive/registry", description="folder of the model registry")
+    promotion_tolerance: float = Field(0.005, ge=0, description="how much worse than production a candidate may be on the gate metric and still be promoted")
 
     segment_columns: list[str] = Field(default_factory=list, description="columns to break metrics down by; empty: the categorical features and time")
     max_segments: int = Field(12, ge=1, description="levels shown per segment column")
@@ -77,15 +80,43 @@ class EvaluateParams(StageParams):
     tracking: Literal["offline", "online", "disabled"] = "offline"
 
 
+class RegisterParams(StageParams):
+    """Parameters of the register stage."""
+
+    registry_root: str = Field("build/interactive/registry", description="folder of the model registry")
+    tracking: Literal["offline", "online", "disabled"] = "offline"
+
+
+class PackageParams(StageParams):
+    """Parameters of the package stage."""
+
+    registry_root: str = Field("build/interactive/registry", description="folder of the model registry")
+    package_alias: Literal["production", "candidate"] = Field("production", description="which version the wheel carries")
+
+
+class BatchScoreParams(StageParams):
+    """Parameters of the batch-score stage: which new batch to score with the packaged model."""
+
+    data: str = Field("simulate", description="'simulate' scores a simulated monthly batch; otherwise the test split is scored")
+    batch: int = Field(1, ge=1, description="which month after the training history to simulate")
+    batch_rows: int = Field(10_000, ge=1)
+    # Ploomber renders "none" as None; both mean no drift.
+    batch_drift: Literal["none", "shock", "gradual", "new-category", "concept"] | None = "none"
+    seed: int = Field(42, ge=0)
+
+
 STAGES: dict[str, type[StageParams]] = {
     "ingest": IngestParams,
     "features": FeaturesParams,
     "train": TrainParams,
     "evaluate": EvaluateParams,
+    "register": RegisterParams,
+    "package": PackageParams,
+    "batch_score": BatchScoreParams,
 }
 
 
-class EnvSettings(IngestParams, FeaturesParams, TrainParams, EvaluateParams):
+class EnvSettings(IngestParams, FeaturesParams, TrainParams, EvaluateParams, RegisterParams, PackageParams, BatchScoreParams):
     """Every key ``env.yaml`` may hold: the stage parameters plus where and how the pipeline runs."""
 
     root: str = Field(".", description="folder under which data/, models/ and reports/ are written")

@@ -8,6 +8,11 @@ here knows the order of the stages: that lives in ``pipeline.yaml`` only.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +20,16 @@ import lightgbm as lgb
 import pandas as pd
 
 from nbops.data.ingest import IngestResult, ingest
+from nbops.data.io import file_sha256, write_json
 from nbops.data.schema import TableSchema
+from nbops.deploy.wheel import build_wheel
 from nbops.features.build import FeaturesResult, build_features
 from nbops.modeling.evaluate import Evaluation, evaluate_model
 from nbops.modeling.train import TrainResult, learning_curve, train_model
+from nbops.registry.gate import GateDecision, decide, production_metrics_on
+from nbops.registry.publish import register_model, registry_for
+from nbops.registry.store import ModelVersion, Registry, RegistryError
+from nbops.runtime.model import ScoringModel
 from nbops.runtime.transform import FeatureTransform
 from nbops.stage import Stage
 from nbops.tracking import start_run
@@ -90,23 +101,132 @@ def run_train(stage: Stage) -> TrainResult:
     return result
 
 
-def run_evaluate(stage: Stage) -> Evaluation:
-    """Evaluate: test metrics, plots, SHAP and segments."""
+def run_evaluate(stage: Stage) -> tuple[Evaluation, GateDecision]:
+    """Evaluate: test metrics, plots, SHAP and segments, and the promotion gate against production."""
     schema = load_schema(stage)
+    test_rows = pd.read_parquet(stage.inp("features", "test"))
     evaluation = evaluate_model(
         stage.params,
         schema=schema,
         transform=FeatureTransform.load(stage.inp("features", "transform")),
         booster=lgb.Booster(model_file=str(stage.inp("train", "model"))),
-        test_rows=pd.read_parquet(stage.inp("features", "test")),
+        test_rows=test_rows,
         out={k: stage.out(k) for k in ("metrics", "segments", "importance", "predictions", "plots")},
     )
+    registry = registry_for(_registry_root(stage), schema.dataset)
+    production = registry.alias("production")
+    production_metrics = None
+    if production is not None:
+        model = ScoringModel.from_folder(production.path)
+        production_metrics = production_metrics_on(model, test_rows, schema.target, schema.task_type)
+    gate = decide(schema.task_type, evaluation.metrics, production_metrics, production.version if production else None, stage.params.promotion_tolerance)
+    write_json(gate.to_dict(), stage.out("gate"))
     with start_run("evaluate", config=_config(stage), mode=stage.params.tracking, project_dir=stage.project, private_columns=schema.private) as run:
         run.log_metrics(evaluation.metrics, prefix="test/")
+        run.log_metrics({"gate/promote": float(gate.promote)})
         run.log_images(evaluation.plots)
         run.log_table("segment_metrics", evaluation.segments)
-    return evaluation
+    return evaluation, gate
+
+
+def _registry_root(stage: Stage) -> Path:
+    root = Path(stage.params.registry_root)
+    return root if root.is_absolute() else stage.project / root
+
+
+@dataclass
+class Registration:
+    """What the register stage did."""
+
+    version: ModelVersion
+    created: bool
+    promoted: bool
+    gate: GateDecision
+    aliases: dict[str, Any]
+
+
+def run_register(stage: Stage) -> Registration:
+    """Register: an immutable version with lineage and a model card; candidate, then the gate."""
+    schema = load_schema(stage)
+    gate_data = read_json(stage.inp("evaluate", "gate"))
+    gate = GateDecision(**gate_data)
+    registry = registry_for(_registry_root(stage), schema.dataset)
+    metrics = read_json(stage.inp("evaluate", "metrics"))["metrics"]
+    with start_run("register", config=_config(stage), mode=stage.params.tracking, project_dir=stage.project) as run:
+        version, created, promoted = register_model(
+            registry=registry,
+            project=stage.project,
+            schema=schema,
+            model_file=stage.inp("train", "model"),
+            transform_file=stage.inp("features", "transform"),
+            ingest_summary=read_json(stage.inp("ingest", "summary")),
+            split_summary=read_json(stage.inp("features", "summary")),
+            train_summary=read_json(stage.inp("train", "summary"))["summary"],
+            metrics=metrics,
+            segments=pd.read_parquet(stage.inp("evaluate", "segments")),
+            gate=gate,
+            params=read_json(stage.inp("train", "summary"))["booster_params"],
+            wandb_run_id=run.run_id,
+            run_identity=os.environ.get("NBOPS_RUN_IDENTITY"),
+        )
+        aliases = registry.aliases()
+        names = [a for a in ("candidate", "production") if aliases.get(a) == version.version]
+        run.log_artifact(version.metadata["package"], "model", sorted(p for p in version.path.iterdir() if p.is_file()), {"version": version.version, "gate": gate.to_dict()}, aliases=[version.version, *names])
+    card = stage.out("card")
+    card.mkdir(parents=True, exist_ok=True)
+    for name in ("card.md", "card.html"):
+        shutil.copyfile(version.file(name), card / name)
+    write_json({"version": version.version, "created": created, "promoted": promoted, "aliases": {a: aliases.get(a) for a in ("candidate", "production")}, "registry": str(registry.root)}, stage.out("registration"))
+    return Registration(version, created, promoted, gate, aliases)
+
+
+def run_package(stage: Stage) -> dict[str, Any]:
+    """Package: a wheel of the production (or candidate) version in dist/."""
+    registration = read_json(stage.inp("register", "registration"))
+    registry = Registry(registration["registry"])
+    version = registry.alias(stage.params.package_alias)
+    if version is None:
+        raise RegistryError(f"no '{stage.params.package_alias}' model in {registry.root} to package")
+    registry.verify(version.version)
+    dist = stage.out("manifest").parent
+    wheel = build_wheel(version, dist)
+    info = {"wheel": str(wheel), "package": version.metadata["package"], "model_version": version.version, "wheel_sha256": file_sha256(wheel), "alias": stage.params.package_alias}
+    write_json(info, stage.out("manifest"))
+    return info
+
+
+def run_batch_score(stage: Stage) -> dict[str, Any]:
+    """Batch-score: a new monthly batch scored by the packaged wheel, as a deployment would."""
+    info = read_json(stage.inp("package", "manifest"))
+    batch_path = stage.out("batch")
+    if stage.params.data == "simulate":
+        from nbops.data.simulate import simulate_batch, write_simulation
+
+        df, truth = simulate_batch(stage.params.batch, rows=stage.params.batch_rows, seed=stage.params.seed, drift=stage.params.batch_drift or "none")
+        write_simulation(df, truth, batch_path)
+    else:
+        shutil.copyfile(stage.inp("features", "test"), batch_path)
+    return score_with_wheel(Path(info["wheel"]), info["package"], batch_path, stage.out("predictions"), stage.out("summary"))
 
 
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
+
+
+def score_with_wheel(wheel: Path, package: str, source: Path, dest: Path, summary_out: Path) -> dict[str, Any]:
+    """Run ``python -m <package> score`` with only the wheel on the path, as a deployment would."""
+    env = {**os.environ, "PYTHONPATH": str(wheel)}
+    proc = subprocess.run([sys.executable, "-m", package, "score", str(source), str(dest), "--quiet"], capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"scoring {source} with {wheel.name} failed:\n{proc.stderr.strip()}")
+    scores = pd.read_parquet(dest)["prediction"]
+    summary = {
+        "wheel": wheel.name,
+        "batch": str(source),
+        "rows": int(len(scores)),
+        "mean_prediction": float(scores.mean()),
+        "quantiles": {str(q): float(scores.quantile(q)) for q in (0.05, 0.25, 0.5, 0.75, 0.95)},
+        "scorer_output": proc.stdout.strip(),
+    }
+    write_json(summary, summary_out)
+    return summary

@@ -79,7 +79,7 @@ class Tracker:
         safe = df.drop(columns=[c for c in df.columns if c in self.private])
         self.run.log({name: wandb.Table(dataframe=safe.head(max_rows).astype(str))})
 
-    def log_artifact(self, name: str, kind: str, paths: Iterable[Path], metadata: Mapping[str, Any] | None = None) -> None:
+    def log_artifact(self, name: str, kind: str, paths: Iterable[Path], metadata: Mapping[str, Any] | None = None, aliases: Iterable[str] = ()) -> None:
         if self.run is None:
             return
         import wandb
@@ -87,7 +87,7 @@ class Tracker:
         artifact = wandb.Artifact(name=name, type=kind, metadata=dict(metadata or {}))
         for path in paths:
             artifact.add_file(str(path))
-        self.run.log_artifact(artifact)
+        self.run.log_artifact(artifact, aliases=list(aliases) or None)
 
     def finish(self) -> None:
         if self.run is not None:

@@ -1,0 +1,1 @@
+"""Deployment: the scoring wheel built from a registered version."""

@@ -1,0 +1,76 @@
+"""Model cards: what a version is for, what it was trained on, how well it does and where it is weak."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from nbops.modeling.evaluate import HEADLINE
+
+
+def _table(df: pd.DataFrame) -> str:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in df.itertuples(index=False):
+        lines.append("| " + " | ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def model_card_markdown(metadata: dict[str, Any], segments: pd.DataFrame) -> str:
+    """The card as Markdown."""
+    task = metadata["task_type"]
+    metrics = metadata["metrics"]
+    headline = pd.DataFrame({"metric": HEADLINE[task], "test": [metrics.get(k) for k in HEADLINE[task]]})
+    seg_cols = ["segment", "level", "rows"] + [m for m in HEADLINE[task] if m in segments.columns][:3]
+    weakest = segments.dropna(subset=[seg_cols[3]]) if len(seg_cols) > 3 and not segments.empty else segments
+    if not weakest.empty and len(seg_cols) > 3:
+        weakest = weakest.sort_values(seg_cols[3], ascending=task == "binary").head(5)
+    gate = metadata.get("gate", {})
+    lines = [
+        f"# Model card: {metadata['package']} {metadata['version']}",
+        "",
+        "## Intended use",
+        f"Scores {metadata['dataset']} records for **{metadata['target']}** ({task}). "
+        + ("It returns a probability of the positive class, for ranking and thresholding by a reviewer who owns the decision. " if task == "binary" else "It returns a point estimate of the target. ")
+        + "It is not validated for populations, products or periods outside its training data, and it must not be the sole basis of a decision about a person.",
+        "",
+        "## Training data",
+        f"- source: `{metadata['data']['source']}`",
+        f"- rows: {metadata['data']['rows_valid']:,} valid of {metadata['data']['rows_read']:,} read ({metadata['data']['rows_quarantined']:,} quarantined)",
+        f"- fingerprint: `{metadata['data']['fingerprint']}`",
+        f"- split: {metadata['split']['method']}; " + ", ".join(f"{k} {v['rows']:,} rows" + (f" ({v['from'][:10]} to {v['to'][:10]})" if "from" in v else "") for k, v in metadata["split"]["splits"].items()),
+        f"- features ({len(metadata['features'])}): " + ", ".join(f"`{f}`" for f in metadata["features"]),
+        f"- never used as features: identifiers and personal data ({', '.join(metadata.get('excluded_columns', [])) or 'none'})",
+        "",
+        "## Metrics (test split)",
+        _table(headline),
+        "",
+        "## Weakest segments",
+        _table(weakest[seg_cols]) if not weakest.empty else "No segment metrics.",
+        "",
+        "## Promotion",
+        gate.get("reason", "not evaluated"),
+        "",
+        "## Lineage",
+        f"- created: {metadata['created_at']}",
+        f"- git commit: `{metadata.get('git_commit') or 'unknown'}`",
+        f"- dependency lock sha256: `{metadata.get('lock_sha256') or 'unknown'}`",
+        f"- W&B run: `{metadata.get('wandb_run_id') or 'not tracked'}`",
+        f"- model file sha256: `{metadata['model_sha256']}`",
+        "",
+        "## Limits and caveats",
+        "- Trained on one period; performance decays as the population drifts. Watch the monitoring dashboard and retrain on drift.",
+        "- Segment metrics on small segments are noisy; read them with their row counts.",
+        "- Categories unseen in training are refused by the scoring API; extend the schema and retrain to accept them.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def model_card_html(markdown: str, title: str) -> str:
+    """The card as a standalone HTML page."""
+    import mistune
+
+    body = mistune.html(markdown)
+    style = "body{font-family:system-ui,sans-serif;max-width:900px;margin:2em auto;line-height:1.45}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}code{background:#f4f4f4}"
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{style}</style></head><body>{body}</body></html>\n"

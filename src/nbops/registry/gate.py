@@ -1,0 +1,67 @@
+"""The promotion gate: a candidate replaces production only if it is not worse on the same holdout.
+
+Both models score the same test rows (the production model with its own transform), so the
+comparison is like for like; "not worse" allows a tolerance set in env.yaml
+(``promotion_tolerance``), because two trainings on slightly different data differ by noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from nbops.modeling.evaluate import task_metrics
+from nbops.runtime.model import ScoringModel
+
+# The metric each task is judged on, and whether higher is better.
+GATE_METRIC = {"binary": ("roc_auc", True), "regression": ("rmse", False)}
+
+
+@dataclass
+class GateDecision:
+    """Whether the candidate may be promoted, and the numbers behind it."""
+
+    promote: bool
+    reason: str
+    metric: str
+    candidate: float
+    production: float | None
+    production_version: str | None
+    tolerance: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            [
+                {"model": "candidate (this build)", self.metric: self.candidate},
+                {"model": f"production ({self.production_version})" if self.production_version else "production (none yet)", self.metric: self.production},
+            ]
+        )
+
+
+def decide(task_type: str, candidate_metrics: dict[str, float], production_metrics: dict[str, float] | None, production_version: str | None, tolerance: float) -> GateDecision:
+    """Apply the gate to metrics computed on the same rows."""
+    metric, higher_is_better = GATE_METRIC[task_type]
+    cand = float(candidate_metrics[metric])
+    if production_metrics is None:
+        return GateDecision(True, "no production model yet: the first model is promoted", metric, cand, None, None, tolerance)
+    prod = float(production_metrics[metric])
+    delta = cand - prod if higher_is_better else prod - cand  # > 0: the candidate is better
+    ok = delta >= -tolerance
+    word = "higher" if higher_is_better else "lower"
+    reason = (
+        f"candidate {metric} {cand:.4f} vs production {prod:.4f} ({word} is better; change {delta:+.4f}, tolerance {tolerance:g}): "
+        + ("not worse beyond the tolerance, promote" if ok else "worse beyond the tolerance, keep production")
+    )
+    return GateDecision(ok, reason, metric, cand, prod, production_version, tolerance)
+
+
+def production_metrics_on(production: ScoringModel, test_rows: pd.DataFrame, target: str, task_type: str) -> dict[str, float]:
+    """Score the holdout with the production model (its own transform) and compute its metrics."""
+    p = production.booster.predict(production.transform(test_rows))
+    return task_metrics(task_type, test_rows[target].to_numpy(float), np.asarray(p))

@@ -1,0 +1,109 @@
+"""Assemble a registry version from the pipeline's products: model, transform, schema, lineage, card."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from nbops.data.schema import TableSchema
+from nbops.deploy.wheel import package_name
+from nbops.registry.card import model_card_html, model_card_markdown
+from nbops.registry.gate import GateDecision
+from nbops.registry.store import ModelVersion, Registry
+from nbops.runtime.model import MODEL_FILE, SCHEMA_FILE, TRANSFORM_FILE
+from nbops.runtime.schema import FieldSpec, InputSchema
+
+
+def input_schema(schema: TableSchema) -> InputSchema:
+    """The scoring contract: feature fields as declared (types, ranges, categories, nullability);
+    identifiers and the time column may be sent along and are echoed, never modelled."""
+    fields = [
+        FieldSpec(c.name, "numeric" if c.kind == "numeric" else "categorical", c.nullable, c.min, c.max, c.categories)
+        for c in schema.features
+    ]
+    passthrough = [c.name for c in schema.by_role("id", "time")]
+    return InputSchema(fields, passthrough)
+
+
+def git_commit(project: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(project), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def lock_sha256(project: Path) -> str | None:
+    lock = project / "requirements.lock"
+    return hashlib.sha256(lock.read_bytes()).hexdigest() if lock.exists() else None
+
+
+def registry_for(registry_root: str | Path, dataset: str) -> Registry:
+    return Registry(Path(registry_root) / dataset)
+
+
+def register_model(
+    *,
+    registry: Registry,
+    project: Path,
+    schema: TableSchema,
+    model_file: Path,
+    transform_file: Path,
+    ingest_summary: dict[str, Any],
+    split_summary: dict[str, Any],
+    train_summary: dict[str, Any],
+    metrics: dict[str, Any],
+    segments: pd.DataFrame,
+    gate: GateDecision,
+    params: dict[str, Any],
+    wandb_run_id: str | None = None,
+    run_identity: str | None = None,
+) -> tuple[ModelVersion, bool, bool]:
+    """Register the model as a new version, set ``candidate``, and promote it if the gate allows.
+
+    Returns:
+        (version, newly created, promoted to production).
+    """
+    files = {
+        MODEL_FILE: model_file.read_bytes(),
+        TRANSFORM_FILE: transform_file.read_bytes(),
+        SCHEMA_FILE: (json.dumps(input_schema(schema).to_dict(), indent=2) + "\n").encode(),
+        "metrics.json": (json.dumps({"metrics": metrics, "segments": segments.to_dict(orient="records")}, indent=2, default=float) + "\n").encode(),
+    }
+    metadata = {
+        "package": package_name(schema.dataset),
+        "dataset": schema.dataset,
+        "target": schema.target,
+        "task_type": schema.task_type,
+        "positive_class": schema.positive_class,
+        "features": json.loads(transform_file.read_text())["feature_names"],
+        "excluded_columns": [c.name for c in schema.by_role("id", "pii", "ignore")],
+        "metrics": metrics,
+        "gate": gate.to_dict(),
+        "params": params,
+        "train": train_summary,
+        "split": split_summary,
+        "data": {k: ingest_summary[k] for k in ("source", "source_sha256", "fingerprint", "rows_read", "rows_valid", "rows_quarantined")},
+        "git_commit": git_commit(project),
+        "lock_sha256": lock_sha256(project),
+        "wandb_run_id": wandb_run_id,
+        "run_identity": run_identity,
+    }
+
+    def card(meta: dict[str, Any]) -> dict[str, bytes]:
+        md = model_card_markdown(meta, segments)
+        return {"card.md": md.encode(), "card.html": model_card_html(md, f"{meta['package']} {meta['version']}").encode()}
+
+    version, created = registry.register(files, metadata, derived=card)
+    registry.set_candidate(version.version, "registered by the pipeline" if created else "re-registered (identical model)")
+    promoted = False
+    current = registry.aliases().get("production")
+    if gate.promote and current != version.version:
+        registry.promote(version.version, f"promotion gate: {gate.reason}")
+        promoted = True
+    return version, created, promoted

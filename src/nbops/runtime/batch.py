@@ -1,0 +1,127 @@
+"""Batch scoring of files larger than memory: CSV or Parquet in, CSV or Parquet out, in chunks.
+
+The output is written to a temporary file beside the destination and renamed into place only when
+every row has scored, so a bad row (named by its row number and column) leaves no partial output.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from .model import ScoringModel
+
+SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+class Progress:
+    """A dependency-free progress line on stderr (rows scored, rate), redrawn at most twice a second."""
+
+    def __init__(self, total_bytes: int, stream: TextIO = sys.stderr) -> None:
+        self.total = max(total_bytes, 1)
+        self.stream = stream
+        self.start = self.last = time.perf_counter()
+        self.rows = 0
+
+    def update(self, rows: int, done_bytes: int) -> None:
+        self.rows += rows
+        now = time.perf_counter()
+        if now - self.last >= 0.5:
+            self.last = now
+            share = min(done_bytes / self.total, 1.0)
+            bar = "#" * int(30 * share)
+            self.stream.write(f"\rscoring [{bar:<30}] {share:4.0%} {self.rows:,} rows {self.rows / (now - self.start):,.0f} rows/s")
+            self.stream.flush()
+
+    def close(self) -> None:
+        elapsed = time.perf_counter() - self.start
+        self.stream.write(f"\rscored {self.rows:,} rows in {elapsed:.1f} s ({self.rows / max(elapsed, 1e-9):,.0f} rows/s){' ' * 20}\n")
+        self.stream.flush()
+
+
+def _kind(path: Path) -> str:
+    kind = SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise ValueError(f"{path}: unknown file type '{path.suffix}'; expected one of {', '.join(SUFFIXES)}")
+    return kind
+
+
+def iter_chunks(path: Path, chunk_rows: int) -> Iterator[tuple[pd.DataFrame, int]]:
+    """Yield (chunk, bytes of the file consumed so far) without loading the whole file."""
+    if _kind(path) == "csv":
+        with path.open("rb") as fh:
+            options = pacsv.ReadOptions(block_size=max(1 << 20, chunk_rows * 200))
+            for batch in pacsv.open_csv(fh, read_options=options):
+                yield batch.to_pandas(), fh.tell()
+    else:
+        pf = pq.ParquetFile(path)
+        size, total, seen = path.stat().st_size, max(pf.metadata.num_rows, 1), 0
+        for batch in pf.iter_batches(batch_size=chunk_rows):
+            seen += batch.num_rows
+            yield batch.to_pandas(), int(size * seen / total)
+
+
+def score_file(model: ScoringModel, source: str | Path, dest: str | Path, *, chunk_rows: int = 100_000, progress: bool = True) -> int:
+    """Score ``source`` into ``dest``; return the number of rows. Raises InputError naming row and column."""
+    source, dest = Path(source), Path(dest)
+    if not source.exists():
+        raise FileNotFoundError(f"{source}: no such file")
+    out_kind = _kind(dest)
+    _kind(source)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    bar = Progress(source.stat().st_size) if progress else None
+    writer: pq.ParquetWriter | None = None
+    rows = 0
+    passthrough = list(model.schema.passthrough)
+    try:
+        with tmp.open("wb") as sink:
+            for chunk, done in iter_chunks(source, chunk_rows):
+                chunk = _restore_text(chunk, model)
+                model.check(chunk, first_row=rows)
+                scores = model.booster.predict(model.transform(chunk), **model._batch_threads)
+                out = chunk[[c for c in passthrough if c in chunk.columns]].copy()
+                out["prediction"] = scores
+                out["model_version"] = model.version
+                table = pa.Table.from_pandas(out, preserve_index=False)
+                if out_kind == "parquet":
+                    if writer is None:
+                        writer = pq.ParquetWriter(sink, table.schema)
+                    writer.write_table(table)
+                else:
+                    pacsv.write_csv(table, sink, write_options=pacsv.WriteOptions(include_header=rows == 0))
+                rows += len(chunk)
+                if bar:
+                    bar.update(len(chunk), done)
+            if writer is not None:
+                writer.close()
+        if rows == 0:
+            raise ValueError(f"{source}: the file has no rows to score")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+        if bar:
+            bar.close()
+    return rows
+
+
+def _restore_text(chunk: pd.DataFrame, model: ScoringModel) -> pd.DataFrame:
+    """Arrow may read an all-digit category column as numbers; categories are compared as text."""
+    for spec in model.schema.fields:
+        if spec.kind == "categorical" and spec.name in chunk.columns and not pd.api.types.is_string_dtype(chunk[spec.name]) and chunk[spec.name].dtype != object:
+            chunk[spec.name] = chunk[spec.name].astype("string")
+    return chunk

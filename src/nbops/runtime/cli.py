@@ -1,0 +1,45 @@
+"""``python -m <package> score IN OUT`` and ``python -m <package> serve``: the wheel's command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from .model import IntegrityError, ScoringModel
+from .schema import InputError
+
+
+def main(load: Callable[[], ScoringModel], prog: str, argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=f"python -m {prog}", description="Score files or serve a REST API with the packaged model.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("score", help="score a CSV or Parquet file into a CSV or Parquet file, in chunks")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--chunk-rows", type=int, default=100_000)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p = sub.add_parser("serve", help="serve POST /predict, /health, /metadata, /metrics with uvicorn")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--prediction-log", default=None, help="folder for the JSON-lines prediction log")
+    sub.add_parser("info", help="print the model version and metadata")
+    args = parser.parse_args(argv)
+    try:
+        model = load()
+        if args.command == "score":
+            from .batch import score_file
+
+            rows = score_file(model, args.input, args.output, chunk_rows=args.chunk_rows, progress=not args.quiet)
+            sys.stdout.write(f"wrote {rows:,} predictions to {args.output} (model {model.version})\n")
+        elif args.command == "serve":
+            from .serve import serve
+
+            serve(model, host=args.host, port=args.port, log_dir=args.prediction_log)
+        else:
+            import json
+
+            sys.stdout.write(json.dumps(model.metadata, indent=2) + "\n")
+    except (InputError, IntegrityError, FileNotFoundError, ValueError) as exc:
+        sys.stderr.write(f"error: {exc}\nno output was written.\n" if args.command == "score" else f"error: {exc}\n")
+        return 1 if isinstance(exc, IntegrityError) else 2
+    return 0

@@ -1,0 +1,176 @@
+"""The scoring input contract: which fields a record must have, and what values each accepts.
+
+One validator serves every way in (a DataFrame, a list of dicts, a REST body), so a record refused
+by the API is refused the same way by ``predict`` and by the batch scorer. Every problem names the
+record (0-based position) and the field.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason a record cannot be scored."""
+
+    record: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"record {self.record}, field '{self.field}': {self.message}"
+
+
+class InputError(ValueError):
+    """Records that do not match the input schema; ``problems`` lists every one found (up to a cap)."""
+
+    def __init__(self, problems: Sequence[Problem], total: int | None = None) -> None:
+        self.problems = list(problems)
+        self.total = total if total is not None else len(self.problems)
+        shown = "; ".join(str(p) for p in self.problems[:5])
+        more = f" (and {self.total - 5} more)" if self.total > 5 else ""
+        super().__init__(f"{self.total} problem(s) in the input: {shown}{more}")
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One input field."""
+
+    name: str
+    kind: str  # "numeric" | "categorical"
+    nullable: bool = True
+    min: float | None = None
+    max: float | None = None
+    categories: list[str] | None = None
+
+
+@dataclass
+class InputSchema:
+    """The fields a record must carry to be scored, and optional pass-through identifier fields."""
+
+    fields: list[FieldSpec]
+    passthrough: list[str] = field(default_factory=list)
+    max_problems: int = 50
+
+    def __post_init__(self) -> None:
+        self._by_name = {f.name: f for f in self.fields}
+        self._allowed = set(self._by_name) | set(self.passthrough)
+        self._levels = {f.name: frozenset(f.categories) for f in self.fields if f.categories is not None}
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fields": [asdict(f) for f in self.fields], "passthrough": self.passthrough}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> InputSchema:
+        return cls(fields=[FieldSpec(**f) for f in data["fields"]], passthrough=list(data.get("passthrough", [])))
+
+    # -- records (lists of dicts: the REST path) ------------------------------------------------
+
+    def check_records(self, records: Any, *, allow_extra: bool = False) -> None:
+        """Raise :class:`InputError` unless ``records`` is a list of valid records."""
+        if not isinstance(records, list):
+            raise InputError([Problem(-1, "records", f"expected a list of objects, found {type(records).__name__}")])
+        problems: list[Problem] = []
+        total = 0
+        for i, record in enumerate(records):
+            for p in self._record_problems(i, record, allow_extra):
+                total += 1
+                if len(problems) < self.max_problems:
+                    problems.append(p)
+        if problems:
+            raise InputError(problems, total)
+
+    def _record_problems(self, i: int, record: Any, allow_extra: bool) -> list[Problem]:
+        if not isinstance(record, dict):
+            return [Problem(i, "(record)", f"expected an object of field values, found {type(record).__name__}")]
+        out = []
+        for spec in self.fields:
+            if spec.name not in record:
+                out.append(Problem(i, spec.name, "missing (send null for an unknown value)" if spec.nullable else "missing and required"))
+                continue
+            out.extend(self._value_problems(i, spec, record[spec.name]))
+        if not allow_extra:
+            for key in record:
+                if key not in self._allowed:
+                    out.append(Problem(i, str(key), f"unknown field; expected only {', '.join(self.names)}"))
+        return out
+
+    def _value_problems(self, i: int, spec: FieldSpec, value: Any) -> list[Problem]:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return [] if spec.nullable else [Problem(i, spec.name, "null or NaN, but a value is required")]
+        if spec.kind == "numeric":
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return [Problem(i, spec.name, f"expected a number, found {type(value).__name__} {value!r}"[:200])]
+            if math.isinf(value):
+                return [Problem(i, spec.name, "infinite values are not accepted")]
+            if spec.min is not None and value < spec.min:
+                return [Problem(i, spec.name, f"{value!r} is below the minimum {spec.min:g}")]
+            if spec.max is not None and value > spec.max:
+                return [Problem(i, spec.name, f"{value!r} is above the maximum {spec.max:g}")]
+            return []
+        if not isinstance(value, str):
+            return [Problem(i, spec.name, f"expected a category (text), found {type(value).__name__} {value!r}"[:200])]
+        levels = self._levels.get(spec.name)
+        if levels is not None and value not in levels:
+            allowed = ", ".join(sorted(levels)[:10])
+            return [Problem(i, spec.name, f"unseen category {value[:60]!r}; expected one of {allowed}")]
+        return []
+
+    # -- frames (batch files and DataFrames) ----------------------------------------------------
+
+    def check_frame(self, df: pd.DataFrame, *, first_row: int = 0) -> None:
+        """Raise :class:`InputError` unless every row of ``df`` is valid (vectorised).
+
+        Args:
+            first_row: the position of ``df``'s first row in the whole input, so a chunk's problems
+                name the row in the file.
+        """
+        problems: list[Problem] = []
+        total = 0
+
+        def add(mask: np.ndarray, name: str, message: Any) -> None:
+            nonlocal total
+            rows = np.flatnonzero(mask)
+            total += len(rows)
+            for r in rows[: max(0, self.max_problems - len(problems))]:
+                problems.append(Problem(int(first_row + r), name, message(r) if callable(message) else message))
+
+        missing = [f.name for f in self.fields if f.name not in df.columns]
+        if missing:
+            raise InputError([Problem(first_row, name, "column missing from the input") for name in missing])
+        for spec in self.fields:
+            col = df[spec.name]
+            null = col.isna().to_numpy()
+            if not spec.nullable:
+                add(null, spec.name, "null or NaN, but a value is required")
+            if spec.kind == "numeric":
+                values = pd.to_numeric(col, errors="coerce")
+                bad = values.isna().to_numpy() & ~null
+                raw = col.to_numpy()
+                add(bad, spec.name, lambda r, raw=raw: f"expected a number, found {raw[r]!r}"[:200])
+                v = values.to_numpy(dtype=float, na_value=np.nan)
+                with np.errstate(invalid="ignore"):
+                    add(np.isinf(v), spec.name, "infinite values are not accepted")
+                    if spec.min is not None:
+                        add(v < spec.min, spec.name, lambda r, v=v, s=spec: f"{v[r]!r} is below the minimum {s.min:g}")
+                    if spec.max is not None:
+                        add(v > spec.max, spec.name, lambda r, v=v, s=spec: f"{v[r]!r} is above the maximum {s.max:g}")
+            elif spec.categories is not None:
+                text = col.astype("string")
+                unseen = (~text.isin(spec.categories)).fillna(False).to_numpy() & ~null
+                raw = col.to_numpy()
+                allowed = ", ".join(sorted(spec.categories)[:10])
+                add(unseen, spec.name, lambda r, raw=raw, a=allowed: f"unseen category {str(raw[r])[:60]!r}; expected one of {a}")
+        if problems:
+            raise InputError(problems, total)
