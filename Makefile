@@ -43,9 +43,14 @@ test: install ## Run the whole test suite (what CI runs)
 lab: install ## Start JupyterLab with Ploomber's parameter injection (http://127.0.0.1:8888)
 	JUPYTER_CONFIG_DIR=$(CURDIR)/.jupyter $(BIN)/jupyter lab --ip=127.0.0.1 --no-browser --allow-root $(ARGS)
 
+.PHONY: serve
+serve: install ## Serve the production model over REST on http://127.0.0.1:8000 (docs at /docs)
+	$(BIN)/nbops serve --env $(ENV_FILE) $(ARGS)
+
 .PHONY: bench
 bench: install ## Run the benchmarks; results go to bench/results/
 	$(BIN)/python bench/bench_build.py $(ARGS)
+	$(BIN)/python bench/bench_scoring.py
 
 .PHONY: notebook-outputs
 notebook-outputs: install ## Refresh the notebook outputs that nbval checks (cells with keep_output)
@@ -62,8 +67,8 @@ lock: install ## Recompile requirements.lock from pyproject.toml and requirement
 	$(BIN)/python requirements/write_environment_yml.py
 
 .PHONY: clean
-clean: ## Remove products (data/, models/, reports/ outputs, build/, wandb/); keeps .venv
-	rm -rf build data models wandb reports/*.ipynb reports/*.html reports/*.json reports/*.jsonl reports/*.parquet reports/figures env.nbops-build.yaml
+clean: ## Remove products (data/, models/, registry/, dist/, reports/ outputs, build/, wandb/); keeps .venv
+	rm -rf build data models registry dist wandb .nbops reports/*.ipynb reports/*.html reports/*.json reports/*.jsonl reports/*.parquet reports/figures env.nbops-build.yaml
 
 .PHONY: help
 help: ## List the targets

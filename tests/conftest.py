@@ -60,3 +60,36 @@ def files_containing(folder: Path, needles: Sequence[str]) -> list[Path]:
             if any(n.encode() in data for n in needles):
                 hits.append(path)
     return hits
+
+
+@pytest.fixture(scope="session")
+def packaged_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project copy built once with env.test.yaml: registry, production model, wheel, scored batch.
+
+    Read-only for the tests that use it; a test that changes the registry makes its own copy.
+    """
+    project = copy_project(tmp_path_factory.mktemp("packaged") / "project")
+    proc = nbops(project, "build", "--env", "env.test.yaml")
+    assert proc.returncode == 0, output_of(proc)[-5000:]
+    return project
+
+
+@pytest.fixture(scope="session")
+def scoring_venv(packaged_project: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | str]:
+    """A fresh virtualenv with only the built wheel and its declared dependencies ([serve] included).
+
+    Installed with uv from the package index, constrained to the lock's versions.
+    """
+    import json
+
+    manifest = json.loads((packaged_project / "build/test/dist/package.json").read_text())
+    venv = tmp_path_factory.mktemp("scoring-venv") / "venv"
+    uv = Path(sys.executable).parent / "uv"
+    subprocess.run([str(uv), "venv", "--python", sys.executable, "--seed", str(venv)], check=True, capture_output=True, text=True)
+    python = venv / "bin" / "python"
+    proc = subprocess.run(
+        [str(uv), "pip", "install", "--python", str(python), "-c", str(REPO / "requirements.lock"), f"{manifest['wheel']}[serve]"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {"python": python, "package": manifest["package"], "wheel": Path(manifest["wheel"]), "model_version": manifest["model_version"], "project": packaged_project}

@@ -17,6 +17,8 @@ from nbops.pipeline_spec import TaskSpec, load_env, load_tasks, notebook_paramet
 
 # Names Ploomber injects into every notebook; they are not stage parameters.
 INJECTED = {"upstream", "product"}
+# Stage parameters that pipeline.yaml computes from other values, never read from the env file.
+TASK_ONLY = {"registry_root"}
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,8 @@ def check_project(
     if problems:
         raise ConfigError("\n".join(problems))
     env = load_env(project, env_file, overrides)
+    for key in TASK_ONLY & set(env):
+        problems.append(f"{env_file}: '{key}' is derived in pipeline.yaml from 'root'; remove it from the env file and set 'root' instead")
     settings = None
     try:
         settings = validate_params(EnvSettings, env, where=env_file)

@@ -55,6 +55,98 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _registry(args: argparse.Namespace):
+    from nbops.check import check_project
+    from nbops.data.ingest import dataset_name
+    from nbops.registry.publish import registry_for
+
+    project = _project(args)
+    checked = check_project(project, args.env, _overrides(args.set))
+    # The registry's location is a parameter of the register task in pipeline.yaml.
+    register = next((t for t in checked.tasks if t.name == "register"), None)
+    root = Path(register.params["registry_root"]) if register else Path(checked.settings.root) / "registry"
+    root = root if root.is_absolute() else project / root
+    return registry_for(root, dataset_name(checked.settings)), checked
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    line = "  ".join(c.ljust(widths[c]) for c in columns)
+    out = [line, "  ".join("-" * widths[c] for c in columns)]
+    out += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
+    return "\n".join(out)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    registry, _ = _registry(args)
+    aliases = registry.aliases()
+    if args.action == "list":
+        versions = registry.versions()
+        if not versions:
+            print(f"no model registered yet in {registry.root}; `make run` registers one")
+            return 0
+        rows = []
+        for v in versions:
+            tags = [a for a in ("production", "candidate") if aliases.get(a) == v.version]
+            metric = v.metadata.get("gate", {}).get("metric", "")
+            rows.append({"version": v.version, "aliases": ",".join(tags), "created": v.metadata.get("created_at", ""), metric or "metric": f"{v.metadata['metrics'].get(metric, float('nan')):.4f}" if metric else "", "data": v.metadata["data"]["fingerprint"][:12], "git": (v.metadata.get("git_commit") or "")[:8]})
+        print(f"registry {registry.root}")
+        print(_table(rows, list(rows[0])))
+        return 0
+    if args.action == "show":
+        import json
+
+        version = registry.get(args.version) if args.version else registry.alias("production")
+        if version is None:
+            print(f"no production model in {registry.root}", file=sys.stderr)
+            return 2
+        registry.verify(version.version)
+        print(json.dumps(version.metadata, indent=2, default=str))
+        print(f"\nfiles verified against their checksums; card: {version.file('card.html')}")
+        return 0
+    if args.action == "promote":
+        if not args.version:
+            raise NbopsError("`nbops models promote` needs a VERSION (see `nbops models list`)")
+        version = registry.get(args.version)
+        registry.verify(version.version)
+        previous = registry.promote(version.version, "promoted by hand (nbops models promote)")
+        print(f"production: {previous or 'none'} -> {version.version}")
+        return 0
+    if args.action == "rollback":
+        before, after = registry.rollback()
+        print(f"production rolled back: {before} -> {after}")
+        return 0
+    raise NbopsError(f"unknown action {args.action}")
+
+
+def cmd_package(args: argparse.Namespace) -> int:
+    from nbops.deploy.wheel import build_wheel
+
+    registry, _ = _registry(args)
+    version = registry.get(args.version) if args.version else registry.alias("production")
+    if version is None:
+        raise NbopsError(f"no production model in {registry.root} to package; run `make run` or name a VERSION")
+    registry.verify(version.version)
+    wheel = build_wheel(version, _project(args) / args.dist)
+    print(f"built {wheel} (model {version.version}); install it with `pip install {wheel}` ([serve] for the API)")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from nbops.runtime.model import ScoringModel
+    from nbops.runtime.serve import serve
+
+    registry, checked = _registry(args)
+    version = registry.get(args.version) if args.version else registry.alias("production")
+    if version is None:
+        raise NbopsError(f"no production model in {registry.root} to serve; run `make run` first")
+    model = ScoringModel.from_folder(version.path)
+    log_dir = args.prediction_log or str(Path(checked.settings.root) / "data" / "prediction_log")
+    print(f"serving {version.metadata['package']} {version.version} on http://{args.host}:{args.port} (docs at /docs); prediction log in {log_dir}")
+    serve(model, host=args.host, port=args.port, log_dir=log_dir)
+    return 0
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from nbops.data import simulate
 
@@ -78,6 +170,23 @@ def build_parser() -> argparse.ArgumentParser:
     env_args(p)
     p.add_argument("--force", action="store_true", help="rerun every task even if up to date")
     p.set_defaults(func=cmd_build)
+    p = sub.add_parser("models", help="list, show, promote or roll back registered model versions")
+    env_args(p)
+    p.add_argument("action", choices=["list", "show", "promote", "rollback"])
+    p.add_argument("version", nargs="?", help="a version such as v0003 (or 3)")
+    p.set_defaults(func=cmd_models)
+    p = sub.add_parser("package", help="build the scoring wheel of a version (default: production) into dist/")
+    env_args(p)
+    p.add_argument("version", nargs="?")
+    p.add_argument("--dist", default="dist")
+    p.set_defaults(func=cmd_package)
+    p = sub.add_parser("serve", help="serve a registered version (default: production) over REST with uvicorn")
+    env_args(p)
+    p.add_argument("version", nargs="?")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--prediction-log", default=None)
+    p.set_defaults(func=cmd_serve)
     p = sub.add_parser("simulate", help="write a simulated credit-risk table (see `nbops simulate --help`)", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_simulate)
@@ -92,6 +201,13 @@ def main(argv: list[str] | None = None) -> int:
     except NbopsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        # Imported lazily: loading the scoring runtime costs seconds that `nbops check` must not pay.
+        runtime = sys.modules.get("nbops.runtime.model")
+        if runtime is not None and isinstance(exc, runtime.IntegrityError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        raise
 
 
 if __name__ == "__main__":

@@ -117,7 +117,10 @@ STAGES: dict[str, type[StageParams]] = {
 
 
 class EnvSettings(IngestParams, FeaturesParams, TrainParams, EvaluateParams, RegisterParams, PackageParams, BatchScoreParams):
-    """Every key ``env.yaml`` may hold: the stage parameters plus where and how the pipeline runs."""
+    """Every key ``env.yaml`` may hold: the stage parameters plus where and how the pipeline runs.
+
+    ``registry_root`` is not an env key: pipeline.yaml derives it from ``root``.
+    """
 
     root: str = Field(".", description="folder under which data/, models/ and reports/ are written")
     executor: Literal["papermill", "ploomber-engine"] = Field("papermill", description="how Ploomber runs each notebook")

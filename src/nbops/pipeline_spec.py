@@ -101,7 +101,10 @@ def load_env(project: Path, env_file: str | Path = "env.yaml", overrides: Mappin
     raw = load_yaml(path)
     raw.update(overrides or {})
     builtins = builtin_placeholders(path)
-    return {k: render(v, {**builtins, **raw}, where=f"{path.name}:{k}") for k, v in raw.items()}
+    env = dict(raw)
+    for _ in range(3):  # values may refer to built-ins through other values ({{root}} -> {{here}})
+        env = {k: render(v, {**builtins, **env}, where=f"{path.name}:{k}") for k, v in env.items()}
+    return env
 
 
 def notebook_parameters(source: Path) -> dict[str, Any]:
