@@ -43,7 +43,7 @@ def test_build_writes_every_product(built: Path) -> None:
         for key, path in task.product.items():
             assert Path(path).exists(), f"{task.name}.{key} missing: {path}"
     reports = built / "build/test/reports"
-    for stem in ("01_ingest", "02_features", "03_train", "04_evaluate", "05_register", "06_package", "07_batch_score"):
+    for stem in ("01_ingest", "02_features", "03_train", "04_evaluate", "05_register", "06_package", "07_batch_score", "08_monitor"):
         assert (reports / f"{stem}.ipynb").stat().st_size > 0
         assert "<html" in (reports / f"{stem}.html").read_text()[:2000].lower()
 
@@ -66,7 +66,7 @@ def test_model_file_is_lightgbm_text(built: Path) -> None:
 
 def test_every_stage_logged_an_offline_wandb_run_inside_the_project(built: Path) -> None:
     runs = sorted((built / "wandb" / "wandb").glob("offline-run-*"))
-    assert len(runs) == 5  # ingest, features, train, evaluate, register (package and batch_score log nothing)
+    assert len(runs) == 6  # ingest, features, train, evaluate, register, monitor (package and batch_score log nothing)
     build_id = last_build(built)["build_id"]
     for run in runs:
         assert list(run.glob("run-*.wandb")), f"no run data in {run}"
@@ -76,19 +76,19 @@ def test_every_stage_logged_an_offline_wandb_run_inside_the_project(built: Path)
 
 def test_summary_names_metrics_and_reports(built: Path) -> None:
     out = build(built, "--force")
-    assert "Ran 7 of 7 tasks" in out
+    assert "Ran 8 of 8 tasks" in out
     assert "roc_auc" in out and "reports" in out
 
 
 def test_second_build_skips_everything_and_says_so(built: Path) -> None:
     out = build(built)
-    assert "Nothing changed: all 7 tasks are up to date" in out
+    assert "Nothing changed: all 8 tasks are up to date" in out
 
 
 def test_changed_parameter_reruns_only_the_affected_tasks(built: Path) -> None:
     build(built, "--set", "learning_rate=0.1")
     ran = last_build(built)["tasks"]
-    assert ran == {"ingest": False, "features": False, "train": True, "evaluate": True, "register": True, "package": True, "batch_score": True}
+    assert ran == {"ingest": False, "features": False, "train": True, "evaluate": True, "register": True, "package": True, "batch_score": True, "monitor": True}
 
 
 def test_same_seed_gives_a_byte_identical_model_with_papermill_kernels(built: Path, tmp_path: Path) -> None:

@@ -105,6 +105,26 @@ class BatchScoreParams(StageParams):
     seed: int = Field(42, ge=0)
 
 
+Scenario = Literal["none", "shock", "gradual", "new-category", "concept"]
+
+
+class MonitorParams(StageParams):
+    """Parameters of the monitor stage: the production months to simulate and the alert thresholds."""
+
+    data: str = Field("simulate", description="'simulate' monitors simulated production months; otherwise the test split")
+    registry_root: str = Field("build/interactive/registry", description="folder of the model registry")
+    production_months: int = Field(12, ge=1, le=120, description="months after the training history to simulate and monitor")
+    production_rows: int = Field(5000, ge=1, description="rows per simulated month")
+    drift_schedule: list[Scenario | None] = Field(default_factory=list, description="the drift scenario of each production month, in order; missing months have none")
+    label_delay: int = Field(2, ge=0, description="months before a batch's labels arrive")
+    psi_threshold: float = Field(0.2, gt=0, description="PSI at or above which a feature has drifted (0.1 watch, 0.25 act)")
+    min_drifted_features: int = Field(1, ge=1, description="drifted features that make the whole batch drifted")
+    max_auc_drop: float = Field(0.05, ge=0, description="alert when a batch's ROC AUC is this far below the test AUC")
+    max_calibration_error: float = Field(0.05, ge=0)
+    seed: int = Field(42, ge=0)
+    tracking: Literal["offline", "online", "disabled"] = "offline"
+
+
 STAGES: dict[str, type[StageParams]] = {
     "ingest": IngestParams,
     "features": FeaturesParams,
@@ -113,10 +133,11 @@ STAGES: dict[str, type[StageParams]] = {
     "register": RegisterParams,
     "package": PackageParams,
     "batch_score": BatchScoreParams,
+    "monitor": MonitorParams,
 }
 
 
-class EnvSettings(IngestParams, FeaturesParams, TrainParams, EvaluateParams, RegisterParams, PackageParams, BatchScoreParams):
+class EnvSettings(IngestParams, FeaturesParams, TrainParams, EvaluateParams, RegisterParams, PackageParams, BatchScoreParams, MonitorParams):
     """Every key ``env.yaml`` may hold: the stage parameters plus where and how the pipeline runs.
 
     ``registry_root`` is not an env key: pipeline.yaml derives it from ``root``.

@@ -18,6 +18,7 @@ from typing import Any
 
 import lightgbm as lgb
 import pandas as pd
+from tqdm.auto import tqdm
 
 from nbops.data.ingest import IngestResult, ingest
 from nbops.data.io import file_sha256, write_json
@@ -26,8 +27,12 @@ from nbops.deploy.wheel import build_wheel
 from nbops.features.build import FeaturesResult, build_features
 from nbops.modeling.evaluate import Evaluation, evaluate_model
 from nbops.modeling.train import TrainResult, learning_curve, train_model
+from nbops.monitoring.drift import DriftThresholds
+from nbops.monitoring.history import read_alerts, replace_alerts, upsert_history
+from nbops.monitoring.monitor import AlertRules, BatchMonitoring, monitor_batch
+from nbops.monitoring.profile import ReferenceProfile, build_reference_profile
 from nbops.registry.gate import GateDecision, decide, production_metrics_on
-from nbops.registry.publish import register_model, registry_for
+from nbops.registry.publish import PROFILE_FILE, register_model, registry_for
 from nbops.registry.store import ModelVersion, Registry, RegistryError
 from nbops.runtime.model import ScoringModel
 from nbops.runtime.transform import FeatureTransform
@@ -152,6 +157,7 @@ def run_register(stage: Stage) -> Registration:
     gate = GateDecision(**gate_data)
     registry = registry_for(_registry_root(stage), schema.dataset)
     metrics = read_json(stage.inp("evaluate", "metrics"))["metrics"]
+    profile = reference_profile_of_training(schema, stage)
     with start_run("register", config=_config(stage), mode=stage.params.tracking, project_dir=stage.project) as run:
         version, created, promoted = register_model(
             registry=registry,
@@ -166,6 +172,7 @@ def run_register(stage: Stage) -> Registration:
             segments=pd.read_parquet(stage.inp("evaluate", "segments")),
             gate=gate,
             params=read_json(stage.inp("train", "summary"))["booster_params"],
+            reference_profile=(json.dumps(profile.to_dict()) + "\n").encode(),
             wandb_run_id=run.run_id,
             run_identity=os.environ.get("NBOPS_RUN_IDENTITY"),
         )
@@ -178,6 +185,14 @@ def run_register(stage: Stage) -> Registration:
         shutil.copyfile(version.file(name), card / name)
     write_json({"version": version.version, "created": created, "promoted": promoted, "aliases": {a: aliases.get(a) for a in ("candidate", "production")}, "registry": str(registry.root)}, stage.out("registration"))
     return Registration(version, created, promoted, gate, aliases)
+
+
+def reference_profile_of_training(schema: TableSchema, stage: Stage) -> ReferenceProfile:
+    """The monitoring reference: the training rows' feature distributions and the model's scores on them."""
+    train_rows = pd.read_parquet(stage.inp("features", "train"))
+    transform = FeatureTransform.load(stage.inp("features", "transform"))
+    booster = lgb.Booster(model_file=str(stage.inp("train", "model")))
+    return build_reference_profile(train_rows, transform.numeric, list(transform.categorical), booster.predict(transform.transform(train_rows)))
 
 
 def run_package(stage: Stage) -> dict[str, Any]:
@@ -230,3 +245,100 @@ def score_with_wheel(wheel: Path, package: str, source: Path, dest: Path, summar
     }
     write_json(summary, summary_out)
     return summary
+
+
+@dataclass
+class MonitoringRun:
+    """What the monitor stage did."""
+
+    history: pd.DataFrame
+    alerts: list[dict[str, Any]]
+    batches: list[BatchMonitoring]
+    truth: pd.DataFrame
+
+
+def run_monitor(stage: Stage) -> MonitoringRun:
+    """Monitor: simulate production months (or take your own batches), score them with the production
+    model, and record quality, drift, late-arriving performance and alerts per month."""
+    p = stage.params
+    registration = read_json(stage.inp("register", "registration"))
+    registry = Registry(registration["registry"])
+    version = registry.alias("production")
+    if version is None:
+        raise RegistryError(f"no production model in {registry.root} to monitor")
+    model = ScoringModel.from_folder(version.path)
+    profile = ReferenceProfile.load(version.file(PROFILE_FILE))
+    reference_metrics = version.metadata["metrics"]
+    rules = AlertRules(DriftThresholds(p.psi_threshold, p.min_drifted_features), p.max_auc_drop, p.max_calibration_error)
+    target = version.metadata["target"]
+    history_path, alerts_path = stage.out("history"), stage.out("alerts")
+    batches_dir = stage.out("batches")
+    batches_dir.mkdir(parents=True, exist_ok=True)
+    results: list[BatchMonitoring] = []
+    truth_rows: list[dict[str, Any]] = []
+    if p.data == "simulate":
+        from nbops.data.simulate import simulate_batch, write_simulation
+
+        schedule = list(p.drift_schedule) + [None] * p.production_months
+        stored: dict[int, tuple[str, Path]] = {}
+        for k in tqdm(range(1, p.production_months + 1), desc="monitoring months", unit="month"):
+            scenario = schedule[k - 1] or "none"
+            df, truth = simulate_batch(k, rows=p.production_rows, seed=p.seed, drift=scenario)
+            month = truth.months[0]
+            path = batches_dir / f"{month}.parquet"
+            write_simulation(df, truth, path)
+            stored[k] = (month, path)
+            truth_rows.append({"month": month, "scenario": scenario, "drifted_features": ",".join(d.name for d in truth.drifted_features), "concept_drift": truth.concept_drift})
+            # Labels are not known yet when a month is first monitored.
+            result = monitor_batch(month, df.drop(columns=[target]), model=model, profile=profile, reference_metrics=reference_metrics, rules=rules, month=month)
+            upsert_history(history_path, [result.row])
+            replace_alerts(alerts_path, month, result.alerts)
+            results.append(result)
+            # The labels of the month `label_delay` months ago arrive now.
+            arrived = k - p.label_delay
+            if arrived >= 1:
+                results.append(_label_update(stored[arrived], model, profile, reference_metrics, rules, target, history_path, alerts_path))
+    else:
+        test_rows = pd.read_parquet(stage.inp("features", "test"))
+        result = monitor_batch("holdout", test_rows, model=model, profile=profile, reference_metrics=reference_metrics, rules=rules, target=target, month=None)
+        upsert_history(history_path, [result.row])
+        replace_alerts(alerts_path, "holdout", result.alerts)
+        results.append(result)
+    history = pd.read_parquet(history_path)
+    alerts = read_alerts(alerts_path)
+    truth = pd.DataFrame(truth_rows)
+    found = drift_recall(history, truth) if not truth.empty else {}
+    write_json({"model_version": version.version, "batches": int(len(history)), "alerts": len(alerts), "ground_truth": found}, stage.out("summary"))
+    with start_run("monitor", config=_config(stage), mode=p.tracking, project_dir=stage.project) as run:
+        for r in results:
+            if r.drift is not None:
+                run.log_metrics({"monitor/n_drifted": len(r.drift.drifted), "monitor/dataset_drift": float(r.drift.dataset_drift)})
+        if alerts:
+            run.log_table("alerts", pd.DataFrame(alerts))
+        run.log_table("monitoring_history", history)
+    return MonitoringRun(history, alerts, results, truth)
+
+
+def _label_update(stored: tuple[str, Path], model: ScoringModel, profile: ReferenceProfile, reference_metrics: dict[str, float], rules: AlertRules, target: str, history_path: Path, alerts_path: Path) -> BatchMonitoring:
+    month, path = stored
+    df = pd.read_parquet(path)
+    result = monitor_batch(month, df, model=model, profile=profile, reference_metrics=reference_metrics, rules=rules, target=target, month=month)
+    result.row["labels_arrived_at"] = result.row.pop("monitored_at")
+    upsert_history(history_path, [result.row])
+    replace_alerts(alerts_path, month, result.alerts)
+    return result
+
+
+def drift_recall(history: pd.DataFrame, truth: pd.DataFrame) -> dict[str, Any]:
+    """How the monitor did against the simulator's ground truth: drifted features found, false alarms."""
+    merged = truth.merge(history[["batch_id", "drifted_features", "dataset_drift"]], left_on="month", right_on="batch_id", how="left")
+    named = found = false_alarms = clean = 0
+    for row in merged.itertuples():
+        expected = {f for f in (row.drifted_features_x or "").split(",") if f}
+        flagged = {f for f in (row.drifted_features_y or "").split(",") if f} if isinstance(row.drifted_features_y, str) else set()
+        named += len(expected)
+        found += len(expected & flagged)
+        if not expected:
+            clean += 1
+            false_alarms += bool(row.dataset_drift)
+    return {"named_features": named, "found": found, "recall": found / named if named else None, "clean_months": clean, "false_alarms": false_alarms}

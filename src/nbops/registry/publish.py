@@ -18,6 +18,8 @@ from nbops.registry.store import ModelVersion, Registry
 from nbops.runtime.model import MODEL_FILE, SCHEMA_FILE, TRANSFORM_FILE
 from nbops.runtime.schema import FieldSpec, InputSchema
 
+PROFILE_FILE = "reference_profile.json"
+
 
 def input_schema(schema: TableSchema) -> InputSchema:
     """The scoring contract: feature fields as declared (types, ranges, categories, nullability);
@@ -61,6 +63,7 @@ def register_model(
     segments: pd.DataFrame,
     gate: GateDecision,
     params: dict[str, Any],
+    reference_profile: bytes | None = None,
     wandb_run_id: str | None = None,
     run_identity: str | None = None,
 ) -> tuple[ModelVersion, bool, bool]:
@@ -75,6 +78,8 @@ def register_model(
         SCHEMA_FILE: (json.dumps(input_schema(schema).to_dict(), indent=2) + "\n").encode(),
         "metrics.json": (json.dumps({"metrics": metrics, "segments": segments.to_dict(orient="records")}, indent=2, default=float) + "\n").encode(),
     }
+    if reference_profile is not None:
+        files[PROFILE_FILE] = reference_profile
     metadata = {
         "package": package_name(schema.dataset),
         "dataset": schema.dataset,

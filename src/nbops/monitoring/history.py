@@ -1,0 +1,79 @@
+"""The monitoring history (one Parquet row per batch) and the alerts log (JSON lines).
+
+Both are idempotent per batch: monitoring a batch again replaces its row and its alerts, never
+duplicates them, so a retried or re-run monitoring job leaves the same history.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+KEY = "batch_id"
+
+
+def read_history(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        return pd.DataFrame(columns=[KEY])
+    return pd.read_parquet(path)
+
+
+def upsert_history(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Insert or replace rows by ``batch_id`` (a later row for the same batch updates its fields)."""
+    path = Path(path)
+    history = read_history(path)
+    new = pd.DataFrame(list(rows))
+    if new.empty:
+        return history
+    if not history.empty:
+        merged = history.set_index(KEY)
+        update = new.set_index(KEY)
+        for col in update.columns:
+            if col not in merged.columns:
+                merged[col] = pd.NA
+        for batch_id, row in update.iterrows():
+            values = {k: v for k, v in row.items() if not (isinstance(v, float) and pd.isna(v)) and v is not None}
+            if batch_id in merged.index:
+                for k, v in values.items():
+                    merged.at[batch_id, k] = v
+            else:
+                merged.loc[batch_id] = pd.Series(values)
+        history = merged.reset_index()
+    else:
+        history = new
+    if "month" in history.columns:
+        history = history.sort_values(["month", KEY], ignore_index=True)
+    _write(history, path)
+    return history
+
+
+def _write(df: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def replace_alerts(path: str | Path, batch_id: str, alerts: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Drop the batch's earlier alerts and append the new ones; returns every alert in the file."""
+    path = Path(path)
+    kept = [a for a in read_alerts(path) if a.get(KEY) != batch_id]
+    allrows = kept + [dict(a, **{KEY: batch_id}) for a in alerts]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(a, default=str) + "\n" for a in allrows))
+    os.replace(tmp, path)
+    return allrows
+
+
+def read_alerts(path: str | Path) -> list[dict[str, Any]]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

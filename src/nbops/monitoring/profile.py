@@ -1,0 +1,161 @@
+"""The reference profile: what the training data looked like, stored with the model version.
+
+Computed once from the training rows, it holds per feature the bins and their shares (deciles of
+the training values for numeric features, category frequencies for categorical ones, missing as its
+own bin), quantiles, missing rate, range, and the distribution of the model's predictions. A new
+batch is compared with it without re-reading the training set.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+PROFILE_VERSION = 1
+N_BINS = 10
+N_QUANTILES = 101  # the quantile function on a 1% grid: enough for a Wasserstein estimate
+SCORE_EDGES = np.linspace(0.0, 1.0, 11)
+
+
+@dataclass
+class NumericProfile:
+    edges: list[float]          # inner bin edges (len = bins - 1); bins are (-inf, e0], (e0, e1], ... (e_last, inf)
+    shares: list[float]         # share of rows per bin, then the missing share last
+    quantiles: list[float]      # N_QUANTILES quantiles of the non-missing values
+    missing_rate: float
+    mean: float
+    std: float
+    min: float
+    max: float
+    iqr: float
+
+
+@dataclass
+class CategoricalProfile:
+    levels: list[str]
+    shares: list[float]         # share per level, then "other" (unseen), then missing
+    missing_rate: float
+
+
+@dataclass
+class ReferenceProfile:
+    """Per-feature reference distributions and the prediction distribution."""
+
+    rows: int
+    numeric: dict[str, NumericProfile] = field(default_factory=dict)
+    categorical: dict[str, CategoricalProfile] = field(default_factory=dict)
+    prediction: dict[str, Any] | None = None
+    version: int = PROFILE_VERSION
+
+    @property
+    def features(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "rows": self.rows,
+            "numeric": {k: vars(v) for k, v in self.numeric.items()},
+            "categorical": {k: vars(v) for k, v in self.categorical.items()},
+            "prediction": self.prediction,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReferenceProfile:
+        if data.get("version") != PROFILE_VERSION:
+            raise ValueError(f"reference profile format {data.get('version')} is not supported (expected {PROFILE_VERSION})")
+        return cls(
+            rows=data["rows"],
+            numeric={k: NumericProfile(**v) for k, v in data["numeric"].items()},
+            categorical={k: CategoricalProfile(**v) for k, v in data["categorical"].items()},
+            prediction=data.get("prediction"),
+        )
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict()) + "\n")
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> ReferenceProfile:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def numeric_values(series: pd.Series) -> np.ndarray:
+    return pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def bin_shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Shares of values per bin (len(edges)+1 bins), then the missing share."""
+    n = len(values)
+    if n == 0:
+        return np.zeros(len(edges) + 2)
+    missing = np.isnan(values)
+    idx = np.searchsorted(edges, values[~missing], side="left")
+    counts = np.bincount(idx, minlength=len(edges) + 1).astype(np.float64)
+    return np.append(counts, missing.sum()) / n
+
+
+def category_shares(series: pd.Series, levels: list[str]) -> np.ndarray:
+    """Shares per reference level, then unseen ("other"), then missing."""
+    n = len(series)
+    if n == 0:
+        return np.zeros(len(levels) + 2)
+    counts = series.astype("string").value_counts(dropna=False)
+    missing = int(counts[counts.index.isna()].sum()) if counts.index.hasnans else 0
+    known = counts[~counts.index.isna()]
+    per_level = known.reindex(levels, fill_value=0).to_numpy(dtype=np.float64)
+    other = float(known.sum() - per_level.sum())
+    return np.append(per_level, [other, missing]) / n
+
+
+def profile_numeric(values: np.ndarray) -> NumericProfile:
+    present = values[~np.isnan(values)]
+    if present.size == 0:
+        return NumericProfile([], [0.0, 1.0], [], 1.0, float("nan"), float("nan"), float("nan"), float("nan"), float("nan"))
+    edges = np.unique(np.quantile(present, np.linspace(0, 1, N_BINS + 1)[1:-1]))
+    q = np.quantile(present, np.linspace(0, 1, N_QUANTILES))
+    return NumericProfile(
+        edges=edges.tolist(),
+        shares=bin_shares(values, edges).tolist(),
+        quantiles=q.tolist(),
+        missing_rate=float(np.isnan(values).mean()),
+        mean=float(present.mean()),
+        std=float(present.std()),
+        min=float(q[0]),
+        max=float(q[-1]),
+        iqr=float(q[75] - q[25]),
+    )
+
+
+def profile_categorical(series: pd.Series, max_levels: int = 50) -> CategoricalProfile:
+    counts = series.astype("string").value_counts(dropna=True)
+    levels = [str(x) for x in counts.index[:max_levels]]
+    return CategoricalProfile(levels, category_shares(series, levels).tolist(), float(series.isna().mean()))
+
+
+def build_reference_profile(df: pd.DataFrame, numeric: list[str], categorical: list[str], predictions: np.ndarray | None = None) -> ReferenceProfile:
+    """Profile the training rows (and, if given, the model's predictions on them)."""
+    profile = ReferenceProfile(rows=len(df))
+    for name in numeric:
+        profile.numeric[name] = profile_numeric(numeric_values(df[name]))
+    for name in categorical:
+        profile.categorical[name] = profile_categorical(df[name])
+    if predictions is not None:
+        p = np.asarray(predictions, dtype=np.float64)
+        edges = np.unique(np.quantile(p, np.linspace(0, 1, N_BINS + 1)[1:-1]))
+        profile.prediction = {
+            "edges": edges.tolist(),
+            "shares": bin_shares(p, edges).tolist(),
+            "quantiles": np.quantile(p, np.linspace(0, 1, N_QUANTILES)).tolist(),
+            "mean": float(p.mean()),
+        }
+    return profile
