@@ -255,6 +255,7 @@ class MonitoringRun:
     alerts: list[dict[str, Any]]
     batches: list[BatchMonitoring]
     truth: pd.DataFrame
+    ground_truth: dict[str, Any]
 
 
 def run_monitor(stage: Stage) -> MonitoringRun:
@@ -316,7 +317,7 @@ def run_monitor(stage: Stage) -> MonitoringRun:
         if alerts:
             run.log_table("alerts", pd.DataFrame(alerts))
         run.log_table("monitoring_history", history)
-    return MonitoringRun(history, alerts, results, truth)
+    return MonitoringRun(history, alerts, results, truth, found)
 
 
 def _label_update(stored: tuple[str, Path], model: ScoringModel, profile: ReferenceProfile, reference_metrics: dict[str, float], rules: AlertRules, target: str, history_path: Path, alerts_path: Path) -> BatchMonitoring:
