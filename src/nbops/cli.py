@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -147,6 +148,79 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_drift(args: argparse.Namespace) -> int:
+    import json
+
+    from nbops.monitoring.batches import read_frame
+    from nbops.monitoring.drift import DriftThresholds, compare, profile_of_table
+    from nbops.monitoring.profile import ReferenceProfile
+
+    reference = Path(args.reference)
+    current = read_frame(args.current)
+    if reference.suffix == ".json":
+        profile = ReferenceProfile.load(reference)
+    else:
+        ref_frame = read_frame(reference)
+        profile = profile_of_table(ref_frame, exclude=tuple(args.exclude))
+    report = compare(profile, current, DriftThresholds(psi=args.psi_threshold, min_drifted_features=args.min_drifted))
+    if args.json:
+        out = {"dataset_drift": report.dataset_drift, "features": [{"name": f.name, "method": f.method, "score": round(f.score, 6), "drifted": f.drifted} for f in report.features]}
+        if report.missing_columns:
+            out["missing_columns"] = report.missing_columns
+        print(json.dumps(out))
+    else:
+        frame = report.frame()[["name", "kind", "method", "score", "drifted", "wasserstein", "jensen_shannon"]]
+        print(frame.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        print(f"\ndataset drift: {report.dataset_drift} ({len(report.drifted)} of {len(report.features)} features at PSI >= {args.psi_threshold:g})")
+        if report.missing_columns:
+            print(f"missing columns: {', '.join(report.missing_columns)}")
+    return 0
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from nbops.monitoring.batches import pending_batches, read_frame, read_prediction_log
+    from nbops.monitoring.drift import DriftThresholds
+    from nbops.monitoring.history import replace_alerts, upsert_history
+    from nbops.monitoring.monitor import AlertRules, monitor_batch
+    from nbops.monitoring.profile import ReferenceProfile
+    from nbops.registry.publish import PROFILE_FILE
+    from nbops.runtime.model import ScoringModel
+
+    registry, checked = _registry(args)
+    task = next(t for t in checked.tasks if t.name == "monitor")
+    p = task.params
+    version = registry.alias("production")
+    if version is None:
+        raise NbopsError(f"no production model in {registry.root} to monitor against; run `make run` first")
+    model = ScoringModel.from_folder(version.path)
+    profile = ReferenceProfile.load(version.file(PROFILE_FILE))
+    rules = AlertRules(DriftThresholds(p["psi_threshold"], p["min_drifted_features"]), p["max_auc_drop"], p["max_calibration_error"])
+    root = Path(checked.settings.root)
+    batch_dir = Path(task.product["batches"])
+    history, alerts = Path(task.product["history"]), Path(task.product["alerts"])
+    pending = pending_batches(batch_dir, root / "data" / "prediction_log", history)
+    if not pending:
+        print(f"nothing to monitor: every batch in {batch_dir} is in {history}")
+        return 0
+    target = version.metadata["target"]
+    for batch_id, path in pending:
+        try:
+            frame = read_prediction_log(path) if path.suffix == ".jsonl" else read_frame(path)
+        except Exception as exc:  # an unreadable file is a data-quality alert, not a crash
+            upsert_history(history, [{"batch_id": batch_id, "status": "unreadable", "rows": 0}])
+            replace_alerts(alerts, batch_id, [{"kind": "data_quality", "severity": "error", "message": f"{path}: {exc}"}])
+            print(f"{batch_id}: unreadable ({exc})")
+            continue
+        predictions = frame["prediction"].to_numpy() if "prediction" in frame.columns and path.suffix == ".jsonl" else None
+        result = monitor_batch(batch_id, frame, model=model, profile=profile, reference_metrics=version.metadata["metrics"], rules=rules, target=target if target in frame.columns else None, predictions=predictions, month=batch_id)
+        upsert_history(history, [result.row])
+        replace_alerts(alerts, batch_id, result.alerts)
+        state = "drift" if result.drift and result.drift.dataset_drift else result.row.get("status")
+        print(f"{batch_id}: {len(frame):,} rows, {state}, {len(result.alerts)} alert(s)" + "".join(f"\n  - {a['message']}" for a in result.alerts))
+    print(f"history: {history}\nalerts: {alerts}")
+    return 0
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from nbops.data import simulate
 
@@ -187,6 +261,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--prediction-log", default=None)
     p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("drift", help="compare two tables (or a stored reference profile and a table) for drift")
+    p.add_argument("reference", help="a CSV/Parquet table, or a reference_profile.json from a model version")
+    p.add_argument("current", help="the CSV/Parquet table to compare")
+    p.add_argument("--json", action="store_true", help="print {dataset_drift, features: [{name, method, score, drifted}]}")
+    p.add_argument("--psi-threshold", type=float, default=0.2)
+    p.add_argument("--min-drifted", type=int, default=1, help="drifted features that make the dataset drifted")
+    p.add_argument("--exclude", action="append", default=[], help="columns to leave out (ids, target)")
+    p.set_defaults(func=cmd_drift)
+    p = sub.add_parser("monitor", help="monitor every batch not monitored yet (and the serving prediction log)")
+    env_args(p)
+    p.set_defaults(func=cmd_monitor)
     p = sub.add_parser("simulate", help="write a simulated credit-risk table (see `nbops simulate --help`)", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_simulate)
@@ -194,6 +279,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if hasattr(signal, "SIGPIPE"):  # `nbops drift ... | head` ends quietly, like other commands
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    if argv and argv[0] == "simulate":  # its own parser: argparse cannot pass "--rows" through REMAINDER
+        from nbops.data import simulate
+
+        return simulate.main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

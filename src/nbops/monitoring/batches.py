@@ -1,0 +1,57 @@
+"""Finding and reading batches to monitor: batch files dropped in a folder, and the serving
+prediction log written by the REST API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from nbops.monitoring.history import read_history
+
+BATCH_SUFFIXES = (".parquet", ".csv")
+
+
+def read_frame(path: str | Path) -> pd.DataFrame:
+    """A CSV (types inferred) or Parquet table; a clear error for anything else."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    if path.suffix == ".csv":
+        try:
+            return pd.read_csv(path)
+        except pd.errors.EmptyDataError:
+            return pd.DataFrame()
+    if path.suffix == ".json":
+        raise ValueError(f"{path} is JSON: pass it where a reference profile is accepted")
+    raise ValueError(f"{path}: unknown file type '{path.suffix}'; expected .csv or .parquet")
+
+
+def read_prediction_log(path: str | Path) -> pd.DataFrame:
+    """The records and predictions of a JSON-lines prediction log, one row per record."""
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        if not line.strip():
+            continue
+        entry = json.loads(line)
+        for record, score in zip(entry["records"], entry["predictions"], strict=True):
+            rows.append({**record, "prediction": score, "model_version": entry.get("model_version"), "ts": entry.get("ts")})
+    return pd.DataFrame(rows)
+
+
+def pending_batches(batch_dir: Path, log_dir: Path | None, history_path: Path) -> list[tuple[str, Path]]:
+    """(batch id, file) for every batch file not in the history yet, and every prediction log file
+    (the active log grows, so it is monitored again each time; its row is replaced, not duplicated)."""
+    done = set(read_history(history_path).get("batch_id", pd.Series(dtype=str)).astype(str))
+    out = []
+    if batch_dir.exists():
+        for path in sorted(p for p in batch_dir.iterdir() if p.suffix in BATCH_SUFFIXES):
+            if path.stem not in done:
+                out.append((path.stem, path))
+    if log_dir is not None and log_dir.exists():
+        for path in sorted(log_dir.glob("predictions*.jsonl")):
+            batch_id = f"serving-{path.stem}"
+            if path.name == "predictions.jsonl" or batch_id not in done:
+                out.append((batch_id, path))
+    return out
