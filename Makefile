@@ -13,6 +13,7 @@ TARGET ?=
 ARGS ?=
 
 export PLOOMBER_STATS_ENABLED := false
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The installed packages are byte-compiled at install time; this keeps imports fast even where the
 # environment sets PYTHONDONTWRITEBYTECODE.
 RUN_FLAGS := $(if $(DATA),--set data=$(DATA)) $(if $(TARGET),--set target=$(TARGET))
@@ -35,8 +36,14 @@ run: install ## Run the whole pipeline on the simulated data (DATA=file TARGET=c
 check: install ## Check env.yaml and pipeline.yaml parameters without running anything
 	$(BIN)/nbops check --env $(ENV_FILE) $(RUN_FLAGS) $(ARGS)
 
+.PHONY: browser
+browser: ## Install Debian's Chromium (for the dashboard tests) if it is missing
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing Debian's chromium (dashboard tests drive it headless)"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
 .PHONY: test
-test: install ## Run the whole test suite (what CI runs)
+test: install browser ## Run the whole test suite (what CI runs)
 	$(BIN)/python -m pytest $(ARGS)
 
 .PHONY: lab
@@ -46,6 +53,16 @@ lab: install ## Start JupyterLab with Ploomber's parameter injection (http://127
 .PHONY: serve
 serve: install ## Serve the production model over REST on http://127.0.0.1:8000 (docs at /docs)
 	$(BIN)/nbops serve --env $(ENV_FILE) $(ARGS)
+
+DASHBOARD_PORT ?= 8866
+DASHBOARD_TOKEN ?= $(shell $(PYTHON) -c "import secrets; print(secrets.token_hex(16))")
+
+.PHONY: dashboard
+dashboard: install ## Serve the Voila dashboards on http://127.0.0.1:8866 (token printed), code hidden
+	@echo "monitoring: http://127.0.0.1:$(DASHBOARD_PORT)/voila/render/monitoring.ipynb?token=$(DASHBOARD_TOKEN)"
+	@echo "model:      http://127.0.0.1:$(DASHBOARD_PORT)/voila/render/model.ipynb?token=$(DASHBOARD_TOKEN)"
+	NBOPS_ENV=$(ENV_FILE) $(BIN)/voila dashboards --no-browser --port=$(DASHBOARD_PORT) --Voila.ip=127.0.0.1 \
+		--token=$(DASHBOARD_TOKEN) --VoilaConfiguration.file_allowlist="['.*\.png']" $(ARGS)
 
 .PHONY: bench
 bench: install ## Run the benchmarks; results go to bench/results/

@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Exception as exc:
         # Imported lazily: loading the scoring runtime costs seconds that `nbops check` must not pay.
-        runtime = sys.modules.get("nbops.runtime.model")
+        runtime = sys.modules.get("nbops.runtime.integrity")
         if runtime is not None and isinstance(exc, runtime.IntegrityError):
             print(f"error: {exc}", file=sys.stderr)
             return 1

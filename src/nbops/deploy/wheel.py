@@ -18,7 +18,7 @@ from pathlib import Path
 import nbops.runtime
 from nbops.registry.store import ModelVersion
 
-RUNTIME_MODULES = ("__init__.py", "model.py", "schema.py", "transform.py", "batch.py", "serve.py", "cli.py")
+RUNTIME_MODULES = ("__init__.py", "integrity.py", "model.py", "schema.py", "transform.py", "batch.py", "serve.py", "cli.py")
 ZIP_DATE = (2020, 1, 1, 0, 0, 0)
 CORE_REQUIREMENTS = ("numpy", "pandas", "pyarrow", "lightgbm")
 SERVE_REQUIREMENTS = ("fastapi", "uvicorn")

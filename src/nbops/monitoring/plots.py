@@ -28,13 +28,16 @@ def drift_heatmap(history: pd.DataFrame, threshold: float = 0.2) -> Figure:
         ax.axis("off")
         return fig
     cmap = ListedColormap(["#e8f1e4", "#fbe3a1", "#f08a5d", "#b83b5e"])
-    norm = BoundaryNorm([0, 0.1, threshold, 2 * threshold, max(10.0, float(np.nanmax(m.values)) + 1)], cmap.N)
+    bounds = [0, 0.1, threshold, 2 * threshold, max(10.0, float(np.nanmax(m.values)) + 1)]
+    norm = BoundaryNorm(bounds, cmap.N)
     image = ax.imshow(m.values, aspect="auto", cmap=cmap, norm=norm)
     ax.set_yticks(range(m.shape[0]), m.index)
     ax.set_xticks(range(m.shape[1]), m.columns, rotation=60, ha="right")
     ax.set_title(f"Feature drift (PSI) by batch: yellow ≥ 0.1 watch, red ≥ {threshold:g} drifted")
-    bar = fig.colorbar(image, ax=ax, ticks=[0.05, 0.15, 1.5 * threshold, 3 * threshold], pad=0.01)
-    bar.ax.set_yticklabels(["stable", "watch", "drifted", "severe"])
+    # Equal-height bands, one label each, whatever the numeric width of the band.
+    bar = fig.colorbar(image, ax=ax, spacing="uniform", pad=0.01)
+    bar.set_ticks([(a + b) / 2 for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
+    bar.set_ticklabels(["stable < 0.1", f"watch < {threshold:g}", f"drifted < {2 * threshold:g}", "severe"])
     fig.tight_layout()
     return fig
 

@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from nbops.errors import NbopsError
-from nbops.runtime.model import MANIFEST, METADATA_FILE, MODEL_FILE, sha256_bytes, verify
+from nbops.runtime.integrity import MANIFEST, METADATA_FILE, MODEL_FILE, sha256_bytes, verify
 
 ALIASES = ("candidate", "production")
+PROFILE_FILE = "reference_profile.json"  # the monitoring reference stored with each version
 
 
 class RegistryError(NbopsError):
