@@ -10,7 +10,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -43,9 +43,12 @@ class Progress:
             self.stream.write(f"\rscoring [{bar:<30}] {share:4.0%} {self.rows:,} rows {self.rows / (now - self.start):,.0f} rows/s")
             self.stream.flush()
 
-    def close(self) -> None:
+    def close(self, finished: bool = True) -> None:
         elapsed = time.perf_counter() - self.start
-        self.stream.write(f"\rscored {self.rows:,} rows in {elapsed:.1f} s ({self.rows / max(elapsed, 1e-9):,.0f} rows/s){' ' * 20}\n")
+        if finished:
+            self.stream.write(f"\rscored {self.rows:,} rows in {elapsed:.1f} s ({self.rows / max(elapsed, 1e-9):,.0f} rows/s){' ' * 20}\n")
+        else:
+            self.stream.write(f"\rstopped after {self.rows:,} good rows; nothing was written{' ' * 30}\n")
         self.stream.flush()
 
 
@@ -56,12 +59,18 @@ def _kind(path: Path) -> str:
     return kind
 
 
-def iter_chunks(path: Path, chunk_rows: int) -> Iterator[tuple[pd.DataFrame, int]]:
-    """Yield (chunk, bytes of the file consumed so far) without loading the whole file."""
+def iter_chunks(path: Path, chunk_rows: int, text_columns: Sequence[str] = ()) -> Iterator[tuple[pd.DataFrame, int]]:
+    """Yield (chunk, bytes of the file consumed so far) without loading the whole file.
+
+    ``text_columns`` are read as text: Arrow fixes a column's type from the first block, so a bad
+    value further down would otherwise fail inside Arrow without a row number or column name; read
+    as text, it reaches the schema check, which names both. Empty fields are missing values.
+    """
     if _kind(path) == "csv":
         with path.open("rb") as fh:
-            options = pacsv.ReadOptions(block_size=max(1 << 20, chunk_rows * 200))
-            for batch in pacsv.open_csv(fh, read_options=options):
+            options = pacsv.ReadOptions(block_size=max(1 << 16, chunk_rows * 200))
+            convert = pacsv.ConvertOptions(strings_can_be_null=True, column_types={name: pa.string() for name in text_columns})
+            for batch in pacsv.open_csv(fh, read_options=options, convert_options=convert):
                 yield batch.to_pandas(), fh.tell()
     else:
         pf = pq.ParquetFile(path)
@@ -72,7 +81,10 @@ def iter_chunks(path: Path, chunk_rows: int) -> Iterator[tuple[pd.DataFrame, int
 
 
 def score_file(model: ScoringModel, source: str | Path, dest: str | Path, *, chunk_rows: int = 100_000, progress: bool = True) -> int:
-    """Score ``source`` into ``dest``; return the number of rows. Raises InputError naming row and column."""
+    """Score ``source`` into ``dest``; return the number of rows. Raises InputError naming row and column.
+
+    Nothing appears at ``dest`` unless every row scored.
+    """
     source, dest = Path(source), Path(dest)
     if not source.exists():
         raise FileNotFoundError(f"{source}: no such file")
@@ -83,30 +95,33 @@ def score_file(model: ScoringModel, source: str | Path, dest: str | Path, *, chu
     os.close(fd)
     tmp = Path(tmp_name)
     bar = Progress(source.stat().st_size) if progress else None
-    writer: pq.ParquetWriter | None = None
     rows = 0
     passthrough = list(model.schema.passthrough)
+    text_columns = [f.name for f in model.schema.fields] + passthrough
     try:
         with tmp.open("wb") as sink:
-            for chunk, done in iter_chunks(source, chunk_rows):
-                chunk = _restore_text(chunk, model)
-                model.check(chunk, first_row=rows)
-                scores = model.booster.predict(model.transform(chunk), **model._batch_threads)
-                out = chunk[[c for c in passthrough if c in chunk.columns]].copy()
-                out["prediction"] = scores
-                out["model_version"] = model.version
-                table = pa.Table.from_pandas(out, preserve_index=False)
-                if out_kind == "parquet":
-                    if writer is None:
-                        writer = pq.ParquetWriter(sink, table.schema)
-                    writer.write_table(table)
-                else:
-                    pacsv.write_csv(table, sink, write_options=pacsv.WriteOptions(include_header=rows == 0))
-                rows += len(chunk)
-                if bar:
-                    bar.update(len(chunk), done)
-            if writer is not None:
-                writer.close()
+            writer: pq.ParquetWriter | None = None
+            try:
+                for chunk, done in iter_chunks(source, chunk_rows, text_columns):
+                    chunk = _restore_text(chunk, model)
+                    model.check(chunk, first_row=rows)
+                    scores = model.booster.predict(model.transform(chunk), **model._batch_threads)
+                    out = chunk[[c for c in passthrough if c in chunk.columns]].copy()
+                    out["prediction"] = scores
+                    out["model_version"] = model.version
+                    table = pa.Table.from_pandas(out, preserve_index=False)
+                    if out_kind == "parquet":
+                        if writer is None:
+                            writer = pq.ParquetWriter(sink, table.schema)
+                        writer.write_table(table)
+                    else:
+                        pacsv.write_csv(table, sink, write_options=pacsv.WriteOptions(include_header=rows == 0))
+                    rows += len(chunk)
+                    if bar:
+                        bar.update(len(chunk), done)
+            finally:
+                if writer is not None:  # closed before the file under it, success or not
+                    writer.close()
         if rows == 0:
             raise ValueError(f"{source}: the file has no rows to score")
         os.chmod(tmp, 0o644)
@@ -115,7 +130,7 @@ def score_file(model: ScoringModel, source: str | Path, dest: str | Path, *, chu
         if tmp.exists():
             tmp.unlink()
         if bar:
-            bar.close()
+            bar.close(finished=dest.exists() and rows > 0)
     return rows
 
 

@@ -112,6 +112,8 @@ class InputSchema:
         if spec.kind == "numeric":
             if isinstance(value, bool) or not isinstance(value, int | float):
                 return [Problem(i, spec.name, f"expected a number, found {type(value).__name__} {value!r}"[:200])]
+            if isinstance(value, int) and abs(value) > 1e300:  # JSON integers have no size limit
+                return [Problem(i, spec.name, "the number is too large")]
             if math.isinf(value):
                 return [Problem(i, spec.name, "infinite values are not accepted")]
             if spec.min is not None and value < spec.min:

@@ -6,8 +6,8 @@ feature matrix (no DataFrame per request), and LightGBM scores a row on one thre
 inputs and outputs are appended to a rotated JSON-lines prediction log that monitoring reads.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: FastAPI reads the endpoint annotations at runtime,
+# and the names they use (Request, Response) are imported inside create_app.
 import hmac
 import json
 import math
@@ -88,19 +88,28 @@ class Metrics:
                 self.scores_count += 1
 
     def render(self, version: str) -> str:
+        version = _label(version)
         lines = [
             "# HELP nbops_requests_total Requests by path and status code.",
             "# TYPE nbops_requests_total counter",
         ]
         with self.lock:
             for (path, status), n in sorted(self.requests.items()):
-                lines.append(f'nbops_requests_total{{path="{path}",status="{status}",model_version="{version}"}} {n}')
+                lines.append(f'nbops_requests_total{{path="{_label(path)}",status="{status}",model_version="{version}"}} {n}')
             errors = sum(n for (_, status), n in self.requests.items() if status >= 400)
             lines += ["# HELP nbops_request_errors_total Requests answered with a 4xx or 5xx.", "# TYPE nbops_request_errors_total counter", f"nbops_request_errors_total {errors}"]
             lines += ["# HELP nbops_records_rejected_total Records refused by validation.", "# TYPE nbops_records_rejected_total counter", f"nbops_records_rejected_total {self.records_rejected}"]
             lines += _histogram("nbops_request_latency_seconds", "Request handling time.", LATENCY_BUCKETS, self.latency, self.latency_sum, self.latency_count)
             lines += _histogram("nbops_prediction_score", "Distribution of predicted scores.", SCORE_BUCKETS, self.scores, self.scores_sum, self.scores_count)
         return "\n".join(lines) + "\n"
+
+
+def _label(value: str) -> str:
+    """A Prometheus label value, escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+KNOWN_PATHS = frozenset({"/predict", "/health", "/metadata", "/metrics", "/docs", "/openapi.json", "/redoc"})
 
 
 def _histogram(name: str, help_text: str, bounds: tuple[float, ...], counts: list[int], total: float, n: int) -> list[str]:
@@ -143,7 +152,7 @@ def request_schema(schema: InputSchema, max_records: int) -> dict[str, Any]:
 def create_app(model: ScoringModel, *, token: str | None = None, log_dir: str | Path | None = None, max_records: int | None = None) -> Any:
     """Build the FastAPI app serving ``model``."""
     from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse, PlainTextResponse, Response
+    from fastapi.responses import PlainTextResponse, Response
 
     token = token if token is not None else os.environ.get(TOKEN_ENV) or None
     max_records = max_records or int(os.environ.get(MAX_RECORDS_ENV, "10000"))
@@ -163,13 +172,16 @@ def create_app(model: ScoringModel, *, token: str | None = None, log_dir: str | 
     )
 
     def problem(status: int, message: str, problems: list[dict[str, Any]] | None = None) -> Response:
-        return JSONResponse({"error": message, "problems": problems or []}, status_code=status)
+        # ensure_ascii: a client's field name may be any JSON string, lone surrogates included.
+        body = json.dumps({"error": message, "problems": problems or []}, ensure_ascii=True)
+        return Response(body, status_code=status, media_type="application/json")
 
     def authorised(request: Request) -> bool:
         if not token:
             return True
         header = request.headers.get("authorization", "")
-        return header.startswith("Bearer ") and hmac.compare_digest(header[7:], token)
+        given = header[7:].encode("utf-8", "surrogateescape") if header.startswith("Bearer ") else b""
+        return bool(given) and hmac.compare_digest(given, token.encode())
 
     @app.middleware("http")
     async def measure(request: Request, call_next: Any) -> Response:
@@ -180,7 +192,9 @@ def create_app(model: ScoringModel, *, token: str | None = None, log_dir: str | 
             metrics.observe(request.url.path, 500, time.perf_counter() - start)
             return problem(500, "internal error")
         if request.url.path != "/predict":
-            metrics.observe(request.url.path, response.status_code, time.perf_counter() - start)
+            # Unknown paths share one series: a client must not be able to create unbounded labels.
+            path = request.url.path if request.url.path in KNOWN_PATHS else "other"
+            metrics.observe(path, response.status_code, time.perf_counter() - start)
         return response
 
     @app.post(
@@ -202,7 +216,7 @@ def create_app(model: ScoringModel, *, token: str | None = None, log_dir: str | 
         raw = await request.body()
         try:
             body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             metrics.observe("/predict", 400, time.perf_counter() - start)
             return problem(400, f"the body is not valid JSON: {exc}")
         status, response, scores, rejected = _score(body, model, max_records, problem)
