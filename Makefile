@@ -68,6 +68,7 @@ dashboard: install ## Serve the Voila dashboards on http://127.0.0.1:8866 (token
 bench: install ## Run the benchmarks; results go to bench/results/
 	$(BIN)/python bench/bench_build.py $(ARGS)
 	$(BIN)/python bench/bench_scoring.py
+	$(BIN)/python bench/bench_drift.py
 
 .PHONY: notebook-outputs
 notebook-outputs: install ## Refresh the notebook outputs that nbval checks (cells with keep_output)
@@ -89,4 +90,4 @@ clean: ## Remove products (data/, models/, registry/, dist/, reports/ outputs, b
 
 .PHONY: help
 help: ## List the targets
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-17s %s\n", $$1, $$2}'

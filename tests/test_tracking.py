@@ -51,4 +51,3 @@ def test_disabled_tracking_does_not_import_wandb(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert proc.stdout.strip() == "False"
     assert not (tmp_path / "wandb").exists()
-

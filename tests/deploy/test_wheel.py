@@ -638,11 +638,6 @@ def test_score_parquet_to_csv_in_chunks(
     )
 
 
-@pytest.mark.xfail(
-    reason="BUG: batch.py reads CSV with Arrow's defaults (strings_can_be_null=False), so a missing category "
-    "(an empty field) becomes the text '' and is refused as an unseen category",
-    strict=True,
-)
 def test_score_csv_with_missing_categories(scoring_venv, inputs, venv_results, tmp_path):
     source = tmp_path / "batch.csv"
     inputs["big"].to_csv(source, index=False)  # education is nullable and has missing values
@@ -678,14 +673,7 @@ def _assert_refused(proc: subprocess.CompletedProcess[str], out: Path) -> None:
         ("parquet", "parquet"),
         pytest.param(
             "csv",
-            "csv",
-            marks=pytest.mark.xfail(
-                reason="BUG: a non-number in a numeric CSV column after the first block makes Arrow's streaming "
-                "reader raise 'In CSV column #N: CSV conversion error to double' (column by index, no row), "
-                "before the schema check can name the row and the column",
-                strict=True,
-            ),
-        ),
+            "csv"),
     ],
 )
 def test_score_names_the_row_and_column_of_a_non_number(
@@ -708,11 +696,6 @@ def test_score_names_the_row_and_column_of_a_non_number(
     assert "twelve thousand" in proc.stderr
 
 
-@pytest.mark.xfail(
-    reason="BUG: batch.score_file leaves its ParquetWriter open when a later chunk is refused; closing the sink "
-    "first makes ParquetWriter.__del__ print a 'write to closed file' traceback after the error",
-    strict=True,
-)
 def test_a_refused_parquet_output_prints_no_traceback(scoring_venv, inputs, tmp_path):
     bad = _with_text_in_numeric_column(inputs["filled"], BAD_ROW, "annual_income", "n/a?").astype(
         {"annual_income": str}

@@ -77,4 +77,3 @@ def split_rows(
         test=df[test_mask].reset_index(drop=True),
         method=method,
     )
-
