@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 import zipfile
 from importlib import metadata as importlib_metadata
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import nbops.runtime
 from nbops.registry.store import ModelVersion
+from nbops.runtime.integrity import MANIFEST
 
 RUNTIME_MODULES = ("__init__.py", "integrity.py", "model.py", "schema.py", "transform.py", "batch.py", "serve.py", "cli.py")
 ZIP_DATE = (2020, 1, 1, 0, 0, 0)
@@ -92,9 +94,9 @@ def build_wheel(model: ModelVersion, dist: str | Path) -> Path:
         files[f"{package}/_runtime/{module}"] = (runtime_dir / module).read_bytes()
     files[f"{package}/__init__.py"] = INIT_TEMPLATE.format(package=package, version=model.version, task_type=meta["task_type"], wheel_version=wheel_version).encode()
     files[f"{package}/__main__.py"] = MAIN_TEMPLATE.format(package=package).encode()
-    for path in sorted(model.path.iterdir()):
-        if path.is_file():
-            files[f"{package}/artifacts/{path.name}"] = path.read_bytes()
+    manifest = json.loads((model.path / MANIFEST).read_text())
+    for name in [*sorted(manifest["files"]), MANIFEST]:  # exactly the registered files
+        files[f"{package}/artifacts/{name}"] = (model.path / name).read_bytes()
     info = f"{package}-{wheel_version}.dist-info"
     requires = [f"Requires-Dist: {_pin(r)}" for r in CORE_REQUIREMENTS]
     requires += [f'Requires-Dist: {_pin(r)} ; extra == "serve"' for r in SERVE_REQUIREMENTS]

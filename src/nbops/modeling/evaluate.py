@@ -18,6 +18,7 @@ from sklearn import metrics as skm
 
 from nbops.data.io import write_json, write_parquet
 from nbops.data.schema import TableSchema
+from nbops.modeling.headline import HEADLINE
 from nbops.params import EvaluateParams
 from nbops.runtime.transform import FeatureTransform
 
@@ -57,7 +58,6 @@ def task_metrics(task_type: str, y: np.ndarray, p: np.ndarray) -> dict[str, floa
     return binary_metrics(y, p) if task_type == "binary" else regression_metrics(y, p)
 
 
-HEADLINE = {"binary": ["roc_auc", "pr_auc", "log_loss", "brier", "ks"], "regression": ["rmse", "mae", "r2"]}
 
 
 @dataclass

@@ -6,15 +6,21 @@ from typing import Any
 
 import pandas as pd
 
-from nbops.modeling.evaluate import HEADLINE
+from nbops.modeling.headline import HEADLINE
 
 
 def _table(df: pd.DataFrame) -> str:
     cols = list(df.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row) + " |")
+        lines.append("| " + " | ".join(_cell(v, col) for v, col in zip(row, cols, strict=True)) + " |")
     return "\n".join(lines)
+
+
+def _cell(value: object, column: str) -> str:
+    if isinstance(value, float):
+        return f"{value:,.0f}" if column == "rows" else f"{value:.4f}"
+    return str(value)
 
 
 def model_card_markdown(metadata: dict[str, Any], segments: pd.DataFrame) -> str:

@@ -10,11 +10,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
-from nbops.modeling.evaluate import task_metrics
-from nbops.runtime.model import ScoringModel
+if TYPE_CHECKING:  # scoring needs LightGBM; the gate's decision does not
+    from nbops.runtime.model import ScoringModel
 
 # The metric each task is judged on, and whether higher is better.
 GATE_METRIC = {"binary": ("roc_auc", True), "regression": ("rmse", False)}
@@ -52,7 +54,8 @@ def decide(task_type: str, candidate_metrics: dict[str, float], production_metri
         return GateDecision(True, "no production model yet: the first model is promoted", metric, cand, None, None, tolerance)
     prod = float(production_metrics[metric])
     delta = cand - prod if higher_is_better else prod - cand  # > 0: the candidate is better
-    ok = delta >= -tolerance
+    # Metrics are floats: 0.795 - 0.800 is -0.0050000000000000044, which must count as within 0.005.
+    ok = delta >= -tolerance - 1e-12
     word = "higher" if higher_is_better else "lower"
     reason = (
         f"candidate {metric} {cand:.4f} vs production {prod:.4f} ({word} is better; change {delta:+.4f}, tolerance {tolerance:g}): "
@@ -63,5 +66,7 @@ def decide(task_type: str, candidate_metrics: dict[str, float], production_metri
 
 def production_metrics_on(production: ScoringModel, test_rows: pd.DataFrame, target: str, task_type: str) -> dict[str, float]:
     """Score the holdout with the production model (its own transform) and compute its metrics."""
+    from nbops.modeling.evaluate import task_metrics
+
     p = production.booster.predict(production.transform(test_rows))
     return task_metrics(task_type, test_rows[target].to_numpy(float), np.asarray(p))

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from nbops.errors import NbopsError
-from nbops.runtime.integrity import MANIFEST, METADATA_FILE, MODEL_FILE, sha256_bytes, verify
+from nbops.runtime.integrity import MANIFEST, METADATA_FILE, MODEL_FILE, IntegrityError, sha256_bytes, verify
 
 ALIASES = ("candidate", "production")
 PROFILE_FILE = "reference_profile.json"  # the monitoring reference stored with each version
@@ -86,6 +86,8 @@ class Registry:
         return json.loads(path.read_text())
 
     def alias(self, name: str) -> ModelVersion | None:
+        if name not in ALIASES:
+            raise RegistryError(f"unknown alias '{name}' (known: {', '.join(ALIASES)})")
         version = self.aliases().get(name)
         return self.get(version) if version else None
 
@@ -94,6 +96,9 @@ class Registry:
         mv = self.get(version)
         manifest = json.loads(mv.file(MANIFEST).read_text())
         verify(lambda name: (mv.path / name).read_bytes(), manifest["files"], str(mv.path))
+        extra = sorted(p.name for p in mv.path.iterdir() if p.name != MANIFEST and p.name not in manifest["files"])
+        if extra:
+            raise IntegrityError(f"{mv.path} holds files that were not registered: {', '.join(extra)}; remove them (a version is immutable)")
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -152,7 +157,7 @@ class Registry:
     def _set(self, alias: str, version: str, reason: str) -> dict[str, Any]:
         if alias not in ALIASES:
             raise RegistryError(f"unknown alias '{alias}' (known: {', '.join(ALIASES)})")
-        self.get(version)
+        version = self.get(version).version  # "2" and "v0002" name the same version: store one spelling
         data = self.aliases()
         previous = data.get(alias)
         data[alias] = version
