@@ -157,6 +157,10 @@ def cmd_drift(args: argparse.Namespace) -> int:
 
     reference = Path(args.reference)
     current = read_frame(args.current)
+    if current.empty:
+        raise NbopsError(f"{args.current} has no rows: there is nothing to compare (a batch with no rows is a data-quality problem, not drift)")
+    if reference.suffix.lower() == ".json" and not reference.exists():
+        raise NbopsError(f"{reference}: file not found")
     if reference.suffix == ".json":
         profile = ReferenceProfile.load(reference)
     else:

@@ -8,24 +8,27 @@ from pathlib import Path
 
 import pandas as pd
 
+from nbops.errors import DataError
 from nbops.monitoring.history import read_history
 
-BATCH_SUFFIXES = (".parquet", ".csv")
+BATCH_SUFFIXES = (".parquet", ".pq", ".csv")
 
 
 def read_frame(path: str | Path) -> pd.DataFrame:
     """A CSV (types inferred) or Parquet table; a clear error for anything else."""
     path = Path(path)
-    if path.suffix == ".parquet":
+    suffix = path.suffix.lower()
+    if suffix not in BATCH_SUFFIXES:
+        hint = "a reference profile (.json) is accepted only as the REFERENCE" if suffix == ".json" else "convert it to CSV or Parquet"
+        raise DataError("unknown file type", file=str(path), expected=", ".join(BATCH_SUFFIXES), found=f"'{path.suffix}'", hint=hint)
+    if not path.exists():
+        raise DataError("file not found", file=str(path))
+    if suffix in (".parquet", ".pq"):
         return pd.read_parquet(path)
-    if path.suffix == ".csv":
-        try:
-            return pd.read_csv(path)
-        except pd.errors.EmptyDataError:
-            return pd.DataFrame()
-    if path.suffix == ".json":
-        raise ValueError(f"{path} is JSON: pass it where a reference profile is accepted")
-    raise ValueError(f"{path}: unknown file type '{path.suffix}'; expected .csv or .parquet")
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
 
 
 def read_prediction_log(path: str | Path) -> pd.DataFrame:
@@ -46,8 +49,8 @@ def pending_batches(batch_dir: Path, log_dir: Path | None, history_path: Path) -
     done = set(read_history(history_path).get("batch_id", pd.Series(dtype=str)).astype(str))
     out = []
     if batch_dir.exists():
-        for path in sorted(p for p in batch_dir.iterdir() if p.suffix in BATCH_SUFFIXES):
-            if path.stem not in done:
+        for path in sorted(p for p in batch_dir.iterdir() if p.suffix.lower() in BATCH_SUFFIXES):
+            if path.suffix.lower() in BATCH_SUFFIXES and path.stem not in done:
                 out.append((path.stem, path))
     if log_dir is not None and log_dir.exists():
         for path in sorted(log_dir.glob("predictions*.jsonl")):

@@ -76,7 +76,8 @@ class DriftReport:
         }
 
     def frame(self) -> pd.DataFrame:
-        return pd.DataFrame([asdict(f) for f in self.features]).sort_values("score", ascending=False, ignore_index=True)
+        columns = ["name", "kind", "method", "score", "drifted", "wasserstein", "jensen_shannon", "missing_reference", "missing_current"]
+        return pd.DataFrame([asdict(f) for f in self.features], columns=columns).sort_values("score", ascending=False, ignore_index=True)
 
 
 def psi(reference: np.ndarray, current: np.ndarray) -> float:
@@ -127,7 +128,8 @@ def compare(profile: ReferenceProfile, batch: pd.DataFrame, thresholds: DriftThr
         if name in missing_columns:
             continue
         cur = category_shares(batch[name], ref.levels)
-        reference = np.append(ref.shares[: len(ref.levels)], [0.0, ref.missing_rate]) if len(ref.shares) == len(ref.levels) + 2 else np.asarray(ref.shares)
+        # The reference keeps its own "other" share: levels beyond the profile's cap are not drift.
+        reference = np.asarray(ref.shares)
         score = psi(reference, cur)
         rows.append(FeatureDrift(name, "categorical", "psi", score, score >= thresholds.psi, None, jensen_shannon(reference, cur), ref.missing_rate, float(batch[name].isna().mean()) if len(batch) else 0.0))
     prediction = None

@@ -8,9 +8,7 @@ comparison is like for like; "not worse" allows a tolerance set in env.yaml
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd

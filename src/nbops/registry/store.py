@@ -26,7 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from nbops.errors import NbopsError
-from nbops.runtime.integrity import MANIFEST, METADATA_FILE, MODEL_FILE, IntegrityError, sha256_bytes, verify
+from nbops.runtime.integrity import (
+    MANIFEST,
+    METADATA_FILE,
+    MODEL_FILE,
+    IntegrityError,
+    sha256_bytes,
+    verify,
+)
 
 ALIASES = ("candidate", "production")
 PROFILE_FILE = "reference_profile.json"  # the monitoring reference stored with each version

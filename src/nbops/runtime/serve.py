@@ -40,7 +40,8 @@ class PredictionLog:
         self.fh = self.path.open("a", encoding="utf-8")
 
     def append(self, entry: Mapping[str, Any]) -> None:
-        line = json.dumps(entry, separators=(",", ":"), default=str) + "\n"
+        # Strict JSON: a NaN a client sent for a nullable field is logged as null.
+        line = json.dumps(_json_safe(entry), separators=(",", ":"), default=str, allow_nan=False) + "\n"
         with self.lock:
             self.fh.write(line)
             self.fh.flush()
@@ -52,6 +53,16 @@ class PredictionLog:
     def close(self) -> None:
         with self.lock:
             self.fh.close()
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 class Metrics:
