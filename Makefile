@@ -65,10 +65,11 @@ dashboard: install ## Serve the Voila dashboards on http://127.0.0.1:8866 (token
 		--token=$(DASHBOARD_TOKEN) --VoilaConfiguration.file_allowlist="['.*\.png']" $(ARGS)
 
 .PHONY: bench
-bench: install ## Run the benchmarks; results go to bench/results/
+bench: install browser ## Run the benchmarks; results go to bench/results/
 	$(BIN)/python bench/bench_build.py $(ARGS)
 	$(BIN)/python bench/bench_scoring.py
 	$(BIN)/python bench/bench_drift.py
+	$(BIN)/python bench/bench_dashboard.py
 
 .PHONY: notebook-outputs
 notebook-outputs: install ## Refresh the notebook outputs that nbval checks (cells with keep_output)

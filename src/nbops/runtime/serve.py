@@ -160,12 +160,80 @@ def request_schema(schema: InputSchema, max_records: int) -> dict[str, Any]:
     }
 
 
-def create_app(model: ScoringModel, *, token: str | None = None, log_dir: str | Path | None = None, max_records: int | None = None) -> Any:
-    """Build the FastAPI app serving ``model``."""
-    from fastapi import FastAPI, Request
-    from fastapi.responses import PlainTextResponse, Response
+class ScoringApp:
+    """The ASGI application: ``POST /predict`` is answered here directly, everything else by FastAPI.
+
+    Starlette's HTTP middleware and FastAPI's routing cost more than the model itself on a one-row
+    request (about 0.6 ms and 0.3 ms here), so the scoring path is plain ASGI; FastAPI still serves
+    /health, /metadata, /metrics and the OpenAPI documents, including /predict's. Every request is
+    counted in the metrics, and an unexpected error is a 500 without internals.
+    """
+
+    def __init__(self, api: Any, score: Any, metrics: Metrics, max_body_bytes: int) -> None:
+        self.api = api
+        self.score = score
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.api(scope, receive, send)
+            return
+        start = time.perf_counter()
+        path = scope["path"] if scope["path"] in KNOWN_PATHS else "other"
+        if scope["path"] == "/predict" and scope["method"] == "POST":
+            chunks, size, more = [], 0, True
+            while more:
+                message = await receive()
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > self.max_body_bytes:
+                    await _respond(send, 413, _problem(f"the body is larger than {self.max_body_bytes:,} bytes; split the batch"))
+                    self.metrics.observe(path, 413, time.perf_counter() - start)
+                    return
+                chunks.append(chunk)
+                more = message.get("more_body", False)
+            auth = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+            try:
+                status, payload, scores, rejected = self.score(b"".join(chunks), auth)
+            except Exception:  # a bug of ours, never a client's mistake: count it, hide internals
+                status, payload, scores, rejected = 500, _problem("internal error"), [], 0
+            await _respond(send, status, payload)
+            self.metrics.observe(path, status, time.perf_counter() - start, scores, rejected)
+            return
+        status_seen = 500
+
+        async def recording_send(message: dict[str, Any]) -> None:
+            nonlocal status_seen
+            if message["type"] == "http.response.start":
+                status_seen = message["status"]
+            await send(message)
+
+        try:
+            await self.api(scope, receive, recording_send)
+        except Exception:
+            await _respond(send, 500, _problem("internal error"))
+            status_seen = 500
+        self.metrics.observe(path, status_seen, time.perf_counter() - start)
+
+
+async def _respond(send: Any, status: int, payload: bytes) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def _problem(message: str, problems: list[dict[str, Any]] | None = None) -> bytes:
+    # ensure_ascii: a client's field name may be any JSON string, lone surrogates included.
+    return json.dumps({"error": message, "problems": problems or []}, ensure_ascii=True).encode()
+
+
+def create_app(model: ScoringModel, *, token: str | None = None, log_dir: str | Path | None = None, max_records: int | None = None) -> ScoringApp:
+    """Build the ASGI app serving ``model``."""
+    from fastapi import FastAPI
+    from fastapi.responses import PlainTextResponse
 
     token = token if token is not None else os.environ.get(TOKEN_ENV) or None
+    expected = f"Bearer {token}".encode() if token else None
     max_records = max_records or int(os.environ.get(MAX_RECORDS_ENV, "10000"))
     folder = log_dir or os.environ.get(LOG_DIR_ENV)
     plog = PredictionLog(Path(folder)) if folder else None
@@ -176,39 +244,25 @@ def create_app(model: ScoringModel, *, token: str | None = None, log_dir: str | 
         "type": "object",
         "properties": {"error": {"type": "string"}, "problems": {"type": "array", "items": {"type": "object"}}},
     }
-    app = FastAPI(
+    api = FastAPI(
         title=f"{model.metadata.get('package', 'nbops model')} scoring API",
         version=version,
         description=f"Scores records with model version {version} ({model.task_type}).",
     )
 
-    def problem(status: int, message: str, problems: list[dict[str, Any]] | None = None) -> Response:
-        # ensure_ascii: a client's field name may be any JSON string, lone surrogates included.
-        body = json.dumps({"error": message, "problems": problems or []}, ensure_ascii=True)
-        return Response(body, status_code=status, media_type="application/json")
-
-    def authorised(request: Request) -> bool:
-        if not token:
-            return True
-        header = request.headers.get("authorization", "")
-        given = header[7:].encode("utf-8", "surrogateescape") if header.startswith("Bearer ") else b""
-        return bool(given) and hmac.compare_digest(given, token.encode())
-
-    @app.middleware("http")
-    async def measure(request: Request, call_next: Any) -> Response:
-        start = time.perf_counter()
+    def score(raw: bytes, authorization: bytes) -> tuple[int, bytes, list[float], int]:
+        if expected is not None and not hmac.compare_digest(authorization, expected):
+            return 401, _problem(f"missing or wrong bearer token (set the Authorization header to 'Bearer <{TOKEN_ENV}>')"), [], 0
         try:
-            response = await call_next(request)
-        except Exception:  # a bug of ours: count it and answer 500 without leaking internals
-            metrics.observe(request.url.path, 500, time.perf_counter() - start)
-            return problem(500, "internal error")
-        if request.url.path != "/predict":
-            # Unknown paths share one series: a client must not be able to create unbounded labels.
-            path = request.url.path if request.url.path in KNOWN_PATHS else "other"
-            metrics.observe(path, response.status_code, time.perf_counter() - start)
-        return response
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            return 400, _problem(f"the body is not valid JSON: {exc}"), [], 0
+        status, payload, scores, rejected = _score(body, model, max_records)
+        if status == 200 and plog is not None:
+            plog.append({"ts": time.time(), "model_version": version, "records": body["records"], "predictions": scores})
+        return status, payload, scores, rejected
 
-    @app.post(
+    @api.post(
         "/predict",
         openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}}},
         responses={
@@ -219,68 +273,62 @@ def create_app(model: ScoringModel, *, token: str | None = None, log_dir: str | 
             422: {"description": "Records that do not match the schema (each problem names the record and the field)", "content": {"application/json": {"schema": problem_schema}}},
         },
     )
-    async def predict(request: Request) -> Response:
-        start = time.perf_counter()
-        if not authorised(request):
-            metrics.observe("/predict", 401, time.perf_counter() - start)
-            return problem(401, f"missing or wrong bearer token (set the Authorization header to 'Bearer <{TOKEN_ENV}>')")
-        raw = await request.body()
-        try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-            metrics.observe("/predict", 400, time.perf_counter() - start)
-            return problem(400, f"the body is not valid JSON: {exc}")
-        status, response, scores, rejected = _score(body, model, max_records, problem)
-        if status == 200 and plog is not None:
-            plog.append({"ts": time.time(), "model_version": version, "records": body["records"], "predictions": scores})
-        metrics.observe("/predict", status, time.perf_counter() - start, scores, rejected)
-        return response
+    def predict_documented() -> dict[str, Any]:  # pragma: no cover - ScoringApp answers POST /predict
+        """Score records. (Served by the scoring fast path; this route documents it.)"""
+        raise RuntimeError("POST /predict is served before FastAPI routing")
 
-    @app.get("/health")
+    @api.get("/health")
     def health() -> dict[str, Any]:
         return {"status": "ok", "model_version": version}
 
-    @app.get("/metadata")
+    @api.get("/metadata")
     def metadata() -> dict[str, Any]:
         return {**model.metadata, "input_schema": model.schema.to_dict()}
 
-    @app.get("/metrics", response_class=PlainTextResponse)
+    @api.get("/metrics", response_class=PlainTextResponse)
     def prometheus() -> str:
         return metrics.render(version)
 
-    @app.on_event("shutdown")
+    @api.on_event("shutdown")
     def close_log() -> None:
         if plog is not None:
             plog.close()
 
+    app = ScoringApp(api, score, metrics, max_body_bytes=max_records * 4096 + 65536)
+    app.openapi = api.openapi  # type: ignore[attr-defined]  # for tools that introspect the app
     return app
 
 
-def _score(body: Any, model: ScoringModel, max_records: int, problem: Any) -> tuple[int, Any, list[float], int]:
-    from fastapi.responses import Response
-
+def _score(body: Any, model: ScoringModel, max_records: int) -> tuple[int, bytes, list[float], int]:
     if not isinstance(body, dict) or set(body) != {"records"}:
         keys = sorted(body) if isinstance(body, dict) else type(body).__name__
-        return 422, problem(422, f"expected an object {{\"records\": [...]}}, found {keys}"), [], 0
+        return 422, _problem(f"expected an object {{\"records\": [...]}}, found {keys}"), [], 0
     records = body["records"]
     if not isinstance(records, list) or not records:
-        return 422, problem(422, "'records' must be a non-empty list of objects"), [], 0
+        return 422, _problem("'records' must be a non-empty list of objects"), [], 0
     if len(records) > max_records:
-        return 413, problem(413, f"{len(records):,} records is more than the {max_records:,} allowed per request; split the batch"), [], len(records)
+        return 413, _problem(f"{len(records):,} records is more than the {max_records:,} allowed per request; split the batch"), [], len(records)
     try:
         model.schema.check_records(records)
     except InputError as exc:
         details = [{"record": p.record, "field": p.field, "problem": p.message} for p in exc.problems]
-        return 422, problem(422, str(exc), details), [], len({p.record for p in exc.problems})
+        return 422, _problem(str(exc), details), [], len({p.record for p in exc.problems})
     scores = model.predict_records(records, validated=True).tolist()
     if not all(math.isfinite(s) for s in scores):  # never expected: a model bug, not a client error
         raise RuntimeError("non-finite prediction")
-    payload = json.dumps({"model_version": model.version, "predictions": scores})
-    return 200, Response(payload, media_type="application/json"), scores, 0
+    return 200, json.dumps({"model_version": model.version, "predictions": scores}).encode(), scores, 0
 
 
 def serve(model: ScoringModel, host: str = "127.0.0.1", port: int = 8000, log_dir: str | None = None) -> None:
-    """Run the API with uvicorn (one worker; scale out with more processes behind a balancer)."""
+    """Run the API with uvicorn (one worker; scale out with more processes behind a balancer).
+
+    httptools and uvloop (in the ``[serve]`` extra) are used when installed: the pure-Python HTTP
+    parser alone costs more than scoring a row.
+    """
+    import importlib.util
+
     import uvicorn
 
-    uvicorn.run(create_app(model, log_dir=log_dir), host=host, port=port, log_level="warning", access_log=False)
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    uvicorn.run(create_app(model, log_dir=log_dir), host=host, port=port, log_level="warning", access_log=False, http=http, loop=loop)

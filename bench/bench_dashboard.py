@@ -1,0 +1,80 @@
+"""Benchmark: how long the Voila dashboards take to show their widgets in headless Chromium, with two
+years (24 months) of monitoring history. Writes bench/results/dashboard.json and dashboard.md.
+
+    python bench/bench_dashboard.py [--reps 3]
+
+Each repetition opens a new page (Voila starts a new kernel per page view) and times navigation ->
+the KPI tiles (monitoring) or the threshold explorer (model) being rendered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from tests.conftest import copy_project, nbops, output_of  # noqa: E402
+from tests.dashboards.test_voila import CHROMIUM, FLAGS, TOKEN, _voila  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reps", type=int, default=3)
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    results: dict[str, list[float]] = {"monitoring": [], "model": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        project = copy_project(Path(tmp) / "project")
+        shutil.copytree(REPO / "dashboards", project / "dashboards")
+        proc = nbops(project, "build", "--env", "env.test.yaml", "--set", "production_months=24", "--set", "tracking=disabled")
+        if proc.returncode != 0:
+            raise SystemExit(output_of(proc)[-3000:])
+        server, base = _voila(project, "env.test.yaml", Path(tmp) / "voila.log")
+        try:
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+                for _ in range(args.reps + 1):  # the first view warms the file-system cache; not counted
+                    for name, ready in (("monitoring", ".nbops-kpis"), ("model", ".nbops-threshold-result")):
+                        page = browser.new_page(viewport={"width": 1280, "height": 1600})
+                        start = time.perf_counter()
+                        page.goto(f"{base}/voila/render/{name}.ipynb?token={TOKEN}", wait_until="domcontentloaded")
+                        page.wait_for_selector(ready, timeout=120_000)
+                        results[name].append(time.perf_counter() - start)
+                        page.close()
+                browser.close()
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    measured = {k: v[1:] for k, v in results.items()}
+    med = {k: statistics.median(v) for k, v in measured.items()}
+    summary = {"median_seconds": med, "all_seconds": measured, "history_months": 24, "cpus": os.cpu_count(), "python": platform.python_version(), "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+    out = REPO / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "dashboard.json").write_text(json.dumps(summary, indent=2) + "\n")
+    md = [
+        f"# Dashboard load time (Voila in headless Chromium, 24 months of history, median of {args.reps})",
+        "",
+        "| dashboard | seconds to widgets rendered | goal |",
+        "|---|---:|---:|",
+        f"| monitoring | {med['monitoring']:.2f} | ≤ 5 s |",
+        f"| model | {med['model']:.2f} | |",
+        "",
+        f"Measured {summary['measured_at']} with `python bench/bench_dashboard.py --reps {args.reps}`; each view starts a new kernel.",
+    ]
+    (out / "dashboard.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
