@@ -35,7 +35,7 @@ from nbops.runtime import FeatureTransform
 pytestmark = pytest.mark.slow
 
 CORE = {"numpy", "pandas", "pyarrow", "lightgbm"}
-SERVE = {"fastapi", "uvicorn"}
+SERVE = {"fastapi", "uvicorn", "httptools", "uvloop"}  # httptools and uvloop: uvicorn's fast HTTP parser and loop
 # Never in the wheel's imports, never installed beside it, never loaded by it.
 FORBIDDEN_IMPORTS = {
     "nbops",
