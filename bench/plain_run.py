@@ -17,7 +17,16 @@ from nbops.check import check_project  # noqa: E402
 from nbops.params import STAGES  # noqa: E402
 from nbops.stage import Stage  # noqa: E402
 
-RUNNERS = {"ingest": stages.run_ingest, "features": stages.run_features, "train": stages.run_train, "evaluate": stages.run_evaluate}
+RUNNERS = {
+    "ingest": stages.run_ingest,
+    "features": stages.run_features,
+    "train": stages.run_train,
+    "evaluate": stages.run_evaluate,
+    "register": stages.run_register,
+    "package": stages.run_package,
+    "batch_score": stages.run_batch_score,
+    "monitor": stages.run_monitor,
+}
 
 
 def main(project: Path, env_file: str) -> None:
@@ -27,7 +36,7 @@ def main(project: Path, env_file: str) -> None:
     pending = list(checked.tasks)
     while pending:  # topological order from the declared upstream
         task = next(t for t in pending if set(t.upstream) <= done)
-        params = STAGES[task.name](**task.params)
+        params = STAGES[task.name](**{k: v for k, v in task.params.items()})
         stage = Stage(task.name, params, products[task.name], {u: products[u] for u in task.upstream}, project, interactive=False)
         RUNNERS[task.name](stage)
         done.add(task.name)
