@@ -62,7 +62,7 @@ dashboard: install ## Serve the Voila dashboards on http://127.0.0.1:8866 (token
 	@echo "monitoring: http://127.0.0.1:$(DASHBOARD_PORT)/voila/render/monitoring.ipynb?token=$(DASHBOARD_TOKEN)"
 	@echo "model:      http://127.0.0.1:$(DASHBOARD_PORT)/voila/render/model.ipynb?token=$(DASHBOARD_TOKEN)"
 	NBOPS_ENV=$(ENV_FILE) $(BIN)/voila dashboards --no-browser --port=$(DASHBOARD_PORT) --Voila.ip=127.0.0.1 \
-		--token=$(DASHBOARD_TOKEN) --VoilaConfiguration.file_allowlist="['.*\.png']" $(ARGS)
+		--token=$(DASHBOARD_TOKEN) --preheat_kernel=True --pool_size=1 $(ARGS)
 
 .PHONY: bench
 bench: install browser ## Run the benchmarks; results go to bench/results/

@@ -33,7 +33,7 @@ def _voila(project: Path, env_file: str, log: Path) -> tuple[subprocess.Popen[by
     env = {**os.environ, "NBOPS_ENV": env_file, "PLOOMBER_STATS_ENABLED": "false", "WANDB_MODE": "disabled"}
     env.pop("NBOPS_PROJECT", None)
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "voila"), "dashboards", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1", f"--token={TOKEN}"],
+        [str(Path(sys.executable).parent / "voila"), "dashboards", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1", f"--token={TOKEN}", "--preheat_kernel=True", "--pool_size=1"],
         cwd=project, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"

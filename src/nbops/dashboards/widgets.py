@@ -22,7 +22,8 @@ TILE = "display:inline-block;min-width:150px;margin:4px;padding:10px 14px;border
 def figure_widget(fig: Figure) -> w.Image:
     """A matplotlib figure as a PNG image widget (no pyplot, no kernel-side display state)."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    # No bbox_inches="tight": the figures are laid out already, and a tight box draws them twice.
+    fig.savefig(buffer, format="png", dpi=90)
     return w.Image(value=buffer.getvalue(), format="png", layout=w.Layout(max_width="100%"))
 
 
