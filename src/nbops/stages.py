@@ -30,6 +30,7 @@ from nbops.modeling.train import TrainResult, learning_curve, train_model
 from nbops.monitoring.drift import DriftThresholds
 from nbops.monitoring.history import read_alerts, replace_alerts, upsert_history
 from nbops.monitoring.monitor import AlertRules, BatchMonitoring, monitor_batch
+from nbops.monitoring.plots import drift_heatmap, performance_over_time
 from nbops.monitoring.profile import ReferenceProfile, build_reference_profile
 from nbops.registry.gate import GateDecision, decide, production_metrics_on
 from nbops.registry.publish import PROFILE_FILE, register_model, registry_for
@@ -256,6 +257,7 @@ class MonitoringRun:
     batches: list[BatchMonitoring]
     truth: pd.DataFrame
     ground_truth: dict[str, Any]
+    plots: dict[str, Path]
 
 
 def run_monitor(stage: Stage) -> MonitoringRun:
@@ -308,6 +310,12 @@ def run_monitor(stage: Stage) -> MonitoringRun:
     history = pd.read_parquet(history_path)
     alerts = read_alerts(alerts_path)
     truth = pd.DataFrame(truth_rows)
+    figures = stage.out("figures")
+    figures.mkdir(parents=True, exist_ok=True)
+    plots = {"drift_heatmap": figures / "drift_heatmap.png", "performance": figures / "performance.png"}
+    drift_heatmap(history, p.psi_threshold).savefig(plots["drift_heatmap"], dpi=100)
+    metric = "perf__roc_auc" if version.metadata["task_type"] == "binary" else "perf__rmse"
+    performance_over_time(history, metric, reference_metrics.get(metric.removeprefix("perf__"))).savefig(plots["performance"], dpi=100)
     found = drift_recall(history, truth) if not truth.empty else {}
     write_json({"model_version": version.version, "batches": int(len(history)), "alerts": len(alerts), "ground_truth": found}, stage.out("summary"))
     with start_run("monitor", config=_config(stage), mode=p.tracking, project_dir=stage.project) as run:
@@ -317,7 +325,8 @@ def run_monitor(stage: Stage) -> MonitoringRun:
         if alerts:
             run.log_table("alerts", pd.DataFrame(alerts))
         run.log_table("monitoring_history", history)
-    return MonitoringRun(history, alerts, results, truth, found)
+        run.log_images(plots)
+    return MonitoringRun(history, alerts, results, truth, found, plots)
 
 
 def _label_update(stored: tuple[str, Path], model: ScoringModel, profile: ReferenceProfile, reference_metrics: dict[str, float], rules: AlertRules, target: str, history_path: Path, alerts_path: Path) -> BatchMonitoring:
