@@ -43,7 +43,7 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=100_000)
     args = parser.parse_args()
     py = sys.executable
-    results: dict[str, list[float]] = {k: [] for k in ("plain_python", "build_ploomber_engine", "build_papermill", "noop_rebuild", "noop_ploomber_build", "check", "check_bad_param")}
+    results: dict[str, list[float]] = {k: [] for k in ("plain_python", "build_ploomber_engine", "build_papermill", "noop_rebuild", "noop_ploomber_build", "check", "check_bad_param", "plain_python_until_evaluate", "build_until_evaluate")}
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.reps):
             print(f"repetition {rep + 1}/{args.reps}", flush=True)
@@ -63,6 +63,13 @@ def main() -> int:
                     bad = subprocess.run([py, "-m", "nbops", "--project", str(project), "check", "--set", "learning_rat=0.1"], capture_output=True, text=True)
                     results["check_bad_param"].append(time.perf_counter() - t0)
                     assert bad.returncode == 2 and "learning_rate" in bad.stderr
+            # The first four stages (ingest -> evaluate) alone, both ways.
+            project = copy_project(Path(tmp) / f"until-{rep}")
+            results["build_until_evaluate"].append(timed([py, "-m", "nbops", "--project", str(project), "build", "--set", f"rows={args.rows}", "--until", "evaluate"], project))
+            project = copy_project(Path(tmp) / f"plain-until-{rep}")
+            (project / "env.bench.yaml").write_text((project / "env.yaml").read_text().replace("rows: 100000", f"rows: {args.rows}"))
+            results["plain_python_until_evaluate"].append(timed([py, str(REPO / "bench" / "plain_run.py"), str(project), "env.bench.yaml", "evaluate"], project))
+            print(f"  until evaluate: build {results['build_until_evaluate'][-1]:.1f} s, plain {results['plain_python_until_evaluate'][-1]:.1f} s", flush=True)
             project = copy_project(Path(tmp) / f"plain-{rep}")
             (project / "env.bench.yaml").write_text((project / "env.yaml").read_text().replace("rows: 100000", f"rows: {args.rows}"))
             results["plain_python"].append(timed([py, str(REPO / "bench" / "plain_run.py"), str(project), "env.bench.yaml"], project))
@@ -76,6 +83,7 @@ def main() -> int:
         "all_seconds": results,
         "ratio_build_ploomber_engine_to_plain": med["build_ploomber_engine"] / med["plain_python"],
         "ratio_build_papermill_to_plain": med["build_papermill"] / med["plain_python"],
+        "ratio_until_evaluate": med["build_until_evaluate"] / med["plain_python_until_evaluate"],
         "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     out = REPO / "bench" / "results"
@@ -86,9 +94,11 @@ def main() -> int:
         "",
         "| measurement | seconds | vs plain Python |",
         "|---|---:|---:|",
-        f"| plain Python: the same stage functions in one process | {med['plain_python']:.1f} | 1.00× |",
+        f"| plain Python: the same stage functions (all eight) in one process | {med['plain_python']:.1f} | 1.00× |",
         f"| cold full build, ploomber-engine executor (default) | {med['build_ploomber_engine']:.1f} | {summary['ratio_build_ploomber_engine_to_plain']:.2f}× |",
         f"| cold full build, Papermill executor (a kernel per notebook) | {med['build_papermill']:.1f} | {summary['ratio_build_papermill_to_plain']:.2f}× |",
+        f"| first four stages only (ingest → evaluate), plain Python | {med['plain_python_until_evaluate']:.1f} | 1.00× |",
+        f"| first four stages only, `nbops build --until evaluate` (ploomber-engine) | {med['build_until_evaluate']:.1f} | {summary['ratio_until_evaluate']:.2f}× |",
         f"| no-op rebuild, `nbops build` (run identities, Ploomber not started) | {med['noop_rebuild']:.2f} | |",
         f"| no-op rebuild, plain `ploomber build` | {med['noop_ploomber_build']:.2f} | |",
         f"| `nbops check` (parameters valid) | {med['check']:.2f} | |",

@@ -1,7 +1,7 @@
 """The pipeline's stage functions called in one plain Python process, in DAG order (no Ploomber, no
 notebooks): the baseline that `bench_build.py` compares a full build against.
 
-Usage: python bench/plain_run.py PROJECT ENV_FILE
+Usage: python bench/plain_run.py PROJECT ENV_FILE [UNTIL_TASK]
 """
 
 from __future__ import annotations
@@ -29,8 +29,17 @@ RUNNERS = {
 }
 
 
-def main(project: Path, env_file: str) -> None:
+def main(project: Path, env_file: str, until: str | None = None) -> None:
     checked = check_project(project, env_file)
+    if until is not None:  # the task and its upstream, as Ploomber's partial build
+        by_name = {t.name: t for t in checked.tasks}
+        keep, todo = set(), [until]
+        while todo:
+            name = todo.pop()
+            if name not in keep:
+                keep.add(name)
+                todo += by_name[name].upstream
+        checked.tasks[:] = [t for t in checked.tasks if t.name in keep]
     products = {t.name: {k: Path(v) for k, v in t.product.items()} for t in checked.tasks}
     done: set[str] = set()
     pending = list(checked.tasks)
@@ -45,4 +54,4 @@ def main(project: Path, env_file: str) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2])
+    main(Path(sys.argv[1]), sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None)

@@ -194,3 +194,18 @@ def test_multiclass_target_is_refused_with_a_clear_error(project: Path) -> None:
     proc = nbops(project, "build", "--env", "env.test.yaml", "--set", "data=multi.csv", "--set", "target=churned")
     assert proc.returncode != 0
     assert "multiclass targets are not supported yet" in output_of(proc)
+
+
+def test_until_builds_a_task_and_its_upstream_only(project: Path) -> None:
+    out = build(project, "--until", "features")
+    assert (project / "build/test/data/processed/train.parquet").exists()
+    assert not (project / "build/test/models/model.txt").exists()
+    assert "Ran 2 of 8 tasks: ingest, features" in out
+    # A partial build is not recorded as complete: the next full build still runs the rest.
+    out = build(project)
+    assert "Ran 6 of 8 tasks" in out
+
+
+def test_until_an_unknown_task_is_refused(project: Path) -> None:
+    proc = nbops(project, "build", "--env", "env.test.yaml", "--until", "evaluat")
+    assert proc.returncode == 2 and "no such task" in proc.stderr

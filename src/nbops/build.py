@@ -71,8 +71,12 @@ def run_build(
     overrides: Mapping[str, Any] | None = None,
     force: bool = False,
     stream: bool = True,
+    until: str | None = None,
 ) -> tuple[int, list[TaskOutcome], CheckedProject]:
     """Check, then build the DAG with Ploomber.
+
+    Args:
+        until: build only this task and what it depends on (Ploomber's partial build).
 
     Returns:
         Ploomber's exit code, each task's outcome, and the checked project.
@@ -83,7 +87,9 @@ def run_build(
     checked = check_project(project, env_file, overrides)
     log.info("parameters checked in %.2f s: %d tasks", time.perf_counter() - t0, len(checked.tasks))
     root = Path(checked.settings.root)
-    if not force:
+    if until is not None and until not in {t.name for t in checked.tasks}:
+        raise ConfigError(f"--until {until}: no such task in pipeline.yaml ({', '.join(t.name for t in checked.tasks)})")
+    if not force and until is None:
         pending = {name: why for name, why in lineage.changes(checked.tasks, root).items() if why}
         if not pending:
             return 0, [TaskOutcome(t.name, False, t.product) for t in checked.tasks], checked
@@ -101,10 +107,12 @@ def run_build(
     cmd = [*ploomber_command(), "build", "--entry-point", str(project / "pipeline.yaml")]
     if force:
         cmd.append("--force")
+    if until is not None:
+        cmd += ["--partially", until]
     started = time.time()
     proc = subprocess.run(cmd, cwd=project, env=env, stdout=None if stream else subprocess.PIPE, stderr=subprocess.STDOUT if not stream else None, text=True)
     outcomes = task_outcomes(checked, started)
-    if proc.returncode == 0:
+    if proc.returncode == 0 and until is None:  # a partial build leaves later tasks unrecorded
         lineage.save_state(root, checked.tasks, build_id)
     record = {"build_id": build_id, "env_file": env_file, "returncode": proc.returncode, "tasks": {o.name: o.ran for o in outcomes}}
     _append_build_log(root, record)
@@ -147,7 +155,9 @@ def summary_text(outcomes: list[TaskOutcome], checked: CheckedProject) -> str:
     """The lines printed at the end of a build: what ran, the model's headline, what to open next."""
     lines = ["", "=" * 72]
     ran = [o.name for o in outcomes if o.ran]
-    if not ran:
+    if not ran and any(not Path(o.products.get("nb", "")).exists() for o in outcomes):
+        lines.append(f"No task ran; not built yet: {', '.join(o.name for o in outcomes if not Path(o.products.get('nb', '')).exists())}")
+    elif not ran:
         lines.append(f"Nothing changed: all {len(outcomes)} tasks are up to date and were skipped.")
     else:
         skipped = [o.name for o in outcomes if not o.ran]

@@ -48,7 +48,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     from nbops.build import run_build, summary_text
 
-    code, outcomes, checked = run_build(_project(args), args.env, _overrides(args.set), force=args.force)
+    code, outcomes, checked = run_build(_project(args), args.env, _overrides(args.set), force=args.force, until=args.until)
     if code != 0:
         print(f"\nThe build failed (exit {code}); products of the tasks that succeeded are kept, and the next build reruns from the failure.", file=sys.stderr)
         return code
@@ -247,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build", help="check parameters, run the pipeline (incrementally), print a summary")
     env_args(p)
     p.add_argument("--force", action="store_true", help="rerun every task even if up to date")
+    p.add_argument("--until", metavar="TASK", help="build only TASK and the tasks it depends on")
     p.set_defaults(func=cmd_build)
     p = sub.add_parser("models", help="list, show, promote or roll back registered model versions")
     env_args(p)
