@@ -17,7 +17,7 @@ from tests.conftest import nbops, output_of
 def test_the_repository_pipeline_passes(project: Path) -> None:
     for env_file in ("env.yaml", "env.test.yaml"):
         checked = check_project(project, env_file)
-        assert [t.name for t in checked.tasks] == ["ingest", "features", "train", "evaluate"]
+        assert [t.name for t in checked.tasks] == ["ingest", "features", "train", "evaluate", "register", "package", "batch_score", "monitor"]
 
 
 def test_misspelt_parameter_in_pipeline_yaml_names_task_and_suggests(project: Path) -> None:

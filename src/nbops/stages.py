@@ -259,6 +259,13 @@ class MonitoringRun:
     ground_truth: dict[str, Any]
     plots: dict[str, Path]
 
+    def truth_table(self) -> pd.DataFrame | str:
+        """Per simulated month: what the simulator injected against what the monitor found."""
+        if self.truth.empty:
+            return "No ground truth: these batches are your own data, not simulated."
+        found = self.history[["batch_id", "dataset_drift", "drifted_features", "alerts"]].rename(columns={"drifted_features": "found"})
+        return self.truth.rename(columns={"drifted_features": "injected"}).merge(found, left_on="month", right_on="batch_id", how="left").drop(columns="batch_id")
+
 
 def run_monitor(stage: Stage) -> MonitoringRun:
     """Monitor: simulate production months (or take your own batches), score them with the production
