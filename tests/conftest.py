@@ -93,3 +93,25 @@ def scoring_venv(packaged_project: Path, tmp_path_factory: pytest.TempPathFactor
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return {"python": python, "package": manifest["package"], "wheel": Path(manifest["wheel"]), "model_version": manifest["model_version"], "project": packaged_project}
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """Terminate a server started by a test, killing it if it does not stop within 15 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=15)
+
+
+def train_tiny_booster(df, numeric: list[str], categorical: list[str], target: str, rounds: int, seed: int = 0):
+    """A tiny real LightGBM binary model and its fitted transform (for registry tests)."""
+    import lightgbm as lgb
+
+    from nbops.runtime.transform import FeatureTransform
+
+    transform = FeatureTransform.fit(df, numeric, categorical)
+    params = {"objective": "binary", "num_leaves": 4, "min_data_in_leaf": 10, "num_threads": 1, "verbose": -1, "seed": seed}
+    booster = lgb.train(params, lgb.Dataset(transform.transform(df), df[target], categorical_feature=transform.categorical_indices), num_boost_round=rounds)
+    return booster, transform

@@ -29,6 +29,8 @@ import httpx
 import pandas as pd
 import pytest
 
+from tests.conftest import stop_process
+
 pytestmark = pytest.mark.slow
 
 MAX_RECORDS = 1000
@@ -73,12 +75,7 @@ def running_server(venv: dict[str, Any], folder: Path, *, token: str | None = No
         wait_until_healthy(server)
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
+        stop_process(proc)
 
 
 def wait_until_healthy(server: Server) -> None:

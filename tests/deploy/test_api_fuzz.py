@@ -24,6 +24,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import stop_process
+
 pytestmark = pytest.mark.slow
 
 MAX_RECORDS = 1000
@@ -68,12 +70,7 @@ def fuzz_server(scoring_venv: dict[str, Any], tmp_path_factory: pytest.TempPathF
             pytest.fail(f"no 200 from /health:\n{output.read_text(errors='replace')[-3000:]}")
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
+        stop_process(proc)
 
 
 @pytest.fixture(scope="module")

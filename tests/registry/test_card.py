@@ -22,6 +22,7 @@ from nbops.registry.store import Registry
 from nbops.runtime.model import ScoringModel
 from nbops.runtime.schema import FieldSpec
 from nbops.runtime.transform import FeatureTransform
+from tests.conftest import train_tiny_booster
 
 BINARY_METRICS = {
     "roc_auc": 0.81234,
@@ -225,20 +226,7 @@ def _products(folder: Path, rounds: int) -> tuple[Path, Path, pd.DataFrame]:
     n = 300
     df = pd.DataFrame({"income": rng.uniform(0, 1e5, n), "grade": rng.choice(["A", "B", "C"], n)})
     df["default"] = (rng.random(n) < np.where(df["grade"] == "C", 0.6, 0.2)).astype(float)
-    ft = FeatureTransform.fit(df, ["income"], ["grade"])
-    params = {
-        "objective": "binary",
-        "num_leaves": 4,
-        "min_data_in_leaf": 10,
-        "num_threads": 1,
-        "verbose": -1,
-        "seed": 0,
-    }
-    booster = lgb.train(
-        params,
-        lgb.Dataset(ft.transform(df), df["default"], categorical_feature=ft.categorical_indices),
-        num_boost_round=rounds,
-    )
+    booster, ft = train_tiny_booster(df, ["income"], ["grade"], "default", rounds)
     folder.mkdir(parents=True, exist_ok=True)
     model_file = folder / "model.txt"
     booster.save_model(str(model_file))

@@ -14,7 +14,6 @@ import sys
 import zipfile
 from pathlib import Path
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
@@ -22,8 +21,7 @@ import pytest
 from nbops.registry.store import Registry
 from nbops.runtime.model import MANIFEST
 from nbops.runtime.schema import FieldSpec, InputSchema
-from nbops.runtime.transform import FeatureTransform
-from tests.conftest import REPO, copy_project
+from tests.conftest import REPO, copy_project, train_tiny_booster
 
 PYTHON = REPO / ".venv" / "bin" / "python"
 FINGERPRINTS = ["f1a2b3c4d5e6f7a8", "0badc0ffee12abcd", "9e8d7c6b5a4f3e2d"]
@@ -35,20 +33,7 @@ def _files(rounds: int) -> dict[str, bytes]:
     n = 200
     df = pd.DataFrame({"x": rng.normal(size=n), "grade": rng.choice(["A", "B"], n)})
     df["y"] = (rng.random(n) < 1 / (1 + np.exp(-2 * df["x"]))).astype(float)
-    ft = FeatureTransform.fit(df, ["x"], ["grade"])
-    params = {
-        "objective": "binary",
-        "num_leaves": 4,
-        "min_data_in_leaf": 10,
-        "num_threads": 1,
-        "verbose": -1,
-        "seed": 0,
-    }
-    booster = lgb.train(
-        params,
-        lgb.Dataset(ft.transform(df), df["y"], categorical_feature=ft.categorical_indices),
-        num_boost_round=rounds,
-    )
+    booster, ft = train_tiny_booster(df, ["x"], ["grade"], "y", rounds)
     schema = InputSchema(
         [FieldSpec("x", "numeric"), FieldSpec("grade", "categorical", categories=["A", "B"])]
     )

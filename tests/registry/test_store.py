@@ -11,7 +11,6 @@ import re
 import stat
 from pathlib import Path
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,7 +18,7 @@ import pytest
 from nbops.registry.store import ModelVersion, Registry, RegistryError
 from nbops.runtime.model import MANIFEST, IntegrityError, ScoringModel
 from nbops.runtime.schema import FieldSpec, InputSchema
-from nbops.runtime.transform import FeatureTransform
+from tests.conftest import train_tiny_booster
 
 # -- small real inputs ---------------------------------------------------------------------------
 
@@ -35,20 +34,7 @@ def _frame(n: int = 200, seed: int = 0) -> pd.DataFrame:
 def _model_files(rounds: int, seed: int = 0) -> dict[str, bytes]:
     """A tiny real LightGBM model (text), its transform and input schema, as registry files."""
     df = _frame(seed=seed)
-    ft = FeatureTransform.fit(df, ["x"], ["grade"])
-    params = {
-        "objective": "binary",
-        "num_leaves": 4,
-        "min_data_in_leaf": 10,
-        "num_threads": 1,
-        "verbose": -1,
-        "seed": seed,
-    }
-    booster = lgb.train(
-        params,
-        lgb.Dataset(ft.transform(df), df["y"], categorical_feature=ft.categorical_indices),
-        num_boost_round=rounds,
-    )
+    booster, ft = train_tiny_booster(df, ["x"], ["grade"], "y", rounds, seed)
     schema = InputSchema(
         [FieldSpec("x", "numeric"), FieldSpec("grade", "categorical", categories=["A", "B", "C"])]
     )
