@@ -24,11 +24,6 @@ class FeaturesResult:
     summary: dict[str, Any]
 
 
-def load_schema_product(path: str | Path) -> TableSchema:
-    """Load the schema as ingest used it (a product, so later stages never read a newer edit)."""
-    return TableSchema.load(path)
-
-
 def build_features(
     params: FeaturesParams,
     *,

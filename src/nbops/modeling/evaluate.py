@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -261,8 +260,3 @@ def metrics_table(metrics: dict[str, float], task_type: str) -> pd.DataFrame:
     """The headline metrics as a one-column table."""
     return pd.DataFrame({"metric": HEADLINE[task_type], "value": [round(metrics.get(k, float("nan")), 4) for k in HEADLINE[task_type]]})
 
-
-def load_json(path: Path) -> Any:
-    import json
-
-    return json.loads(Path(path).read_text())
