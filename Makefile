@@ -16,7 +16,10 @@ export PLOOMBER_STATS_ENABLED := false
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The installed packages are byte-compiled at install time; this keeps imports fast even where the
 # environment sets PYTHONDONTWRITEBYTECODE.
-RUN_FLAGS := $(if $(DATA),--set data=$(DATA)) $(if $(TARGET),--set target=$(TARGET))
+# make run ENGINE=dask: train with lightgbm.dask, score and profile with dask.dataframe (local cluster
+# unless dask_scheduler in the env file names one)
+ENGINE ?=
+RUN_FLAGS := $(if $(DATA),--set data=$(DATA)) $(if $(TARGET),--set target=$(TARGET)) $(if $(ENGINE),--set engine=$(ENGINE))
 
 $(VENV)/.installed: requirements.lock pyproject.toml requirements/overrides.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,11 +39,13 @@ run: install ## Run the whole pipeline on the simulated data (DATA=file TARGET=c
 check: install ## Check env.yaml and pipeline.yaml parameters without running anything
 	$(BIN)/nbops check --env $(ENV_FILE) $(RUN_FLAGS) $(ARGS)
 
+# Debian packages the tests use for real: chromium (dashboards, headless) and cron (`nbops schedule`).
+SYSTEM_PACKAGES := $(strip $(if $(shell command -v chromium),,chromium) $(if $(shell command -v crontab),,cron))
+
 .PHONY: browser
-browser: ## Install Debian's Chromium (for the dashboard tests) if it is missing
-	@command -v chromium >/dev/null 2>&1 || { \
-		echo "installing Debian's chromium (dashboard tests drive it headless)"; \
-		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+browser: ## Install Debian's chromium (dashboard tests) and cron (schedule tests) if missing
+	@$(if $(SYSTEM_PACKAGES),echo "installing Debian packages: $(SYSTEM_PACKAGES)"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null,true)
 
 .PHONY: test
 test: install browser ## Run the whole test suite (what CI runs)

@@ -18,7 +18,7 @@ from nbops.pipeline_spec import TaskSpec, load_env, load_tasks, notebook_paramet
 # Names Ploomber injects into every notebook; they are not stage parameters.
 INJECTED = {"upstream", "product"}
 # Stage parameters that pipeline.yaml computes from other values, never read from the env file.
-TASK_ONLY = {"registry_root"}
+TASK_ONLY = {"registry_root", "labelled_batches"}
 
 
 @dataclass(frozen=True)

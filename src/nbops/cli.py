@@ -48,7 +48,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     from nbops.build import run_build, summary_text
 
-    code, outcomes, checked = run_build(_project(args), args.env, _overrides(args.set), force=args.force, until=args.until)
+    code, outcomes, checked = run_build(_project(args), args.env, _overrides(args.set), force=args.force, until=args.until, task=args.task)
     if code != 0:
         print(f"\nThe build failed (exit {code}); products of the tasks that succeeded are kept, and the next build reruns from the failure.", file=sys.stderr)
         return code
@@ -225,6 +225,27 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     return 0
 
 
+def _delegate(target: str):
+    """A command implemented in another module, imported only when it runs (keeps `nbops check` fast)."""
+
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        module, func = target.split(":")
+        return getattr(importlib.import_module(module), func)(args)
+
+    return run
+
+
+def cmd_why(args: argparse.Namespace) -> int:
+    from nbops.build import resolve_project
+    from nbops.lineage import why_text
+
+    checked = resolve_project(_project(args), args.env, _overrides(args.set))
+    print(why_text(checked.tasks, Path(checked.settings.root), args.task))
+    return 0
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from nbops.data import simulate
 
@@ -248,7 +269,35 @@ def build_parser() -> argparse.ArgumentParser:
     env_args(p)
     p.add_argument("--force", action="store_true", help="rerun every task even if up to date")
     p.add_argument("--until", metavar="TASK", help="build only TASK and the tasks it depends on")
+    p.add_argument("--task", metavar="TASK", help="build only TASK (its upstream products must exist): what each Airflow task runs")
     p.set_defaults(func=cmd_build)
+    p = sub.add_parser("why", help="say why a task reran in the last build, or why it would (or would not) run now")
+    env_args(p)
+    p.add_argument("task", nargs="?", help="a task in pipeline.yaml (default: every task)")
+    p.set_defaults(func=cmd_why)
+    p = sub.add_parser("export", help="export the pipeline to an orchestrator (Airflow)")
+    env_args(p)
+    p.add_argument("target", choices=["airflow"])
+    p.add_argument("out_dir", help="folder to write the DAG file into (e.g. your Airflow dags/ folder)")
+    p.add_argument("--dag-id", default=None, help="Airflow DAG id (default: nbops_<project folder>)")
+    p.add_argument("--schedule", default=None, help="cron expression (default: `schedule` in the env file)")
+    p.set_defaults(func=_delegate("nbops.automation.airflow:cmd_export"))
+    p = sub.add_parser("schedule", help="install or remove a crontab entry that runs the pipeline on a schedule")
+    env_args(p)
+    p.add_argument("action", choices=["install", "remove", "show"])
+    p.add_argument("--cron", default=None, help="cron expression (default: `schedule` in the env file)")
+    p.set_defaults(func=_delegate("nbops.automation.cron:cmd_schedule"))
+    p = sub.add_parser("retrain", help="retrain, evaluate and register (with the promotion gate) when monitoring says so")
+    env_args(p)
+    p.add_argument("--if-needed", action="store_true", help="decide from the monitoring history and say why")
+    p.add_argument("--dry-run", action="store_true", help="say what would happen, run nothing")
+    p.set_defaults(func=_delegate("nbops.automation.retrain:cmd_retrain"))
+    p = sub.add_parser("compare", help="Markdown table of a candidate model against production, overall and by segment")
+    env_args(p)
+    p.add_argument("--candidate", default=None, help="version to compare (default: the candidate alias, else the newest)")
+    p.add_argument("--production", default=None, help="version to compare against (default: production)")
+    p.add_argument("--out", default=None, help="write the Markdown here (default: <root>/reports/compare.md)")
+    p.set_defaults(func=_delegate("nbops.registry.compare:cmd_compare"))
     p = sub.add_parser("models", help="list, show, promote or roll back registered model versions")
     env_args(p)
     p.add_argument("action", choices=["list", "show", "promote", "rollback"])

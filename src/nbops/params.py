@@ -25,6 +25,14 @@ class StageParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ComputeParams(StageParams):
+    """Where the heavy stages compute: pandas in-process (default) or a Dask cluster."""
+
+    engine: Literal["pandas", "dask"] = Field("pandas", description="pandas: one process; dask: lightgbm.dask training, dask.dataframe scoring, profiles and drift")
+    dask_scheduler: str = Field("local", min_length=1, description="'local' starts a LocalCluster on 127.0.0.1; or a scheduler address such as tcp://10.0.0.5:8786")
+    dask_workers: int = Field(2, ge=1, description="workers of the local cluster (ignored for a remote scheduler)")
+
+
 class IngestParams(StageParams):
     """Parameters of the ingest stage: where the raw table comes from and how to read it."""
 
@@ -39,6 +47,8 @@ class IngestParams(StageParams):
     data_version: str = Field("", description="size and modification time of the data file; set by nbops build so a changed file reruns ingest")
     schema_file: str = Field("auto", description="schema YAML; 'auto' uses schemas/<dataset>.schema.yaml, inferred on first use")
     max_quarantine_fraction: float = Field(0.2, ge=0, le=1, description="fail when more rows than this are quarantined")
+    labelled_through: str | None = Field(None, description="production months with arrived labels up to this one (YYYY-MM) join the training data; set by `nbops retrain`")
+    labelled_batches: str = Field("build/interactive/data/production", description="folder of monitored production batches (derived from root in pipeline.yaml)")
     tracking: Literal["offline", "online", "disabled"] = Field("offline", description="W&B mode")
 
 
@@ -51,7 +61,7 @@ class FeaturesParams(StageParams):
     tracking: Literal["offline", "online", "disabled"] = "offline"
 
 
-class TrainParams(StageParams):
+class TrainParams(ComputeParams):
     """LightGBM hyper-parameters and resources."""
 
     learning_rate: float = Field(0.05, gt=0, le=1)
@@ -80,7 +90,7 @@ class EvaluateParams(StageParams):
     tracking: Literal["offline", "online", "disabled"] = "offline"
 
 
-class RegisterParams(StageParams):
+class RegisterParams(ComputeParams):
     """Parameters of the register stage."""
 
     registry_root: str = Field("build/interactive/registry", description="folder of the model registry")
@@ -94,7 +104,7 @@ class PackageParams(StageParams):
     package_alias: Literal["production", "candidate"] = Field("production", description="which version the wheel carries")
 
 
-class BatchScoreParams(StageParams):
+class BatchScoreParams(ComputeParams):
     """Parameters of the batch-score stage: which new batch to score with the packaged model."""
 
     data: str = Field("simulate", description="'simulate' scores a simulated monthly batch; otherwise the test split is scored")
@@ -108,7 +118,7 @@ class BatchScoreParams(StageParams):
 Scenario = Literal["none", "shock", "gradual", "new-category", "concept"]
 
 
-class MonitorParams(StageParams):
+class MonitorParams(ComputeParams):
     """Parameters of the monitor stage: the production months to simulate and the alert thresholds."""
 
     data: str = Field("simulate", description="'simulate' monitors simulated production months; otherwise the test split")
@@ -140,11 +150,12 @@ STAGES: dict[str, type[StageParams]] = {
 class EnvSettings(IngestParams, FeaturesParams, TrainParams, EvaluateParams, RegisterParams, PackageParams, BatchScoreParams, MonitorParams):
     """Every key ``env.yaml`` may hold: the stage parameters plus where and how the pipeline runs.
 
-    ``registry_root`` is not an env key: pipeline.yaml derives it from ``root``.
+    ``registry_root`` and ``labelled_batches`` are not env keys: pipeline.yaml derives them from ``root``.
     """
 
     root: str = Field(".", description="folder under which data/, models/ and reports/ are written")
     executor: Literal["papermill", "ploomber-engine"] = Field("papermill", description="how Ploomber runs each notebook")
+    schedule: str = Field("0 6 * * *", pattern=r"^\S+( \S+){4}$", description="cron expression (5 fields) for `nbops schedule install` and `nbops export airflow`")
 
 
 def describe_expected(model: type[BaseModel], key: str) -> str:

@@ -8,7 +8,9 @@ notebooks in order by hand works and never overwrites the pipeline's products.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,8 @@ from nbops.paths import project_root
 from nbops.pipeline_spec import load_env, load_tasks
 
 INTERACTIVE_ROOT = "build/interactive"
+# Set by `nbops build` for the Ploomber process: {task: run identity}; see nbops.lineage.
+IDENTITIES_ENV = "NBOPS_RUN_IDENTITIES"
 log = logging.getLogger(__name__)
 
 
@@ -33,6 +37,7 @@ class Stage:
     upstream: dict[str, dict[str, Path]]
     project: Path
     interactive: bool
+    identity: str | None = None
 
     def out(self, key: str) -> Path:
         """Path of product ``key``, with its folder created."""
@@ -78,6 +83,7 @@ def stage(name: str, namespace: Mapping[str, Any]) -> Stage:
             upstream={t: {k: Path(v) for k, v in _as_dict(p).items()} for t, p in (upstream or {}).items()},
             project=project_root(),
             interactive=False,
+            identity=run_identity(name),
         )
     project = project_root()
     env = load_env(project, overrides={"root": str(project / INTERACTIVE_ROOT)})
@@ -94,6 +100,20 @@ def stage(name: str, namespace: Mapping[str, Any]) -> Stage:
         project=project,
         interactive=True,
     )
+
+
+def run_identity(task: str) -> str | None:
+    """This task run's identity, computed by ``nbops build`` before Ploomber started (None outside a build)."""
+    return run_identities().get(task)
+
+
+def run_identities() -> dict[str, str]:
+    raw = os.environ.get(IDENTITIES_ENV, "")
+    try:
+        return dict(json.loads(raw)) if raw else {}
+    except (ValueError, TypeError):
+        log.warning("ignoring %s: not a JSON object", IDENTITIES_ENV)
+        return {}
 
 
 def _as_dict(value: Any) -> dict[str, Any]:

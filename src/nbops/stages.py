@@ -175,7 +175,7 @@ def run_register(stage: Stage) -> Registration:
             params=read_json(stage.inp("train", "summary"))["booster_params"],
             reference_profile=(json.dumps(profile.to_dict()) + "\n").encode(),
             wandb_run_id=run.run_id,
-            run_identity=os.environ.get("NBOPS_RUN_IDENTITY"),
+            run_identity=stage.identity,
         )
         aliases = registry.aliases()
         names = [a for a in ("candidate", "production") if aliases.get(a) == version.version]

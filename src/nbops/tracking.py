@@ -125,13 +125,19 @@ def start_run(
     os.environ.setdefault("WANDB_SILENT", "true")
     import wandb
 
+    from nbops.stage import run_identity
+
     group = build_group()
+    identity = run_identity(stage)
     run = wandb.init(
         project=os.environ.get("WANDB_PROJECT", PROJECT),
         group=group,
         job_type=stage,
-        name=f"{stage}-{group}",
-        config=dict(config),
+        # The run identity (nbops.lineage) names and tags the run, so a report, a product's metadata,
+        # a model version and its W&B run can be matched by one id.
+        name=f"{stage}-{identity or group}",
+        tags=[f"identity:{identity}"] if identity else None,
+        config={**dict(config), "nbops_run_identity": identity, "nbops_build_id": group},
         mode=mode,  # type: ignore[arg-type]
         dir=os.environ["WANDB_DIR"],
         reinit="finish_previous",
