@@ -1,0 +1,1 @@
+"""Automation: export to Airflow, cron schedules and continuous training (nbops export/schedule/retrain)."""
