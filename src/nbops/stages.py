@@ -37,7 +37,7 @@ from nbops.registry.publish import PROFILE_FILE, register_model, registry_for
 from nbops.registry.store import ModelVersion, Registry, RegistryError
 from nbops.runtime.model import ScoringModel
 from nbops.runtime.transform import FeatureTransform
-from nbops.stage import Stage
+from nbops.stage import Stage, run_identity
 from nbops.tracking import start_run
 
 
@@ -175,7 +175,7 @@ def run_register(stage: Stage) -> Registration:
             params=read_json(stage.inp("train", "summary"))["booster_params"],
             reference_profile=(json.dumps(profile.to_dict()) + "\n").encode(),
             wandb_run_id=run.run_id,
-            run_identity=stage.identity,
+            run_identity=run_identity("train"),  # the training run that made this model
         )
         aliases = registry.aliases()
         names = [a for a in ("candidate", "production") if aliases.get(a) == version.version]

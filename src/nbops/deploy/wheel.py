@@ -41,6 +41,9 @@ from ._runtime import InputError, IntegrityError, ScoringModel
 
 __version__ = "{wheel_version}"
 MODEL_VERSION = "{version}"
+# The identity of the training run that produced this model (nbops.lineage): the same id names its
+# W&B run, its executed report and its registry version.
+RUN_IDENTITY = {run_identity!r}
 
 
 def _read(name: str) -> bytes:
@@ -52,7 +55,7 @@ def load() -> ScoringModel:
     return ScoringModel.from_files(_read, where=__name__ + "/artifacts")
 
 
-__all__ = ["InputError", "IntegrityError", "MODEL_VERSION", "ScoringModel", "load"]
+__all__ = ["InputError", "IntegrityError", "MODEL_VERSION", "RUN_IDENTITY", "ScoringModel", "load"]
 '''
 
 MAIN_TEMPLATE = '''import sys
@@ -62,6 +65,12 @@ from ._runtime.cli import main
 
 sys.exit(main(load, "{package}"))
 '''
+
+
+def train_identity(meta: dict) -> str | None:
+    """The run identity of the training task recorded with the version (None before lineage existed)."""
+    identity = meta.get("run_identity")
+    return identity if isinstance(identity, str) or identity is None else None
 
 
 def package_name(dataset: str) -> str:
@@ -92,7 +101,7 @@ def build_wheel(model: ModelVersion, dist: str | Path) -> Path:
     files: dict[str, bytes] = {}
     for module in RUNTIME_MODULES:
         files[f"{package}/_runtime/{module}"] = (runtime_dir / module).read_bytes()
-    files[f"{package}/__init__.py"] = INIT_TEMPLATE.format(package=package, version=model.version, task_type=meta["task_type"], wheel_version=wheel_version).encode()
+    files[f"{package}/__init__.py"] = INIT_TEMPLATE.format(package=package, version=model.version, task_type=meta["task_type"], wheel_version=wheel_version, run_identity=train_identity(meta)).encode()
     files[f"{package}/__main__.py"] = MAIN_TEMPLATE.format(package=package).encode()
     manifest = json.loads((model.path / MANIFEST).read_text())
     for name in [*sorted(manifest["files"]), MANIFEST]:  # exactly the registered files
@@ -107,6 +116,8 @@ def build_wheel(model: ModelVersion, dist: str | Path) -> Path:
             f"Name: {package}",
             f"Version: {wheel_version}",
             f"Summary: Scoring package for {meta['dataset']} model {model.version} ({meta['task_type']}), built by nbops",
+            # Keywords is the core-metadata field free for tags: `pip show` lists the lineage.
+            f"Keywords: nbops,model-{model.version},run-identity-{train_identity(meta) or 'none'}",
             "Requires-Python: >=3.10",
             *requires,
             "Provides-Extra: serve",
