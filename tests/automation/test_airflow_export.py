@@ -1,0 +1,434 @@
+"""``nbops export airflow``: the generated DAG file, and the DAG run under real Apache Airflow 3.3.
+
+The fast tests read the generated file as text and syntax (``ast``), never importing Airflow. The
+slow tests install Airflow into its own virtualenv (cached under build/, as an operator's Airflow
+would be: without nbops), run the exported DAG with ``airflow dags test`` on a copy of the project
+and check every stage's products, then rerun one stage through Airflow to show a retry is harmless.
+"""
+
+from __future__ import annotations
+
+import ast
+import fcntl
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import REPO, copy_project, nbops, output_of
+
+from nbops.automation.airflow import MARKER, export_airflow, stage_command
+from nbops.check import check_project
+from nbops.errors import NbopsError
+
+ENV = "env.test.yaml"
+# The newest Airflow 3.3 on PyPI. Airflow's constraint files live on GitHub, which CI may not
+# reach, so the resolution is pinned instead by date: versions as PyPI had them on that day.
+AIRFLOW_VERSION = "3.3.2"
+RESOLVED_AT = "2026-11-26T00:00:00Z"
+AIRFLOW_VENV = REPO / "build" / f"airflow-venv-{AIRFLOW_VERSION}"
+INSTALLED_MARKER = AIRFLOW_VENV / ".nbops-installed"
+REPO_NBOPS = REPO / ".venv" / "bin" / "nbops"
+
+
+# --------------------------------------------------------------------------------------------
+# helpers: read a generated DAG file without Airflow
+
+
+def dag_syntax(path: Path) -> dict[str, Any]:
+    """The module-level constants of a generated DAG file and the keywords of its ``DAG(...)`` call."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    constants: dict[str, Any] = {}
+    imports: set[str] = set()
+    dag_kwargs: dict[str, ast.expr] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) and node in tree.body:
+            try:
+                constants[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                pass
+        elif isinstance(node, ast.ImportFrom):
+            imports.add(node.module or "")
+        elif isinstance(node, ast.Import):
+            imports.update(a.name for a in node.names)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "DAG":
+            dag_kwargs = {k.arg: k.value for k in node.keywords if k.arg}
+
+    def value(expr: ast.expr) -> Any:
+        if isinstance(expr, ast.Name) and expr.id in constants:
+            return constants[expr.id]
+        try:
+            return ast.literal_eval(expr)
+        except ValueError:
+            return ast.unparse(expr)
+
+    return {"constants": constants, "imports": imports, "dag": {k: value(v) for k, v in dag_kwargs.items()}}
+
+
+def edges(stages: dict[str, dict[str, Any]]) -> set[tuple[str, str]]:
+    return {(up, name) for name, stage in stages.items() for up in stage["upstream"]}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One project copy for the fast tests (they only read it)."""
+    return copy_project(tmp_path_factory.mktemp("airflow-export") / "project")
+
+
+@pytest.fixture
+def dags(tmp_path: Path) -> Path:
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    return folder
+
+
+# --------------------------------------------------------------------------------------------
+# fast: the generated file
+
+
+def test_generated_file_has_one_task_per_pipeline_task_and_the_same_edges(project: Path, dags: Path) -> None:
+    result = export_airflow(project, dags, env_file=ENV)
+    text = result.path.read_text()
+    assert result.path == dags / "nbops_project.py" and text.startswith(MARKER)
+    compile(text, str(result.path), "exec")
+    syntax = dag_syntax(result.path)
+    stages = syntax["constants"]["STAGES"]
+    tasks = check_project(project, ENV).tasks
+    assert list(stages) == [t.name for t in tasks] == result.tasks
+    assert edges(stages) == {(up, t.name) for t in tasks for up in t.upstream}
+    assert ("ingest", "features") in edges(stages) and ("package", "batch_score") in edges(stages)
+    for task in tasks:
+        assert stages[task.name]["notebook"] == str(task.source.relative_to(project.resolve()))
+        command = stages[task.name]["bash_command"]
+        assert command == f'cd "$NBOPS_PROJECT" && "$NBOPS_EXECUTABLE" build --env "$NBOPS_ENV_FILE" --task {task.name}'
+    # Airflow's environment has no nbops: the file may import only Airflow and the standard library.
+    assert syntax["imports"] == {"__future__", "datetime", "airflow.sdk", "airflow.providers.standard.operators.bash"}
+    assert "import nbops" not in text and "from nbops" not in text
+
+
+def test_dag_settings_params_and_retries(project: Path, dags: Path) -> None:
+    result = export_airflow(project, dags, env_file=ENV, executable="/opt/proj/.venv/bin/nbops")
+    syntax = dag_syntax(result.path)
+    c, dag = syntax["constants"], syntax["dag"]
+    assert dag["dag_id"] == "nbops_project"
+    assert dag["schedule"] == check_project(project, ENV).settings.schedule == "0 6 * * *"
+    assert dag["catchup"] is False and dag["max_active_runs"] == 1 and dag["tags"] == ["nbops"]
+    assert "retries': 2" in str(dag["default_args"]) and "timedelta(minutes=1)" in str(dag["default_args"])
+    assert dag["doc_md"] == "__doc__"
+    # project, env file and executable are DAG params an operator can change at trigger time
+    assert (c["PROJECT"], c["ENV_FILE"], c["NBOPS"]) == (str(project.resolve()), ENV, "/opt/proj/.venv/bin/nbops")
+    params = str(dag["params"])
+    assert all(f"'{p}': Param(" in params for p in ("project", "env", "nbops"))
+    text = result.path.read_text()
+    assert "Generated by `nbops export airflow`" in text and "do not edit" in text.lower()
+    assert '"NBOPS_PROJECT": "{{ params.project }}"' in text and '"NBOPS_EXECUTABLE": "{{ params.nbops }}"' in text
+    assert "skip_on_exit_code=None" in text
+
+
+def test_default_executable_is_the_nbops_beside_this_python(project: Path, dags: Path) -> None:
+    result = export_airflow(project, dags, env_file=ENV)
+    assert result.executable == str(Path(os.path.abspath(sys.executable)).parent / "nbops")
+    assert dag_syntax(result.path)["constants"]["NBOPS"] == result.executable
+
+
+def test_schedule_override_and_manual_only(project: Path, dags: Path) -> None:
+    result = export_airflow(project, dags, env_file=ENV, schedule="30  2 * * 1-5")
+    assert result.schedule == "30 2 * * 1-5"
+    assert dag_syntax(result.path)["dag"]["schedule"] == "30 2 * * 1-5"
+    result = export_airflow(project, dags, env_file=ENV, schedule="none", dag_id="manual_only")
+    assert dag_syntax(result.path)["dag"]["schedule"] is None
+
+
+def test_schedule_comes_from_the_env_file(project: Path, dags: Path, tmp_path: Path) -> None:
+    own = copy_project(tmp_path / "own")
+    env = own / ENV
+    env.write_text(env.read_text().replace('schedule: "0 6 * * *"', 'schedule: "15 4 * * 0"'))
+    result = export_airflow(own, dags, env_file=ENV)
+    assert dag_syntax(result.path)["dag"]["schedule"] == "15 4 * * 0"
+
+
+def test_set_pairs_reach_every_stage_and_jinja_stays_literal(project: Path, dags: Path) -> None:
+    result = export_airflow(project, dags, env_file=ENV, overrides={"rows": 2000}, set_pairs=["rows=2000"])
+    stages = dag_syntax(result.path)["constants"]["STAGES"]
+    assert all(s["bash_command"].endswith(f"--task {n} --set rows=2000") for n, s in stages.items())
+    # Airflow renders bash_command with Jinja; a Ploomber placeholder in a value must survive it.
+    command = stage_command("ingest", ["root={{here}}/out dir"])
+    assert command.startswith("{% raw %}") and command.endswith("{% endraw %}")
+    assert "--set 'root={{here}}/out dir'" in command
+
+
+def test_paths_with_spaces_and_reexport_is_identical(tmp_path: Path) -> None:
+    own = copy_project(tmp_path / "my project")
+    out = tmp_path / "dag folder"
+    out.mkdir()
+    first = export_airflow(own, out, env_file=ENV, executable="/x y/nbops")
+    assert first.dag_id == "nbops_my_project"
+    text = first.path.read_text()
+    assert dag_syntax(first.path)["constants"]["PROJECT"] == str(own.resolve())
+    second = export_airflow(own, out, env_file=ENV, executable="/x y/nbops")
+    assert second.path.read_text() == text  # deterministic: no timestamps, a re-export diff is empty
+    assert [p.name for p in out.iterdir()] == [first.path.name]  # no temporary file left behind
+
+
+def test_cli_prints_where_the_dag_went_and_how_to_use_it(project: Path, dags: Path) -> None:
+    proc = nbops(project, "export", "airflow", str(dags), "--env", ENV, "--dag-id", "credit.risk-v1", "--schedule", "0 5 * * *")
+    out = output_of(proc)
+    assert proc.returncode == 0, out
+    path = dags / "credit.risk-v1.py"
+    assert path.is_file() and str(path) in out
+    assert f"AIRFLOW__CORE__DAGS_FOLDER={dags}" in out and "dags/" in out
+    assert "airflow dags test credit.risk-v1" in out
+    assert "--task <name>" in out and "'0 5 * * *'" in out
+    assert dag_syntax(path)["dag"]["schedule"] == "0 5 * * *"
+
+
+# --------------------------------------------------------------------------------------------
+# fast: each error says what was expected, what was found and what to do
+
+
+def assert_actionable(message: str, *needles: str) -> None:
+    for part in ("expected:", "found:", "what to do:", *needles):
+        assert part in message, f"{part!r} not in:\n{message}"
+
+
+def test_error_out_dir_missing(project: Path, tmp_path: Path) -> None:
+    with pytest.raises(NbopsError) as err:
+        export_airflow(project, tmp_path / "nope", env_file=ENV)
+    assert_actionable(str(err.value), "does not exist", "mkdir -p")
+
+
+def test_error_out_dir_is_a_file(project: Path, tmp_path: Path) -> None:
+    file = tmp_path / "dags.py"
+    file.write_text("")
+    with pytest.raises(NbopsError) as err:
+        export_airflow(project, file, env_file=ENV)
+    assert_actionable(str(err.value), "is not a folder")
+
+
+def test_error_out_dir_unwritable(project: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "readonly"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        if os.access(folder, os.W_OK):  # root ignores permission bits: use a folder no one can write
+            folder = Path("/proc")
+        with pytest.raises(NbopsError) as err:
+            export_airflow(project, folder, env_file=ENV)
+    finally:
+        (tmp_path / "readonly").chmod(0o755)
+    assert_actionable(str(err.value), "cannot write into export folder")
+
+
+@pytest.mark.parametrize("dag_id", ["my dag", "dag/../x", "dåg", "x" * 251, ""])
+def test_error_invalid_dag_id(project: Path, dags: Path, dag_id: str) -> None:
+    with pytest.raises(NbopsError) as err:
+        export_airflow(project, dags, env_file=ENV, dag_id=dag_id)
+    assert_actionable(str(err.value), "invalid Airflow DAG id", "letters, digits, '_', '.' or '-'", "--dag-id nbops_")
+    assert list(dags.iterdir()) == []
+
+
+@pytest.mark.parametrize("cron", ["0 6 * *", "0 6 * * * *", "@daily", "0 6 * * mon;rm"])
+def test_error_cron_not_five_fields(project: Path, dags: Path, cron: str) -> None:
+    with pytest.raises(NbopsError) as err:
+        export_airflow(project, dags, env_file=ENV, schedule=cron)
+    assert_actionable(str(err.value), "--schedule", "5 fields", repr(cron))
+    assert list(dags.iterdir()) == []
+
+
+def test_error_will_not_overwrite_a_file_it_did_not_write(project: Path, dags: Path) -> None:
+    mine = dags / "nbops_project.py"
+    mine.write_text("# someone's own DAG\n")
+    with pytest.raises(NbopsError) as err:
+        export_airflow(project, dags, env_file=ENV)
+    assert_actionable(str(err.value), "was not generated by nbops", "--dag-id")
+    assert mine.read_text() == "# someone's own DAG\n"
+
+
+def test_cli_errors_exit_2_with_the_message(project: Path, dags: Path) -> None:
+    proc = nbops(project, "export", "airflow", str(dags), "--env", ENV, "--schedule", "every day")
+    assert proc.returncode == 2
+    assert "error: --schedule: not a cron expression" in proc.stderr and "found: 'every day': 2 field(s)" in proc.stderr
+    proc = nbops(project, "export", "airflow", str(dags / "missing"), "--env", ENV)
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# slow: the DAG under real Airflow
+
+
+def airflow_venv() -> Path:
+    """Apache Airflow in its own virtualenv under build/, installed once; a lock serialises installs.
+
+    Concurrent pytest runs (and a fresh CI clone) all call this: the first installs while the others
+    wait on the lock, then find the marker file written after a complete install.
+    """
+    AIRFLOW_VENV.parent.mkdir(parents=True, exist_ok=True)
+    with open(AIRFLOW_VENV.parent / f"{AIRFLOW_VENV.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if INSTALLED_MARKER.exists():
+            return AIRFLOW_VENV
+        shutil.rmtree(AIRFLOW_VENV, ignore_errors=True)  # a half-finished install from a killed run
+        uv = REPO / ".venv" / "bin" / "uv"
+        python = AIRFLOW_VENV / "bin" / "python"
+        for cmd in (
+            [str(uv), "venv", "--quiet", "--python", sys.executable, str(AIRFLOW_VENV)],
+            [str(uv), "pip", "install", "--quiet", "--python", str(python), "--exclude-newer", RESOLVED_AT, f"apache-airflow=={AIRFLOW_VERSION}"],
+        ):
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+            assert proc.returncode == 0, f"installing Airflow failed: {' '.join(cmd)}\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
+        INSTALLED_MARKER.write_text(AIRFLOW_VERSION + "\n")
+        return AIRFLOW_VENV
+
+
+def airflow_env(home: Path, dags_folder: Path) -> dict[str, str]:
+    """Airflow's environment: its own home and DAG folder; nothing of this repo's Python on the path."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "NBOPS_", "PYTHONPATH", "VIRTUAL_ENV"))}
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__DAGS_FOLDER=str(dags_folder),
+        AIRFLOW__CORE__UNIT_TEST_MODE="False",
+        PLOOMBER_STATS_ENABLED="false",
+    )
+    return env
+
+
+def airflow(venv: Path, env: dict[str, str], *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(venv / "bin" / "airflow"), *args], env=env, cwd=env["AIRFLOW_HOME"], capture_output=True, text=True, timeout=timeout)
+
+
+def task_states(home: Path, dag_id: str) -> dict[str, list[tuple[str, str, int]]]:
+    """Per run id: (task_id, state, try_number) of every task instance, from Airflow's own database."""
+    with sqlite3.connect(home / "airflow.db") as db:
+        rows = db.execute("select run_id, task_id, state, try_number from task_instance where dag_id = ? order by start_date", (dag_id,)).fetchall()
+    states: dict[str, list[tuple[str, str, int]]] = {}
+    for run_id, task_id, state, tries in rows:
+        states.setdefault(run_id, []).append((task_id, state, tries))
+    return states
+
+
+def snapshot(project: Path) -> dict[str, Any]:
+    """What a rerun must not change: registry versions and aliases, monitoring rows, model, wheel."""
+    import hashlib
+
+    import pandas as pd
+
+    tasks = {t.name: t for t in check_project(project, ENV).tasks}
+    registry = Path(tasks["register"].params["registry_root"])
+    monitor = tasks["monitor"].product
+    history = pd.read_parquet(monitor["history"])
+    return {
+        "versions": sorted(str(p.relative_to(registry)) for p in registry.glob("*/versions/*")),
+        "aliases": {str(p.relative_to(registry)): p.read_text() for p in registry.rglob("*alias*") if p.is_file()},
+        "history_rows": len(history),
+        "history_batches": sorted(history["batch_id"].astype(str)),
+        "alerts": Path(monitor["alerts"]).read_text(),
+        "model": hashlib.sha256(Path(tasks["train"].product["model"]).read_bytes()).hexdigest(),
+        "wheels": sorted(p.name for p in Path(tasks["package"].product["manifest"]).parent.glob("*.whl")),
+        "monitor_nb_mtime": Path(monitor["nb"]).stat().st_mtime_ns,
+    }
+
+
+@pytest.fixture(scope="module")
+def airflow_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Export the DAG from a project copy and run it once with `airflow dags test`."""
+    t0 = time.perf_counter()
+    venv = airflow_venv()
+    t_install = time.perf_counter() - t0
+    base = tmp_path_factory.mktemp("airflow")
+    project = copy_project(base / "project")
+    home, dags_folder = base / "airflow-home", base / "dags"
+    home.mkdir()
+    dags_folder.mkdir()
+    env = airflow_env(home, dags_folder)
+    # The database migration (~10 s) runs while nbops exports the DAG.
+    migrate = subprocess.Popen([str(venv / "bin" / "airflow"), "db", "migrate"], env=env, cwd=home, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # The copy has no .venv of its own: the exported default is the nbops beside this Python,
+    # which is the repository's .venv/bin/nbops.
+    proc = nbops(project, "export", "airflow", str(dags_folder), "--env", ENV, "--dag-id", "nbops_airflow_e2e")
+    assert proc.returncode == 0, output_of(proc)
+    migrate_out, _ = migrate.communicate(timeout=600)
+    assert migrate.returncode == 0, migrate_out[-5000:]
+    t1 = time.perf_counter()
+    run = airflow(venv, env, "dags", "test", "nbops_airflow_e2e", timeout=900)
+    t_run = time.perf_counter() - t1
+    print(f"\nAirflow install/check {t_install:.1f} s, db migrate + export {t1 - t0 - t_install:.1f} s, dags test {t_run:.1f} s")
+    return {"venv": venv, "env": env, "home": home, "project": project, "dag_id": "nbops_airflow_e2e", "dags_test": run, "dag_file": dags_folder / "nbops_airflow_e2e.py"}
+
+
+@pytest.mark.slow
+def test_dag_imports_in_airflow_without_nbops(airflow_run: dict[str, Any]) -> None:
+    """Airflow's own Python parses the file (nbops is not installed there) into the pipeline's graph."""
+    code = (
+        "import importlib.util, json, runpy, sys\n"
+        "assert importlib.util.find_spec('nbops') is None, 'nbops must not be importable here'\n"
+        "dag = runpy.run_path(sys.argv[1])['dag']\n"
+        "print(json.dumps({'schedule': dag.timetable.summary, 'params': dict(dag.params), 'retries': [t.retries for t in dag.tasks],"
+        " 'edges': sorted([u, t.task_id] for t in dag.tasks for u in t.upstream_task_ids)}))\n"
+    )
+    venv, env = airflow_run["venv"], airflow_run["env"]
+    proc = subprocess.run([str(venv / "bin" / "python"), "-c", code, str(airflow_run["dag_file"])], env=env, cwd=env["AIRFLOW_HOME"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    parsed = json.loads(proc.stdout.strip().splitlines()[-1])
+    tasks = check_project(airflow_run["project"], ENV).tasks
+    assert sorted(map(tuple, parsed["edges"])) == sorted((up, t.name) for t in tasks for up in t.upstream)
+    assert parsed["schedule"] == "0 6 * * *" and set(parsed["retries"]) == {2}
+    assert parsed["params"] == {"project": str(airflow_run["project"].resolve()), "env": ENV, "nbops": str(REPO_NBOPS)}
+
+
+@pytest.mark.slow
+def test_airflow_runs_every_stage_once_and_all_succeed(airflow_run: dict[str, Any]) -> None:
+    run = airflow_run["dags_test"]
+    assert run.returncode == 0, output_of(run)[-8000:]
+    runs = task_states(airflow_run["home"], airflow_run["dag_id"])
+    assert len(runs) == 1, runs
+    (states,) = runs.values()
+    names = [t.name for t in check_project(airflow_run["project"], ENV).tasks]
+    assert sorted(s[0] for s in states) == sorted(names)
+    assert all(state == "success" and tries == 1 for _, state, tries in states), states
+    # each Airflow task built exactly its own stage
+    log = output_of(run)
+    for name in names:
+        assert f"--task {name}" in log
+
+
+@pytest.mark.slow
+def test_airflow_run_wrote_every_product(airflow_run: dict[str, Any]) -> None:
+    project = airflow_run["project"]
+    for task in check_project(project, ENV).tasks:
+        for key, path in task.product.items():
+            assert Path(path).exists(), f"{task.name}.{key} missing after the Airflow run: {path}"
+        assert "<html" in Path(task.product["html"]).read_text()[:2000].lower()
+    snap = snapshot(project)
+    assert len(snap["versions"]) == 1 and snap["wheels"], snap
+    assert snap["history_rows"] > 0
+
+
+@pytest.mark.slow
+def test_rerunning_a_stage_through_airflow_is_idempotent(airflow_run: dict[str, Any], tmp_path: Path) -> None:
+    """A retry of a finished stage (same run) succeeds and changes nothing.
+
+    The rerun goes through a wrapper given as the `nbops` param at run time: that shows the params
+    are read when the task runs, and records the exact command the Airflow task ran.
+    """
+    project, env = airflow_run["project"], airflow_run["env"]
+    before = snapshot(project)
+    (run_id,) = task_states(airflow_run["home"], airflow_run["dag_id"])
+    calls = tmp_path / "calls.txt"
+    wrapper = tmp_path / "nbops-wrapper"
+    wrapper.write_text(f'#!/bin/bash\necho "$PWD|$*" >> {calls}\nexec {REPO_NBOPS} "$@"\n')
+    wrapper.chmod(0o755)
+    params = json.dumps({"nbops": str(wrapper)})
+    proc = airflow(airflow_run["venv"], env, "tasks", "test", airflow_run["dag_id"], "monitor", run_id, "--task-params", params)
+    out = output_of(proc)
+    # `airflow tasks test` exits 0 even when the task fails: read the task's own outcome.
+    assert proc.returncode == 0 and "Command exited with return code 0" in out and "new_state=success" in out, out[-8000:]
+    assert calls.read_text().splitlines() == [f"{project.resolve()}|build --env {ENV} --task monitor"]
+    after = snapshot(project)
+    assert after == before, {k: (before[k], after[k]) for k in before if before[k] != after[k]}
