@@ -35,7 +35,7 @@ def test_parameter_change_propagates_downstream_only(project: Path) -> None:
     root = Path(check_project(project, "env.test.yaml").settings.root)
     why = lineage.changes(_tasks(project, learning_rate=0.2), root)
     assert why["ingest"] == [] and why["features"] == []
-    assert why["train"] == ["parameter 'learning_rate' changed"]
+    assert why["train"] == ["parameter 'learning_rate' changed: 0.05 -> 0.2"]
     assert why["evaluate"] == ["input from 'train' changed"]
 
 
@@ -49,8 +49,9 @@ def test_code_change_and_deleted_product_are_reported(project: Path) -> None:
     nb_path.write_text(json.dumps(nb))
     Path(tasks[0].product["quarantine"]).unlink()
     why = lineage.changes(_tasks(project), root)
-    assert why["features"][0] == "notebook code changed (02_features.ipynb)"
-    assert "a product was modified or removed since the last build" in why["ingest"]
+    n_cells = len(lineage.code_cells(nb_path))
+    assert why["features"][0] == f"notebook code changed (02_features.ipynb: code cell {n_cells} of {n_cells})"
+    assert "a product was removed since the last build (quarantine.parquet)" in why["ingest"]
 
 
 def test_outputs_and_metadata_do_not_change_the_identity(project: Path) -> None:
@@ -64,3 +65,64 @@ def test_outputs_and_metadata_do_not_change_the_identity(project: Path) -> None:
     nb["metadata"]["widgets"] = {"state": {}}
     nb_path.write_text(json.dumps(nb))
     assert lineage.identities(_tasks(project)) == before
+
+
+def test_data_file_change_is_named_as_such(project: Path) -> None:
+    tasks = _tasks(project, data_version="size10-mtime1")
+    _pretend_built(project, tasks)
+    root = Path(check_project(project, "env.test.yaml").settings.root)
+    why = lineage.changes(_tasks(project, data_version="size11-mtime2"), root)
+    assert why["ingest"] == ["the data file changed (its size or modification time differs)"]
+
+
+def test_why_text_says_what_ran_why_and_what_will_run(project: Path) -> None:
+    tasks = _tasks(project)
+    root = Path(check_project(project, "env.test.yaml").settings.root)
+    assert "never built: it will run in the next build" in lineage.why_text(tasks, root, "train")
+    for task in tasks:
+        for path in map(Path, task.product.values()):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("x")
+    lineage.save_state(root, tasks, "b1", ran={t.name: True for t in tasks}, reasons=lineage.changes(tasks, root))
+    changed = _tasks(project, learning_rate=0.3)
+    reasons = lineage.changes(changed, root)
+    lineage.save_state(root, changed, "b2", ran={t.name: bool(reasons[t.name]) for t in changed}, reasons=reasons)
+    text = lineage.why_text(changed, root, "train")
+    assert "last build b2: ran because parameter 'learning_rate' changed: 0.05 -> 0.3" in text
+    assert "next build: up to date" in text
+    ingest = lineage.why_text(changed, root, "ingest")
+    assert "last build b2: skipped, up to date" in ingest and "last ran in build b1 because never built" in ingest
+    # back to the old value: train would run again, and says from what to what
+    assert "will run, because parameter 'learning_rate' changed: 0.3 -> 0.05" in lineage.why_text(tasks, root, "train")
+
+
+def test_why_an_unknown_task_lists_the_tasks(project: Path) -> None:
+    import pytest
+
+    from nbops.errors import ConfigError
+
+    root = Path(check_project(project, "env.test.yaml").settings.root)
+    with pytest.raises(ConfigError, match="no such task in pipeline.yaml; the tasks are ingest, features"):
+        lineage.why_text(_tasks(project), root, "trian")
+
+
+def test_one_task_record_keeps_the_others(project: Path) -> None:
+    tasks = _tasks(project)
+    _pretend_built(project, tasks)
+    root = Path(check_project(project, "env.test.yaml").settings.root)
+    before = lineage.load_state(root)
+    lineage.save_state(root, tasks, "b9", ran={"monitor": True}, reasons={"monitor": ["forced"]}, only={"monitor"})
+    after = lineage.load_state(root)
+    assert after["monitor"]["build_id"] == "b9" and after["train"] == before["train"]
+
+
+def test_stamp_writes_the_identity_into_ploomber_metadata(project: Path) -> None:
+    task = _tasks(project)[2]
+    model = Path(task.product["model"])
+    model.parent.mkdir(parents=True, exist_ok=True)
+    model.write_text("x")
+    meta = model.parent / f".{model.name}.metadata"
+    meta.write_text(json.dumps({"timestamp": 1.0, "stored_source_code": "code", "params": {"a": 1}}))
+    lineage.stamp_ploomber_metadata(task, "abc123", "b1")
+    data = json.loads(meta.read_text())
+    assert data["nbops_run_identity"] == "abc123" and data["params"] == {"a": 1} and data["timestamp"] == 1.0

@@ -48,6 +48,52 @@ def test_build_writes_every_product(built: Path) -> None:
         assert "<html" in (reports / f"{stem}.html").read_text()[:2000].lower()
 
 
+def test_one_run_identity_keys_metadata_wandb_report_model_version_and_wheel(built: Path) -> None:
+    import zipfile
+
+    from nbops import lineage
+
+    checked = check_project(built, "env.test.yaml")
+    state = lineage.load_state(Path(checked.settings.root))
+    for task in checked.tasks:
+        identity = state[task.name]["identity"]
+        assert identity == lineage.identities(checked.tasks)[task.name]["identity"]
+        # Ploomber's metadata beside every file product
+        for path in map(Path, task.product.values()):
+            meta = path.parent / f".{path.name}.metadata"
+            assert json.loads(meta.read_text())["nbops_run_identity"] == identity, meta
+        # the executed report (ipynb and html)
+        assert identity in Path(task.product["html"]).read_text()
+    train_id = state["train"]["identity"]
+    # the W&B run of each stage that logs
+    runs = sorted((built / "wandb" / "wandb").glob("offline-run-*"))
+    for name in ("ingest", "features", "train", "evaluate", "register", "monitor"):
+        assert any(files_containing(run, [state[name]["identity"]]) for run in runs), f"no W&B run carries {name}'s identity"
+    # the registered model version and the wheel carry the training run's identity
+    registration = json.loads((built / "build/test/models/registration.json").read_text())
+    version_meta = json.loads((Path(registration["registry"]) / "versions" / registration["version"] / "metadata.json").read_text())
+    assert version_meta["run_identity"] == train_id
+    wheel = next((built / "build/test/dist").glob("*.whl"))
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        init = zf.read(next(n for n in names if n.endswith("_model/__init__.py"))).decode()
+        metadata = zf.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    assert f"RUN_IDENTITY = {train_id!r}" in init
+    assert f"run-identity-{train_id}" in metadata
+
+
+def test_a_single_task_build_is_idempotent(built: Path) -> None:
+    """What each Airflow task runs: a retry of a task that succeeded changes nothing."""
+    history = built / "build/test/monitoring/history.parquet"
+    before = (history.stat().st_mtime_ns, len(pd.read_parquet(history)))
+    out = build(built, "--task", "monitor")
+    assert "task 'monitor' is up to date" in out
+    assert (history.stat().st_mtime_ns, len(pd.read_parquet(history))) == before
+    out = build(built, "--task", "monitor", "--force")
+    assert "Ran 1 of 8 tasks: monitor" in out
+    assert len(pd.read_parquet(history)) == before[1]  # history is upserted per batch, not appended
+
+
 def test_model_learns_the_simulated_signal(built: Path) -> None:
     metrics = json.loads((built / "build/test/reports/metrics.json").read_text())["metrics"]
     assert metrics["roc_auc"] >= AUC_FLOOR
@@ -89,6 +135,31 @@ def test_changed_parameter_reruns_only_the_affected_tasks(built: Path) -> None:
     build(built, "--set", "learning_rate=0.1")
     ran = last_build(built)["tasks"]
     assert ran == {"ingest": False, "features": False, "train": True, "evaluate": True, "register": True, "package": True, "batch_score": True, "monitor": True}
+    why = nbops(built, "why", "train", "--env", "env.test.yaml", "--set", "learning_rate=0.1")
+    assert why.returncode == 0, output_of(why)
+    assert "ran because parameter 'learning_rate' changed: 0.05 -> 0.1" in why.stdout
+    assert "next build: up to date" in why.stdout
+    why = nbops(built, "why", "features", "--env", "env.test.yaml")
+    assert "skipped, up to date" in why.stdout
+    assert "next build: up to date" in why.stdout
+
+
+def test_a_failed_task_keeps_earlier_products_and_the_next_build_resumes_there(project: Path) -> None:
+    source = project / "notebooks" / "04_evaluate.ipynb"
+    original = source.read_text()
+    nb = json.loads(original)
+    nb["cells"].append({"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": ["raise RuntimeError('evaluation exploded')"]})
+    source.write_text(json.dumps(nb))
+    proc = nbops(project, "build", "--env", "env.test.yaml")
+    assert proc.returncode != 0 and "evaluation exploded" in output_of(proc)
+    assert "products of the tasks that succeeded are kept" in proc.stderr
+    model = project / "build/test/models/model.txt"
+    kept = {p: p.stat().st_mtime_ns for p in (model, project / "build/test/data/processed/train.parquet", project / "build/test/data/interim/valid.parquet")}
+    assert not (project / "build/test/models/registration.json").exists()
+    source.write_text(original)
+    out = build(project)
+    assert "Ran 5 of 8 tasks: evaluate, register, package, batch_score, monitor (skipped, up to date: ingest, features, train)" in out
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept
 
 
 def test_same_seed_gives_a_byte_identical_model_with_papermill_kernels(built: Path, tmp_path: Path) -> None:
@@ -209,3 +280,5 @@ def test_until_builds_a_task_and_its_upstream_only(project: Path) -> None:
 def test_until_an_unknown_task_is_refused(project: Path) -> None:
     proc = nbops(project, "build", "--env", "env.test.yaml", "--until", "evaluat")
     assert proc.returncode == 2 and "no such task" in proc.stderr
+    proc = nbops(project, "build", "--env", "env.test.yaml", "--task", "evaluat")
+    assert proc.returncode == 2 and "--task evaluat: no such task in pipeline.yaml; the tasks are ingest" in proc.stderr

@@ -1,9 +1,17 @@
 """Run identities: one id per task run, from its code, its parameters and its inputs' identities.
 
-``nbops build`` records each task's identity and the state of its products after a successful
-build. The next build recomputes the identities (in milliseconds, without Ploomber); when nothing
-differs and every product is as it was left, it says so and skips starting Ploomber at all.
-When something differs, the components say what: which code, which parameter, which input.
+``nbops build`` computes every task's identity before Ploomber starts and hands them to the
+stages (``NBOPS_RUN_IDENTITIES``), so the same id names the task's W&B run, heads its executed
+report and, for training, is stored with the registered model version and in the wheel. After the
+build the id is written into Ploomber's metadata beside each product, and recorded here with the
+reasons the task ran. The next build recomputes the identities (in milliseconds, without
+Ploomber); when nothing differs and every product is as it was left, it skips starting Ploomber at
+all. When something differs, the components say what: which code cell, which parameter (old and new
+value), which input. ``nbops why TASK`` prints it.
+
+The raw data enters through ``data_version`` (size and modification time of the data file) and
+``labelled_through``; every other input is a product of an upstream task, whose identity stands in
+for its fingerprint: the same code and parameters on the same inputs give the same products.
 """
 
 from __future__ import annotations
@@ -17,17 +25,28 @@ from pathlib import Path
 from typing import Any
 
 from nbops import __version__
+from nbops.errors import ConfigError
 from nbops.pipeline_spec import TaskSpec
 
 STATE_FILE = ".nbops/lineage.json"
 
 
-def notebook_code(source: Path) -> str:
-    """The code a notebook runs: its code cells' sources, without outputs or metadata."""
+def code_cells(source: Path) -> list[str]:
+    """The code a notebook runs, cell by cell: sources only, without outputs or metadata."""
     if source.suffix == ".ipynb":
         cells = json.loads(source.read_text())["cells"]
-        return "\n# --- cell ---\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
-    return source.read_text()
+        return ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    return [source.read_text()]
+
+
+def notebook_code(source: Path) -> str:
+    """The code a notebook runs: its code cells' sources joined, without outputs or metadata."""
+    return "\n# --- cell ---\n".join(code_cells(source))
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _digest(value: Any) -> str:
@@ -79,13 +98,42 @@ def load_state(root: Path) -> dict[str, Any]:
         return {}
 
 
-def save_state(root: Path, tasks: list[TaskSpec], build_id: str) -> dict[str, Any]:
-    """Record every task's identity and product state after a successful build."""
+def save_state(
+    root: Path,
+    tasks: list[TaskSpec],
+    build_id: str,
+    ran: Mapping[str, bool] | None = None,
+    reasons: Mapping[str, list[str]] | None = None,
+    only: set[str] | None = None,
+) -> dict[str, Any]:
+    """Record the tasks' identities, product states and why each ran, after a successful build.
+
+    Args:
+        ran: per task, whether it ran in this build (default: unknown, recorded as ran).
+        reasons: per task, what differed from the previous record before the build.
+        only: record just these tasks and keep the others' records (a one-task build).
+    """
     ids = identities(tasks)
-    state = {
-        t.name: {**ids[t.name], "products": product_state(t.product), "build_id": build_id, "recorded_at": time.time()}
-        for t in tasks
-    }
+    before = load_state(root)
+    # a one-task build keeps the other records; a whole build rewrites them all
+    state = dict(before) if only is not None else {}
+    for t in tasks:
+        if only is not None and t.name not in only:
+            continue
+        previous = before.get(t.name) or {}
+        did_run = True if ran is None else bool(ran.get(t.name, False))
+        why = list((reasons or {}).get(t.name, []))
+        state[t.name] = {
+            **ids[t.name],
+            "values": {k: _short(v) for k, v in sorted(t.params.items())},
+            "cells": [hashlib.sha256(c.encode()).hexdigest()[:12] for c in code_cells(t.source)],
+            "products": product_state(t.product),
+            "build_id": build_id,
+            "recorded_at": time.time(),
+            # the last build that ran the task, and why; a skipped task keeps the one before
+            "last_run": {"build_id": build_id, "at": time.time(), "reasons": why} if did_run else previous.get("last_run"),
+            "last_build": {"build_id": build_id, "ran": did_run, "reasons": why},
+        }
     path = root / STATE_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -108,10 +156,11 @@ def changes(tasks: list[TaskSpec], root: Path) -> dict[str, list[str]]:
         else:
             old, new = before["components"], now["components"]
             if old["code"] != new["code"]:
-                reasons.append(f"notebook code changed ({task.source.name})")
+                reasons.append(_code_change(task, before.get("cells")))
+            values = before.get("values", {})
             for key in sorted(set(old["params"]) | set(new["params"])):
                 if old["params"].get(key) != new["params"].get(key):
-                    reasons.append(f"parameter '{key}' changed")
+                    reasons.append(_param_change(key, values.get(key), task.params.get(key, "(removed)")))
             if old["products"] != new["products"]:
                 reasons.append("product paths changed")
             for up, ident in new["upstream"].items():
@@ -120,6 +169,88 @@ def changes(tasks: list[TaskSpec], root: Path) -> dict[str, list[str]]:
             if old.get("nbops") != new["nbops"]:
                 reasons.append("nbops version changed")
             if before.get("products") != product_state(task.product):
-                reasons.append("a product was modified or removed since the last build")
+                reasons.append(_product_change(before.get("products") or {}, product_state(task.product)))
         out[task.name] = reasons
     return out
+
+
+def _code_change(task: TaskSpec, old_cells: list[str] | None) -> str:
+    new_cells = [hashlib.sha256(c.encode()).hexdigest()[:12] for c in code_cells(task.source)]
+    if old_cells is None:
+        return f"notebook code changed ({task.source.name})"
+    if len(old_cells) != len(new_cells):
+        return f"notebook code changed ({task.source.name}: {len(old_cells)} -> {len(new_cells)} code cells)"
+    changed = [str(i + 1) for i, (a, b) in enumerate(zip(old_cells, new_cells, strict=True)) if a != b]
+    return f"notebook code changed ({task.source.name}: code cell {', '.join(changed)} of {len(new_cells)})"
+
+
+def _param_change(key: str, old: str | None, new: Any) -> str:
+    if key == "data_version":
+        return "the data file changed (its size or modification time differs)"
+    if old is None:
+        return f"parameter '{key}' changed (now {_short(new)})"
+    return f"parameter '{key}' changed: {old} -> {_short(new)}"
+
+
+def _product_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    gone = [Path(p).name for p, st in new.items() if st is None and not Path(p).name.endswith(".metadata")]
+    edited = [Path(p).name for p, st in new.items() if st is not None and old.get(p) != st and not Path(p).name.endswith(".metadata")]
+    if gone:
+        return f"a product was removed since the last build ({', '.join(gone)})"
+    if edited:
+        return f"a product was modified since the last build ({', '.join(edited)})"
+    return "a product was modified or removed since the last build"
+
+
+def stamp_ploomber_metadata(task: TaskSpec, identity: str, build_id: str) -> None:
+    """Write the run identity into Ploomber's metadata file beside each product of ``task``.
+
+    Ploomber reads only its own keys (timestamp, stored_source_code, params) and rewrites the file
+    when the task next runs, so the stamp always belongs to the run that made the product.
+    """
+    for path in map(Path, task.product.values()):
+        meta = path.parent / f".{path.name}.metadata"
+        try:
+            data = json.loads(meta.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            continue
+        if not isinstance(data, dict) or data.get("nbops_run_identity") == identity:
+            continue
+        data["nbops_run_identity"] = identity
+        data["nbops_build_id"] = build_id
+        tmp = meta.with_name(meta.name + ".tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, meta)
+
+
+def why_text(tasks: list[TaskSpec], root: Path, task: str | None = None) -> str:
+    """Why each task (or ``task``) ran or was skipped in the last build, and whether it would run now."""
+    names = [t.name for t in tasks]
+    if task is not None and task not in names:
+        raise ConfigError(f"nbops why {task}: no such task in pipeline.yaml; the tasks are {', '.join(names)}")
+    recorded = load_state(root)
+    pending = changes(tasks, root)
+    ids = identities(tasks)
+    lines: list[str] = []
+    for t in tasks:
+        if task is not None and t.name != task:
+            continue
+        rec = recorded.get(t.name)
+        lines.append(f"{t.name}  (identity now {ids[t.name]['identity']})")
+        if rec is None:
+            lines.append("  never built: it will run in the next build")
+            continue
+        last_build, last_run = rec.get("last_build") or {}, rec.get("last_run") or {}
+        if last_build.get("ran"):
+            why = "; ".join(last_build.get("reasons") or []) or "forced or first recorded build"
+            lines.append(f"  last build {last_build.get('build_id')}: ran because {why}")
+        elif last_build:
+            lines.append(f"  last build {last_build.get('build_id')}: skipped, up to date (identity {rec['identity']} unchanged)")
+            if last_run:
+                lines.append(f"  last ran in build {last_run.get('build_id')} because {'; '.join(last_run.get('reasons') or []) or 'forced or first recorded build'}")
+        lines.append(f"  products made by run {rec['identity']} (stamped in Ploomber's metadata, its W&B run and report)")
+        if pending[t.name]:
+            lines.append(f"  next build: will run, because {'; '.join(pending[t.name])}")
+        else:
+            lines.append("  next build: up to date, will be skipped")
+    return "\n".join(lines)

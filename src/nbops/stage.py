@@ -76,7 +76,7 @@ def stage(name: str, namespace: Mapping[str, Any]) -> Stage:
     product = namespace.get("product")
     upstream = namespace.get("upstream")
     if product is not None and isinstance(upstream, Mapping | type(None)):
-        return Stage(
+        resolved = Stage(
             name=name,
             params=params,
             product={k: Path(v) for k, v in _as_dict(product).items()},
@@ -85,6 +85,8 @@ def stage(name: str, namespace: Mapping[str, Any]) -> Stage:
             interactive=False,
             identity=run_identity(name),
         )
+        _show_identity(resolved)
+        return resolved
     project = project_root()
     env = load_env(project, overrides={"root": str(project / INTERACTIVE_ROOT)})
     tasks = {t.name: t for t in load_tasks(project, env)}
@@ -100,6 +102,22 @@ def stage(name: str, namespace: Mapping[str, Any]) -> Stage:
         project=project,
         interactive=True,
     )
+
+
+def _show_identity(stage: Stage) -> None:
+    """Head the executed report with the run identity, so the report, the product metadata and the
+    W&B run can be matched by one id."""
+    if stage.identity is None:
+        return
+    try:
+        from IPython import get_ipython
+        from IPython.display import Markdown, display
+    except ImportError:
+        return
+    if get_ipython() is None:
+        return
+    build = os.environ.get("NBOPS_BUILD_ID", "")
+    display(Markdown(f"*run identity* `{stage.identity}` · *build* `{build}` · `nbops why {stage.name}` explains why it ran"))
 
 
 def run_identity(task: str) -> str | None:
