@@ -29,6 +29,7 @@ from nbops.errors import ConfigError, NbopsError
 
 MARKER = "# nbops-schedule"
 LOG_NAME = "scheduled.log"
+MAX_COMMAND = 1000  # Vixie/Debian cron: a longer command is "command too long", nothing installed
 
 MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
 DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
@@ -166,27 +167,41 @@ class ScheduleEntry:
     def marker(self) -> str:
         return marker_for(self.project, self.env)
 
+    def _here(self, path: Path) -> str:
+        """``path`` as the job names it: relative to the project folder it runs in when inside it
+        (Debian's cron refuses a command of 1,000 characters or more), quoted for the shell."""
+        try:
+            return shlex.quote(str(path.relative_to(self.project)) or ".")
+        except ValueError:
+            return shlex.quote(str(path))
+
     def command(self) -> str:
         """What the shell runs (before crontab escaping): build, then retrain if monitoring says so."""
         q = shlex.quote
         sets = "".join(f" --set {q(s)}" for s in self.overrides)
-        nbops = q(str(self.nbops))
-        stamp = 'echo "== $(date -u +%Y-%m-%dT%H:%M:%SZ)'
-        run = (
-            f"cd {q(str(self.project))} && export PATH={q(str(self.nbops.parent))}:\"$PATH\" PLOOMBER_STATS_ENABLED=false"
-            f" && {stamp} nbops schedule: build and retrain --if-needed ({self.env})\""
-            f" && {nbops} build --env {q(self.env)}{sets} && {nbops} retrain --if-needed --env {q(self.env)}{sets}"
+        nbops, env = self._here(self.nbops), q(self.env)
+        state = self.root / ".nbops"
+        stamp = 'echo "== $(date -u +%FT%TZ)'
+        # `s=$?` first: dash (cron's /bin/sh) resets $? inside the $(date) that follows.
+        steps = (
+            f"export PLOOMBER_STATS_ENABLED=false; {stamp} nbops build, retrain --if-needed ({self.env})\"; "
+            f"{nbops} build --env {env}{sets} && {nbops} retrain --if-needed --env {env}{sets}; s=$?; {stamp} exit status $s\""
         )
-        body = f"{{ {run}; status=$?; {stamp} exit status $status\"; }} >> {q(str(self.log))} 2>&1"
-        if self.lock:
-            lock = q(str(self.root / ".nbops" / "schedule.lock"))
-            skipped = f'{stamp} previous scheduled run still going: skipped" >> {q(str(self.log))}'
-            body = f"{{ flock -n 9 || {{ {skipped}; exit 0; }}; {body}; }} 9> {lock}"
-        return f"mkdir -p {q(str(self.log.parent))} {q(str(self.root / '.nbops'))} && {body}"
+        if self.lock:  # a run that starts while the previous one still holds the lock skips itself
+            steps = f"flock -n 9 || {{ {stamp} previous run still going: skipped\"; exit 0; }}; {steps}"
+        redirect = f">> {self._here(self.log)} 2>&1" + (f" 9> {self._here(state / 'schedule.lock')}" if self.lock else "")
+        return f"cd {q(str(self.project))} && mkdir -p {self._here(self.log.parent)} {self._here(state)} && {{ {steps}; }} {redirect}"
 
     def line(self) -> str:
         """The crontab line: schedule, escaped command, marker comment (a shell comment to cron)."""
-        return f"{self.cron} {escape_percent(self.command())} {escape_percent(self.marker)}"
+        command = f"{escape_percent(self.command())} {escape_percent(self.marker)}"
+        if len(command) >= MAX_COMMAND:
+            raise NbopsError(
+                f"the crontab entry would be {len(command)} characters after the schedule; cron refuses {MAX_COMMAND} or more\n"
+                f"  where: project {self.project}, product root {self.root}\n"
+                "  what to do: move the project (or the env file's `root`) to a shorter path, or pass fewer --set overrides"
+            )
+        return f"{self.cron} {command}"
 
 
 def marker_for(project: Path, env: str) -> str:
@@ -241,9 +256,12 @@ def read_crontab() -> list[str]:
 
 
 def write_crontab(lines: list[str]) -> None:
-    """Replace the crontab with ``lines`` (``crontab -`` validates the whole file before installing)."""
-    text = "\n".join(lines) + "\n" if lines else ""
-    proc = subprocess.run([crontab_binary(), "-"], input=text, capture_output=True, text=True)
+    """Replace the crontab with ``lines`` (``crontab -`` validates the whole file before installing);
+    no lines removes the crontab, as it was before the first install."""
+    if not lines:
+        subprocess.run([crontab_binary(), "-r"], capture_output=True, text=True)
+        return
+    proc = subprocess.run([crontab_binary(), "-"], input="\n".join(lines) + "\n", capture_output=True, text=True)
     if proc.returncode != 0:
         raise NbopsError(f"`crontab -` refused the new crontab (exit {proc.returncode}); nothing was changed:\n{proc.stderr.strip()}")
 
