@@ -204,9 +204,10 @@ class FakeBuild:
     """Stands in for nbops.build.run_build: records its overrides, 'reruns' the training tasks, and
     lets monitoring raise a new alert on an old month (as a retrained model can)."""
 
-    def __init__(self, returncode: int = 0) -> None:
+    def __init__(self, returncode: int = 0, ran: tuple[str, ...] = ("ingest", "features", "train", "evaluate", "register")) -> None:
         self.calls: list[dict[str, Any]] = []
         self.returncode = returncode
+        self.ran = set(ran)
 
     def __call__(self, project: Path, env_file: str = "env.yaml", overrides: dict[str, Any] | None = None, **_: Any):
         from nbops.build import TaskOutcome
@@ -223,8 +224,7 @@ class FakeBuild:
         Path(products["evaluate"]["gate"]).write_text(json.dumps({"promote": False, "reason": "candidate roc_auc 0.7000 vs production 0.7600: worse beyond the tolerance, keep production"}))
         alerts = Path(products["monitor"]["alerts"])
         alerts.write_text(alerts.read_text() + json.dumps({"kind": "calibration", "message": "c", "batch_id": "2025-01"}) + "\n")
-        ran = {"ingest", "features", "train", "evaluate", "register"}
-        return 0, [TaskOutcome(t.name, t.name in ran, t.product) for t in checked.tasks], checked
+        return 0, [TaskOutcome(t.name, t.name in self.ran, t.product) for t in checked.tasks], checked
 
 
 def test_retrain_if_needed_runs_the_build_and_records_what_it_acted_on(monitored: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -266,6 +266,18 @@ def test_without_if_needed_the_build_always_runs(monitored: Path, monkeypatch: p
     out = capsys.readouterr().out
     assert "retrain needed: no" in out and "forced" in out
     assert fake.calls == [{"labelled_through": "2025-04"}]
+
+
+def test_an_alert_without_new_labels_records_it_and_explains_the_no_op(monitored: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    save_state(monitored / "build" / "test", {"labelled_through": "2025-04", "acted_on": []})
+    fake = FakeBuild(ran=())
+    monkeypatch.setattr("nbops.build.run_build", fake)
+    assert cmd_retrain(_args(monitored)) == 0
+    out = capsys.readouterr().out
+    assert "alert not acted on yet: 2025-02: drift in loan_amount, interest_rate" in out
+    assert "Nothing changed" in out and "retraining would reproduce the same model" in out
+    assert "register did not run" in out
+    assert load_state(monitored / "build" / "test")["acted_on"] == ["2025-01", "2025-02"]
 
 
 def test_a_failed_build_is_reported_and_retried(monitored: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

@@ -375,6 +375,11 @@ def cmd_retrain(args: argparse.Namespace) -> int:
                 _say(f"  {o.name}: {'; '.join(o.reasons)}")
     else:
         _say(f"Nothing changed: all {len(outcomes)} tasks are up to date and were skipped.")
+        if decision.needed and not decision.new_labelled:
+            # Alerts alone, with no new labelled data: training is deterministic, so the same data and
+            # parameters give the same model. Recording them as acted on keeps the next decision quiet
+            # until a new labelled month (or a new alert) arrives.
+            _say(f"  the training data (labelled through {through or 'no production month'}) and parameters are unchanged, so retraining would reproduce the same model; the alerts are recorded as acted on, and the next labelled month triggers a retrain")
     for line in _gate_text(outcomes):
         _say(line)
     _say(f"State: {state_path(root)} (labelled through {through}; acted on {', '.join(acted) or 'nothing'})")
