@@ -1,6 +1,6 @@
 """`nbops schedule install|remove|show` against the real `crontab` command (Debian's cron).
 
-Root's crontab is saved before each test that writes it and restored after, whatever happens. The
+The user's crontab (root's on this machine) is saved before each test that writes it and restored after, whatever happens. The
 entries these tests install are for 31 February, a date that never comes, so a cron daemon running
 on the machine never fires them while a test is under way.
 """
@@ -8,6 +8,7 @@ on the machine never fires them while a test is under way.
 from __future__ import annotations
 
 import fcntl
+import getpass
 import os
 import shutil
 import subprocess
@@ -23,7 +24,7 @@ from tests.conftest import REPO, copy_project
 NEVER = "0 0 31 2 *"
 MARKER = "# nbops-schedule"
 # What cron gives a job: no login shell, a minimal PATH.
-CRON_ENV = {"PATH": "/usr/bin:/bin", "SHELL": "/bin/sh", "HOME": "/root", "LOGNAME": "root"}
+CRON_ENV = {"PATH": "/usr/bin:/bin", "SHELL": "/bin/sh", "HOME": os.path.expanduser("~"), "LOGNAME": getpass.getuser()}
 
 
 # -- validation ------------------------------------------------------------------------------------

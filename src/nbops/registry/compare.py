@@ -324,6 +324,12 @@ def _segment_sections(comp: Comparison, metric: str) -> list[str]:
 # -- the command ---------------------------------------------------------------------------------
 
 
+def default_output(checked: CheckedProject, project: Path) -> Path:
+    """``<root>/reports/compare.md``: beside the evaluate report, where CI picks it up as an artifact."""
+    root = Path(checked.settings.root)
+    return (root if root.is_absolute() else project / root) / "reports" / "compare.md"
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     """``nbops compare [--candidate V] [--production V] [--out FILE]``."""
     from nbops.cli import _project, _registry
@@ -335,8 +341,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     test = load_test_split(checked, project, args.env)
     comparison = compare(registry, test, params, args.candidate, args.production)
     text = render_markdown(comparison)
-    root = Path(checked.settings.root)
-    out = Path(args.out).resolve() if args.out else (root if root.is_absolute() else project / root) / "reports" / "compare.md"
+    out = Path(args.out).resolve() if args.out else default_output(checked, project)
     write_text(text, out)
     lines = text.splitlines()
     # The command speaks to its user on stdout (as cli.py does).
