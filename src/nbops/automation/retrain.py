@@ -291,7 +291,11 @@ def _gate_text(outcomes: Sequence[Any]) -> list[str]:
     if r.get("promoted"):
         lines.append(f"registered {r['version']} and promoted it to production")
     elif not r.get("created", True):
-        lines.append(f"the model equals the registered {r['version']} (no new version); production is {production}")
+        # Training is deterministic: when the new months all land in the validation/test splits (the
+        # time-ordered split puts the newest rows there), the training rows and so the model are unchanged.
+        lines.append(f"the retrained model is identical to the registered {r['version']} (same training rows): no new version; production is {production}")
+        if gate and production == r["version"]:
+            gate = {**gate, "reason": f"moot, the candidate is production {production} itself ({gate.get('reason')})"}
     else:
         lines.append(f"registered {r['version']} as candidate; production stays {production}")
     if gate:
