@@ -12,7 +12,7 @@ import difflib
 from collections.abc import Mapping
 from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from nbops.errors import ConfigError
 
@@ -155,7 +155,17 @@ class EnvSettings(IngestParams, FeaturesParams, TrainParams, EvaluateParams, Reg
 
     root: str = Field(".", description="folder under which data/, models/ and reports/ are written")
     executor: Literal["papermill", "ploomber-engine"] = Field("papermill", description="how Ploomber runs each notebook")
-    schedule: str = Field("0 6 * * *", pattern=r"^\S+( \S+){4}$", description="cron expression (5 fields) for `nbops schedule install` and `nbops export airflow`")
+    schedule: str = Field("0 6 * * *", description="cron expression (5 fields) for `nbops schedule install` and `nbops export airflow`")
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from nbops.automation.cron import validate_cron
+
+        try:
+            return validate_cron(value, where="schedule")
+        except ConfigError as exc:  # pydantic wants ValueError; the message names field, expected, found
+            raise ValueError(str(exc)) from None
 
 
 def describe_expected(model: type[BaseModel], key: str) -> str:
