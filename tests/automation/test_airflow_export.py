@@ -35,6 +35,7 @@ RESOLVED_AT = "2026-11-26T00:00:00Z"
 AIRFLOW_VENV = REPO / "build" / f"airflow-venv-{AIRFLOW_VERSION}"
 INSTALLED_MARKER = AIRFLOW_VENV / ".nbops-installed"
 REPO_NBOPS = REPO / ".venv" / "bin" / "nbops"
+SETS = ("--set", "tracking=disabled")
 
 
 # --------------------------------------------------------------------------------------------
@@ -335,6 +336,19 @@ def snapshot(project: Path) -> dict[str, Any]:
     }
 
 
+# Run by Airflow's own Python: the DAG file imports there although nbops is not installed, and
+# Airflow builds from it the pipeline's graph, schedule, params and retries.
+IMPORT_CHECK = """\
+import importlib.util, json, runpy, sys
+assert importlib.util.find_spec("nbops") is None, "nbops must not be importable in Airflow's venv"
+dag = runpy.run_path(sys.argv[1])["dag"]
+print(json.dumps({
+    "schedule": str(dag.schedule), "params": dict(dag.params), "retries": sorted({t.retries for t in dag.tasks}),
+    "edges": sorted([u, t.task_id] for t in dag.tasks for u in t.upstream_task_ids),
+}))
+"""
+
+
 @pytest.fixture(scope="module")
 def airflow_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Export the DAG from a project copy and run it once with `airflow dags test`."""
@@ -347,38 +361,37 @@ def airflow_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     home.mkdir()
     dags_folder.mkdir()
     env = airflow_env(home, dags_folder)
-    # The database migration (~10 s) runs while nbops exports the DAG.
+    # The database migration (~10 s) runs while nbops exports the DAG and Airflow's Python imports it.
     migrate = subprocess.Popen([str(venv / "bin" / "airflow"), "db", "migrate"], env=env, cwd=home, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     # The copy has no .venv of its own: the exported default is the nbops beside this Python,
-    # which is the repository's .venv/bin/nbops.
-    proc = nbops(project, "export", "airflow", str(dags_folder), "--env", ENV, "--dag-id", "nbops_airflow_e2e")
+    # which is the repository's .venv/bin/nbops. W&B is off (test_pipeline covers it; it costs about
+    # 5 s per stage), which also shows an export's --set reaching every stage run by Airflow.
+    proc = nbops(project, "export", "airflow", str(dags_folder), "--env", ENV, "--dag-id", "nbops_airflow_e2e", *SETS)
     assert proc.returncode == 0, output_of(proc)
+    dag_file = dags_folder / "nbops_airflow_e2e.py"
+    imported = subprocess.Popen([str(venv / "bin" / "python"), "-c", IMPORT_CHECK, str(dag_file)], env=env, cwd=home, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     migrate_out, _ = migrate.communicate(timeout=600)
     assert migrate.returncode == 0, migrate_out[-5000:]
+    import_out, import_err = imported.communicate(timeout=300)
     t1 = time.perf_counter()
     run = airflow(venv, env, "dags", "test", "nbops_airflow_e2e", timeout=900)
     t_run = time.perf_counter() - t1
-    print(f"\nAirflow install/check {t_install:.1f} s, db migrate + export {t1 - t0 - t_install:.1f} s, dags test {t_run:.1f} s")
-    return {"venv": venv, "env": env, "home": home, "project": project, "dag_id": "nbops_airflow_e2e", "dags_test": run, "dag_file": dags_folder / "nbops_airflow_e2e.py"}
+    print(f"\nAirflow venv {t_install:.1f} s, db migrate + export + import check {t1 - t0 - t_install:.1f} s, dags test {t_run:.1f} s")
+    return {
+        "venv": venv, "env": env, "home": home, "project": project, "dag_id": "nbops_airflow_e2e", "dag_file": dag_file,
+        "dags_test": run, "import_check": (imported.returncode, import_out, import_err),
+    }
 
 
 @pytest.mark.slow
 def test_dag_imports_in_airflow_without_nbops(airflow_run: dict[str, Any]) -> None:
     """Airflow's own Python parses the file (nbops is not installed there) into the pipeline's graph."""
-    code = (
-        "import importlib.util, json, runpy, sys\n"
-        "assert importlib.util.find_spec('nbops') is None, 'nbops must not be importable here'\n"
-        "dag = runpy.run_path(sys.argv[1])['dag']\n"
-        "print(json.dumps({'schedule': dag.timetable.summary, 'params': dict(dag.params), 'retries': [t.retries for t in dag.tasks],"
-        " 'edges': sorted([u, t.task_id] for t in dag.tasks for u in t.upstream_task_ids)}))\n"
-    )
-    venv, env = airflow_run["venv"], airflow_run["env"]
-    proc = subprocess.run([str(venv / "bin" / "python"), "-c", code, str(airflow_run["dag_file"])], env=env, cwd=env["AIRFLOW_HOME"], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-5000:]
-    parsed = json.loads(proc.stdout.strip().splitlines()[-1])
+    code, out, err = airflow_run["import_check"]
+    assert code == 0, err[-5000:]
+    parsed = json.loads(out.strip().splitlines()[-1])
     tasks = check_project(airflow_run["project"], ENV).tasks
     assert sorted(map(tuple, parsed["edges"])) == sorted((up, t.name) for t in tasks for up in t.upstream)
-    assert parsed["schedule"] == "0 6 * * *" and set(parsed["retries"]) == {2}
+    assert parsed["schedule"] == "0 6 * * *" and parsed["retries"] == [2]
     assert parsed["params"] == {"project": str(airflow_run["project"].resolve()), "env": ENV, "nbops": str(REPO_NBOPS)}
 
 
@@ -395,7 +408,7 @@ def test_airflow_runs_every_stage_once_and_all_succeed(airflow_run: dict[str, An
     # each Airflow task built exactly its own stage
     log = output_of(run)
     for name in names:
-        assert f"--task {name}" in log
+        assert f"--task {name} --set tracking=disabled" in log
 
 
 @pytest.mark.slow
@@ -429,6 +442,6 @@ def test_rerunning_a_stage_through_airflow_is_idempotent(airflow_run: dict[str, 
     out = output_of(proc)
     # `airflow tasks test` exits 0 even when the task fails: read the task's own outcome.
     assert proc.returncode == 0 and "Command exited with return code 0" in out and "new_state=success" in out, out[-8000:]
-    assert calls.read_text().splitlines() == [f"{project.resolve()}|build --env {ENV} --task monitor"]
+    assert calls.read_text().splitlines() == [f"{project.resolve()}|build --env {ENV} --task monitor --set tracking=disabled"]
     after = snapshot(project)
     assert after == before, {k: (before[k], after[k]) for k in before if before[k] != after[k]}
