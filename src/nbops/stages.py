@@ -89,15 +89,21 @@ def run_train(stage: Stage) -> TrainResult:
     """Train: LightGBM with early stopping, saved as text."""
     schema = load_schema(stage)
     transform = FeatureTransform.load(stage.inp("features", "transform"))
-    result = train_model(
-        stage.params,
-        schema=schema,
-        transform=transform,
-        train_rows=pd.read_parquet(stage.inp("features", "train")),
-        valid_rows=pd.read_parquet(stage.inp("features", "valid")),
-        model_out=stage.out("model"),
-        summary_out=stage.out("summary"),
-    )
+    if stage.params.engine == "dask":  # lightgbm.dask on the cluster; the same products
+        from nbops.scale.cluster import get_client
+        from nbops.scale.train import train_model_dask
+
+        result = train_model_dask(get_client(stage.params), stage.params, schema=schema, transform=transform, train_rows=stage.inp("features", "train"), valid_rows=stage.inp("features", "valid"), model_out=stage.out("model"), summary_out=stage.out("summary"))
+    else:
+        result = train_model(
+            stage.params,
+            schema=schema,
+            transform=transform,
+            train_rows=pd.read_parquet(stage.inp("features", "train")),
+            valid_rows=pd.read_parquet(stage.inp("features", "valid")),
+            model_out=stage.out("model"),
+            summary_out=stage.out("summary"),
+        )
     curve = stage.out("learning_curve")
     learning_curve(result.history, result.best_iteration).savefig(curve, dpi=110)
     with start_run("train", config={**_config(stage), "booster": result.params}, mode=stage.params.tracking, project_dir=stage.project) as run:
@@ -190,6 +196,10 @@ def run_register(stage: Stage) -> Registration:
 
 def reference_profile_of_training(schema: TableSchema, stage: Stage) -> ReferenceProfile:
     """The monitoring reference: the training rows' feature distributions and the model's scores on them."""
+    if stage.params.engine == "dask":  # the same profile, computed over partitions on the cluster
+        from nbops.scale.profile import reference_profile_of_parquet
+
+        return reference_profile_of_parquet(stage.params, stage.inp("features", "train"), stage.inp("features", "transform"), stage.inp("train", "model"))
     train_rows = pd.read_parquet(stage.inp("features", "train"))
     transform = FeatureTransform.load(stage.inp("features", "transform"))
     booster = lgb.Booster(model_file=str(stage.inp("train", "model")))
@@ -222,6 +232,10 @@ def run_batch_score(stage: Stage) -> dict[str, Any]:
         write_simulation(df, truth, batch_path)
     else:
         shutil.copyfile(stage.inp("features", "test"), batch_path)
+    if stage.params.engine == "dask":  # the wheel's model files, scored by partition on the cluster
+        from nbops.scale.score import score_with_wheel_dask
+
+        return score_with_wheel_dask(stage.params, Path(info["wheel"]), info["package"], batch_path, stage.out("predictions"), stage.out("summary"))
     return score_with_wheel(Path(info["wheel"]), info["package"], batch_path, stage.out("predictions"), stage.out("summary"))
 
 
@@ -270,6 +284,10 @@ class MonitoringRun:
 def run_monitor(stage: Stage) -> MonitoringRun:
     """Monitor: simulate production months (or take your own batches), score them with the production
     model, and record quality, drift, late-arriving performance and alerts per month."""
+    if stage.params.engine == "dask":  # each month's Parquet checked, scored and compared on the cluster
+        from nbops.scale.monitor import run_monitor_dask
+
+        return run_monitor_dask(stage)
     p = stage.params
     registration = read_json(stage.inp("register", "registration"))
     registry = Registry(registration["registry"])
