@@ -21,15 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, copy_project, nbops, output_of
 
 from nbops.automation.airflow import MARKER, export_airflow, stage_command
 from nbops.check import check_project
 from nbops.errors import NbopsError
+from tests.conftest import REPO, copy_project, nbops, output_of
 
 ENV = "env.test.yaml"
 # The newest Airflow 3.3 on PyPI. Airflow's constraint files live on GitHub, which CI may not
 # reach, so the resolution is pinned instead by date: versions as PyPI had them on that day.
+# Upgrading: change both (RESOLVED_AT after the release); the venv folder name changes with it.
 AIRFLOW_VERSION = "3.3.2"
 RESOLVED_AT = "2026-11-26T00:00:00Z"
 AIRFLOW_VENV = REPO / "build" / f"airflow-venv-{AIRFLOW_VERSION}"
@@ -419,7 +420,7 @@ def test_airflow_run_wrote_every_product(airflow_run: dict[str, Any]) -> None:
             assert Path(path).exists(), f"{task.name}.{key} missing after the Airflow run: {path}"
         assert "<html" in Path(task.product["html"]).read_text()[:2000].lower()
     snap = snapshot(project)
-    assert len(snap["versions"]) == 1 and snap["wheels"], snap
+    assert len(snap["versions"]) == 1 and snap["wheels"] and snap["aliases"], snap
     assert snap["history_rows"] > 0
 
 
