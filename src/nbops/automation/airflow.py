@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nbops.errors import NbopsError
+from nbops.errors import ConfigError, NbopsError
 from nbops.pipeline_spec import TaskSpec
 
 # Airflow's own rule for dag and task ids (airflow.sdk KEY_REGEX) and its length limit.
@@ -59,13 +59,13 @@ def validate_dag_id(dag_id: str) -> str:
     """Refuse an id Airflow would reject at parse time, where the error is far from its cause."""
     if not dag_id or len(dag_id) > MAX_ID_LENGTH or not AIRFLOW_ID.match(dag_id):
         bad = sorted(set(re.sub(r"[A-Za-z0-9_.-]", "", dag_id)))
-        found = f"{dag_id!r}" + (f" (not allowed: {' '.join(repr(c) for c in bad)})" if bad else "")
+        found = f"{dag_id!r}" + (f" (not allowed: {' '.join(repr(c) for c in bad)})" if bad else "") if dag_id else "an empty id"
         if len(dag_id) > MAX_ID_LENGTH:
             found += f" ({len(dag_id)} characters)"
-        raise NbopsError(
+        raise ConfigError(
             f"--dag-id: invalid Airflow DAG id\n"
             f"  expected: 1 to {MAX_ID_LENGTH} letters, digits, '_', '.' or '-' (Airflow's rule for DAG ids)\n"
-            f"  found: {found or 'an empty id'}\n"
+            f"  found: {found}\n"
             f"  what to do: pass e.g. --dag-id {default_dag_id_from(dag_id)}"
         )
     return dag_id
@@ -90,7 +90,7 @@ def validate_schedule(schedule: str, where: str) -> str | None:
     bad = [f"{name} {value!r}" for name, value in zip(CRON_FIELDS, fields, strict=False) if not CRON_FIELD.match(value)]
     if len(fields) != len(CRON_FIELDS) or bad:
         found = f"{schedule!r}: {len(fields)} field(s)" + (f"; unusable characters in {', '.join(bad)}" if bad else "")
-        raise NbopsError(
+        raise ConfigError(
             f"{where}: not a cron expression Airflow can schedule\n"
             f"  expected: 5 fields separated by spaces ({', '.join(CRON_FIELDS)}), e.g. '0 6 * * *' for 06:00 UTC every day\n"
             f"  found: {found}\n"
@@ -184,7 +184,7 @@ def render_dag(
     stages: dict[str, dict[str, Any]] = {}
     for task in tasks:
         if not AIRFLOW_ID.match(task.name) or len(task.name) > MAX_ID_LENGTH:
-            raise NbopsError(
+            raise ConfigError(
                 f"pipeline.yaml task {task.name!r} cannot be an Airflow task id\n"
                 f"  expected: letters, digits, '_', '.' or '-' (Airflow's rule for task ids)\n"
                 f"  found: {task.name!r}\n"
