@@ -17,6 +17,7 @@ with a short timeout, then at least one worker with nbops and LightGBM importabl
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
 import os
@@ -150,12 +151,22 @@ def _connect(scheduler: str) -> _Handle:
         raise _unusable(address, port, f"no answer from {host} port {port} within {min(timeout, 3.0):g} s (host down, or a firewall drops the connection)") from None
     except OSError as exc:
         raise _unusable(address, port, f"{host} port {port}: {exc.strerror or exc}") from None
+    # Dask's own handshake read has no timeout (a port that accepts and stays silent hangs the client
+    # forever), so the scheduler is asked who it is first, under a deadline, in a thread of its own.
+    try:
+        identity = _in_thread(lambda: asyncio.run(_identity(address, timeout)), timeout + 2.0)
+    except (OSError, TimeoutError) as exc:
+        detail = f" ({exc})" if str(exc) else ""
+        raise _unusable(address, port, f"something listens on port {port} but did not answer as a Dask scheduler within {timeout:g} s{detail}") from None
+    if not isinstance(identity, dict) or identity.get("type") != "Scheduler":
+        kind = identity.get("type") if isinstance(identity, dict) else type(identity).__name__
+        raise _unusable(address, port, f"the address answers as a Dask {kind}, not a scheduler (a worker's address instead of the scheduler's?)")
     from distributed import Client
 
     try:
-        client = Client(address, timeout=timeout, set_as_default=False)
+        client = _in_thread(lambda: Client(address, timeout=timeout, set_as_default=False), timeout + 5.0)
     except (OSError, TimeoutError) as exc:
-        raise _unusable(address, port, f"something listens on port {port} but did not answer as a Dask scheduler within {timeout:g} s ({exc})") from None
+        raise _unusable(address, port, f"the Dask client could not register with the scheduler within {timeout:g} s ({exc})") from None
     try:
         client.wait_for_workers(1, timeout=timeout)
     except TimeoutError:
@@ -167,6 +178,43 @@ def _connect(scheduler: str) -> _Handle:
         raise _unusable(address, port, "workers cannot run nbops code: " + "; ".join(missing))
     log.info("connected to the Dask scheduler at %s (%d workers)", address, len(client.scheduler_info()["workers"]))
     return _Handle(client, None, address)
+
+
+async def _identity(address: str, timeout: float) -> Any:
+    """The scheduler's answer to Dask's ``identity`` request, or an exception after ``timeout`` seconds."""
+    from distributed.comm import connect
+
+    comm = await asyncio.wait_for(connect(address, timeout=timeout), timeout)
+    try:
+        await asyncio.wait_for(comm.write({"op": "identity", "reply": True}), timeout)
+        return await asyncio.wait_for(comm.read(), timeout)
+    finally:
+        comm.abort()
+
+
+def _in_thread(fn: Any, timeout: float) -> Any:
+    """``fn()`` in a daemon thread: its result, its exception, or TimeoutError after ``timeout`` seconds.
+
+    A call that never returns is left behind in its thread rather than hanging the caller (and
+    works whether or not the caller's thread already runs an event loop, as a Jupyter kernel does).
+    """
+    out: list[Any] = []
+    err: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            out.append(fn())
+        except BaseException as exc:  # handed to the caller
+            err.append(exc)
+
+    thread = threading.Thread(target=run, name="nbops-dask-connect", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise TimeoutError(f"no answer within {timeout:g} s")
+    if err:
+        raise err[0]
+    return out[0]
 
 
 def _probe_worker() -> dict[str, str | None]:
