@@ -155,7 +155,7 @@ def score_parquet(client: Client, ref: ScorerRef, source: str | Path, dest: str 
                 "a row does not match the model's input schema; nothing was written",
                 file=str(source),
                 found=str(exc),
-                hint="fix or remove the rows named (row numbers count from 0 in the whole input), or retrain on data like them",
+                hint="fix or remove the records named (numbered from 0 across the whole input, as the wheel's scorer numbers them), or retrain on data like them",
             ) from None
         if dest.suffix.lower() in (".parquet", ".pq"):
             rows = merge_parts(parts_dir, dest)

@@ -1,0 +1,202 @@
+"""The dask engine against the pandas engine, on a real LocalCluster (two worker processes, one
+thread each, 127.0.0.1): what must be identical is identical (predictions, reference-profile bins
+and quantiles, PSI and every drift number, monitoring rows), training writes the pandas products and
+is reproducible, and a bad row is named by its row number with nothing written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import train_tiny_booster
+from nbops.data.simulate import simulate_batch, simulate_history
+from nbops.errors import DataError
+from nbops.modeling.train import learning_curve
+from nbops.monitoring.drift import DriftThresholds, compare
+from nbops.monitoring.monitor import AlertRules, monitor_batch
+from nbops.monitoring.profile import ReferenceProfile, build_reference_profile
+from nbops.params import ComputeParams, TrainParams
+from nbops.registry.publish import PROFILE_FILE
+from nbops.registry.store import Registry
+from nbops.runtime.batch import score_file
+from nbops.runtime.model import ScoringModel
+from nbops.runtime.transform import FeatureTransform
+from nbops.scale import profile as dask_profile
+from nbops.scale.cluster import describe, get_client, workers_in_order
+from nbops.scale.monitor import monitor_batch_dask
+from nbops.scale.parquet import frame, plan_pieces
+from nbops.scale.score import prediction_summary, score_parquet, scorer_from_folder, scorer_from_wheel
+from nbops.scale.train import early_stopping_point, train_model_dask
+from nbops.scale.work import model_ref
+
+NUMERIC = ["age", "annual_income", "debt_to_income", "credit_utilization", "num_delinquencies_2y", "months_since_last_delinquency", "interest_rate", "loan_amount"]
+CATEGORICAL = ["employment_type", "home_ownership", "loan_purpose", "region", "education"]
+MEAN_STD_RTOL = 1e-12  # the only profile fields summed in another order than numpy's
+
+
+@pytest.fixture(scope="module")
+def client():
+    """The engine's own cached client: a LocalCluster of two single-threaded worker processes."""
+    c = get_client(ComputeParams(engine="dask", dask_scheduler="local", dask_workers=2))
+    info = describe(c)
+    assert info["cluster"] == "local" and info["workers"] == 2 and info["threads"] == 2
+    assert all(w.startswith("tcp://127.0.0.1:") for w in workers_in_order(c))
+    return c
+
+
+def write_parquet(df: pd.DataFrame, path: Path, row_group_size: int) -> Path:
+    """Parquet with several row groups, so the table has several partitions."""
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), path, row_group_size=row_group_size)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A 30,000-row simulated history in 8 row groups, with a small real model trained on it."""
+    folder = tmp_path_factory.mktemp("reference")
+    df, _ = simulate_history(rows=30_000, seed=3)
+    booster, transform = train_tiny_booster(df, NUMERIC, CATEGORICAL, "default", rounds=20)
+    path = write_parquet(df, folder / "history.parquet", 4_000)
+    predictions = booster.predict(transform.transform(df))
+    return {"df": df, "path": path, "booster": booster, "transform": transform, "profile": build_reference_profile(df, NUMERIC, CATEGORICAL, predictions), "folder": folder}
+
+
+def flatten(data: object, prefix: str = "") -> dict[str, object]:
+    if isinstance(data, dict):
+        out: dict[str, object] = {}
+        for k, v in data.items():
+            out.update(flatten(v, f"{prefix}/{k}"))
+        return out
+    return {prefix: data}
+
+
+def test_reference_profile_equals_the_pandas_one(client, reference) -> None:
+    pieces = plan_pieces(reference["path"])
+    assert len(pieces) == 8
+    features = frame(reference["path"], pieces, NUMERIC + CATEGORICAL)
+    got = dask_profile.reference_profile(client, features, NUMERIC, CATEGORICAL, model_ref(reference["booster"], reference["transform"]))
+    want, have = flatten(reference["profile"].to_dict()), flatten(got.to_dict())
+    assert want.keys() == have.keys()
+    for key, value in want.items():
+        if key.endswith(("/mean", "/std")):
+            assert have[key] == pytest.approx(value, rel=MEAN_STD_RTOL, nan_ok=True), key
+        else:  # bin edges, shares, quantiles, missing rates, min, max, IQR, levels: exactly
+            assert have[key] == value, key
+
+
+@pytest.mark.parametrize("scenario", ["shock", "gradual", "new-category", "none"])
+def test_drift_equals_the_pandas_drift(client, reference, scenario: str, tmp_path: Path) -> None:
+    batch, _ = simulate_batch(4, rows=9_000, seed=3, drift=scenario)
+    if scenario == "none":  # a column the model needs is missing: reported, not guessed
+        batch = batch.drop(columns=["region"])
+    path = write_parquet(batch, tmp_path / "batch.parquet", 2_500)
+    ref = model_ref(reference["booster"], reference["transform"])
+    profile: ReferenceProfile = reference["profile"]
+    if scenario == "none":
+        want = compare(profile, batch, DriftThresholds(0.2, 1))
+        got = dask_profile.compare(client, profile, frame(path, plan_pieces(path)), DriftThresholds(0.2, 1))
+        assert got.missing_columns == ["region"]
+    else:
+        want = compare(profile, batch, DriftThresholds(0.2, 1), reference["booster"].predict(reference["transform"].transform(batch)))
+        parts = frame(path, plan_pieces(path))
+        got = dask_profile.compare(client, profile, parts, DriftThresholds(0.2, 1), dask_profile.predictions_of(client, parts, ref))
+    assert got.to_dict() == want.to_dict()  # PSI, Wasserstein, Jensen-Shannon, missing rates, decisions
+    if scenario == "shock":
+        assert got.dataset_drift and len(got.drifted) >= 4
+
+
+@pytest.fixture(scope="module")
+def production(packaged_project: Path) -> dict:
+    registration = json.loads((packaged_project / "build/test/models/registration.json").read_text())
+    version = Registry(registration["registry"]).alias("production")
+    assert version is not None
+    manifest = json.loads((packaged_project / "build/test/dist/package.json").read_text())
+    return {"version": version, "model": ScoringModel.from_folder(version.path), "profile": ReferenceProfile.load(version.file(PROFILE_FILE)), "wheel": Path(manifest["wheel"]), "package": manifest["package"], "project": packaged_project}
+
+
+def test_scoring_equals_the_wheels_scorer(client, production, tmp_path: Path) -> None:
+    batch, _ = simulate_batch(2, rows=12_345, seed=5, drift="gradual")
+    source = write_parquet(batch, tmp_path / "batch.parquet", 3_000)
+    score_file(production["model"], source, tmp_path / "pandas.parquet", progress=False)
+    result = score_parquet(client, scorer_from_wheel(production["wheel"], production["package"]), source, tmp_path / "dask.parquet")
+    assert result.rows == 12_345 and result.partitions == 5
+    want, got = pd.read_parquet(tmp_path / "pandas.parquet"), pd.read_parquet(tmp_path / "dask.parquet")
+    pd.testing.assert_frame_equal(got, want, check_exact=True)  # same model: identical predictions
+    summary = prediction_summary(client, tmp_path / "dask.parquet")
+    scores = want["prediction"]
+    assert summary["rows"] == len(scores)
+    assert summary["quantiles"] == {str(q): float(scores.quantile(q)) for q in (0.05, 0.25, 0.5, 0.75, 0.95)}
+    assert summary["mean_prediction"] == pytest.approx(float(scores.mean()), rel=1e-12)
+    # a folder destination keeps the parts; the same rows in the same order
+    score_parquet(client, scorer_from_folder(production["version"].path), source, tmp_path / "parts")
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "parts"), want, check_exact=True)
+    assert not list(tmp_path.glob(".*parts-*"))
+
+
+def test_a_bad_row_is_named_by_its_row_number_and_nothing_is_written(client, production, tmp_path: Path) -> None:
+    batch, _ = simulate_batch(2, rows=10_000, seed=5)
+    batch["age"] = batch["age"].astype(float)
+    batch.loc[7_777, "age"] = -5.0  # below the schema's minimum, in the third of four partitions
+    source = write_parquet(batch, tmp_path / "batch.parquet", 2_500)
+    dest = tmp_path / "out.parquet"
+    with pytest.raises(DataError) as info:
+        score_parquet(client, scorer_from_folder(production["version"].path), source, dest)
+    message = str(info.value)
+    assert "record 7777" in message and "age" in message and "below the minimum" in message and str(source) in message
+    assert not dest.exists() and not list(tmp_path.glob(".*parts-*"))
+
+
+@pytest.mark.parametrize(("scenario", "labelled"), [("shock", False), ("new-category", True), ("none", True)])
+def test_monitoring_a_month_equals_the_pandas_monitor(client, production, scenario: str, labelled: bool, tmp_path: Path) -> None:
+    model, profile = production["model"], production["profile"]
+    metrics = production["version"].metadata["metrics"]
+    rules = AlertRules(DriftThresholds(0.2, 1), 0.05, 0.05)
+    df, _ = simulate_batch(3, rows=6_000, seed=42, drift=scenario)
+    path = write_parquet(df, tmp_path / "month.parquet", 1_500)
+    target = "default" if labelled else None
+    want = monitor_batch("m", df if labelled else df.drop(columns=["default"]), model=model, profile=profile, reference_metrics=metrics, rules=rules, target=target, month="2025-03")
+    got = monitor_batch_dask(client, "m", path, model=model, profile=profile, reference_metrics=metrics, rules=rules, target=target, month="2025-03", exclude=() if labelled else ("default",))
+    for row in (want.row, got.row):
+        row.pop("monitored_at")
+    assert got.row == want.row
+    assert got.alerts == want.alerts
+    assert got.quality.to_dict() == want.quality.to_dict()
+    assert got.performance == want.performance
+    if labelled:
+        assert "perf__roc_auc" in got.row
+
+
+def test_training_writes_the_pandas_products_and_is_reproducible(client, production, tmp_path: Path) -> None:
+    processed = production["project"] / "build/test/data/processed"
+    transform = FeatureTransform.load(production["project"] / "build/test/models/feature_transform.json")
+    from nbops.data.schema import TableSchema
+
+    schema = TableSchema.load(production["project"] / "build/test/data/interim/schema.yaml")
+    params = TrainParams(num_boost_round=60, early_stopping_rounds=10, engine="dask")
+    pandas_summary = json.loads((production["project"] / "build/test/models/train_summary.json").read_text())
+    runs = []
+    for k in range(2):
+        out = tmp_path / f"run{k}"
+        result = train_model_dask(client, params, schema=schema, transform=transform, train_rows=processed / "train.parquet", valid_rows=processed / "valid.parquet", model_out=out / "model.txt", summary_out=out / "summary.json")
+        runs.append((out, result))
+    (out0, r0), (out1, _) = runs
+    assert (out0 / "model.txt").read_bytes() == (out1 / "model.txt").read_bytes()  # same cluster layout, same model
+    text = (out0 / "model.txt").read_text()
+    assert "[machines:" not in text and "[local_listen_port:" not in text and "[tree_learner: data]" in text
+    saved = json.loads((out0 / "summary.json").read_text())
+    assert set(pandas_summary["summary"]) <= set(saved["summary"]) and set(pandas_summary["booster_params"]) <= set(saved["booster_params"])
+    assert lgb.Booster(model_file=str(out0 / "model.txt")).current_iteration() == r0.best_iteration
+    curve = r0.history["valid"]["binary_logloss"]
+    assert len(curve) == r0.summary["trees_trained"] == 60 and len(r0.history["train"]["binary_logloss"]) == 60
+    assert (r0.best_iteration, r0.summary["early_stopping_round"]) == early_stopping_point(curve, 10, False)
+    # the combined curve is the global validation loss: at the best iteration it is the saved model's loss
+    assert curve[r0.best_iteration - 1] == pytest.approx(r0.summary["valid_binary_logloss"], rel=1e-9)
+    learning_curve(r0.history, r0.best_iteration).savefig(out0 / "curve.png")
+    assert r0.summary["valid_auc"] == pytest.approx(pandas_summary["summary"]["valid_auc"], abs=0.03)
