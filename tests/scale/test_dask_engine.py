@@ -9,13 +9,12 @@ import json
 from pathlib import Path
 
 import lightgbm as lgb
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import train_tiny_booster
+
 from nbops.data.simulate import simulate_batch, simulate_history
 from nbops.errors import DataError
 from nbops.modeling.train import learning_curve
@@ -32,7 +31,12 @@ from nbops.scale import profile as dask_profile
 from nbops.scale.cluster import describe, get_client, workers_in_order
 from nbops.scale.monitor import monitor_batch_dask
 from nbops.scale.parquet import frame, plan_pieces
-from nbops.scale.score import prediction_summary, score_parquet, scorer_from_folder, scorer_from_wheel
+from nbops.scale.score import (
+    prediction_summary,
+    score_parquet,
+    scorer_from_folder,
+    scorer_from_wheel,
+)
 from nbops.scale.train import early_stopping_point, train_model_dask
 from nbops.scale.work import model_ref
 
