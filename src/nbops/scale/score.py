@@ -88,6 +88,29 @@ def scorer_from_folder(folder: str | Path) -> ScorerRef:
     return ScorerRef({p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}, str(folder))
 
 
+def scorer_from_model(model_text: str, transform: dict[str, Any], input_schema: dict[str, Any], metadata: dict[str, Any]) -> ScorerRef:
+    """A :class:`ScorerRef` for a model that is not registered (yet): the registry's files and manifest."""
+    import json
+
+    from nbops.runtime.integrity import (
+        MANIFEST,
+        METADATA_FILE,
+        MODEL_FILE,
+        SCHEMA_FILE,
+        TRANSFORM_FILE,
+        sha256_bytes,
+    )
+
+    files = {
+        MODEL_FILE: model_text.encode(),
+        TRANSFORM_FILE: (json.dumps(transform, indent=2) + "\n").encode(),
+        SCHEMA_FILE: (json.dumps(input_schema, indent=2) + "\n").encode(),
+        METADATA_FILE: (json.dumps(metadata, indent=2) + "\n").encode(),
+    }
+    files[MANIFEST] = json.dumps({"files": {name: sha256_bytes(data) for name, data in files.items()}}).encode()
+    return ScorerRef(files, "an unregistered model")
+
+
 def score_partition(part: pd.DataFrame, ref: ScorerRef) -> pd.DataFrame:
     """Score one partition as the wheel's scorer scores a chunk (runs on a worker)."""
     from nbops.runtime.batch import _restore_text
