@@ -159,3 +159,22 @@ def test_a_real_scheduler_without_then_with_a_worker(monkeypatch: pytest.MonkeyP
         if worker is not None:
             stop(worker)
         stop(scheduler)
+
+
+def test_preflight_checks_the_address_without_importing_dask() -> None:
+    """What `nbops check` can call before a build: form and reachability, in milliseconds, no Dask."""
+    port = closed_port()
+    code = (
+        "import sys, time\n"
+        "from nbops.errors import ConfigError\n"
+        "from nbops.scale.cluster import preflight\n"
+        "preflight('local')\n"
+        "t0 = time.perf_counter()\n"
+        f"try:\n    preflight('127.0.0.1:{port}')\nexcept ConfigError as exc:\n    print(repr(str(exc)))\n"
+        "print(time.perf_counter() - t0)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    message, seconds, imported = proc.stdout.strip().splitlines()
+    assert f"tcp://127.0.0.1:{port}" in message and "connection refused" in message
+    assert float(seconds) < 1.0 and imported == "[]"

@@ -137,20 +137,37 @@ def _unusable(address: str, port: int, cause: str) -> ConfigError:
     )
 
 
-def _connect(scheduler: str) -> _Handle:
-    address, host, port = normalise_address(scheduler)
-    timeout = connect_timeout()
+def preflight(scheduler: str) -> None:
+    """What can be checked before a build starts, in milliseconds and without importing Dask: the
+    address's form, and that something accepts connections there ('local' always passes).
+
+    Raises:
+        ConfigError: a malformed address, or nothing reachable at it (named, with what to do).
+    """
+    if scheduler.strip() == "local":
+        return
+    address, host, port = normalise_address(scheduler.strip())
+    _tcp_reachable(address, host, port, min(connect_timeout(), 3.0))
+
+
+def _tcp_reachable(address: str, host: str, port: int, timeout: float) -> None:
     # A plain TCP connection first: Dask's own client retries a refused connection until its timeout
     # and then reports only "timed out"; this says at once whether anything listens there.
     try:
-        with socket.create_connection((host, port), timeout=min(timeout, 3.0)):
+        with socket.create_connection((host, port), timeout=timeout):
             pass
     except ConnectionRefusedError:
         raise _unusable(address, port, f"connection refused: nothing is listening on {host} port {port}") from None
     except TimeoutError:
-        raise _unusable(address, port, f"no answer from {host} port {port} within {min(timeout, 3.0):g} s (host down, or a firewall drops the connection)") from None
+        raise _unusable(address, port, f"no answer from {host} port {port} within {timeout:g} s (host down, or a firewall drops the connection)") from None
     except OSError as exc:
         raise _unusable(address, port, f"{host} port {port}: {exc.strerror or exc}") from None
+
+
+def _connect(scheduler: str) -> _Handle:
+    address, host, port = normalise_address(scheduler)
+    timeout = connect_timeout()
+    _tcp_reachable(address, host, port, min(timeout, 3.0))
     # Dask's own handshake read has no timeout (a port that accepts and stays silent hangs the client
     # forever), so the scheduler is asked who it is first, under a deadline, in a thread of its own.
     try:
