@@ -218,6 +218,9 @@ def validate_params(
         for err in exc.errors():
             key = ".".join(str(p) for p in err["loc"])
             top = str(err["loc"][0])
+            if err["type"] == "value_error":  # our own validators already say expected / found
+                problems.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
+                continue
             expected = describe_expected(model, top) if top in model.model_fields else err["msg"]
             problems.append(
                 f"{where}: '{key}' expected {expected}, found {err['input']!r} "
