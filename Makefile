@@ -76,6 +76,10 @@ bench: install browser ## Run the benchmarks; results go to bench/results/
 	$(BIN)/python bench/bench_drift.py
 	$(BIN)/python bench/bench_dashboard.py
 
+.PHONY: bench-scale
+bench-scale: install ## 10M rows through ingest, train, scoring and drift, pandas vs local Dask (~30 min)
+	$(BIN)/python bench/bench_scale.py $(ARGS)
+
 .PHONY: notebook-outputs
 notebook-outputs: install ## Refresh the notebook outputs that nbval checks (cells with keep_output)
 	$(BIN)/python tests/nbval_outputs.py
