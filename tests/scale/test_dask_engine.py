@@ -204,3 +204,42 @@ def test_training_writes_the_pandas_products_and_is_reproducible(client, product
     assert curve[r0.best_iteration - 1] == pytest.approx(r0.summary["valid_binary_logloss"], rel=1e-9)
     learning_curve(r0.history, r0.best_iteration).savefig(out0 / "curve.png")
     assert r0.summary["valid_auc"] == pytest.approx(pandas_summary["summary"]["valid_auc"], abs=0.03)
+
+
+def test_partitioned_ingest_and_split_equal_the_pandas_stages(client, tmp_path: Path) -> None:
+    """Valid and quarantined rows (with their row numbers), the fingerprint, the split and the
+    transform: the same as validate_table + split_rows + FeatureTransform.fit on the whole table."""
+    from nbops.data.ingest import simulator_schema
+    from nbops.data.profile import fingerprint
+    from nbops.data.validate import validate_table
+    from nbops.features.split import split_rows
+    from nbops.params import FeaturesParams
+    from nbops.scale.ingest import ingest_partitioned, split_partitioned
+
+    raw, _ = simulate_history(rows=20_000, seed=9)
+    raw["age"] = raw["age"].astype(float)
+    raw.loc[[10, 7_001, 19_999], "age"] = -1.0          # quarantined, in three partitions
+    raw.loc[12_345, "home_ownership"] = "castle"          # an unseen category
+    source = write_parquet(raw, tmp_path / "raw.parquet", 3_000)
+    schema = simulator_schema()
+    want = validate_table(raw, schema, file=str(source))
+    got = ingest_partitioned(client, source, schema, tmp_path / "valid", tmp_path / "quarantine", max_partition_rows=3_000)
+    assert (got["rows_read"], got["rows_valid"], got["rows_quarantined"]) == (20_000, 19_996, 4)
+    assert got["fingerprint"] == fingerprint(want.valid)
+    pd.testing.assert_frame_equal(pd.concat([pd.read_parquet(p) for p in sorted((tmp_path / "valid").glob("*.parquet"), key=lambda p: int(p.name.split(".")[1]))], ignore_index=True), want.valid)
+    quarantine = pd.concat([pd.read_parquet(p) for p in (tmp_path / "quarantine").glob("*.parquet")]).sort_values("_row", ignore_index=True)
+    pd.testing.assert_frame_equal(quarantine, want.quarantine)
+    assert {(r["column"], r["rows"]) for r in got["quarantine_reasons"]} == {("age", 3), ("home_ownership", 1)}
+    assert sorted(r for e in got["quarantine_reasons"] for r in e["first_rows"]) == [11, 7002, 12346, 20000]
+
+    params = FeaturesParams()
+    out = {k: tmp_path / k for k in ("train", "valid_split", "test")}
+    transform, summary = split_partitioned(client, tmp_path / "valid", schema, params, {"train": out["train"], "valid": out["valid_split"], "test": out["test"], "transform": tmp_path / "transform.json"})
+    split = split_rows(want.valid, time_column=schema.time_column, valid_fraction=params.valid_fraction, test_fraction=params.test_fraction, seed=params.seed)
+    for name, folder in (("train", out["train"]), ("valid", out["valid_split"]), ("test", out["test"])):
+        parts = sorted(folder.glob("*.parquet"), key=lambda p: int(p.name.split(".")[1]))
+        pd.testing.assert_frame_equal(pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True), getattr(split, name))
+        assert summary["splits"][name]["rows"] == len(getattr(split, name))
+    numeric = [c.name for c in schema.features if c.kind == "numeric"]
+    categorical = [c.name for c in schema.features if c.kind == "categorical"]
+    assert transform.to_dict() == FeatureTransform.fit(split.train, numeric, categorical).to_dict()
