@@ -80,3 +80,16 @@ def test_build_with_bad_parameter_fails_before_ploomber_runs(project: Path) -> N
     assert proc.returncode == 2
     assert "'num_boost_round' expected an integer (≥ 1)" in output_of(proc)
     assert not (project / "build").exists() and not (project / "env.nbops-build.yaml").exists()
+
+
+def test_an_unreachable_dask_scheduler_fails_the_check_before_anything_runs(project: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = nbops(project, "build", "--env", "env.test.yaml", "--set", "engine=dask", "--set", f"dask_scheduler=tcp://127.0.0.1:{port}", timeout=60)
+    assert proc.returncode == 2, output_of(proc)
+    assert f"cannot use the Dask scheduler at tcp://127.0.0.1:{port}" in proc.stderr
+    assert "connection refused" in proc.stderr and "dask_scheduler: local" in proc.stderr
+    assert not (project / "build").exists()  # no stage started

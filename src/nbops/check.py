@@ -68,6 +68,14 @@ def check_project(
         problems.extend(_check_task(task, names))
     if settings is not None and settings.data != "simulate":
         problems.extend(_check_data_file(project, settings.data, settings.target))
+    if settings is not None and settings.engine == "dask" and not problems:
+        # A scheduler that does not answer fails here, in seconds, not after the first stages ran.
+        from nbops.scale.cluster import preflight
+
+        try:
+            preflight(settings.dask_scheduler)
+        except ConfigError as exc:
+            problems.append(str(exc))
     if problems:
         raise ConfigError("parameters check failed before running anything:\n" + "\n".join(problems))
     assert settings is not None
