@@ -177,28 +177,53 @@ def test_monitoring_a_month_equals_the_pandas_monitor(client, production, scenar
         assert "perf__roc_auc" in got.row
 
 
+TRAIN_SCRIPT = """
+import sys
+from pathlib import Path
+from nbops.data.schema import TableSchema
+from nbops.params import TrainParams
+from nbops.runtime.transform import FeatureTransform
+from nbops.scale.cluster import get_client
+from nbops.scale.train import train_model_dask
+
+if __name__ == "__main__":
+    root, out = Path(sys.argv[1]), Path(sys.argv[2])
+    params = TrainParams(num_boost_round=40, early_stopping_rounds=10, engine="dask")
+    train_model_dask(get_client(params), params, schema=TableSchema.load(root / "data/interim/schema.yaml"), transform=FeatureTransform.load(root / "models/feature_transform.json"), train_rows=root / "data/processed/train.parquet", valid_rows=root / "data/processed/valid.parquet", model_out=out / "model.txt", summary_out=out / "summary.json")
+"""
+
+
 def test_training_writes_the_pandas_products_and_is_reproducible(client, production, tmp_path: Path) -> None:
-    processed = production["project"] / "build/test/data/processed"
-    transform = FeatureTransform.load(production["project"] / "build/test/models/feature_transform.json")
+    """Same cluster layout, same model: in this process and in fresh processes whose string hashing
+    differs (lightgbm.dask would otherwise rank the workers in a set's order)."""
+    import os
+    import subprocess
+    import sys
+
+    root = production["project"] / "build/test"
+    transform = FeatureTransform.load(root / "models/feature_transform.json")
     from nbops.data.schema import TableSchema
 
-    schema = TableSchema.load(production["project"] / "build/test/data/interim/schema.yaml")
-    params = TrainParams(num_boost_round=60, early_stopping_rounds=10, engine="dask")
-    pandas_summary = json.loads((production["project"] / "build/test/models/train_summary.json").read_text())
-    runs = []
-    for k in range(2):
-        out = tmp_path / f"run{k}"
-        result = train_model_dask(client, params, schema=schema, transform=transform, train_rows=processed / "train.parquet", valid_rows=processed / "valid.parquet", model_out=out / "model.txt", summary_out=out / "summary.json")
-        runs.append((out, result))
-    (out0, r0), (out1, _) = runs
-    assert (out0 / "model.txt").read_bytes() == (out1 / "model.txt").read_bytes()  # same cluster layout, same model
+    schema = TableSchema.load(root / "data/interim/schema.yaml")
+    params = TrainParams(num_boost_round=40, early_stopping_rounds=10, engine="dask")
+    pandas_summary = json.loads((root / "models/train_summary.json").read_text())
+    out0 = tmp_path / "here"
+    r0 = train_model_dask(client, params, schema=schema, transform=transform, train_rows=root / "data/processed/train.parquet", valid_rows=root / "data/processed/valid.parquet", model_out=out0 / "model.txt", summary_out=out0 / "summary.json")
+    script = tmp_path / "train.py"
+    script.write_text(TRAIN_SCRIPT)
+    for seed in ("1", "2"):
+        out = tmp_path / f"hashseed{seed}"
+        out.mkdir()
+        proc = subprocess.run([sys.executable, str(script), str(root), str(out)], env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert (out / "model.txt").read_bytes() == (out0 / "model.txt").read_bytes(), f"PYTHONHASHSEED={seed} trained another model"
     text = (out0 / "model.txt").read_text()
     assert "[machines:" not in text and "[local_listen_port:" not in text and "[tree_learner: data]" in text
     saved = json.loads((out0 / "summary.json").read_text())
     assert set(pandas_summary["summary"]) <= set(saved["summary"]) and set(pandas_summary["booster_params"]) <= set(saved["booster_params"])
     assert lgb.Booster(model_file=str(out0 / "model.txt")).current_iteration() == r0.best_iteration
     curve = r0.history["valid"]["binary_logloss"]
-    assert len(curve) == r0.summary["trees_trained"] == 60 and len(r0.history["train"]["binary_logloss"]) == 60
+    assert len(curve) == r0.summary["trees_trained"] == 40 and len(r0.history["train"]["binary_logloss"]) == 40
     assert (r0.best_iteration, r0.summary["early_stopping_round"]) == early_stopping_point(curve, 10, False)
     # the combined curve is the global validation loss: at the best iteration it is the saved model's loss
     assert curve[r0.best_iteration - 1] == pytest.approx(r0.summary["valid_binary_logloss"], rel=1e-9)

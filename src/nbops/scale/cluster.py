@@ -94,16 +94,20 @@ def get_client(params: Any) -> Client:
 
 def _start_local(n_workers: int) -> _Handle:
     t0 = time.perf_counter()
+    import dask
     from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(
-        n_workers=n_workers,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        silence_logs=logging.ERROR,
-    )
+    # Work stealing off: the engine places partitions on workers on purpose (training's shards,
+    # round robin by worker name) and its tasks are uniform, so stealing would only move them.
+    with dask.config.set({"distributed.scheduler.work-stealing": False}):
+        cluster = LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        )
     client = Client(cluster, set_as_default=False)
     log.info("started a local Dask cluster at %s: %d workers x 1 thread (%.1f s)", cluster.scheduler_address, n_workers, time.perf_counter() - t0)
     return _Handle(client, cluster, cluster.scheduler_address)

@@ -23,8 +23,9 @@ How it differs from the pandas engine, and why:
   trees differ slightly from single-machine training on the same rows: metrics agree within the
   tolerance the tests state, models are not byte-identical to the pandas engine's. Partitions are
   placed on the workers in a fixed order (partition i on the i-th worker by name, round robin) and
-  LightGBM runs with ``deterministic=True``, so retraining on the same cluster layout gives the same
-  model; another number of workers gives another (equally valid) model. The random network ports
+  LightGBM runs with ``deterministic=True``, and the workers' network ranks follow their names (see
+  ``_PartitionOrderClient``), so retraining on the same cluster layout gives the same model, in the
+  same process or another; another number of workers gives another (equally valid) model. The random network ports
   LightGBM used are removed from the saved model's parameters so they do not make files differ.
 """
 
@@ -99,6 +100,21 @@ def _take_records(token: str) -> list[Any]:
         return _RECORDS.pop(token, [])
 
 
+def _quiet_lightgbm() -> None:
+    """Silence LightGBM's network set-up on a worker (ports, ranks, "connecting to rank 1 failed,
+    waiting"): printed to the worker's stdout, which a Jupyter kernel's local cluster shares with the
+    executed notebook. LightGBM keeps its C++ log level per thread, so this runs as a task in the
+    worker's task thread (the one that trains: one thread per worker) and sets the level there by
+    building a two-row dataset with ``verbosity=-1``; Python-side messages go to the ``lightgbm``
+    logger at ERROR. Errors still raise."""
+    import logging
+
+    logger = logging.getLogger("lightgbm")
+    logger.setLevel(logging.ERROR)
+    lgb.register_logger(logger)
+    lgb.Dataset(np.zeros((2, 1)), label=np.array([0.0, 1.0]), params={"verbosity": -1}).construct()
+
+
 def _matrix_and_label(part: pd.DataFrame, transform: dict[str, Any], target: str) -> tuple[np.ndarray, np.ndarray]:
     """The feature matrix (the one transform) and the label of one partition."""
     x = FeatureTransform.from_dict(transform).transform(part)
@@ -121,6 +137,32 @@ def _predict_matrix(x: np.ndarray, model_text: str) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- on the client
+
+
+class _PartitionOrderClient:
+    """The client, except that ``who_has`` answers in the order of the futures it is asked about.
+
+    Why: lightgbm.dask ranks its workers (and concatenates each worker's parts) in the order
+    ``Client.who_has`` answers, and that method builds its key list from a set, whose order changes
+    from one Python process to the next (string hashing is randomised). The network rank decides
+    which worker finds which features' bins, so the model changed between runs. Asked in partition
+    order, with partitions placed round robin by worker name, the ranks follow the worker names.
+    Everything else is the client itself.
+    """
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def who_has(self, futures: Any = None, **kwargs: Any) -> Any:
+        answer = self._client.who_has(futures, **kwargs)
+        if futures is None:
+            return answer
+        order = {f.key: i for i, f in enumerate(futures)}
+        return dict(sorted(answer.items(), key=lambda item: order.get(item[0], len(order))))
+
 
 
 @dataclass
@@ -231,9 +273,10 @@ def train_model_dask(
     estimator_params = {_SKLEARN_NAMES.get(k, k): v for k, v in lgb_params.items() if k != "num_threads"}
     estimator_params.update(n_estimators=params.num_boost_round, tree_learner="data")
     estimator_cls = DaskLGBMClassifier if schema.task_type == "binary" else DaskLGBMRegressor
-    estimator = estimator_cls(client=client, **estimator_params)
+    estimator = estimator_cls(client=_PartitionOrderClient(client), **estimator_params)
     token = uuid.uuid4().hex
     failure: list[BaseException] = []
+    client.gather([client.submit(_quiet_lightgbm, pure=False, workers=[w]) for w in workers])
 
     def fit() -> None:
         try:
