@@ -61,17 +61,36 @@ def monitor_batch(
 ) -> BatchMonitoring:
     """Quality, drift, performance (when ``target`` labels are present) and alerts for one batch."""
     quality = check_quality(batch, model.schema)
-    alerts: list[dict[str, Any]] = []
-    row: dict[str, Any] = {"batch_id": batch_id, "month": month, "rows": len(batch), "model_version": model.version, "monitored_at": time.time()}
-    for issue in quality.issues:
-        alerts.append({"kind": "data_quality", "severity": "error" if ("missing" in issue or "no rows" in issue) else "warning", "message": issue})
-    row["quality_issues"] = len(quality.issues)
     if len(batch) == 0 or quality.missing_columns:
-        row["status"] = "invalid"
-        return BatchMonitoring(batch_id, month, quality, None, None, alerts, row)
+        return summarise_batch(batch_id, month, model, quality, None, None, None, reference_metrics, rules)
     if predictions is None:
         predictions = score_for_monitoring(model, batch)
     drift = compare(profile, batch, rules.drift, predictions)
+    labels = batch[target].to_numpy(dtype=float, na_value=np.nan) if target is not None and target in batch.columns else None
+    return summarise_batch(batch_id, month, model, quality, drift, predictions, labels, reference_metrics, rules)
+
+
+def summarise_batch(
+    batch_id: str,
+    month: str | None,
+    model: ScoringModel,
+    quality: QualityReport,
+    drift: DriftReport | None,
+    predictions: np.ndarray | None,
+    labels: np.ndarray | None,
+    reference_metrics: dict[str, float],
+    rules: AlertRules,
+) -> BatchMonitoring:
+    """The history row and the alerts of a batch from what was measured on it (in one process or on
+    a cluster): quality, drift (None for a batch too broken to compare), predictions and labels."""
+    alerts: list[dict[str, Any]] = []
+    row: dict[str, Any] = {"batch_id": batch_id, "month": month, "rows": quality.rows, "model_version": model.version, "monitored_at": time.time()}
+    for issue in quality.issues:
+        alerts.append({"kind": "data_quality", "severity": "error" if ("missing" in issue or "no rows" in issue) else "warning", "message": issue})
+    row["quality_issues"] = len(quality.issues)
+    if drift is None or predictions is None:
+        row["status"] = "invalid"
+        return BatchMonitoring(batch_id, month, quality, None, None, alerts, row)
     row.update(
         status="ok",
         dataset_drift=drift.dataset_drift,
@@ -87,8 +106,8 @@ def monitor_batch(
     if drift.prediction is not None and drift.prediction.drifted:
         alerts.append({"kind": "prediction_drift", "severity": "warning", "message": f"prediction distribution moved (PSI {drift.prediction.score:.2f})"})
     performance = None
-    if target is not None and target in batch.columns:
-        performance = batch_performance(model.task_type, batch[target].to_numpy(dtype=float, na_value=np.nan), predictions)
+    if labels is not None:
+        performance = batch_performance(model.task_type, labels, predictions)
         if performance is not None:
             row.update({f"perf__{k}": v for k, v in performance.items()})
             alerts.extend(performance_alerts(model.task_type, performance, reference_metrics, rules))
