@@ -4,7 +4,8 @@
 same rows (the tests compare them): data quality is counted per partition and summed, drift comes
 from :func:`nbops.scale.profile.compare` (identical PSI and distances), and the predictions and labels
 come back to the client for the batch's mean score and its labelled performance (eight bytes a row
-each: a month that does not fit in memory still has predictions that do).
+each: a month that does not fit in memory still has predictions that do). The history row and the
+alerts are built by the pandas engine's own :func:`~nbops.monitoring.monitor.summarise_batch`.
 
 :func:`run_monitor_dask` is the stage runner ``nbops.stages.run_monitor`` hands over to when
 ``engine`` is ``dask``; apart from where the work runs it does what the pandas runner does, in the
@@ -13,7 +14,6 @@ same order, with the same products.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,8 +23,7 @@ from tqdm.auto import tqdm
 
 from nbops.monitoring.drift import DriftThresholds
 from nbops.monitoring.history import read_alerts, replace_alerts, upsert_history
-from nbops.monitoring.monitor import AlertRules, BatchMonitoring, performance_alerts
-from nbops.monitoring.performance import batch_performance
+from nbops.monitoring.monitor import AlertRules, BatchMonitoring, summarise_batch
 from nbops.monitoring.profile import ReferenceProfile
 from nbops.monitoring.quality import ColumnQuality, QualityReport, check_quality
 from nbops.runtime.model import ScoringModel
@@ -86,14 +85,8 @@ def monitor_batch_dask(
     batch = frame(source, pieces, columns)
     check = dask.delayed(check_quality, pure=True)
     quality = merge_quality(compute_all(client, [check(p, model.schema) for p in batch.to_delayed()], "data quality"), model.schema) if pieces else check_quality(empty_frame(source, columns), model.schema)
-    alerts: list[dict[str, Any]] = []
-    row: dict[str, Any] = {"batch_id": batch_id, "month": month, "rows": quality.rows, "model_version": model.version, "monitored_at": time.time()}
-    for issue in quality.issues:
-        alerts.append({"kind": "data_quality", "severity": "error" if ("missing" in issue or "no rows" in issue) else "warning", "message": issue})
-    row["quality_issues"] = len(quality.issues)
     if quality.rows == 0 or quality.missing_columns:
-        row["status"] = "invalid"
-        return BatchMonitoring(batch_id, month, quality, None, None, alerts, row)
+        return summarise_batch(batch_id, month, model, quality, None, None, None, reference_metrics, rules)
     ref = ModelRef(model.booster.model_to_string(), model.feature_transform.to_dict())
     futures = predictions_of(client, batch, ref)
     try:
@@ -101,29 +94,10 @@ def monitor_batch_dask(
         predictions = np.concatenate(client.gather(futures))
     finally:
         client.cancel(futures)
-    row.update(
-        status="ok",
-        dataset_drift=drift.dataset_drift,
-        drifted_features=",".join(drift.drifted),
-        n_drifted=len(drift.drifted),
-        mean_prediction=float(np.mean(predictions)),
-        prediction_psi=drift.prediction.score if drift.prediction else None,
-        **{f"psi__{f.name}": f.score for f in drift.features},
-        **{f"missing__{c.name}": c.missing_rate for c in quality.columns},
-    )
-    if drift.dataset_drift:
-        alerts.append({"kind": "drift", "severity": "warning", "message": f"dataset drift: {len(drift.drifted)} feature(s) over PSI {rules.drift.psi:g}: " + ", ".join(f"{f.name} ({f.score:.2f})" for f in drift.features if f.drifted)})
-    if drift.prediction is not None and drift.prediction.drifted:
-        alerts.append({"kind": "prediction_drift", "severity": "warning", "message": f"prediction distribution moved (PSI {drift.prediction.score:.2f})"})
-    performance = None
+    labels = None
     if target is not None and target in columns:
         labels = np.concatenate(compute_all(client, [dask.delayed(_labels, pure=True)(p, target) for p in frame(source, pieces, [target]).to_delayed()], "labels"))
-        performance = batch_performance(model.task_type, labels, predictions)
-        if performance is not None:
-            row.update({f"perf__{k}": v for k, v in performance.items()})
-            alerts.extend(performance_alerts(model.task_type, performance, reference_metrics, rules))
-    row["alerts"] = len(alerts)
-    return BatchMonitoring(batch_id, month, quality, drift, performance, alerts, row)
+    return summarise_batch(batch_id, month, model, quality, drift, predictions, labels, reference_metrics, rules)
 
 
 def run_monitor_dask(stage: Stage) -> MonitoringRun:
