@@ -106,6 +106,37 @@ def tree_rss() -> tuple[int, int]:
         return _proc_rss(pid), kids
 
 
+def tree_cpu() -> float:
+    """CPU seconds (user + system) used so far by this process and its living descendants.
+
+    Wall time on a shared machine includes waiting for a core; CPU time does not, so it is the
+    fairer measure of the work each engine does.
+    """
+    try:
+        import psutil
+
+        me = psutil.Process()
+        total = sum(me.cpu_times()[:2])
+        for child in me.children(recursive=True):
+            try:
+                total += sum(child.cpu_times()[:2])
+            except psutil.Error:
+                pass
+        return total
+    except ImportError:
+        tick = os.sysconf("SC_CLK_TCK")
+        todo, total = [os.getpid()], 0.0
+        while todo:
+            pid = todo.pop()
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / tick
+            except (OSError, IndexError, ValueError):
+                pass
+            todo.extend(_proc_children(pid))
+        return total
+
+
 class Sampler(threading.Thread):
     """Samples the process tree's RSS; ``step()`` reports the peak during a block."""
 
@@ -142,17 +173,17 @@ def step(results: list[dict[str, Any]], sampler: Sampler, name: str, rows: int) 
     own0, kids0 = tree_rss()
     entry: dict[str, Any] = {"step": name, "rows": rows, "load_average_start": os.getloadavg()[0], "rss_start_mib": (own0 + kids0) / 2**20}
     log(f"  {name}: {rows:,} rows ...")
-    c0 = time.process_time()
+    c0 = tree_cpu()
     t0 = time.perf_counter()
     yield entry
     entry["seconds"] = time.perf_counter() - t0
-    entry["cpu_s_this_process"] = time.process_time() - c0
+    entry["cpu_s"] = tree_cpu() - c0
     sampler.sample()
     total, own, kids = sampler.peak
     entry.update(peak_mib=total / 2**20, peak_this_process_mib=own / 2**20, peak_children_mib=kids / 2**20, load_average_end=os.getloadavg()[0])
     entry["rows_per_s"] = entry["rows"] / entry["seconds"] if entry["seconds"] > 0 else None
     results.append(entry)
-    log(f"  {name}: {entry['seconds']:.1f} s, {entry['rows_per_s']:,.0f} rows/s, peak {entry['peak_mib']:,.0f} MiB (load {entry['load_average_end']:.1f})")
+    log(f"  {name}: {entry['seconds']:.1f} s ({entry['cpu_s']:.1f} CPU s), {entry['rows_per_s']:,.0f} rows/s, peak {entry['peak_mib']:,.0f} MiB (load {entry['load_average_end']:.1f})")
 
 
 # --------------------------------------------------------------------------- setup
@@ -373,24 +404,27 @@ def markdown(res: dict[str, Any]) -> str:
         f"Training uses **num_boost_round={rounds}** (early stopping after {max(5, rounds // 10)} rounds without improvement) instead of the pipeline's 500, to keep the whole run near half an hour on this machine. "
         "Each engine runs in a fresh process; peak memory is the highest sampled sum of the RSS of that process and all its children (for Dask: client, nannies and workers).",
         "",
-        "| step | rows | pandas: s | pandas: rows/s | pandas: peak MiB | dask: s | dask: rows/s | dask: peak MiB (client + workers) | dask / pandas time |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| step | rows | pandas: s | pandas: rows/s | pandas: CPU s | pandas: peak MiB | dask: s | dask: rows/s | dask: CPU s | dask: peak MiB (client + workers) | dask / pandas: time | dask / pandas: CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     by = {e: {s["step"]: s for s in engines[e]["steps"]} for e in engines}
     names = [s["step"] for s in (pandas or dask)["steps"]]
     for name in names:
         p, d = by.get("pandas", {}).get(name), by.get("dask", {}).get(name)
         ratio = f"{d['seconds'] / p['seconds']:.2f}×" if p and d else "—"
+        cpu_ratio = f"{d['cpu_s'] / p['cpu_s']:.2f}×" if p and d and p.get("cpu_s") else "—"
         dpeak = f"{fmt(d['peak_mib'], 0)} ({fmt(d['peak_this_process_mib'], 0)} + {fmt(d['peak_children_mib'], 0)})" if d else "—"
         lines.append(
-            f"| {name} | {(p or d)['rows']:,} | {fmt(p['seconds']) if p else '—'} | {fmt(p['rows_per_s'], 0) if p else '—'} | {fmt(p['peak_mib'], 0) if p else '—'} "
-            f"| {fmt(d['seconds']) if d else '—'} | {fmt(d['rows_per_s'], 0) if d else '—'} | {dpeak} | {ratio} |"
+            f"| {name} | {(p or d)['rows']:,} | {fmt(p['seconds']) if p else '—'} | {fmt(p['rows_per_s'], 0) if p else '—'} | {fmt(p.get('cpu_s')) if p else '—'} | {fmt(p['peak_mib'], 0) if p else '—'} "
+            f"| {fmt(d['seconds']) if d else '—'} | {fmt(d['rows_per_s'], 0) if d else '—'} | {fmt(d.get('cpu_s')) if d else '—'} | {dpeak} | {ratio} | {cpu_ratio} |"
         )
+    lines += ["", "| engine | all steps: wall s | all steps: CPU s | peak memory (whole run) |", "|---|---:|---:|---:|"]
     for label, e in (("pandas", pandas), ("dask", dask)):
         if e:
             total = sum(s["seconds"] for s in e["steps"])
-            extra = f"; cluster start {e['cluster_start_s']:.1f} s (not in the steps)" if "cluster_start_s" in e else f"; ru_maxrss {e['ru_maxrss_mib']:,.0f} MiB"
-            lines.append(f"| **{label}: all steps** | | {fmt(total)} s | | **{fmt(e['overall_peak_mib'], 0)} MiB peak** ({e['overall_peak_mib'] / 1024:.1f} GiB{extra}) | | | | |")
+            cpu = sum(s.get("cpu_s") or 0 for s in e["steps"])
+            extra = f"; the cluster started in {e['cluster_start_s']:.1f} s, not counted in the steps" if "cluster_start_s" in e else f"; ru_maxrss {e['ru_maxrss_mib']:,.0f} MiB"
+            lines.append(f"| {label} | {fmt(total)} | {fmt(cpu)} | **{fmt(e['overall_peak_mib'], 0)} MiB** ({e['overall_peak_mib'] / 1024:.1f} GiB{extra}) |")
     lines += ["", f"Memory goal: the whole run within {MEMORY_GOAL_GIB:g} GiB: " + ", ".join(f"{k} {v['overall_peak_mib'] / 1024:.1f} GiB ({'met' if v['overall_peak_mib'] / 1024 <= MEMORY_GOAL_GIB else '**not met**'})" for k, v in engines.items()) + ".", ""]
     if pandas and dask:
         tm_p, tm_d = pandas["test_metrics"], dask["test_metrics"]
@@ -413,8 +447,10 @@ def markdown(res: dict[str, Any]) -> str:
     lines += [
         "## How to read it",
         "",
-        f"- The machine was shared: other engineers ran test suites on the same {res['machine']['cpus']} cores during the run (1-minute load average between {min(loads):.1f} and {max(loads):.1f} at step boundaries), so wall times include waiting for a core; compare the engines' ratios, not absolute times.",
-        "- Both engines have the same 2 cores. Most pandas work (validation, the split, quantiles, reading and writing Parquet) runs on one thread, while the two single-threaded workers run partitions side by side, so those steps are faster on the local cluster even here. LightGBM already uses both cores in the pandas engine; there the dask engine's gain comes from one thread per process instead of two threads fighting for a busy machine's cores (see STACK.md, LightGBM speed). On a real cluster the point is different: tables larger than one machine's memory (`dask_scheduler: tcp://...`).",
+        f"- The machine was shared: other engineers ran test suites on the same {res['machine']['cpus']} cores during the run (1-minute load average between {min(loads):.1f} and {max(loads):.1f} at step boundaries; "
+        + ", ".join(f"{e} steps {mean_load(v):.1f} on average" for e, v in engines.items())
+        + "), so wall times include waiting for a core and the engines did not run under the same load. CPU seconds (user + system, summed over every process of the engine) do not count the waiting: compare those.",
+        "- Both engines have the same 2 cores: the local cluster does not add compute, it shows what partitioning costs and how memory is spread. Most pandas work (validation, the split, quantiles, reading and writing Parquet) runs on one thread; LightGBM uses both cores in the pandas engine and one per worker in the dask engine. The dask engine's point is tables larger than one machine's memory, on a real cluster (`dask_scheduler: tcp://...`).",
         "- The pandas ingest step is the pipeline's whole ingest stage: besides validating and writing the valid and quarantined rows and the fingerprint (what the dask ingest does, with the same fingerprint), it writes a snapshot of the raw table, profiles every column for the report and hashes the raw file. Its ratio overstates the dask advantage.",
         "- Where the peaks are: " + "; ".join(f"{e}: {max(v['steps'], key=lambda s: s['peak_mib'])['step']}" for e, v in engines.items()) + ". In dask training each worker holds its shard's feature matrix, the concatenated copy lightgbm.dask makes of it, a second copy for the training-set evaluation, and LightGBM's binned datasets; pandas ingest holds the table, its typed copy and the valid rows at once.",
         "- dask training cannot stop early (lightgbm.dask, see `nbops.scale.train`): it trains every round and keeps the best iteration, so it trains more trees than the pandas engine when early stopping triggers" + (f" (here neither engine stopped before round {rounds})." if all(by[e]["train"]["detail"]["trees_trained"] == rounds for e in by) else "."),
@@ -425,6 +461,11 @@ def markdown(res: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def mean_load(engine: dict[str, Any]) -> float:
+    values = [s[k] for s in engine["steps"] for k in ("load_average_start", "load_average_end")]
+    return sum(values) / len(values)
 
 
 def versions() -> dict[str, Any]:
