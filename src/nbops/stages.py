@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -283,11 +284,12 @@ class MonitoringRun:
 
 def run_monitor(stage: Stage) -> MonitoringRun:
     """Monitor: simulate production months (or take your own batches), score them with the production
-    model, and record quality, drift, late-arriving performance and alerts per month."""
-    if stage.params.engine == "dask":  # each month's Parquet checked, scored and compared on the cluster
-        from nbops.scale.monitor import run_monitor_dask
+    model, and record quality, drift, late-arriving performance and alerts per month.
 
-        return run_monitor_dask(stage)
+    Each month is stored as Parquet and checked from there: in this process (pandas engine) or by
+    partitions on the Dask cluster (``engine: dask``, :func:`nbops.scale.monitor.monitor_batch_dask`);
+    everything else is the same for both.
+    """
     p = stage.params
     registration = read_json(stage.inp("register", "registration"))
     registry = Registry(registration["registry"])
@@ -302,8 +304,17 @@ def run_monitor(stage: Stage) -> MonitoringRun:
     history_path, alerts_path = stage.out("history"), stage.out("alerts")
     batches_dir = stage.out("batches")
     batches_dir.mkdir(parents=True, exist_ok=True)
+    check = _batch_checker(p, model=model, profile=profile, reference_metrics=reference_metrics, rules=rules, target=target)
     results: list[BatchMonitoring] = []
     truth_rows: list[dict[str, Any]] = []
+
+    def record(result: BatchMonitoring, labelled: bool = False) -> None:
+        if labelled:
+            result.row["labels_arrived_at"] = result.row.pop("monitored_at")
+        upsert_history(history_path, [result.row])
+        replace_alerts(alerts_path, result.batch_id, result.alerts)
+        results.append(result)
+
     if p.data == "simulate":
         from nbops.data.simulate import simulate_batch, write_simulation
 
@@ -318,20 +329,14 @@ def run_monitor(stage: Stage) -> MonitoringRun:
             stored[k] = (month, path)
             truth_rows.append({"month": month, "scenario": scenario, "drifted_features": ",".join(d.name for d in truth.drifted_features), "concept_drift": truth.concept_drift})
             # Labels are not known yet when a month is first monitored.
-            result = monitor_batch(month, df.drop(columns=[target]), model=model, profile=profile, reference_metrics=reference_metrics, rules=rules, month=month)
-            upsert_history(history_path, [result.row])
-            replace_alerts(alerts_path, month, result.alerts)
-            results.append(result)
+            record(check(month, path, False, month))
             # The labels of the month `label_delay` months ago arrive now.
             arrived = k - p.label_delay
             if arrived >= 1:
-                results.append(_label_update(stored[arrived], model, profile, reference_metrics, rules, target, history_path, alerts_path))
+                m, stored_path = stored[arrived]
+                record(check(m, stored_path, True, m), labelled=True)
     else:
-        test_rows = pd.read_parquet(stage.inp("features", "test"))
-        result = monitor_batch("holdout", test_rows, model=model, profile=profile, reference_metrics=reference_metrics, rules=rules, target=target, month=None)
-        upsert_history(history_path, [result.row])
-        replace_alerts(alerts_path, "holdout", result.alerts)
-        results.append(result)
+        record(check("holdout", stage.inp("features", "test"), True, None))
     history = pd.read_parquet(history_path)
     alerts = read_alerts(alerts_path)
     truth = pd.DataFrame(truth_rows)
@@ -342,7 +347,7 @@ def run_monitor(stage: Stage) -> MonitoringRun:
     metric = "perf__roc_auc" if version.metadata["task_type"] == "binary" else "perf__rmse"
     performance_over_time(history, metric, reference_metrics.get(metric.removeprefix("perf__"))).savefig(plots["performance"], dpi=100)
     found = drift_recall(history, truth) if not truth.empty else {}
-    write_json({"model_version": version.version, "batches": int(len(history)), "alerts": len(alerts), "ground_truth": found}, stage.out("summary"))
+    write_json({"model_version": version.version, "batches": int(len(history)), "alerts": len(alerts), "ground_truth": found, "engine": p.engine}, stage.out("summary"))
     with start_run("monitor", config=_config(stage), mode=p.tracking, project_dir=stage.project) as run:
         for r in results:
             if r.drift is not None:
@@ -354,14 +359,28 @@ def run_monitor(stage: Stage) -> MonitoringRun:
     return MonitoringRun(history, alerts, results, truth, found, plots)
 
 
-def _label_update(stored: tuple[str, Path], model: ScoringModel, profile: ReferenceProfile, reference_metrics: dict[str, float], rules: AlertRules, target: str, history_path: Path, alerts_path: Path) -> BatchMonitoring:
-    month, path = stored
-    df = pd.read_parquet(path)
-    result = monitor_batch(month, df, model=model, profile=profile, reference_metrics=reference_metrics, rules=rules, target=target, month=month)
-    result.row["labels_arrived_at"] = result.row.pop("monitored_at")
-    upsert_history(history_path, [result.row])
-    replace_alerts(alerts_path, month, result.alerts)
-    return result
+def _batch_checker(p: Any, *, target: str, **common: Any) -> Callable[[str, Path, bool, str | None], BatchMonitoring]:
+    """``check(batch_id, parquet, labelled, month)`` for the stage's engine; without labels the target
+    column is left out, as it is when a month is first monitored."""
+    if p.engine == "dask":
+        from nbops.scale.cluster import get_client
+        from nbops.scale.monitor import monitor_batch_dask
+
+        client = get_client(p)
+
+        def check_dask(batch_id: str, path: Path, labelled: bool, month: str | None) -> BatchMonitoring:
+            labels: dict[str, Any] = {"target": target} if labelled else {"exclude": (target,)}
+            return monitor_batch_dask(client, batch_id, path, month=month, **labels, **common)
+
+        return check_dask
+
+    def check(batch_id: str, path: Path, labelled: bool, month: str | None) -> BatchMonitoring:
+        frame = pd.read_parquet(path)
+        if not labelled:
+            frame = frame.drop(columns=[target], errors="ignore")
+        return monitor_batch(batch_id, frame, target=target if labelled else None, month=month, **common)
+
+    return check
 
 
 def drift_recall(history: pd.DataFrame, truth: pd.DataFrame) -> dict[str, Any]:
