@@ -17,6 +17,7 @@ import pytest
 from nbops.errors import ConfigError
 from nbops.params import ComputeParams
 from nbops.scale.cluster import close_all, describe, get_client, normalise_address
+from tests.conftest import stop_process
 
 SECONDS = 10.0  # the promise: a clear error within seconds, never a hang
 DASK = Path(sys.executable).parent / "dask"
@@ -106,13 +107,6 @@ def start(*args: str) -> subprocess.Popen:
     return subprocess.Popen([str(DASK), *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=15)
 
 
 def wait_listening(port: int, seconds: float = 30.0) -> None:
@@ -157,8 +151,8 @@ def test_a_real_scheduler_without_then_with_a_worker(monkeypatch: pytest.MonkeyP
     finally:
         close_all()
         if worker is not None:
-            stop(worker)
-        stop(scheduler)
+            stop_process(worker)
+        stop_process(scheduler)
 
 
 def test_preflight_checks_the_address_without_importing_dask() -> None:

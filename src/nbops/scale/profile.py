@@ -214,7 +214,8 @@ def _combine(moments: Any) -> Moments:
     return total
 
 
-def _categorical_profile(passes: _Passes, name: str, max_levels: int = 50) -> CategoricalProfile:
+def _summed_category_counts(passes: _Passes, name: str) -> tuple[dict[str, int], int, int]:
+    """Level counts, missing (incl. unseen) and null counts of a categorical column, summed over partitions."""
     counts: dict[str, int] = {}
     missing = isna = 0
     for p in passes.first:
@@ -223,6 +224,11 @@ def _categorical_profile(passes: _Passes, name: str, max_levels: int = 50) -> Ca
             counts[level] = counts.get(level, 0) + c
         missing += entry["missing"]
         isna += entry["isna"]
+    return counts, missing, isna
+
+
+def _categorical_profile(passes: _Passes, name: str, max_levels: int = 50) -> CategoricalProfile:
+    counts, missing, isna = _summed_category_counts(passes, name)
     ordered = sorted(counts.items(), key=lambda kv: -kv[1])  # stable: ties keep first-seen order
     levels = [level for level, _ in ordered[:max_levels]]
     return CategoricalProfile(levels, _category_shares(counts, missing, levels, passes.rows).tolist(), float(isna / passes.rows) if passes.rows else float("nan"))
@@ -304,14 +310,7 @@ def compare(client: Client, profile: ReferenceProfile, batch: Any, thresholds: D
         rows.append(FeatureDrift(name, "numeric", "psi", score, score >= thresholds.psi, _wasserstein(np.asarray(ref.quantiles), q, ref.iqr), jensen_shannon(ref.shares, cur), ref.missing_rate, float(missing / n) if n else 0.0))
     for name in categorical:
         ref_c = profile.categorical[name]
-        counts: dict[str, int] = {}
-        missing = isna = 0
-        for p in passes.first:
-            entry = p["categorical"][name]
-            for level, c in entry["counts"].items():
-                counts[level] = counts.get(level, 0) + c
-            missing += entry["missing"]
-            isna += entry["isna"]
+        counts, missing, isna = _summed_category_counts(passes, name)
         cur = _category_shares(counts, missing, ref_c.levels, n)
         reference = np.asarray(ref_c.shares)
         score = psi(reference, cur)
