@@ -55,6 +55,17 @@ def client():
     return c
 
 
+def test_the_local_cluster_listens_on_loopback_only(client) -> None:
+    """Scheduler, nannies and workers: every listening socket is on 127.0.0.1 (no dashboard)."""
+    import psutil
+
+    me = psutil.Process()
+    pids = {int(p) for p in client.run(lambda: __import__("os").getpid()).values()}
+    listening = [(p.pid, c.laddr) for p in [me, *me.children(recursive=True)] for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+    assert pids <= {pid for pid, _ in listening}  # the workers were found among the children
+    assert listening and all(addr.ip == "127.0.0.1" for _, addr in listening), listening
+
+
 def write_parquet(df: pd.DataFrame, path: Path, row_group_size: int) -> Path:
     """Parquet with several row groups, so the table has several partitions."""
     pq.write_table(pa.Table.from_pandas(df, preserve_index=False), path, row_group_size=row_group_size)

@@ -7,7 +7,8 @@ The cluster is closed when the process exits.
 
 The local cluster uses worker *processes* with one thread each (LightGBM and pandas hold the GIL in
 places, and one thread per worker makes ``lightgbm.dask`` use exactly one core per worker), listens
-on 127.0.0.1 only and has no dashboard, so nothing is exposed beyond this machine.
+on 127.0.0.1 only (every port, random) and has no dashboard, so nothing is exposed beyond this
+machine; a test checks every listening socket of the cluster.
 
 A remote scheduler is checked before anything is sent to it: a plain TCP connection first (a closed
 port is refused at once, an unreachable host times out after a few seconds), then the Dask handshake
@@ -106,6 +107,9 @@ def _start_local(n_workers: int) -> _Handle:
             processes=True,
             host="127.0.0.1",
             dashboard_address=None,
+            # no dashboard, and the scheduler's HTTP endpoints (health, metrics) on a free loopback
+            # port rather than 8787, which another cluster on the machine may hold
+            scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
             silence_logs=logging.ERROR,
         )
     client = Client(cluster, set_as_default=False)
