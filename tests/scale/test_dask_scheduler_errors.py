@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import stop_process
 
 from nbops.errors import ConfigError
 from nbops.params import ComputeParams
 from nbops.scale.cluster import close_all, describe, get_client, normalise_address
-from tests.conftest import stop_process
 
 SECONDS = 10.0  # the promise: a clear error within seconds, never a hang
 DASK = Path(sys.executable).parent / "dask"
