@@ -163,7 +163,7 @@ def run_build(
     if task is not None:
         if not force and not reasons[task]:
             # Idempotent: an Airflow retry of a task that already succeeded changes nothing.
-            print(f"task '{task}' is up to date (run identity {ids[task]['identity']}); nothing to do")
+            print(f"task '{task}' is up to date (run identity {ids[task]['identity']}); nothing to do")  # noqa: T201 (the answer of a command, on stdout like the summary)
             return 0, [TaskOutcome(t.name, False, t.product) for t in checked.tasks], checked
         # `ploomber task` refuses a task it considers up to date; nbops decided it must run.
         cmd = [*ploomber_command(), "task", task, "--entry-point", str(project / "pipeline.yaml"), "--force"]

@@ -124,7 +124,6 @@ def start_run(
     configure_wandb_dirs(project_dir)
     os.environ.setdefault("WANDB_SILENT", "true")
     import wandb
-
     from nbops.stage import run_identity
 
     group = build_group()
