@@ -259,4 +259,3 @@ def regression_figures(y: np.ndarray, p: np.ndarray) -> dict[str, Figure]:
 def metrics_table(metrics: dict[str, float], task_type: str) -> pd.DataFrame:
     """The headline metrics as a one-column table."""
     return pd.DataFrame({"metric": HEADLINE[task_type], "value": [round(metrics.get(k, float("nan")), 4) for k in HEADLINE[task_type]]})
-
