@@ -15,22 +15,26 @@ import secrets
 import shutil
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from nbops import lineage
+from nbops import events, lineage
 from nbops.check import CheckedProject, check_project
+from nbops.dag_plot import write_pipeline_picture
 from nbops.errors import ConfigError
 from nbops.pipeline_spec import load_env
 from nbops.stage import IDENTITIES_ENV
 
 log = logging.getLogger(__name__)
 GENERATED_ENV = "env.nbops-build.yaml"
+LOGS_DIR = ".nbops/logs"
+BUILD_LOG = "reports/builds.jsonl"
 
 
 @dataclass
@@ -115,9 +119,9 @@ def run_build(
     env_file: str = "env.yaml",
     overrides: Mapping[str, Any] | None = None,
     force: bool = False,
-    stream: bool = True,
     until: str | None = None,
     task: str | None = None,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[int, list[TaskOutcome], CheckedProject]:
     """Check, then build the DAG with Ploomber.
 
@@ -125,6 +129,12 @@ def run_build(
         until: build only this task and what it depends on (Ploomber's partial build).
         task: build only this task (``ploomber task``); its upstream products must exist. This is
             what each task of an exported Airflow DAG runs; rerunning it is idempotent.
+        on_event: called with each event the stages send (a task started, progress, a failure),
+            as they happen: the command line draws them as live progress bars.
+
+    Ploomber's own output (its progress, tables and tracebacks) goes to a log file per build under
+    ``<root>/.nbops/logs/``; a failure is recorded in ``reports/builds.jsonl`` with the stage's own
+    error message (see :func:`failure_text`).
 
     Returns:
         Ploomber's exit code, each task's outcome (whether it ran, and why), and the checked project.
@@ -174,17 +184,27 @@ def run_build(
         if force:
             cmd.append("--force")
     started = time.time()
-    proc = subprocess.run(cmd, cwd=project, env=env, stdout=None if stream else subprocess.PIPE, stderr=subprocess.STDOUT if not stream else None, text=True)
+    logs = root / LOGS_DIR
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path, events_path = logs / f"build-{build_id}.log", logs / f"build-{build_id}.events.jsonl"
+    env[events.EVENTS_ENV] = str(events_path)
+    returncode = _run_ploomber(cmd, project, env, log_path, events_path, on_event)
     outcomes = task_outcomes(checked, started, reasons)
-    if proc.returncode == 0:
+    if returncode == 0:
         for spec, outcome in zip(checked.tasks, outcomes, strict=True):
             if outcome.ran:
                 lineage.stamp_ploomber_metadata(spec, ids[spec.name]["identity"], build_id)
         scope = None if until is None and task is None else ({task} if task else upstream_closure(checked, until or ""))
         lineage.save_state(root, checked.tasks, build_id, ran={o.name: o.ran for o in outcomes}, reasons=reasons, only=scope)
-    record = {"build_id": build_id, "env_file": env_file, "returncode": proc.returncode, "tasks": {o.name: o.ran for o in outcomes}, "only": task, "until": until}
+    record: dict[str, Any] = {"build_id": build_id, "env_file": env_file, "returncode": returncode, "tasks": {o.name: o.ran for o in outcomes}, "only": task, "until": until, "log": str(log_path)}
+    if returncode != 0:
+        record["failure"] = build_failure(events_path, log_path)
     _append_build_log(root, record)
-    return proc.returncode, outcomes, checked
+    try:  # the picture of the pipeline as this build left it
+        write_pipeline_picture(checked.tasks, root, project, root / "reports", record.get("failure"))
+    except OSError as exc:
+        log.warning("could not write the pipeline picture: %s", exc)
+    return returncode, outcomes, checked
 
 
 def data_version(project: Path, env_file: str, overrides: Mapping[str, Any]) -> str:
@@ -213,7 +233,7 @@ def task_outcomes(checked: CheckedProject, started: float, reasons: Mapping[str,
 
 
 def _append_build_log(root: Path, record: dict[str, Any]) -> None:
-    path = root / "reports" / "builds.jsonl"
+    path = root / BUILD_LOG
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as fh:
         fh.write(json.dumps(record) + "\n")
@@ -243,14 +263,22 @@ def summary_text(outcomes: list[TaskOutcome], checked: CheckedProject) -> str:
         data = json.loads(metrics_path.read_text())
         head = ", ".join(f"{k} {data['metrics'][k]:.4f}" for k in data["headline"] if k in data["metrics"])
         lines.append(f"Model ({data['task_type']}, test split): {head}")
+    ran_now = {o.name for o in outcomes if o.ran}
     ingest = Path(products.get("ingest", {}).get("summary", ""))
     if ingest.is_file():
         s = json.loads(ingest.read_text())
         lines.append(f"Data: {s['rows_read']:,} rows read, {s['rows_valid']:,} valid, {s['rows_quarantined']:,} quarantined; fingerprint {s['fingerprint'][:12]}")
+        if s.get("schema_created") and "ingest" in ran_now:
+            lines.append(f"  Schema inferred from the data on first use: {_relative(Path(s['schema_file']), checked)}. Review it (types, ranges, categories, id and pii columns): it is used as written from now on.")
     registration = Path(products.get("register", {}).get("registration", ""))
     if registration.is_file():
         r = json.loads(registration.read_text())
         lines.append(f"Registry: this build's model is {r['version']}; production is {r['aliases']['production']} ({r['registry']})")
+        gate_path = Path(products.get("evaluate", {}).get("gate", ""))
+        if "register" in ran_now and gate_path.is_file():
+            note = gate_note(json.loads(gate_path.read_text()), r)
+            if note:
+                lines.append(f"  {note}")
     package = Path(products.get("package", {}).get("manifest", ""))
     if package.is_file():
         p = json.loads(package.read_text())
@@ -260,3 +288,141 @@ def summary_text(outcomes: list[TaskOutcome], checked: CheckedProject) -> str:
     lines.append("Next: open reports/04_evaluate.html and reports/model_card/card.html, or `make lab` to explore the notebooks.")
     lines.append("=" * 72)
     return "\n".join(lines)
+
+
+def gate_note(gate: Mapping[str, Any], registration: Mapping[str, Any]) -> str | None:
+    """A line for the summary when the gate's decision deserves attention: the new production model
+    is worse than the one it replaced (within the tolerance), or the candidate was kept out."""
+    from nbops.registry.gate import GATE_METRIC
+
+    previous, metric = gate.get("production_version"), gate.get("metric")
+    if previous is None or gate.get("production") is None or metric is None:
+        return None
+    higher = next((h for m, h in GATE_METRIC.values() if m == metric), True)
+    change = (gate["candidate"] - gate["production"]) * (1 if higher else -1)
+    version = registration.get("version")
+    if gate.get("promote") and registration.get("aliases", {}).get("production") == version and change < 0:
+        return (
+            f"Note: the new production model {version} is worse than {previous}, which it replaced: {metric} "
+            f"{gate['candidate']:.4f} vs {gate['production']:.4f} ({change:+.4f}), within promotion_tolerance {gate.get('tolerance', 0):g}. "
+            f"`nbops models rollback` puts {previous} back."
+        )
+    if not gate.get("promote"):
+        return f"Note: {version} stays a candidate: {metric} {gate['candidate']:.4f} vs production {previous} {gate['production']:.4f} ({change:+.4f}) is worse beyond promotion_tolerance {gate.get('tolerance', 0):g}."
+    return None
+
+
+def _run_ploomber(cmd: list[str], project: Path, env: Mapping[str, str], log_path: Path, events_path: Path, on_event: Callable[[dict[str, Any]], None] | None) -> int:
+    """Run Ploomber with its output in ``log_path``, passing the stages' events to ``on_event`` live."""
+    done = threading.Event()
+
+    def tail() -> None:
+        offset = 0
+        while True:
+            finished = done.is_set()
+            batch, offset = events.read_events(events_path, offset)
+            for event in batch:
+                if on_event is not None:
+                    try:
+                        on_event(event)
+                    except Exception:  # a display problem must not fail the build
+                        log.debug("progress display failed", exc_info=True)
+            if finished:
+                return
+            done.wait(0.1)
+
+    reader = threading.Thread(target=tail, name="nbops-build-events", daemon=True)
+    reader.start()
+    with log_path.open("w") as out:
+        try:
+            proc = subprocess.run(cmd, cwd=project, env=dict(env), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+        finally:
+            done.set()
+            reader.join(timeout=5)
+    return proc.returncode
+
+
+# Exceptions Ploomber wraps a task's failure in: the task's own error is the one before them.
+_WRAPPERS = {"TaskBuildError", "DAGBuildError", "BuildError", "RenderError", "DAGRenderError", "CalledProcessError", "PapermillExecutionError"}
+_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?([A-Za-z_]\w*(?:Error|Exception|Interrupt|Exit)):\s?(.*)$")
+
+
+def build_failure(events_path: Path, log_path: Path) -> dict[str, Any]:
+    """What failed and why: the failing stage's own report, else the last exception in Ploomber's log."""
+    reported = [e for e in events.read_events(events_path)[0] if e.get("event") == "failed"]
+    started = [e["task"] for e in events.read_events(events_path)[0] if e.get("event") == "start" and e.get("task")]
+    if reported:
+        last = reported[-1]
+        return {"task": last.get("task"), "error": last.get("error"), "message": last.get("message", ""), "nbops": bool(last.get("nbops")), "log": str(log_path)}
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        lines = []
+    found: tuple[str, str] | None = None
+    for line in lines:
+        match = _EXCEPTION_LINE.match(line.strip())
+        if match and match.group(1) not in _WRAPPERS:
+            found = (match.group(1), match.group(2))
+    task = started[-1] if started else _failed_task_in_log(lines)
+    error, message = found or ("unknown error", "Ploomber failed before a task reported why")
+    return {"task": task, "error": error, "message": message, "nbops": False, "log": str(log_path)}
+
+
+def _failed_task_in_log(lines: list[str]) -> str | None:
+    for line in reversed(lines):
+        match = re.search(r"(?:Error building task|task) '([^']+)'", line)
+        if match:
+            return match.group(1)
+    return None
+
+
+def last_build_record(root: Path) -> dict[str, Any] | None:
+    """The last line of ``reports/builds.jsonl`` (None before the first build)."""
+    try:
+        lines = (root / BUILD_LOG).read_text().splitlines()
+    except FileNotFoundError:
+        return None
+    for line in reversed(lines):
+        try:
+            return dict(json.loads(line))
+        except ValueError:
+            continue
+    return None
+
+
+def failure_text(checked: CheckedProject, record: Mapping[str, Any] | None = None) -> str:
+    """Why the last build failed, for the end of the terminal: the stage's own message comes last.
+
+    The stage's error (what, where, expected, found, what to do) is what the user acts on; Ploomber's
+    traceback is kept in the build's log file, which the text names.
+    """
+    root = Path(checked.settings.root)
+    record = record if record is not None else last_build_record(root)
+    failure = (record or {}).get("failure") or {}
+    log_file = _relative(Path(failure.get("log") or (record or {}).get("log") or root / LOGS_DIR), checked)
+    task = failure.get("task")
+    lines = ["", "=" * 72]
+    if task:
+        source = next((t.source for t in checked.tasks if t.name == task), None)
+        where = f" ({_relative(source, checked)})" if source else ""
+        lines.append(f"The build failed in task '{task}'{where}: the products of the tasks that succeeded are kept, and once it is fixed the next build resumes from '{task}'.")
+    else:
+        lines.append("The build failed before any task ran.")
+    lines.append(f"Full log (Ploomber's output and the traceback): {log_file}")
+    lines.append("")
+    message = str(failure.get("message") or "").strip()
+    if failure.get("nbops"):
+        lines.append(f"error: {message}")
+    else:
+        lines.append(f"error: {failure.get('error', 'unknown error')}: {message}" if message else f"error: {failure.get('error', 'unknown error')}")
+        lines.append(f"  this is not one of nbops' own checks: the traceback in {log_file} shows where it was raised")
+    return "\n".join(lines)
+
+
+def _relative(path: Path, checked: CheckedProject) -> str:
+    """A path as the user typed things: relative to the project folder when it is inside it."""
+    project = checked.project or Path.cwd()
+    try:
+        return str(Path(path).resolve().relative_to(project.resolve()))
+    except ValueError:
+        return str(path)

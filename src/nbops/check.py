@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nbops.errors import ConfigError
+from nbops.errors import ConfigError, missing_column_found
 from nbops.params import STAGES, EnvSettings, unknown_key_message, validate_params
 from nbops.pipeline_spec import TaskSpec, load_env, load_tasks, notebook_parameters
 
@@ -28,6 +28,7 @@ class CheckedProject:
     settings: EnvSettings
     env: dict[str, Any]
     tasks: list[TaskSpec]
+    project: Path | None = None
 
 
 def check_project(
@@ -81,7 +82,7 @@ def check_project(
     assert settings is not None
     # Typed values (coerced from command-line strings) are what the pipeline receives.
     typed_env = {**env, **settings.model_dump(include=set(env))}
-    return CheckedProject(settings=settings, env=typed_env, tasks=load_tasks(project, typed_env))
+    return CheckedProject(settings=settings, env=typed_env, tasks=load_tasks(project, typed_env), project=project)
 
 
 def _check_data_file(project: Path, data: str, target: str) -> list[str]:
@@ -101,7 +102,7 @@ def _check_data_file(project: Path, data: str, target: str) -> list[str]:
                     file=str(path),
                     column=target,
                     expected=f"a column named '{target}'",
-                    found=f"columns {', '.join(columns[:30])}",
+                    found=missing_column_found(target, columns),
                     hint="set TARGET=<column> (or `target` in env.yaml) to the outcome column",
                 )
             )

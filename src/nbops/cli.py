@@ -45,12 +45,65 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_build(args: argparse.Namespace) -> int:
-    from nbops.build import run_build, summary_text
+class BuildProgress:
+    """The stages' events drawn on the terminal: one line per task, a live bar while it works.
 
-    code, outcomes, checked = run_build(_project(args), args.env, _overrides(args.set), force=args.force, until=args.until, task=args.task)
+    On a terminal each task's line is redrawn in place (``\\r``) with its current bar; elsewhere (CI
+    logs, a pipe) a task gets one line when it starts and one when it ends, and no bars.
+    """
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.task: str | None = None
+        self.started = 0.0
+        self.failed: set[str] = set()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind, task = event.get("event"), event.get("task")
+        if kind == "start" and task:
+            self.finish(event.get("at"))
+            self.task, self.started = task, float(event.get("at") or time.time())
+            self._line(f"  ▸ {task}", final=not self.tty)
+        elif kind == "progress" and self.tty and task == self.task:
+            self._line(f"  ▸ {task:<12} {_bar(event)}")
+        elif kind == "failed" and task:
+            self.failed.add(task)
+
+    def finish(self, at: float | None = None) -> None:
+        """End the current task's line (when the next one starts, or the build ends)."""
+        if self.task is None:
+            return
+        mark = "✗" if self.task in self.failed else "✓"
+        self._line(f"  {mark} {self.task:<12} {(at or time.time()) - self.started:6.1f} s" + (" failed" if self.task in self.failed else ""), final=True)
+        self.task = None
+
+    def _line(self, text: str, final: bool = False) -> None:
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + text + ("\n" if final else ""))
+        elif final:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def _bar(event: dict[str, Any], width: int = 24) -> str:
+    n, total, unit = int(event.get("n") or 0), event.get("total"), event.get("unit") or ""
+    desc = str(event.get("desc") or "")
+    if not total:
+        return f"{desc} {n:,} {unit}"
+    done = min(1.0, n / total)
+    filled = int(done * width)
+    return f"{desc} [{'█' * filled}{'·' * (width - filled)}] {n:,}/{total:,} {unit}"
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from nbops.build import failure_text, run_build, summary_text
+
+    display = BuildProgress()
+    code, outcomes, checked = run_build(_project(args), args.env, _overrides(args.set), force=args.force, until=args.until, task=args.task, on_event=display)
+    display.finish()
     if code != 0:
-        print(f"\nThe build failed (exit {code}); products of the tasks that succeeded are kept, and the next build reruns from the failure.", file=sys.stderr)
+        print(failure_text(checked), file=sys.stderr)
         return code
     print(summary_text(outcomes, checked))
     return 0
@@ -246,6 +299,22 @@ def cmd_why(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    from nbops.build import last_build_record, resolve_project
+    from nbops.dag_plot import task_states, write_pipeline_picture
+
+    project = _project(args)
+    checked = resolve_project(project, args.env, _overrides(args.set))
+    root = Path(checked.settings.root)
+    record = last_build_record(root) or {}
+    out = Path(args.out) if args.out else root / "reports"
+    svg, page = write_pipeline_picture(checked.tasks, root, project, out if out.is_absolute() else project / out, record.get("failure"))
+    for s in task_states(checked.tasks, root, project, record.get("failure")):
+        print(f"  {s.name:<12} {s.state}" + (f": {'; '.join(s.reasons)}" if s.state == "will run" else ""))
+    print(f"pipeline picture: {page} (and {svg.name} beside it); it needs no network to open")
+    return 0
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from nbops.data import simulate
 
@@ -275,6 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
     env_args(p)
     p.add_argument("task", nargs="?", help="a task in pipeline.yaml (default: every task)")
     p.set_defaults(func=cmd_why)
+    p = sub.add_parser("plot", help="draw the pipeline (tasks, products, what the next build will run) as SVG + HTML, offline")
+    env_args(p)
+    p.add_argument("--out", default=None, help="folder for pipeline.svg and pipeline.html (default: <root>/reports)")
+    p.set_defaults(func=cmd_plot)
     p = sub.add_parser("export", help="export the pipeline to an orchestrator (Airflow)")
     env_args(p)
     p.add_argument("target", choices=["airflow"])

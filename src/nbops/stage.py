@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nbops import events
 from nbops.errors import ConfigError
 from nbops.params import STAGES, StageParams, validate_params
 from nbops.paths import project_root
@@ -70,6 +71,9 @@ def stage(name: str, namespace: Mapping[str, Any]) -> Stage:
     Returns:
         The typed parameters and absolute product paths.
     """
+    # Under `nbops build`: the build's terminal shows this task's progress, and its error last.
+    events.set_task(name)
+    events.install_failure_hook()
     model: type[StageParams] = STAGES[name]
     values = {k: namespace[k] for k in model.model_fields if k in namespace}
     params = validate_params(model, values, where=f"notebook '{name}' parameters")

@@ -19,12 +19,12 @@ from typing import Any
 
 import lightgbm as lgb
 import pandas as pd
-from tqdm.auto import tqdm
 
 from nbops.data.ingest import IngestResult, ingest
 from nbops.data.io import file_sha256, write_json
 from nbops.data.schema import TableSchema
 from nbops.deploy.wheel import build_wheel
+from nbops.events import progress
 from nbops.features.build import FeaturesResult, build_features
 from nbops.modeling.evaluate import Evaluation, evaluate_model
 from nbops.modeling.train import TrainResult, learning_curve, train_model
@@ -320,7 +320,7 @@ def run_monitor(stage: Stage) -> MonitoringRun:
 
         schedule = list(p.drift_schedule) + [None] * p.production_months
         stored: dict[int, tuple[str, Path]] = {}
-        for k in tqdm(range(1, p.production_months + 1), desc="monitoring months", unit="month"):
+        for k in progress(range(1, p.production_months + 1), desc="monitoring months", unit="month"):
             scenario = schedule[k - 1] or "none"
             df, truth = simulate_batch(k, rows=p.production_rows, seed=p.seed, drift=scenario)
             month = truth.months[0]

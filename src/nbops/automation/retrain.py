@@ -350,12 +350,12 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         _print_pending(project, args.env, build_overrides)
         return 0
 
-    from nbops.build import run_build
+    from nbops.build import failure_text, run_build
 
     decided_at = _now()
     save_state(root, {**state, "labelled_through": through, "decided_at": decided_at, "reasons": decision.reasons, "status": "running"})
     _say(f"Retraining: build with labelled_through={through} (only tasks whose inputs changed rerun)\n")
-    code, outcomes, _ = run_build(project, args.env, build_overrides)
+    code, outcomes, checked = run_build(project, args.env, build_overrides)
     build_id = _last_build_id(root)
     if code != 0:
         save_state(root, {**state, "labelled_through": through, "decided_at": decided_at, "reasons": decision.reasons, "status": "failed", "build_id": build_id})
@@ -364,6 +364,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
             f"labelled_through={through} stays in {state_path(root)}, so `nbops retrain --if-needed` (or `nbops build`) reruns from the failure.",
             err=True,
         )
+        _say(failure_text(checked), err=True)
         return code
     # Monitoring reran on the new model and may raise alerts again on the same months: they are part of
     # what this retrain acted on (retraining again on the same data would give the same model).

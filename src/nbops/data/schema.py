@@ -17,7 +17,7 @@ import pandas as pd
 import yaml
 
 from nbops.data.io import write_text
-from nbops.errors import DataError
+from nbops.errors import DataError, missing_column_found, shown
 
 Kind = Literal["numeric", "categorical", "time", "text"]
 Role = Literal["feature", "target", "time", "id", "pii", "ignore"]
@@ -170,7 +170,7 @@ def infer_task_type(target: pd.Series, *, file: str, column: str) -> tuple[Liter
             file=file,
             column=column,
             expected="at least two distinct values (both outcomes for a binary target)",
-            found=f"every labelled row is {uniques[0]!r}",
+            found=f"every labelled row is {shown(uniques[0])}",
             hint="check the file is the full table and not a filtered extract",
         )
     if len(uniques) == 2:
@@ -185,7 +185,7 @@ def infer_task_type(target: pd.Series, *, file: str, column: str) -> tuple[Liter
         file=file,
         column=column,
         expected="a binary target (two values) or a numeric one (regression)",
-        found=f"{len(uniques)} classes, e.g. {', '.join(map(repr, list(uniques)[:5]))}",
+        found=f"{len(uniques)} classes, e.g. {', '.join(map(shown, list(uniques)[:5]))}",
         hint="set task_type: regression in env.yaml if the classes are ordered counts, or one-vs-rest the target",
     )
 
@@ -214,7 +214,8 @@ def infer_schema(
                 "a column named in the settings is not in the table",
                 file=file,
                 column=name,
-                expected=f"one of the table's columns: {', '.join(map(str, df.columns[:30]))}",
+                expected="one of the table's columns",
+                found=missing_column_found(str(name), list(df.columns)),
                 hint="fix the name in env.yaml (target, time_column, id_columns, pii_columns) or DATA/TARGET",
             )
     if task_type == "auto":

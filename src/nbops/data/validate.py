@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from nbops.data.schema import ColumnSpec, TableSchema, _as_numeric, parse_time
-from nbops.errors import DataError
+from nbops.errors import DataError, missing_column_found
 
 ROW_COLUMN = "_row"
 REASON_COLUMN = "_reason"
@@ -99,7 +99,7 @@ def _check_columns(raw: pd.DataFrame, schema: TableSchema, file: str) -> None:
             file=file,
             column=schema.target,
             expected=f"a column named '{schema.target}'",
-            found=f"columns {', '.join(map(str, raw.columns[:30]))}",
+            found=missing_column_found(schema.target, list(raw.columns)),
             hint="set TARGET=<column> (or `target` in env.yaml) to the outcome column",
         )
     missing = [n for n in schema.names if n not in raw.columns]

@@ -12,10 +12,10 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from tqdm.auto import tqdm
 
 from nbops.data.io import write_json
 from nbops.data.schema import TableSchema
+from nbops.events import Progress
 from nbops.params import TrainParams
 from nbops.runtime.transform import FeatureTransform
 
@@ -89,7 +89,7 @@ def train_model(
     dtrain = lgb.Dataset(x_train, label=train_rows[schema.target].to_numpy(float), feature_name=transform.feature_names, categorical_feature=categorical, free_raw_data=False)
     dvalid = lgb.Dataset(x_valid, label=valid_rows[schema.target].to_numpy(float), reference=dtrain, categorical_feature=categorical)
     history: dict[str, dict[str, list[float]]] = {}
-    bar = tqdm(total=params.num_boost_round, desc="boosting", unit="tree", leave=False)
+    bar = Progress(params.num_boost_round, "boosting", unit="tree")
 
     def progress(env: lgb.callback.CallbackEnv) -> None:
         bar.update(1)

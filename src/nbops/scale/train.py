@@ -44,10 +44,10 @@ from typing import TYPE_CHECKING, Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from nbops.data.io import write_json
 from nbops.data.schema import TableSchema
+from nbops.events import Progress
 from nbops.modeling.train import TrainResult, booster_params
 from nbops.params import TrainParams
 from nbops.runtime.transform import FeatureTransform
@@ -302,14 +302,14 @@ def train_model_dask(
     started = time.perf_counter()
     thread = threading.Thread(target=fit, name="nbops-lightgbm-dask", daemon=True)
     thread.start()
-    with tqdm(total=params.num_boost_round, desc=f"boosting on {len(workers)} Dask workers", unit="tree", leave=False) as bar:
+    with Progress(params.num_boost_round, f"boosting on {len(workers)} Dask workers", unit="tree") as bar:
         while thread.is_alive():
             thread.join(0.5)
             try:
                 done = max(client.run(_rounds_done, token).values(), default=0)
             except Exception:  # progress is best effort
                 continue
-            bar.update(max(0, min(done, params.num_boost_round) - bar.n))
+            bar.set(min(done, params.num_boost_round))
     records = client.run(_take_records, token)
     if failure:
         raise RuntimeError(f"lightgbm.dask training on the Dask cluster at {cluster['scheduler']} failed: {failure[0]}") from failure[0]

@@ -83,11 +83,12 @@ def predict_partition(part: pd.DataFrame, ref: ModelRef) -> pd.Series:
 def compute_all(client: Client, tasks: Sequence[Any], desc: str, *, progress: bool = True) -> list[Any]:
     """Run delayed tasks on the cluster and return their results in task order, with a progress bar."""
     from distributed import as_completed
-    from tqdm.auto import tqdm
+
+    from nbops.events import Progress
 
     futures = client.compute(list(tasks))
     if progress and len(futures) >= 8:  # a few partitions finish before a bar is worth drawing
-        with tqdm(total=len(futures), desc=desc, unit="part", leave=False) as bar:
+        with Progress(len(futures), desc, unit="part") as bar:
             for _ in as_completed(futures, loop=client.loop):
                 bar.update(1)
     return client.gather(futures)
