@@ -25,10 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from nbops import __version__
+from nbops.code_deps import library_fingerprint
 from nbops.errors import ConfigError
 from nbops.pipeline_spec import TaskSpec
 
 STATE_FILE = ".nbops/lineage.json"
+LOCK_FILE = "requirements.lock"
 
 
 def code_cells(source: Path) -> list[str]:
@@ -62,19 +64,34 @@ def identities(tasks: list[TaskSpec]) -> dict[str, dict[str, Any]]:
         if name in out:
             return out[name]["identity"]
         task = by_name[name]
+        code = notebook_code(task.source)
+        library = library_fingerprint(code)
         components = {
-            "code": hashlib.sha256(notebook_code(task.source).encode()).hexdigest(),
+            "code": hashlib.sha256(code.encode()).hexdigest(),
             "params": {k: _digest(v) for k, v in sorted(task.params.items())},
             "products": _digest(task.product),
             "upstream": {u: visit(u) for u in task.upstream},
             "nbops": __version__,
+            # the library code the notebook runs, and the pinned environment it runs in
+            "library": _digest(library),
+            "lock": lock_digest(task.project),
         }
-        out[name] = {"identity": _digest(components)[:16], "components": components}
+        out[name] = {"identity": _digest(components)[:16], "components": components, "library_files": library}
         return out[name]["identity"]
 
     for task in tasks:
         visit(task.name)
     return out
+
+
+def lock_digest(project: Path | None) -> str | None:
+    """SHA-256 of the project's requirements.lock (None when the project has none)."""
+    if project is None:
+        return None
+    try:
+        return hashlib.sha256((project / LOCK_FILE).read_bytes()).hexdigest()[:16]
+    except FileNotFoundError:
+        return None
 
 
 def product_state(product: Mapping[str, str]) -> dict[str, list[int] | None]:
@@ -168,6 +185,10 @@ def changes(tasks: list[TaskSpec], root: Path) -> dict[str, list[str]]:
                     reasons.append(f"input from '{up}' changed")
             if old.get("nbops") != new["nbops"]:
                 reasons.append("nbops version changed")
+            if old.get("library") != new["library"]:
+                reasons.append(_library_change(before.get("library_files") or {}, now["library_files"]))
+            if old.get("lock") != new["lock"]:
+                reasons.append(f"the environment changed ({LOCK_FILE})")
             if before.get("products") != product_state(task.product):
                 reasons.append(_product_change(before.get("products") or {}, product_state(task.product)))
         out[task.name] = reasons
@@ -182,6 +203,14 @@ def _code_change(task: TaskSpec, old_cells: list[str] | None) -> str:
         return f"notebook code changed ({task.source.name}: {len(old_cells)} -> {len(new_cells)} code cells)"
     changed = [str(i + 1) for i, (a, b) in enumerate(zip(old_cells, new_cells, strict=True)) if a != b]
     return f"notebook code changed ({task.source.name}: code cell {', '.join(changed)} of {len(new_cells)})"
+
+
+def _library_change(old: Mapping[str, str], new: Mapping[str, str]) -> str:
+    changed = sorted(f for f in set(old) | set(new) if old.get(f) != new.get(f))
+    if not changed:
+        return "library code changed"
+    shown = ", ".join(f"src/nbops/{f}" for f in changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
+    return f"library code changed ({shown})"
 
 
 def _param_change(key: str, old: str | None, new: Any) -> str:

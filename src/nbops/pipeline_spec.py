@@ -34,6 +34,7 @@ class TaskSpec:
     params: dict[str, Any]
     upstream: list[str] = field(default_factory=list)
     raw_params: dict[str, Any] = field(default_factory=dict)
+    project: Path | None = None
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
@@ -161,6 +162,7 @@ def load_tasks(project: Path, env: Mapping[str, Any]) -> list[TaskSpec]:
                 params=render(raw.get("params", {}), env, where=f"{where} params"),
                 upstream=list(upstream),
                 raw_params=dict(raw.get("params", {})),
+                project=project.resolve(),
             )
         )
     return tasks
