@@ -35,7 +35,8 @@ from nbops.runtime import FeatureTransform
 pytestmark = pytest.mark.slow
 
 CORE = {"numpy", "pandas", "pyarrow", "lightgbm"}
-SERVE = {"fastapi", "uvicorn", "httptools", "uvloop"}  # httptools and uvloop: uvicorn's fast HTTP parser and loop
+# httptools and uvloop: uvicorn's fast HTTP parser and loop; fastapi-offline: /docs without a CDN
+SERVE = {"fastapi", "uvicorn", "httptools", "uvloop", "fastapi-offline"}
 # Never in the wheel's imports, never installed beside it, never loaded by it.
 FORBIDDEN_IMPORTS = {
     "nbops",
