@@ -395,8 +395,9 @@ def test_the_docs_example_scores_200(client: httpx.Client, facts: dict[str, Any]
     assert body["model_version"] == facts["version"] and len(body["predictions"]) == 1 and math.isfinite(body["predictions"][0])
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def browser() -> Iterator[Any]:
+    """Function-scoped: while Playwright's sync API runs, asyncio.run (the load test) cannot."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
