@@ -2,7 +2,9 @@
 
 Each server is ``<scoring venv python> -m <package> serve`` started from the clean scoring virtualenv
 (only the wheel and its ``[serve]`` extra), talked to over 127.0.0.1 with httpx, and terminated by its
-fixture's finaliser. Expected values are never copied from a run: predictions are compared with
+fixture's finaliser (one test serves a user's own table the `make serve` way, with ``nbops serve``; the
+/docs tests drive Swagger UI in headless Chromium with every non-loopback request aborted). Expected
+values are never copied from a run: predictions are compared with
 ``m.predict(df)`` computed in the same scoring venv, field names and limits are read from the model's
 own input schema.
 """
@@ -15,6 +17,7 @@ import math
 import os
 import re
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,14 +25,17 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import stop_process
+from tests.conftest import copy_project, nbops, output_of, stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -294,6 +300,220 @@ def test_openapi_documents_the_predict_body_from_the_input_schema(client: httpx.
     for name in facts["schema"]["passthrough"]:
         assert name in props and name not in item["required"]
     assert {"200", "400", "401", "413", "422"} <= set(op["responses"])
+
+
+# --- /docs: Swagger UI served offline, with an example record -----------------------------------------
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# As in tests/dashboards/test_voila.py: Debian's chromium, never a downloaded browser.
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+CONTENT_TYPES = {".js": "javascript", ".css": "text/css", ".png": "image/png", ".ico": "image/", ".json": "application/json"}
+
+
+class References(HTMLParser):
+    """Every src and href of a page's tags."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[tuple[str, str, str]] = []  # (tag, attribute, value)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.found += [(tag, name, value) for name, value in attrs if name in {"src", "href"} and value]
+
+
+def docs_references(html: str) -> list[str]:
+    """The URLs a docs page makes the browser load: its src/href and the OpenAPI document Swagger UI reads."""
+    parser = References()
+    parser.feed(html)
+    return [value for _, _, value in parser.found] + re.findall(r"""\burl:\s*['"]([^'"]+)['"]""", html)
+
+
+def check_docs_page(base: str, html: str) -> list[str]:
+    """Assert the page names no other host and every URL it references answers 200 with a fitting type."""
+    ours = urlsplit(base).netloc
+    absolute = re.findall(r"""(?:https?:)?//[^\s'"<>)]+""", html)
+    elsewhere = [u for u in absolute if urlsplit(u if u.startswith("http") else "http:" + u).netloc != ours]
+    assert not elsewhere, f"the docs page at {base}/docs names other hosts (a user offline cannot load them): {elsewhere}"
+    refs = docs_references(html)
+    kinds = {Path(urlsplit(r).path).suffix for r in refs}
+    assert {".js", ".css", ".json"} <= kinds, f"expected a script, a stylesheet and the OpenAPI document among {refs}"
+    for ref in refs:
+        url = urljoin(base + "/docs", ref)
+        assert urlsplit(url).netloc == ours, f"{ref!r} resolves to {url}, not to the API at {base}"
+        r = httpx.get(url, timeout=TIMEOUT)
+        assert r.status_code == 200 and r.content, f"GET {url} (referenced by /docs) answered {r.status_code} with {len(r.content)} bytes"
+        suffix = Path(urlsplit(url).path).suffix
+        assert suffix in CONTENT_TYPES, f"/docs references {ref!r}, which is none of the expected kinds {sorted(CONTENT_TYPES)}"
+        assert CONTENT_TYPES[suffix] in r.headers.get("content-type", ""), f"GET {url}: content-type {r.headers.get('content-type')!r}, expected {CONTENT_TYPES[suffix]}"
+    return refs
+
+
+def docs_example(spec: dict[str, Any]) -> dict[str, Any]:
+    """The record in /predict's documented request-body example (what Swagger UI's 'Try it out' starts from)."""
+    media = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
+    assert "example" in media, f"/predict's request body has no example (found keys {sorted(media)}); a user would type every field by hand"
+    example = media["example"]
+    assert isinstance(example, dict) and list(example) == ["records"] and len(example["records"]) == 1, example
+    return example["records"][0]
+
+
+def test_docs_reference_no_external_url_and_every_asset_answers_200(client: httpx.Client, server: Server) -> None:
+    r = client.get("/docs")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html"), f"{r.status_code} {r.headers.get('content-type')}"
+    refs = check_docs_page(server.url, r.text)
+    assert any(ref.startswith("/docs/assets/") for ref in refs), refs
+
+
+def test_redoc_is_not_offered_because_it_loads_from_a_cdn(client: httpx.Client) -> None:
+    assert client.get("/redoc").status_code == 404
+
+
+def test_the_docs_example_is_the_training_medians_and_most_frequent_levels(client: httpx.Client, facts: dict[str, Any], scoring_venv: dict[str, Any]) -> None:
+    spec = client.get("/openapi.json").json()
+    record = docs_example(spec)
+    names = [f["name"] for f in facts["schema"]["fields"]]
+    assert list(record) == names, f"the example's fields {list(record)} are not the model's features {names}"
+    hidden = set(facts["metadata"]["excluded_columns"]) | set(facts["schema"]["passthrough"])
+    assert hidden and not hidden & set(record), f"identifier/PII columns in the example: {hidden & set(record)}"
+    train = pd.read_parquet(Path(scoring_venv["project"]) / "build/test/data/processed/train.parquet")
+    for f in facts["schema"]["fields"]:
+        column = train[f["name"]].dropna()
+        if f["kind"] == "numeric":
+            median = float(column.median())
+            assert abs(record[f["name"]] - median) <= max(0.5 if float(record[f["name"]]).is_integer() else 0.0, 1e-5 * abs(median)), (f["name"], record[f["name"]], median)
+        else:
+            counts = column.astype(str).value_counts()
+            assert record[f["name"]] in set(counts[counts == counts.max()].index), (f["name"], record[f["name"]], counts.head(3).to_dict())
+
+
+def test_the_docs_example_scores_200(client: httpx.Client, facts: dict[str, Any]) -> None:
+    record = docs_example(client.get("/openapi.json").json())
+    r = post_predict(client, {"records": [record]})
+    assert r.status_code == 200, f"POST /predict with the docs' own example answered {r.status_code}: {r.text[:500]}"
+    body = r.json()
+    assert body["model_version"] == facts["version"] and len(body["predictions"]) == 1 and math.isfinite(body["predictions"][0])
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Function-scoped: while Playwright's sync API runs, asyncio.run (the load test) cannot."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@dataclass
+class Traffic:
+    blocked: list[str]
+    failed: list[str]
+    answers: list[tuple[int, str]]
+
+
+def offline_page(browser: Any) -> tuple[Any, Traffic]:
+    """A page whose every request to a host other than loopback is aborted (and recorded)."""
+    traffic = Traffic([], [], [])
+    context = browser.new_context(viewport={"width": 1280, "height": 1400})
+
+    def only_loopback(route: Any) -> None:
+        url = urlsplit(route.request.url)
+        if url.scheme in {"data", "blob"} or url.hostname in LOOPBACK:
+            route.continue_()
+        else:
+            traffic.blocked.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_loopback)
+    page = context.new_page()
+    page.on("requestfailed", lambda req: traffic.failed.append(f"{req.url}: {req.failure}"))
+    page.on("response", lambda resp: traffic.answers.append((resp.status, resp.url)))
+    return page, traffic
+
+
+def test_swagger_ui_renders_offline_and_try_it_out_scores_the_example(browser: Any, server: Server, facts: dict[str, Any], tmp_path: Path) -> None:
+    page, traffic = offline_page(browser)
+    page.goto(server.url + "/docs", wait_until="domcontentloaded")
+    predict = page.locator(".opblock-post", has=page.locator(".opblock-summary-path", has_text="/predict"))
+    try:
+        predict.wait_for(timeout=60_000)
+    except Exception as exc:  # playwright's TimeoutError: say what the page could not load
+        pytest.fail(f"Swagger UI did not list POST /predict within 60 s ({type(exc).__name__}); requests to other hosts aborted: {traffic.blocked}; failed: {traffic.failed}")
+    listed = page.locator(".opblock-summary-path").all_inner_texts()
+    assert {"/predict", "/health", "/metadata", "/metrics"} <= set(listed), listed
+    predict.locator(".opblock-summary").click()
+    predict.get_by_role("button", name="Try it out").click()
+    body = json.loads(predict.locator("textarea.body-param__text").input_value())
+    spec = httpx.get(server.url + "/openapi.json", timeout=TIMEOUT).json()
+    assert body == {"records": [docs_example(spec)]}, f"Try it out is not prefilled with the documented example: {body}"
+    predict.get_by_role("button", name="Execute").click()
+    status = predict.locator(".live-responses-table .response .response-col_status").first
+    status.wait_for(timeout=30_000)
+    status.scroll_into_view_if_needed()
+    page.screenshot(path=str(tmp_path / "docs-try-it-out.png"), full_page=True)
+    assert status.inner_text().strip() == "200", f"Execute answered {status.inner_text()!r} (screenshot: {tmp_path / 'docs-try-it-out.png'})"
+    answer = json.loads(predict.locator(".live-responses-table .response-col_description pre").first.inner_text())
+    assert answer["model_version"] == facts["version"] and len(answer["predictions"]) == 1, answer
+    assert traffic.blocked == [], f"/docs tried to reach other hosts: {traffic.blocked}"
+    assert traffic.failed == [], f"requests failed while /docs loaded: {traffic.failed}"
+    bad = [(s, u) for s, u in traffic.answers if s != 200]
+    assert not bad, f"requests of /docs not answered 200: {bad}"
+    assert any(u.endswith("/docs/assets/swagger-ui-bundle.js") for _, u in traffic.answers), traffic.answers
+    page.context.close()
+
+
+def own_table(n: int, seed: int = 11) -> pd.DataFrame:
+    """A user's own table: an identifier and personal data (an e-mail address) beside the features."""
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.normal(size=n), rng.exponential(size=n)
+    colour = rng.choice(["red", "green", "blue"], size=n, p=[0.5, 0.3, 0.2])
+    signal = 1.5 * x1 - x2 + (colour == "red")
+    return pd.DataFrame(
+        {
+            "customer_id": [f"C{i:06d}" for i in range(n)],
+            "email": [f"person{i}@example.org" for i in range(n)],
+            "x1": x1.round(4),
+            "x2": x2.round(4),
+            "colour": colour,
+            "churned": np.where(rng.random(n) < 1 / (1 + np.exp(-signal)), "yes", "no"),
+        }
+    )
+
+
+def test_make_serve_docs_work_offline_and_show_no_personal_data(tmp_path: Path) -> None:
+    """The `make serve` path (nbops serve, from the registry) on a user's table with an id and an e-mail column."""
+    project = copy_project(tmp_path / "project")
+    table = own_table(2000)
+    table.to_csv(project / "customers.csv", index=False)
+    settings = ["data=customers.csv", "target=churned", "pii_columns=[email]", "id_columns=[customer_id]", "time_column=none", "tracking=disabled"]
+    overrides = [a for s in settings for a in ("--set", s)]
+    proc = nbops(project, "build", "--env", "env.test.yaml", *overrides)
+    assert proc.returncode == 0, output_of(proc)[-5000:]
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NBOPS_")}
+    output = tmp_path / "serve.out"
+    # What `make serve ENV_FILE=env.test.yaml ARGS="--set ... --port P"` runs, in the project.
+    command = [str(Path(sys.executable).parent / "nbops"), "serve", "--env", "env.test.yaml", *overrides, "--port", str(port)]
+    with output.open("wb") as out:
+        serving = subprocess.Popen(command, cwd=project, env=env, stdout=out, stderr=subprocess.STDOUT)
+    server = Server(f"http://127.0.0.1:{port}", None, None, serving, output)
+    try:
+        wait_until_healthy(server)
+        spec_text = httpx.get(server.url + "/openapi.json", timeout=TIMEOUT).text
+        record = docs_example(json.loads(spec_text))
+        assert sorted(record) == ["colour", "x1", "x2"], f"the example should hold exactly the features, found {sorted(record)}"
+        docs = httpx.get(server.url + "/docs", timeout=TIMEOUT)
+        assert docs.status_code == 200, docs.status_code
+        check_docs_page(server.url, docs.text)
+        for text, where in ((spec_text, "/openapi.json"), (docs.text, "/docs")):
+            leaked = [v for v in [*table["email"], *table["customer_id"]] if v in text]
+            assert not leaked, f"{where} shows personal data or identifiers of the training table: {leaked[:3]}"
+        r = httpx.post(server.url + "/predict", json={"records": [record]}, timeout=TIMEOUT)
+        assert r.status_code == 200 and len(r.json()["predictions"]) == 1, f"{r.status_code} {r.text[:300]}"
+    finally:
+        stop_process(serving)
 
 
 # --- POST /predict: predictions ------------------------------------------------------------------

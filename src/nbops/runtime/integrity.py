@@ -10,6 +10,7 @@ MODEL_FILE = "model.txt"
 TRANSFORM_FILE = "feature_transform.json"
 SCHEMA_FILE = "input_schema.json"
 METADATA_FILE = "metadata.json"
+PROFILE_FILE = "reference_profile.json"  # the training data's profile (the registry's PROFILE_FILE)
 
 
 class IntegrityError(RuntimeError):

@@ -21,6 +21,7 @@ from .integrity import (
     MANIFEST,
     METADATA_FILE,
     MODEL_FILE,
+    PROFILE_FILE,
     SCHEMA_FILE,
     TRANSFORM_FILE,
     IntegrityError,
@@ -91,6 +92,9 @@ class ScoringModel:
         self.metadata = metadata
         self.version: str = metadata.get("version", "unversioned")
         self.task_type: str = metadata.get("task_type", "binary")
+        # The training data's reference profile (JSON), when the version carries one: the API docs'
+        # example record is built from it.
+        self.reference_profile: dict[str, Any] | None = None
         self._row_threads = {"num_threads": 1}  # one row: threads only add wake-up latency
         try:
             self._row_predictor: RowPredictor | None = RowPredictor(booster) if booster.num_model_per_iteration() == 1 else None
@@ -109,7 +113,10 @@ class ScoringModel:
         transform = FeatureTransform.from_dict(json.loads(files[TRANSFORM_FILE]))
         schema = InputSchema.from_dict(json.loads(files[SCHEMA_FILE]))
         metadata = json.loads(files[METADATA_FILE])
-        return cls(booster, transform, schema, metadata)
+        model = cls(booster, transform, schema, metadata)
+        if PROFILE_FILE in files:  # verified like every file of the manifest
+            model.reference_profile = json.loads(files[PROFILE_FILE])
+        return model
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> ScoringModel:

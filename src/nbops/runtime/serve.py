@@ -4,6 +4,10 @@ The request body is parsed and validated by the same validator as ``predict`` (s
 mistake is a 4xx naming the record and the field, never a 500), records are encoded straight to the
 feature matrix (no DataFrame per request), and LightGBM scores a row on one thread. Each request's
 inputs and outputs are appended to a rotated JSON-lines prediction log that monitoring reads.
+
+/docs (Swagger UI) loads its script, styles and icon from the API itself (the files of the
+``fastapi-offline`` package, in the ``[serve]`` extra), never from a CDN, so it works offline; the
+request body's example is a typical record built from the training data's reference profile.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the endpoint annotations at runtime,
@@ -14,7 +18,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +30,7 @@ LOG_DIR_ENV = "NBOPS_PREDICTION_LOG"
 MAX_RECORDS_ENV = "NBOPS_MAX_RECORDS"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 SCORE_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
+DOCS_ASSETS = "/docs/assets"  # Swagger UI's files, served by the API itself (no CDN)
 
 
 class PredictionLog:
@@ -120,7 +125,7 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-KNOWN_PATHS = frozenset({"/predict", "/health", "/metadata", "/metrics", "/docs", "/openapi.json", "/redoc"})
+KNOWN_PATHS = frozenset({"/predict", "/health", "/metadata", "/metrics", "/docs", "/openapi.json"})
 
 
 def _histogram(name: str, help_text: str, bounds: tuple[float, ...], counts: list[int], total: float, n: int) -> list[str]:
@@ -158,6 +163,50 @@ def request_schema(schema: InputSchema, max_records: int) -> dict[str, Any]:
         "additionalProperties": False,
         "properties": {"records": {"type": "array", "items": record, "minItems": 1, "maxItems": max_records}},
     }
+
+
+def example_record(schema: InputSchema, profile: Mapping[str, Any] | None, levels: Mapping[str, Sequence[str]]) -> dict[str, Any] | None:
+    """A typical record for the API docs' example: each numeric feature's training median and each
+    categorical feature's most frequent training level, read from the reference profile.
+
+    Built from the profile, not copied from a row, so the docs show no real record; only the model's
+    features appear (identifiers, PII and ignored columns never reach the input schema's fields).
+    Without a profile, the middle of each declared range and the first known level stand in. Returns
+    None if the record would not pass the input schema (Swagger UI then shows its own placeholder).
+    """
+    numeric = (profile or {}).get("numeric") or {}
+    categorical = (profile or {}).get("categorical") or {}
+    record: dict[str, Any] = {}
+    for f in schema.fields:
+        value: Any
+        if f.kind == "numeric":
+            quantiles = [q for q in (numeric.get(f.name) or {}).get("quantiles") or [] if isinstance(q, int | float) and math.isfinite(q)]
+            if quantiles:
+                value = _readable(quantiles[len(quantiles) // 2], whole=all(float(q).is_integer() for q in quantiles))
+            elif f.min is not None and f.max is not None:
+                value = _readable((f.min + f.max) / 2, whole=False)
+            else:
+                value = f.min if f.min is not None else f.max if f.max is not None else 0
+            if f.min is not None and value < f.min:
+                value = f.min
+            if f.max is not None and value > f.max:
+                value = f.max
+        else:
+            allowed = f.categories if f.categories is not None else list(levels.get(f.name) or [])
+            frequent = [lv for lv in (categorical.get(f.name) or {}).get("levels") or [] if lv in allowed]
+            value = frequent[0] if frequent else allowed[0] if allowed else None
+        record[f.name] = value
+    try:
+        schema.check_records([record])
+    except InputError:
+        return None
+    return record
+
+
+def _readable(value: float, *, whole: bool) -> float | int:
+    """Six significant digits; an integer when the feature only takes whole values."""
+    value = float(f"{value:.6g}")
+    return int(round(value)) if whole or value.is_integer() else value
 
 
 class ScoringApp:
@@ -229,8 +278,15 @@ def _problem(message: str, problems: list[dict[str, Any]] | None = None) -> byte
 
 def create_app(model: ScoringModel, *, token: str | None = None, log_dir: str | Path | None = None, max_records: int | None = None) -> ScoringApp:
     """Build the ASGI app serving ``model``."""
-    from fastapi import FastAPI
     from fastapi.responses import PlainTextResponse
+
+    try:
+        from fastapi_offline import FastAPIOffline
+    except ImportError as exc:
+        raise ImportError(
+            "the API's /docs needs the Swagger UI files of the 'fastapi-offline' package, which is not "
+            "installed: install the wheel with its serve extra (pip install '<wheel>[serve]')"
+        ) from exc
 
     token = token if token is not None else os.environ.get(TOKEN_ENV) or None
     expected = f"Bearer {token}".encode() if token else None
@@ -240,14 +296,23 @@ def create_app(model: ScoringModel, *, token: str | None = None, log_dir: str | 
     metrics = Metrics()
     version = model.version
     body_schema = request_schema(model.schema, max_records)
+    body_media: dict[str, Any] = {"schema": body_schema}
+    example = example_record(model.schema, model.reference_profile, model.feature_transform.categorical)
+    if example is not None:  # Swagger UI's "Try it out" starts from it
+        body_media["example"] = {"records": [example]}
     problem_schema = {
         "type": "object",
         "properties": {"error": {"type": "string"}, "problems": {"type": "array", "items": {"type": "object"}}},
     }
-    api = FastAPI(
+    # FastAPIOffline is FastAPI whose /docs page loads Swagger UI from the files it ships, mounted at
+    # DOCS_ASSETS, instead of a CDN. No /redoc: ReDoc's sidebar always loads the Redocly logo from
+    # a CDN, which fails offline and tells a third party that someone read the docs.
+    api = FastAPIOffline(
         title=f"{model.metadata.get('package', 'nbops model')} scoring API",
         version=version,
         description=f"Scores records with model version {version} ({model.task_type}).",
+        static_url=DOCS_ASSETS,
+        redoc_url=None,
     )
 
     def score(raw: bytes, authorization: bytes) -> tuple[int, bytes, list[float], int]:
@@ -264,9 +329,10 @@ def create_app(model: ScoringModel, *, token: str | None = None, log_dir: str | 
 
     @api.post(
         "/predict",
-        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}}},
+        summary="Score records",
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": body_media}}},
         responses={
-            200: {"description": "Predictions, in the order of the records", "content": {"application/json": {"schema": {"type": "object", "properties": {"model_version": {"type": "string"}, "predictions": {"type": "array", "items": {"type": "number"}}}}}}},
+            200: {"description": "Predictions, in the order of the records", "content": {"application/json": {"schema": {"type": "object", "required": ["model_version", "predictions"], "additionalProperties": False, "properties": {"model_version": {"type": "string"}, "predictions": {"type": "array", "items": {"type": "number"}}}}}}},
             400: {"description": "Malformed JSON", "content": {"application/json": {"schema": problem_schema}}},
             401: {"description": "Missing or wrong bearer token", "content": {"application/json": {"schema": problem_schema}}},
             413: {"description": "More records than allowed", "content": {"application/json": {"schema": problem_schema}}},
@@ -274,7 +340,8 @@ def create_app(model: ScoringModel, *, token: str | None = None, log_dir: str | 
         },
     )
     def predict_documented() -> dict[str, Any]:  # pragma: no cover - ScoringApp answers POST /predict
-        """Score records. (Served by the scoring fast path; this route documents it.)"""
+        """Score records. The example is a typical record, not a real one: each numeric feature's
+        training median and each categorical feature's most frequent level."""
         raise RuntimeError("POST /predict is served before FastAPI routing")
 
     @api.get("/health")
