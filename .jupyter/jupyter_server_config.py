@@ -5,6 +5,7 @@
 # /api/contents request answers 500 ("'coroutine' object is not subscriptable"). jupytext's
 # synchronous TextFileContentsManager is the fix: Ploomber wraps it correctly.
 import logging
+import warnings
 
 c = get_config()  # noqa: F821  (provided by Jupyter when it loads this file)
 c.ServerApp.contents_manager_class = "jupytext.TextFileContentsManager"
@@ -26,10 +27,11 @@ c.LabApp.log_level = "WARN"
 
 
 class _NotTheUsersBusiness(logging.Filter):
-    """Drops the deprecation notices Jupyter Server logs about how third-party extensions
-    (Ploomber's) declare themselves: nothing a user of `make lab` can or should act on."""
+    """Drops what Jupyter Server logs that a user of `make lab` cannot or need not act on: how a
+    third-party extension (Ploomber's) declares itself, and that a notebook opened has no trust
+    signature (committed notebooks carry no outputs to trust)."""
 
-    hidden = ("_jupyter_server_extension_points` function was not found",)
+    hidden = ("_jupyter_server_extension_points` function was not found", " is not trusted")
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not any(text in record.getMessage() for text in self.hidden)
@@ -39,3 +41,8 @@ c.ServerApp.logging_config = {
     "filters": {"not_the_users_business": {"()": _NotTheUsersBusiness}},
     "handlers": {"console": {"filters": ["not_the_users_business"]}},
 }
+# Ploomber renders the DAG to inject parameters and warns about parameters its static analysis cannot
+# see used (nbops.stage reads them from globals()) and env keys the spec does not use: `nbops check`
+# validates both. The same filters as `nbops build` (src/nbops/build.py); kernels are not affected.
+for module in ("ploomber.dag.dag", "ploomber.sources.notebooksource", "ploomber.spec.dagspec"):
+    warnings.filterwarnings("ignore", category=UserWarning, module=module)
