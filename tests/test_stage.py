@@ -103,3 +103,11 @@ def test_a_notebook_on_its_own_still_writes_under_the_interactive_root_with_wand
     assert stage.product["model"] == interactive / "models/model.txt"
     assert stage.upstream["features"]["train"] == interactive / "data/processed/train.parquet"
     assert stage.params.tracking == "disabled"
+
+
+def test_a_missing_pipeline_product_in_the_lab_says_to_build_it(project: Path) -> None:
+    stage = nbops.stage("train", injected(project, "train"))
+    with pytest.raises(ConfigError) as err:
+        stage.inp("features", "train")
+    assert str(project / "data/processed/train.parquet") in str(err.value) and "`make run`" in str(err.value)
+    assert "reads the pipeline's" in str(err.value)

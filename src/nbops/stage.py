@@ -74,6 +74,12 @@ class Stage:
         except KeyError as exc:
             raise ConfigError(f"stage '{self.name}' has no upstream product {task}.{key}") from exc
         if not path.exists():
+            if self.interactive and not path.is_relative_to(self.project / INTERACTIVE_ROOT):
+                # injected by the lab: upstream products are the pipeline's, which only a build writes
+                raise ConfigError(
+                    f"stage '{self.name}' reads the pipeline's {path}, made by stage '{task}', which has not "
+                    f"been built yet; run `make run` first (a notebook run in JupyterLab writes under {INTERACTIVE_ROOT}/)"
+                )
             raise ConfigError(
                 f"stage '{self.name}' needs {path}, made by stage '{task}', which has not run yet; "
                 f"run the '{task}' notebook first (or `make run`)"
