@@ -29,7 +29,22 @@ $(VENV)/.installed: requirements.lock pyproject.toml requirements/overrides.txt
 	@touch $@
 
 .PHONY: install
-install: $(VENV)/.installed ## Create .venv with the pinned dependencies (from requirements.lock)
+install: $(VENV)/.installed git-filter ## Create .venv with the pinned dependencies (from requirements.lock)
+
+# nbstripout as a git filter and diff driver for *.ipynb (.gitattributes), with the pre-commit hook's
+# flags: notebook outputs JupyterLab saved never reach `git diff` or a commit; cells with metadata
+# keep_output keep theirs (nbval checks them). The path is relative because git runs filters from the
+# top of the work tree: every clone and worktree uses its own .venv. Idempotent; outside git, nothing.
+NBSTRIPOUT := $(BIN)/nbstripout --keep-count --extra-keys 'metadata.widgets cell.metadata.execution'
+
+.PHONY: git-filter
+git-filter: ## Install nbstripout as the git filter of notebooks (part of install)
+	@if command -v git >/dev/null && [ "$$(git rev-parse --is-inside-work-tree 2>/dev/null)" = true ]; then \
+		git config filter.nbstripout.clean "$(NBSTRIPOUT)" && \
+		git config filter.nbstripout.smudge cat && \
+		git config filter.nbstripout.required true && \
+		git config diff.ipynb.textconv "$(NBSTRIPOUT) -t"; \
+	fi
 
 .PHONY: run
 run: install ## Run the whole pipeline on the simulated data (DATA=file TARGET=col for your own)
@@ -52,7 +67,7 @@ test: install browser ## Run the whole test suite (what CI runs)
 	$(BIN)/python -m pytest $(ARGS)
 
 .PHONY: lab
-lab: install ## Start JupyterLab with Ploomber's parameter injection (http://127.0.0.1:8888)
+lab: install ## JupyterLab on http://127.0.0.1:8888 (URL with token printed); notebooks write under build/interactive/
 	JUPYTER_CONFIG_DIR=$(CURDIR)/.jupyter $(BIN)/jupyter lab --ip=127.0.0.1 --no-browser --allow-root $(ARGS)
 
 .PHONY: serve

@@ -38,7 +38,8 @@ def main() -> int:
                         if "execution_count" in output:
                             output["execution_count"] = 1
                     print(f"{source.name}: {''.join(o.get('text', '') for o in ran.outputs).strip()}")
-            source.write_text(json.dumps(original, indent=1, ensure_ascii=False) + "\n")
+            # nbformat's own layout, the one nbstripout (the git filter and the pre-commit hook) writes
+            nbformat.write(nbformat.from_dict(original), source)
     return 0
 
 

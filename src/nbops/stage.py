@@ -1,13 +1,23 @@
 """What a stage notebook calls first: its typed parameters and its input and output paths.
 
-Under Ploomber the notebook receives ``product`` and ``upstream`` injected. Opened on its own (in
-JupyterLab without the extension, or under nbval) ``product`` is None, and the same paths are read
-from ``pipeline.yaml`` with the products rooted in ``build/interactive``, so that running the stage
-notebooks in order by hand works and never overwrites the pipeline's products.
+A stage runs in one of three ways, and only the first writes the pipeline's products:
+
+- under ``nbops build``: Ploomber injects ``product`` and ``upstream`` and ``nbops build`` has set
+  ``NBOPS_BUILD_ID``; the injected paths are used as they are;
+- in JupyterLab (``make lab``): Ploomber's extension injects the same ``product`` and ``upstream``,
+  but no build id is set. The notebook reads the pipeline's upstream products (the real data and
+  model) and writes its own products under ``build/interactive/`` (the pipeline root's prefix
+  replaced by it), never over the pipeline's;
+- opened on its own (JupyterLab without the extension, or nbval): ``product`` is None, and the same
+  paths are read from ``pipeline.yaml`` with every product rooted in ``build/interactive/``, so that
+  running the stage notebooks in order by hand works.
+
+The last two are interactive: W&B stays off unless asked with ``NBOPS_TRACKING`` (offline or online).
 """
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import os
@@ -23,8 +33,19 @@ from nbops.paths import project_root
 from nbops.pipeline_spec import load_env, load_tasks
 
 INTERACTIVE_ROOT = "build/interactive"
+# Products of an interactive run whose pipeline path is outside the pipeline root go under this
+# folder of the interactive root (their absolute path below it), never to their pipeline path.
+OUTSIDE_ROOT = "outside-root"
 # Set by `nbops build` for the Ploomber process: {task: run identity}; see nbops.lineage.
 IDENTITIES_ENV = "NBOPS_RUN_IDENTITIES"
+# Set by `nbops build` for the Ploomber process: its presence means "this is a pipeline build".
+BUILD_ID_ENV = "NBOPS_BUILD_ID"
+# An interactive run logs to W&B only when this asks for it ('offline' or 'online').
+TRACKING_ENV = "NBOPS_TRACKING"
+TRACKING_MODES = ("offline", "online", "disabled")
+# Path parameters a stage writes into (not products in pipeline.yaml): re-rooted in interactive runs.
+# Stages that only read them (evaluate's gate reads the production model) keep the pipeline's.
+WRITTEN_PARAMS: dict[str, tuple[str, ...]] = {"register": ("registry_root",)}
 log = logging.getLogger(__name__)
 
 
@@ -54,6 +75,12 @@ class Stage:
         except KeyError as exc:
             raise ConfigError(f"stage '{self.name}' has no upstream product {task}.{key}") from exc
         if not path.exists():
+            if self.interactive and not path.is_relative_to(self.project / INTERACTIVE_ROOT):
+                # injected by the lab: upstream products are the pipeline's, which only a build writes
+                raise ConfigError(
+                    f"stage '{self.name}' reads the pipeline's {path}, made by stage '{task}', which has not "
+                    f"been built yet; run `make run` first (a notebook run in JupyterLab writes under {INTERACTIVE_ROOT}/)"
+                )
             raise ConfigError(
                 f"stage '{self.name}' needs {path}, made by stage '{task}', which has not run yet; "
                 f"run the '{task}' notebook first (or `make run`)"
@@ -80,11 +107,15 @@ def stage(name: str, namespace: Mapping[str, Any]) -> Stage:
     product = namespace.get("product")
     upstream = namespace.get("upstream")
     if product is not None and isinstance(upstream, Mapping | type(None)):
+        products = {k: Path(v) for k, v in _as_dict(product).items()}
+        upstreams = {t: {k: Path(v) for k, v in _as_dict(p).items()} for t, p in (upstream or {}).items()}
+        if not os.environ.get(BUILD_ID_ENV):
+            return _injected_interactive(name, params, products, upstreams)
         resolved = Stage(
             name=name,
             params=params,
-            product={k: Path(v) for k, v in _as_dict(product).items()},
-            upstream={t: {k: Path(v) for k, v in _as_dict(p).items()} for t, p in (upstream or {}).items()},
+            product=products,
+            upstream=upstreams,
             project=project_root(),
             interactive=False,
             identity=run_identity(name),
@@ -98,14 +129,129 @@ def stage(name: str, namespace: Mapping[str, Any]) -> Stage:
         raise ConfigError(f"pipeline.yaml has no task named '{name}' (it has {', '.join(tasks)})")
     task = tasks[name]
     log.info("running '%s' on its own: products go to %s", name, project / INTERACTIVE_ROOT)
-    return Stage(
+    interactive_root = project / INTERACTIVE_ROOT
+    resolved = Stage(
         name=name,
-        params=params,
-        product={k: Path(v) for k, v in task.product.items()},
+        params=_interactive_tracking(params),
+        product={k: _keep_inside(Path(v), interactive_root) for k, v in task.product.items()},
         upstream={u: {k: Path(v) for k, v in tasks[u].product.items()} for u in task.upstream},
         project=project,
         interactive=True,
     )
+    _show_interactive(resolved, upstream_root=interactive_root)
+    return resolved
+
+
+def _injected_interactive(name: str, params: Any, product: dict[str, Path], upstream: dict[str, dict[str, Path]]) -> Stage:
+    """A notebook Ploomber's Jupyter extension injected, run outside a build (JupyterLab).
+
+    Upstream paths stay the pipeline's, so the notebook explores the real data and model; every
+    product (and every path parameter the stage writes into) is re-rooted under the interactive root.
+    """
+    project = project_root()
+    interactive_root = project / INTERACTIVE_ROOT
+    root = pipeline_root(project)
+    rerooted = {k: interactive_path(p, root, interactive_root) for k, p in product.items()}
+    updates = {
+        key: str(interactive_path(Path(getattr(params, key)), root, interactive_root, project=project))
+        for key in WRITTEN_PARAMS.get(name, ())
+        if getattr(params, key, None) is not None
+    }
+    resolved = Stage(
+        name=name,
+        params=_interactive_tracking(params.model_copy(update=updates) if updates else params),
+        product=rerooted,
+        upstream=upstream,
+        project=project,
+        interactive=True,
+    )
+    log.info("'%s' runs outside a pipeline build: reading the pipeline's products under %s, writing under %s", name, root, interactive_root)
+    _show_interactive(resolved, upstream_root=root)
+    return resolved
+
+
+def pipeline_root(project: Path) -> Path:
+    """The products root the pipeline's paths were rendered with: ``root`` of the env file Ploomber
+    reads (``PLOOMBER_ENV_FILENAME``, else ``env.yaml``), relative paths from the project folder."""
+    env_file = os.environ.get("PLOOMBER_ENV_FILENAME") or "env.yaml"
+    root = Path(str(load_env(project, env_file).get("root", ".")))
+    return (root if root.is_absolute() else project / root).resolve()
+
+
+def interactive_path(path: Path, pipeline_root: Path, interactive_root: Path, *, project: Path | None = None) -> Path:
+    """Where an interactive run writes what the pipeline writes at ``path``.
+
+    Under the pipeline root: the same relative path under the interactive root. Already under the
+    interactive root: unchanged. Anywhere else: under ``<interactive root>/outside-root/`` (by its
+    absolute path), so that no pipeline path is ever written in place. A relative path is taken
+    from ``project``.
+    """
+    path = Path(path)
+    if not path.is_absolute():
+        path = (project or Path.cwd()) / path
+    path = path.resolve()
+    interactive_root = interactive_root.resolve()
+    if path.is_relative_to(interactive_root):
+        return path
+    if path.is_relative_to(pipeline_root):
+        return interactive_root / path.relative_to(pipeline_root)
+    return interactive_root / OUTSIDE_ROOT / path.relative_to(path.anchor)
+
+
+def _keep_inside(path: Path, interactive_root: Path) -> Path:
+    """A product of a notebook run on its own: pipeline.yaml rooted it in the interactive root unless
+    its template does not use ``{{root}}``; such a product goes under ``outside-root/`` too."""
+    return interactive_path(path, interactive_root.resolve(), interactive_root)
+
+
+def interactive_tracking() -> str:
+    """W&B mode of an interactive run: what ``NBOPS_TRACKING`` asks for, else 'disabled'."""
+    mode = os.environ.get(TRACKING_ENV, "").strip().lower() or "disabled"
+    if mode not in TRACKING_MODES:
+        raise ConfigError(
+            f"{TRACKING_ENV}={os.environ[TRACKING_ENV]!r}: expected one of {', '.join(TRACKING_MODES)}; "
+            f"set {TRACKING_ENV}=offline to log this notebook to W&B, or unset it"
+        )
+    return mode
+
+
+def _interactive_tracking(params: Any) -> Any:
+    """Interactive runs log to W&B only when asked: ``tracking`` comes from ``NBOPS_TRACKING``, not
+    from the env file the extension injected (nor the notebook's default)."""
+    if "tracking" not in type(params).model_fields:
+        return params
+    return params.model_copy(update={"tracking": interactive_tracking()})
+
+
+def _show_interactive(stage: Stage, *, upstream_root: Path) -> None:
+    """One visible line: this run is interactive, where it reads, where it writes, and W&B."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import HTML, display
+    except ImportError:
+        return
+    if get_ipython() is None:
+        return
+
+    def shown(path: Path) -> str:
+        try:
+            text = str(path.relative_to(stage.project))
+        except ValueError:
+            text = str(path)
+        return f"<code>{html.escape(text)}</code>"
+
+    tracking = getattr(stage.params, "tracking", None)
+    wandb = (
+        ""
+        if tracking is None
+        else f" · W&amp;B <b>{html.escape(tracking)}</b>"
+        + (f" (set <code>{TRACKING_ENV}=offline</code> to log)" if tracking == "disabled" else "")
+    )
+    display(HTML(
+        f"<p><b>interactive run</b> (not a pipeline build): reads upstream products under "
+        f"{shown(upstream_root)}, writes its products under {shown(stage.project / INTERACTIVE_ROOT)}"
+        f"{wandb}</p>"
+    ))
 
 
 def _show_identity(stage: Stage) -> None:
@@ -120,7 +266,7 @@ def _show_identity(stage: Stage) -> None:
         return
     if get_ipython() is None:
         return
-    build = os.environ.get("NBOPS_BUILD_ID", "")
+    build = os.environ.get(BUILD_ID_ENV, "")
     display(Markdown(f"*run identity* `{stage.identity}` · *build* `{build}` · `nbops why {stage.name}` explains why it ran"))
 
 
