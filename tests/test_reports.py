@@ -259,13 +259,21 @@ def test_simulated_build_reports_are_for_a_reader(simulated: Path) -> None:
 
 
 @pytest.mark.slow
-def test_executed_notebooks_keep_every_cell(simulated: Path) -> None:
-    """The HTML leaves cells out; the executed .ipynb (for debugging and nbval) keeps them all."""
+def test_cells_left_out_of_the_html_stay_in_the_executed_notebook(simulated: Path) -> None:
+    """The HTML leaves the parameters cells and the scaffolding out; the executed .ipynb (for
+    debugging, re-running and nbval) keeps every cell, the injected parameters included."""
+    reports = simulated / "build/test/reports"
     for source in sorted((REPO / "notebooks").glob("*.ipynb")):
-        executed = json.loads((simulated / "build/test/reports" / source.name).read_text())
-        tags = [c.get("metadata", {}).get("tags", []) for c in executed["cells"]]
-        assert ["injected-parameters"] in tags and ["parameters"] in tags, source.name
+        executed = json.loads((reports / source.name).read_text())
         assert len(executed["cells"]) == len(json.loads(source.read_text())["cells"]) + 1, source.name
+        injected = next(c for c in executed["cells"] if "injected-parameters" in c.get("metadata", {}).get("tags", []))
+        page = text_of((reports / source.name).with_suffix(".html").read_text())
+        first_line = next(line for line in "".join(injected["source"]).splitlines()[1:] if line.strip())
+        assert first_line not in page, f"{source.stem}.html shows the injected parameters ({first_line!r})"
+        hidden = [c for c in executed["cells"] if "report-hide" in c.get("metadata", {}).get("tags", [])]
+        for cell in hidden:
+            shown = "".join("".join(o.get("text", "")) for o in cell["outputs"]).strip()
+            assert shown and shown not in page, f"{source.stem}.html shows the scaffolding output {shown!r}"
 
 
 @pytest.mark.slow
