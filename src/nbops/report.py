@@ -258,7 +258,10 @@ def show_figures(figures: Mapping[str, Figure | Path], include: Iterable[str] | 
     except ImportError:  # pragma: no cover - outside Jupyter there is nothing to show
         return
     wanted = list(include) if include is not None else [k for k in figures if k not in set(exclude)]
-    pngs = {name: (figures[name].read_bytes() if isinstance(figures[name], Path) else figure_png(figures[name])) for name in wanted}  # type: ignore[union-attr]
+    pngs: dict[str, bytes] = {}
+    for name in wanted:
+        item = figures[name]
+        pngs[name] = item.read_bytes() if isinstance(item, Path) else figure_png(item)
     if len(pngs) == 1:
         display(Image(data=next(iter(pngs.values())), format="png"))
         return

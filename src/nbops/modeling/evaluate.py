@@ -19,6 +19,7 @@ from nbops.data.io import write_json, write_parquet
 from nbops.data.schema import TableSchema
 from nbops.modeling.headline import HEADLINE
 from nbops.params import EvaluateParams
+from nbops.report import outcome_label
 from nbops.runtime.transform import FeatureTransform
 
 PREDICTION = "prediction"
@@ -76,12 +77,11 @@ def class_labels(schema: TableSchema) -> tuple[str, str]:
     The positive class is the schema's ``positive_class`` (a label such as ``yes``), or 1 for a 0/1
     target; the negative is the target's other declared category, or 0.
     """
-    positive = schema.positive_class if schema.positive_class is not None else "1"
     negative = "0"
     if schema.positive_class is not None:
         categories = schema.column(schema.target).categories or []
         negative = next((c for c in categories if c != schema.positive_class), f"not {schema.positive_class}")
-    return f"{schema.target} = {negative}", f"{schema.target} = {positive}"
+    return outcome_label(schema.target, "0" if schema.positive_class is None else negative), outcome_label(schema.target, schema.positive_class)
 
 
 @dataclass
