@@ -1,10 +1,13 @@
 """Refresh the checked outputs of the stage notebooks (`make notebook-outputs`).
 
-Cells whose metadata has ``keep_output: true`` carry a ``# NBVAL_CHECK_OUTPUT`` comment: their
-committed output is what ``pytest --nbval-lax`` compares a fresh run against, so each stage has at
-least one deterministic output under test. This script runs the notebooks in order in a temporary
-copy of the project (with their default parameters, as nbval does) and copies only those outputs
-back into the sources; every other output stays stripped.
+Cells tagged ``nbval-check-output`` (nbval's cell tag; a tag, not a ``# NBVAL_CHECK_OUTPUT``
+comment, so no test marker reaches a reader's report) also have ``keep_output: true`` in their
+metadata, which nbstripout honours: their committed output is what ``pytest --nbval-lax`` compares a
+fresh run against, so each stage has at least one deterministic output under test. Checked cells that
+are test scaffolding rather than something a reader needs are tagged ``report-hide`` as well and left
+out of the HTML report (pipeline.yaml). This script runs the notebooks in order in a temporary copy
+of the project (with their default parameters, as nbval does) and copies only those outputs back into
+the sources; every other output stays stripped.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from nbclient import NotebookClient
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.conftest import REPO, copy_project  # noqa: E402
 
+CHECK_TAG = "nbval-check-output"
+
 
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
@@ -30,7 +35,8 @@ def main() -> int:
             NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(copy.parent)}}).execute()
             original = json.loads(source.read_text())
             for cell, ran in zip(original["cells"], nb.cells, strict=True):
-                if cell["cell_type"] == "code" and cell.get("metadata", {}).get("keep_output"):
+                if cell["cell_type"] == "code" and CHECK_TAG in cell.get("metadata", {}).get("tags", []):
+                    cell["metadata"]["keep_output"] = True
                     cell["outputs"] = [dict(o) for o in ran.outputs]
                     # nbval compares only cells with an execution count ("unrun" cells are skipped).
                     cell["execution_count"] = 1

@@ -1,5 +1,5 @@
 """nbval on the stage notebooks: each runs on its own with its default parameters, in a real kernel,
-and its checked output (``# NBVAL_CHECK_OUTPUT``) matches the committed one."""
+and its checked output (cells tagged ``nbval-check-output``) matches the committed one."""
 
 from __future__ import annotations
 
@@ -18,14 +18,30 @@ pytestmark = pytest.mark.slow
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 
+def _tags(cell: dict) -> list[str]:
+    return cell.get("metadata", {}).get("tags", [])
+
+
 def test_every_stage_notebook_has_a_checked_deterministic_output() -> None:
     for path in NOTEBOOKS:
         cells = json.loads(path.read_text())["cells"]
-        checked = [c for c in cells if "NBVAL_CHECK_OUTPUT" in "".join(c["source"])]
-        assert checked, f"{path.name} has no cell checked by nbval"
+        checked = [c for c in cells if "nbval-check-output" in _tags(c)]
+        assert checked, f"{path.name} has no cell checked by nbval (tag a deterministic cell nbval-check-output)"
         assert all(c["outputs"] and c["metadata"].get("keep_output") for c in checked), f"{path.name}: checked cell without a committed output (run `make notebook-outputs`)"
         others = [c for c in cells if c["cell_type"] == "code" and c not in checked]
         assert not any(c["outputs"] for c in others), f"{path.name}: outputs committed outside checked cells"
+
+
+def test_test_markers_are_cell_tags_never_source_comments() -> None:
+    """A ``# NBVAL_...`` comment is code, and code is shown in the HTML report: the markers live in
+    cell tags, and scaffolding a reader does not need (tagged report-hide) is nbval-checked."""
+    for path in NOTEBOOKS:
+        cells = json.loads(path.read_text())["cells"]
+        for number, cell in enumerate(cells):
+            source = "".join(cell["source"])
+            assert "NBVAL" not in source.upper().replace("-", "_"), f"{path.name} cell {number}: an nbval marker in the source; use the tag (nbval-check-output, nbval-ignore-output, nbval-skip)"
+            if "report-hide" in _tags(cell):
+                assert "nbval-check-output" in _tags(cell), f"{path.name} cell {number}: hidden from the report but not checked by nbval"
 
 
 def test_notebooks_declare_parameters_with_defaults() -> None:

@@ -121,6 +121,7 @@ def stage(name: str, namespace: Mapping[str, Any]) -> Stage:
             identity=run_identity(name),
         )
         _show_identity(resolved)
+        _report_logging(resolved.project)
         return resolved
     project = project_root()
     env = load_env(project, overrides={"root": str(project / INTERACTIVE_ROOT)})
@@ -268,6 +269,50 @@ def _show_identity(stage: Stage) -> None:
         return
     build = os.environ.get(BUILD_ID_ENV, "")
     display(Markdown(f"*run identity* `{stage.identity}` · *build* `{build}` · `nbops why {stage.name}` explains why it ran"))
+
+
+class _ReportLog(logging.StreamHandler):  # type: ignore[type-arg]
+    """nbops warnings in an executed report: on the stderr of the moment (each cell's, as the kernel
+    or ploomber-engine captures it), with the project's paths shown relative to it."""
+
+    def __init__(self, project: Path) -> None:
+        super().__init__()
+        self.project = project
+        self.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        import sys
+
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:  # StreamHandler sets it; the current stderr is used instead
+        pass
+
+    def format(self, record: logging.LogRecord) -> str:
+        from nbops.report import relative_text
+
+        return relative_text(super().format(record), self.project)
+
+
+def _report_logging(project: Path) -> None:
+    """In a report, nbops warnings go to the report with relative paths (a reader's report holds no
+    absolute path of the project); once per process, since ploomber-engine runs every notebook in one."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    if get_ipython() is None:
+        return
+    logger = logging.getLogger("nbops")
+    for handler in logger.handlers:
+        if isinstance(handler, _ReportLog):
+            handler.project = project
+            return
+    handler = _ReportLog(project)
+    handler.setLevel(logging.WARNING)
+    logger.addHandler(handler)
 
 
 def run_identity(task: str) -> str | None:

@@ -175,3 +175,110 @@ def test_build_features_without_time_column_splits_at_random(tmp_path):
     assert result.split.method == "random"
     assert "from" not in result.summary["splits"]["train"]
     _assert_partition(df, result.split)
+
+
+# --- stratification of binary targets ------------------------------------------------------------
+
+
+def _binary_table(n: int = 569, positive_share: float = 0.4, seed: int = 0, months: int | None = None) -> pd.DataFrame:
+    """A generated binary table (the size of the one that showed the problem: 569 rows, ~40% positive)."""
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"uid": np.arange(n), "x": rng.normal(size=n), "y": (rng.random(n) < positive_share).astype(float)})
+    if months:
+        df["month"] = (pd.to_datetime("2023-01-01") + pd.to_timedelta(rng.integers(0, months, n) * 31, unit="D")).to_period("M").to_timestamp()
+    return df
+
+
+def _rates_within_tolerance(df: pd.DataFrame, split) -> list[str]:
+    overall = df["y"].mean()
+    problems = []
+    for name in SPLITS:
+        part = getattr(split, name)
+        rate = part["y"].mean()
+        if abs(rate - overall) > 1 / len(part) + 0.01:
+            problems.append(f"{name}: positive rate {rate:.3f} over {len(part)} rows against {overall:.3f} overall")
+    return problems
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_stratified_random_split_keeps_the_positive_rate_in_every_split(seed):
+    df = _binary_table(seed=seed)
+    split = split_rows(df, time_column=None, valid_fraction=0.15, test_fraction=0.15, seed=seed, stratify="y")
+    assert _rates_within_tolerance(df, split) == []
+    assert split.method == "random" and split.stratified_by == "y"
+    assert split.description() == "random, stratified by y"
+    ids = np.concatenate([getattr(split, name)["uid"].to_numpy() for name in SPLITS])
+    assert sorted(ids) == df["uid"].tolist()  # every row in exactly one split
+    # The shares asked for, to the row (the totals are apportioned, not drawn).
+    assert split.sizes() == {"train": 569 - 85 - 85, "valid": 85, "test": 85}
+
+
+def test_stratified_split_is_seeded_and_differs_by_seed():
+    df = _binary_table()
+    a = split_rows(df, time_column=None, valid_fraction=0.2, test_fraction=0.2, seed=5, stratify="y")
+    b = split_rows(df, time_column=None, valid_fraction=0.2, test_fraction=0.2, seed=5, stratify="y")
+    c = split_rows(df, time_column=None, valid_fraction=0.2, test_fraction=0.2, seed=6, stratify="y")
+    for name in SPLITS:
+        pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name))
+    assert set(a.test["uid"]) != set(c.test["uid"])
+
+
+def test_stratified_split_of_a_rare_class_still_fills_every_split():
+    df = _binary_table(n=40, positive_share=0.0)
+    df.loc[[3, 11], "y"] = 1.0  # two positives in 40 rows
+    split = split_rows(df, time_column=None, valid_fraction=0.1, test_fraction=0.1, seed=0, stratify="y")
+    assert all(n > 0 for n in split.sizes().values())
+    assert sum(split.sizes().values()) == 40
+    assert split.train["y"].sum() >= 1  # the training split keeps at least one of each class
+
+
+def test_time_ordered_split_is_unchanged_by_stratification():
+    df = _binary_table(n=2000, months=24)
+    plain = split_rows(df, time_column="month", valid_fraction=0.15, test_fraction=0.15, seed=1)
+    asked = split_rows(df, time_column="month", valid_fraction=0.15, test_fraction=0.15, seed=1, stratify="y")
+    assert asked.method == "time" and asked.stratified_by is None
+    for name in SPLITS:
+        pd.testing.assert_frame_equal(getattr(plain, name), getattr(asked, name))
+
+
+def test_unstratified_random_split_is_unchanged():
+    """Without ``stratify`` the random split is the same draw as before (the Dask split repeats it)."""
+    df = _binary_table(n=1000)
+    u = np.random.default_rng(3).random(len(df))
+    split = split_rows(df, time_column=None, valid_fraction=0.15, test_fraction=0.15, seed=3)
+    assert split.stratified_by is None
+    assert split.test["uid"].tolist() == df["uid"][u < 0.15].tolist()
+    assert split.valid["uid"].tolist() == df["uid"][(u >= 0.15) & (u < 0.3)].tolist()
+
+
+def test_features_stage_stratifies_a_binary_target_without_time_column(tmp_path):
+    df = _binary_table(seed=0)  # unstratified, this seed gives valid 0.354 and test 0.438 against 0.404
+    df["grade"] = np.random.default_rng(2).choice(["A", "B", "C"], len(df))
+    df["month"] = pd.Timestamp("2024-01-01")
+    valid_rows = tmp_path / "valid.parquet"
+    df.to_parquet(valid_rows, index=False)
+    out = {name: tmp_path / f"{name}.parquet" for name in SPLITS}
+    out["transform"] = tmp_path / "transform.json"
+    out["summary"] = tmp_path / "summary.json"
+    result = build_features(FeaturesParams(seed=0), schema=_schema(time_column=None), valid_rows=valid_rows, out=out)
+    assert _rates_within_tolerance(df, result.split) == []
+    summary = json.loads(out["summary"].read_text())
+    assert summary["method"] == "random" and summary["stratified_by"] == "y"
+    # The report's table names the target's mean in the data's words.
+    table = split_table(summary)
+    assert list(table.columns) == ["split", "rows", "rate of y = 1"]
+    assert table["rows"].dtype.kind == "i"
+
+
+def test_features_stage_does_not_stratify_a_regression_target(tmp_path):
+    df = _binary_table(seed=4).assign(y=lambda d: d["x"] * 3.0, grade="A", month=pd.Timestamp("2024-01-01"))
+    valid_rows = tmp_path / "valid.parquet"
+    df.to_parquet(valid_rows, index=False)
+    out = {name: tmp_path / f"{name}.parquet" for name in SPLITS}
+    out["transform"] = tmp_path / "transform.json"
+    out["summary"] = tmp_path / "summary.json"
+    schema = _schema(time_column=None)
+    schema.task_type = "regression"
+    result = build_features(FeaturesParams(seed=4), schema=schema, valid_rows=valid_rows, out=out)
+    assert result.split.stratified_by is None and "stratified_by" not in result.summary
+    assert list(split_table(result.summary).columns) == ["split", "rows", "mean y"]

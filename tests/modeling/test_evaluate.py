@@ -14,10 +14,12 @@ from nbops.modeling.evaluate import (
     HEADLINE,
     PREDICTION,
     binary_metrics,
+    class_labels,
     evaluate_model,
     metrics_table,
     regression_metrics,
     segment_metrics,
+    segments_table,
     shap_importance,
 )
 from nbops.params import EvaluateParams
@@ -364,3 +366,61 @@ def test_evaluate_model_regression_writes_regression_plots(tmp_path):
         "shap_importance",
         "shap_summary",
     }
+
+
+# --- wording: the target's name and its positive class, never the built-in data's ------------------
+
+
+def _evaluate(tmp_path, schema: TableSchema):
+    transform, booster = _fit(_rows(800, 8))
+    out = {name: tmp_path / f"{name}.parquet" for name in ("segments", "importance", "predictions")}
+    out["metrics"] = tmp_path / "metrics.json"
+    out["plots"] = tmp_path / "plots"
+    return evaluate_model(EvaluateParams(shap_sample=100), schema=schema, transform=transform, booster=booster, test_rows=_rows(200, 9), out=out)
+
+
+def _labels(fig) -> str:
+    ax = fig.axes[0]
+    legend = ax.get_legend()
+    return " | ".join([ax.get_xlabel(), ax.get_ylabel(), ax.get_title(), *([t.get_text() for t in legend.get_texts()] if legend else [])])
+
+
+def test_class_labels_name_the_target_and_its_positive_class():
+    assert class_labels(SCHEMA) == ("y = 0", "y = 1")
+    labelled = TableSchema("toy", "churned", "binary", [ColumnSpec("churned", "categorical", "target", categories=["no", "yes"])], positive_class="yes")
+    assert class_labels(labelled) == ("churned = no", "churned = yes")
+
+
+def test_calibration_axis_names_the_target_not_defaults(tmp_path):
+    result = _evaluate(tmp_path, SCHEMA)
+    assert result.figures["calibration"].axes[0].get_ylabel() == "observed rate of y = 1"
+    assert "y = 0" in _labels(result.figures["score_distribution"]) and "y = 1" in _labels(result.figures["score_distribution"])
+    assert result.outcome == "y = 1" and result.target == "y" and result.task_type == "binary"
+    for name, fig in result.figures.items():
+        assert "default" not in _labels(fig).lower(), f"{name} speaks of the built-in credit data: {_labels(fig)}"
+    assert "rate of y = 1" in result.describe()
+
+
+def test_a_labelled_target_is_named_with_its_positive_label(tmp_path):
+    columns = [c if c.name != "y" else ColumnSpec("y", "categorical", "target", categories=["stayed", "left"]) for c in SCHEMA.columns]
+    schema = TableSchema("toy", "y", "binary", columns, time_column="month", positive_class="left")
+    result = _evaluate(tmp_path, schema)
+    assert result.figures["calibration"].axes[0].get_ylabel() == "observed rate of y = left"
+    assert "rate of y = left" in list(result.segments_table().columns)
+
+
+def test_counts_are_integers_in_metrics_and_segments(tmp_path):
+    result = _evaluate(tmp_path, SCHEMA)
+    assert isinstance(result.metrics["rows"], int)
+    assert json.loads((tmp_path / "metrics.json").read_text())["metrics"]["rows"] == 200
+    assert '"rows": 200\n' in (tmp_path / "metrics.json").read_text()  # 200, never 200.0
+    assert pd.read_parquet(tmp_path / "segments.parquet")["rows"].dtype.kind == "i"
+
+
+def test_segments_table_puts_the_headline_first_and_names_the_rates():
+    y, p = _example()
+    rows = _rows(len(y), 0).assign(y=y)
+    seg = segment_metrics(SCHEMA, rows, p, EvaluateParams(segment_columns=["grade"]))
+    table = segments_table(seg, "binary", "y = 1")
+    assert list(table.columns) == ["segment", "level", "rows", *HEADLINE["binary"], "rate of y = 1", "mean prediction"]
+    assert table["rows"].dtype.kind == "i"

@@ -68,7 +68,7 @@ def profile_table(df: pd.DataFrame, schema: TableSchema) -> dict[str, Any]:
 
 
 def profile_frame(profile: dict[str, Any]) -> pd.DataFrame:
-    """The profile as a table for display: one row per column."""
+    """The profile as one table: one row per column (statistics a kind has not are missing)."""
     rows = []
     for name, entry in profile["columns"].items():
         top = entry.get("top")
@@ -87,3 +87,32 @@ def profile_frame(profile: dict[str, Any]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def _percent(share: float) -> str:
+    return "0%" if share == 0 else ("<0.1%" if share < 0.001 else f"{100 * share:.1f}%")
+
+
+def profile_tables(profile: dict[str, Any], top: int = 3) -> dict[str, pd.DataFrame]:
+    """The profile as a reader sees it: one table per kind of column, each with only the statistics
+    that kind has (so no column of blanks).
+
+    Returns:
+        ``{"Numeric columns": ..., "Categorical columns": ..., "Identifiers, times and text": ...}``
+        (a kind without columns is left out), titles a report can show:
+        numeric columns with their missing share, distinct values, mean and quantiles; categorical ones
+        with their most frequent categories and shares; identifiers, times and text with their range.
+    """
+    numeric, categorical, other = [], [], []
+    for name, entry in profile["columns"].items():
+        common = {"column": name, "role": entry["role"], "missing": _percent(entry["missing_rate"]), "distinct": entry["distinct"]}
+        if "mean" in entry:
+            numeric.append({**common, **{k: entry[k] for k in ("mean", "min", "p01", "median", "p99", "max")}})
+        elif entry["kind"] == "categorical":
+            shares = entry.get("top") or {}
+            categorical.append({**common, f"top {top} categories": ", ".join(f"{k} {_percent(v)}" for k, v in list(shares.items())[:top])})
+        else:
+            span = f"{entry['min']} to {entry['max']}" if "min" in entry and "max" in entry else ""
+            other.append({**common, "kind": entry["kind"], "range": span})
+    tables = {"Numeric columns": pd.DataFrame(numeric), "Categorical columns": pd.DataFrame(categorical), "Identifiers, times and text": pd.DataFrame(other)}
+    return {title: frame for title, frame in tables.items() if not frame.empty}

@@ -12,6 +12,7 @@ from nbops.data.io import write_json, write_parquet
 from nbops.data.schema import TableSchema
 from nbops.features.split import SPLITS, Split, split_rows
 from nbops.params import FeaturesParams
+from nbops.report import outcome_label
 from nbops.runtime.transform import FeatureTransform
 
 
@@ -46,6 +47,8 @@ def build_features(
         valid_fraction=params.valid_fraction,
         test_fraction=params.test_fraction,
         seed=params.seed,
+        # A binary target keeps its positive rate in every split of a random split.
+        stratify=schema.target if schema.task_type == "binary" else None,
     )
     numeric = [c.name for c in schema.features if c.kind == "numeric"]
     categorical = [c.name for c in schema.features if c.kind == "categorical"]
@@ -53,7 +56,16 @@ def build_features(
     for name in SPLITS:
         write_parquet(getattr(split, name), out[name])
     transform.save(out["transform"])
-    summary: dict[str, Any] = {"method": split.method, "features": transform.feature_names, "splits": {}}
+    summary: dict[str, Any] = {
+        "method": split.method,
+        "features": transform.feature_names,
+        "target": schema.target,
+        "task_type": schema.task_type,
+        "positive_class": schema.positive_class,
+        "splits": {},
+    }
+    if split.stratified_by:
+        summary["stratified_by"] = split.stratified_by
     for name in SPLITS:
         part: pd.DataFrame = getattr(split, name)
         entry: dict[str, Any] = {"rows": len(part), "target_mean": float(part[schema.target].mean())}
@@ -66,5 +78,20 @@ def build_features(
 
 
 def split_table(summary: dict[str, Any]) -> pd.DataFrame:
-    """The split summary as a table for display."""
-    return pd.DataFrame(summary["splits"]).T.rename_axis("split").reset_index()
+    """The split summary as a table for display: one row per split, the target's mean named in the
+    data's words (``rate of default = 1``, ``mean price``) when the summary knows the target."""
+    table = pd.DataFrame(summary["splits"]).T.rename_axis("split").reset_index()
+    table["rows"] = table["rows"].astype(int)
+    table["target_mean"] = table["target_mean"].astype(float)
+    if "target" in summary:
+        outcome = outcome_label(summary["target"], summary.get("positive_class"), summary.get("task_type", "binary"))
+        table = table.rename(columns={"target_mean": f"rate of {outcome}" if summary.get("task_type") == "binary" else f"mean {outcome}"})
+    return table
+
+
+def levels_table(transform: FeatureTransform) -> pd.DataFrame:
+    """The categorical levels the transform learned from the training split, one row per feature."""
+    return pd.DataFrame(
+        [{"feature": name, "levels": len(levels), "learned from the training split": levels} for name, levels in transform.categorical.items()],
+        columns=["feature", "levels", "learned from the training split"],
+    )

@@ -19,6 +19,7 @@ from nbops.data.io import write_json, write_parquet
 from nbops.data.schema import TableSchema
 from nbops.modeling.headline import HEADLINE
 from nbops.params import EvaluateParams
+from nbops.report import outcome_label
 from nbops.runtime.transform import FeatureTransform
 
 PREDICTION = "prediction"
@@ -27,7 +28,7 @@ PREDICTION = "prediction"
 def binary_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     """ROC AUC, PR AUC, log loss, Brier score and the Kolmogorov-Smirnov statistic."""
     if len(np.unique(y)) < 2:
-        return {"rows": float(len(y)), "positive_rate": float(np.mean(y)), "mean_prediction": float(np.mean(p))}
+        return {"rows": int(len(y)), "positive_rate": float(np.mean(y)), "mean_prediction": float(np.mean(p))}
     fpr, tpr, _ = skm.roc_curve(y, p)
     return {
         "roc_auc": float(skm.roc_auc_score(y, p)),
@@ -35,7 +36,7 @@ def binary_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
         "log_loss": float(skm.log_loss(y, np.clip(p, 1e-15, 1 - 1e-15))),
         "brier": float(skm.brier_score_loss(y, p)),
         "ks": float(np.max(tpr - fpr)),
-        "rows": float(len(y)),
+        "rows": int(len(y)),  # a count: 967, never 967.0
         "positive_rate": float(np.mean(y)),
         "mean_prediction": float(np.mean(p)),
     }
@@ -47,7 +48,7 @@ def regression_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
         "rmse": float(np.sqrt(skm.mean_squared_error(y, p))),
         "mae": float(skm.mean_absolute_error(y, p)),
         "r2": float(skm.r2_score(y, p)) if len(y) > 1 else float("nan"),
-        "rows": float(len(y)),
+        "rows": int(len(y)),
         "mean_target": float(np.mean(y)),
         "mean_prediction": float(np.mean(p)),
     }
@@ -57,6 +58,30 @@ def task_metrics(task_type: str, y: np.ndarray, p: np.ndarray) -> dict[str, floa
     return binary_metrics(y, p) if task_type == "binary" else regression_metrics(y, p)
 
 
+# What each headline metric measures, for a reader of the report.
+MEANING = {
+    "roc_auc": "chance that a random positive row scores above a random negative one (0.5: no skill)",
+    "pr_auc": "average precision over all recall levels (the positive rate: no skill)",
+    "log_loss": "penalty for confident wrong probabilities (lower is better)",
+    "brier": "mean squared error of the probabilities (lower is better)",
+    "ks": "largest gap between the score distributions of the two classes",
+    "rmse": "root mean squared error (lower is better)",
+    "mae": "mean absolute error (lower is better)",
+    "r2": "share of the target's variance explained (1: perfect, 0: the mean)",
+}
+
+
+def class_labels(schema: TableSchema) -> tuple[str, str]:
+    """The two classes of a binary target in the data's words: ``("default = 0", "default = 1")``.
+
+    The positive class is the schema's ``positive_class`` (a label such as ``yes``), or 1 for a 0/1
+    target; the negative is the target's other declared category, or 0.
+    """
+    negative = "0"
+    if schema.positive_class is not None:
+        categories = schema.column(schema.target).categories or []
+        negative = next((c for c in categories if c != schema.positive_class), f"not {schema.positive_class}")
+    return outcome_label(schema.target, "0" if schema.positive_class is None else negative), outcome_label(schema.target, schema.positive_class)
 
 
 @dataclass
@@ -69,6 +94,24 @@ class Evaluation:
     predictions: pd.DataFrame
     figures: dict[str, Figure]
     plots: dict[str, Path]
+    task_type: str = "binary"
+    target: str = ""
+    # What the model predicts, in the data's words: "default = 1" (binary) or the target (regression).
+    outcome: str = ""
+
+    def describe(self) -> str:
+        """One sentence on the rows the metrics are computed on."""
+        m = self.metrics
+        if self.task_type == "binary":
+            return (
+                f"Test split: {m['rows']:,} rows; observed rate of {self.outcome}: {m['positive_rate']:.4f}; "
+                f"mean predicted probability: {m['mean_prediction']:.4f}."
+            )
+        return f"Test split: {m['rows']:,} rows; mean {self.target}: {m['mean_target']:.4g}; mean prediction: {m['mean_prediction']:.4g}."
+
+    def segments_table(self) -> pd.DataFrame:
+        """The segment metrics with the columns named for a reader."""
+        return segments_table(self.segments, self.task_type, self.outcome or self.target)
 
 
 def evaluate_model(
@@ -95,8 +138,9 @@ def evaluate_model(
     keep = [c.name for c in schema.by_role("id", "time") if c.name in test_rows.columns]
     predictions = test_rows[keep + [schema.target]].copy()
     predictions[PREDICTION] = p
+    outcome = class_labels(schema)[1] if schema.task_type == "binary" else schema.target
     figures = (
-        binary_figures(y, p) if schema.task_type == "binary" else regression_figures(y, p)
+        binary_figures(y, p, classes=class_labels(schema)) if schema.task_type == "binary" else regression_figures(y, p, target=schema.target)
     )
     figures["shap_importance"] = importance_figure(importance)
     figures["shap_summary"] = shap_summary_figure(contrib, _sample(x, params.shap_sample), transform.feature_names)
@@ -109,7 +153,7 @@ def evaluate_model(
     plots = {name: folder / f"{name}.png" for name in figures}
     for name, fig in figures.items():
         fig.savefig(plots[name], dpi=110)
-    return Evaluation(headline, segments, importance, predictions, figures, plots)
+    return Evaluation(headline, segments, importance, predictions, figures, plots, schema.task_type, schema.target, outcome)
 
 
 def _sample(x: np.ndarray, n: int) -> np.ndarray:
@@ -184,8 +228,13 @@ def shap_summary_figure(contrib: np.ndarray, x: np.ndarray, names: list[str], to
     return fig
 
 
-def binary_figures(y: np.ndarray, p: np.ndarray) -> dict[str, Figure]:
-    """ROC, precision-recall, calibration and score distribution by class."""
+def binary_figures(y: np.ndarray, p: np.ndarray, classes: tuple[str, str] = ("negative", "positive")) -> dict[str, Figure]:
+    """ROC, precision-recall, calibration and score distribution by class.
+
+    Args:
+        classes: the negative and positive class in the data's words (``default = 0``, ``default = 1``):
+            the calibration axis is the observed rate of the positive class.
+    """
     from sklearn.calibration import calibration_curve
 
     figs: dict[str, Figure] = {}
@@ -213,38 +262,38 @@ def binary_figures(y: np.ndarray, p: np.ndarray) -> dict[str, Figure]:
     ax.plot(mean_pred, frac_pos, marker="o", label="model")
     hi = max(mean_pred.max(), frac_pos.max())
     ax.plot([0, hi], [0, hi], color="grey", linestyle="--", label="perfect")
-    ax.set(xlabel="mean predicted probability", ylabel="observed default rate", title="Calibration (deciles)")
+    ax.set(xlabel="mean predicted probability", ylabel=f"observed rate of {classes[1]}", title="Calibration (deciles)")
     ax.legend()
     fig.tight_layout()
     figs["calibration"] = fig
     fig = Figure(figsize=(5, 3.5))
     ax = fig.subplots()
     bins = np.linspace(0, 1, 41)
-    ax.hist(p[y == 0], bins=bins, alpha=0.6, density=True, label="negative")
-    ax.hist(p[y == 1], bins=bins, alpha=0.6, density=True, label="positive")
-    ax.set(xlabel="predicted probability", ylabel="density", title="Score distribution by outcome")
+    ax.hist(p[y == 0], bins=bins, alpha=0.6, density=True, label=classes[0])
+    ax.hist(p[y == 1], bins=bins, alpha=0.6, density=True, label=classes[1])
+    ax.set(xlabel=f"predicted probability of {classes[1]}", ylabel="density", title="Score distribution by class")
     ax.legend()
     fig.tight_layout()
     figs["score_distribution"] = fig
     return figs
 
 
-def regression_figures(y: np.ndarray, p: np.ndarray) -> dict[str, Figure]:
-    """Predicted against actual, and residuals against predicted."""
+def regression_figures(y: np.ndarray, p: np.ndarray, target: str = "target") -> dict[str, Figure]:
+    """Predicted against actual, and residuals against predicted (axes named after the target)."""
     figs: dict[str, Figure] = {}
     fig = Figure(figsize=(4.5, 4))
     ax = fig.subplots()
     ax.scatter(y, p, s=4, alpha=0.4)
     lo, hi = float(min(y.min(), p.min())), float(max(y.max(), p.max()))
     ax.plot([lo, hi], [lo, hi], color="grey", linestyle="--")
-    ax.set(xlabel="actual", ylabel="predicted", title="Predicted vs actual")
+    ax.set(xlabel=f"actual {target}", ylabel=f"predicted {target}", title="Predicted vs actual")
     fig.tight_layout()
     figs["predicted_vs_actual"] = fig
     fig = Figure(figsize=(4.5, 4))
     ax = fig.subplots()
     ax.scatter(p, y - p, s=4, alpha=0.4)
     ax.axhline(0, color="grey", linestyle="--")
-    ax.set(xlabel="predicted", ylabel="residual (actual - predicted)", title="Residuals")
+    ax.set(xlabel=f"predicted {target}", ylabel="residual (actual - predicted)", title="Residuals")
     fig.tight_layout()
     figs["residuals"] = fig
     fig = Figure(figsize=(4.5, 3.5))
@@ -257,5 +306,26 @@ def regression_figures(y: np.ndarray, p: np.ndarray) -> dict[str, Figure]:
 
 
 def metrics_table(metrics: dict[str, float], task_type: str) -> pd.DataFrame:
-    """The headline metrics as a one-column table."""
-    return pd.DataFrame({"metric": HEADLINE[task_type], "value": [round(metrics.get(k, float("nan")), 4) for k in HEADLINE[task_type]]})
+    """The headline metrics, with what each measures."""
+    names = HEADLINE[task_type]
+    return pd.DataFrame(
+        {
+            "metric": names,
+            "value": [round(metrics.get(k, float("nan")), 4) for k in names],
+            "what it measures": [MEANING.get(k, "") for k in names],
+        }
+    )
+
+
+def segments_table(segments: pd.DataFrame, task_type: str, outcome: str) -> pd.DataFrame:
+    """Segment metrics for a reader: the headline metrics first, the rates named in the data's words.
+
+    Args:
+        outcome: the positive class (``default = 1``) for a binary target, the target's name otherwise.
+    """
+    names = {"positive_rate": f"rate of {outcome}", "mean_target": f"mean {outcome}", "mean_prediction": "mean prediction"}
+    order = ["segment", "level", "rows"] + [m for m in HEADLINE[task_type] if m in segments.columns] + [c for c in names if c in segments.columns]
+    frame = segments[[c for c in order if c in segments.columns]].copy()
+    if "rows" in frame.columns:
+        frame["rows"] = frame["rows"].astype(int)
+    return frame.rename(columns=names)
