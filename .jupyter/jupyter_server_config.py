@@ -46,3 +46,10 @@ c.ServerApp.logging_config = {
 # validates both. The same filters as `nbops build` (src/nbops/build.py); kernels are not affected.
 for module in ("ploomber.dag.dag", "ploomber.sources.notebooksource", "ploomber.spec.dagspec"):
     warnings.filterwarnings("ignore", category=UserWarning, module=module)
+
+# Saving a stage notebook: Ploomber's extension deletes the pipeline's metadata beside that task's
+# products (for its own incremental build). nbops' run identities decide what reruns (the notebook's
+# code is part of them), so the pipeline's products stay exactly as the build left them.
+from ploomber.jupyter import manager as _ploomber_manager  # noqa: E402
+
+_ploomber_manager.DAGMapping.delete_metadata = lambda self, key: None

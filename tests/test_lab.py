@@ -114,13 +114,19 @@ def injected_source(nb: dict) -> str:
     return "".join(cell["source"])
 
 
-def snapshot(project: Path, exclude: Path) -> dict[str, str]:
-    """sha256 of every file of the project outside ``exclude``."""
+def snapshot(project: Path, exclude: Path, *more: Path) -> dict[str, str]:
+    """sha256 of every file of the project outside ``exclude`` (and ``more``)."""
     return {
         str(p.relative_to(project)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(project.rglob("*"))
-        if p.is_file() and not p.is_relative_to(exclude)
+        if p.is_file() and not any(p.is_relative_to(e) for e in (exclude, *more))
     }
+
+
+def save_notebook(base: str, path: str, nb: dict) -> None:
+    """What the browser sends on Ctrl-S: PUT /api/contents/<path> with the notebook."""
+    response = httpx.put(f"{base}/api/contents/{path}", json={"type": "notebook", "format": "json", "content": nb}, headers=AUTH, timeout=120)
+    assert response.status_code == 200, f"PUT /api/contents/{path}: {response.status_code} {response.text[:500]}"
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +156,8 @@ def test_stage_notebooks_run_from_the_lab_leave_every_pipeline_product_byte_iden
     project = built_project
     interactive = project / "build" / "interactive"
     shutil.rmtree(interactive, ignore_errors=True)
-    before = snapshot(project, exclude=interactive)
+    sources = project / "notebooks"  # saving a notebook rewrites its source: that is the user's file
+    before = snapshot(project, interactive, sources)
     assert any(k.startswith("build/test/registry/") for k in before), "the build made no registry"
     for var in NOT_IN_A_LAB:  # the kernels nbclient starts get this environment, as a lab kernel would
         monkeypatch.delenv(var, raising=False)
@@ -161,7 +168,8 @@ def test_stage_notebooks_run_from_the_lab_leave_every_pipeline_product_byte_iden
             assert str(project / "build/test") in injected_source(nb), "the injected paths are not the pipeline's"
             NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(project / "notebooks")}}).execute()
             outputs[stage] = json.dumps([o for c in nb.cells if c.cell_type == "code" for o in c.outputs])
-    after = snapshot(project, exclude=interactive)
+            save_notebook(base, f"notebooks/{stage}.ipynb", json.loads(nbformat.writes(nb)))
+    after = snapshot(project, interactive, sources)
     changed = sorted(k for k in before.keys() & after.keys() if before[k] != after[k])
     added, removed = sorted(after.keys() - before.keys()), sorted(before.keys() - after.keys())
     touched = {"changed": changed, "added": added, "removed": removed}

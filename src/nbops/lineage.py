@@ -75,6 +75,7 @@ def identities(tasks: list[TaskSpec]) -> dict[str, dict[str, Any]]:
             # the library code the notebook runs, and the pinned environment it runs in
             "library": _digest(library),
             "lock": lock_digest(task.project),
+            "options": _digest(task.options),
         }
         out[name] = {"identity": _digest(components)[:16], "components": components, "library_files": library}
         return out[name]["identity"]
@@ -187,6 +188,8 @@ def changes(tasks: list[TaskSpec], root: Path) -> dict[str, list[str]]:
                 reasons.append("nbops version changed")
             if old.get("library") != new["library"]:
                 reasons.append(_library_change(before.get("library_files") or {}, now["library_files"]))
+            if old.get("options", new["options"]) != new["options"]:
+                reasons.append(f"the task's settings in pipeline.yaml changed ({', '.join(sorted(task.options)) or 'removed'})")
             if old.get("lock") != new["lock"]:
                 reasons.append(f"the environment changed ({LOCK_FILE})")
             if before.get("products") != product_state(task.product):

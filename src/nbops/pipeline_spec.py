@@ -35,6 +35,8 @@ class TaskSpec:
     upstream: list[str] = field(default_factory=list)
     raw_params: dict[str, Any] = field(default_factory=dict)
     project: Path | None = None
+    # everything else pipeline.yaml says of the task (executor, report export settings, ...)
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
@@ -134,6 +136,10 @@ def notebook_parameters(source: Path) -> dict[str, Any]:
     return found
 
 
+# Task keys TaskSpec holds in fields of their own.
+_DECLARED = ("source", "name", "product", "params", "upstream")
+
+
 def load_tasks(project: Path, env: Mapping[str, Any]) -> list[TaskSpec]:
     """The tasks of ``pipeline.yaml`` with placeholders rendered from ``env``."""
     spec_path = project / PIPELINE_FILE
@@ -163,6 +169,7 @@ def load_tasks(project: Path, env: Mapping[str, Any]) -> list[TaskSpec]:
                 upstream=list(upstream),
                 raw_params=dict(raw.get("params", {})),
                 project=project.resolve(),
+                options=render({k: v for k, v in raw.items() if k not in _DECLARED}, env, where=f"{where} settings"),
             )
         )
     return tasks

@@ -138,7 +138,9 @@ def load_source(params: IngestParams, project: Path, raw_out: Path) -> tuple[pd.
     path = path if path.is_absolute() else (project / path)
     df = read_table(path)
     write_parquet(df, raw_out)
-    return df, str(path)
+    # As the user named it: relative to the project when inside it (no machine's path in the lineage,
+    # the model card or the reports).
+    return df, str(path.relative_to(project)) if path.is_relative_to(project) else str(path)
 
 
 def ingest(
@@ -166,7 +168,8 @@ def ingest(
             (the quarantine file is written first, so the rows can be inspected).
     """
     df, source = load_source(params, project, raw)
-    source_file = source if params.data != "simulate" else str(raw)
+    # Errors name the file as the filesystem sees it; the summary, as the user named it.
+    source_file = str(Path(params.data) if Path(params.data).is_absolute() else project / params.data) if params.data != "simulate" else str(raw)
     path = schema_path(params, project)
     created = False
     if path.exists():
