@@ -226,7 +226,7 @@ def test_monitor_batch_with_labels_reports_sklearn_auc(model_and_profile, labell
     auc = roc_auc_score(labelled_batch[TARGET], predictions)
     assert 0.6 < auc < 1.0  # the model learned something: a meaningful reference for the next test
     result = monitor_batch("2025-01", labelled_batch, model=model, profile=profile, reference_metrics={"roc_auc": auc}, rules=AlertRules(), target=TARGET, month="2025-01")
-    assert result.row["status"] == "ok"
+    assert result.row["status"] == "ok" and result.row["labels"] == "arrived"
     assert result.row["perf__roc_auc"] == pytest.approx(auc, rel=1e-12)
     assert result.row["perf__labelled_rows"] == len(labelled_batch)
     assert result.row["mean_prediction"] == pytest.approx(predictions.mean())
@@ -238,6 +238,7 @@ def test_monitor_batch_with_labels_reports_sklearn_auc(model_and_profile, labell
     # Without labels there is no performance, and no performance alert.
     unlabelled = monitor_batch("2025-01", labelled_batch.drop(columns=[TARGET]), model=model, profile=profile, reference_metrics={"roc_auc": auc}, rules=AlertRules(), target=TARGET)
     assert unlabelled.performance is None and not any(k.startswith("perf__") for k in unlabelled.row)
+    assert unlabelled.row["labels"] == "pending"
 
 
 def test_performance_alert_fires_when_auc_falls_far_below_the_reference(model_and_profile, labelled_batch):

@@ -40,8 +40,8 @@ STYLE = f"""
 .nbops-page .widget-html-content {{ line-height: 1.45; }}
 .nbops-page h3 {{ font-size: 17px; margin: 22px 0 4px 0; }}
 .nbops-caption {{ color: #52606d; font-size: 13px; margin: 0 0 8px 0; max-width: {PAGE_WIDTH}px; }}
-.nbops-kpis {{ display: flex; flex-wrap: wrap; gap: 8px; margin: 6px 0; }}
-.nbops-tile {{ flex: 1 1 auto; min-width: 140px; padding: 10px 14px; border-radius: 8px; }}
+.nbops-kpis {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(160px, 1fr)); gap: 8px; margin: 6px 0; max-width: {PAGE_WIDTH}px; }}
+.nbops-tile {{ padding: 10px 12px; border-radius: 8px; min-width: 0; }}
 .nbops-tile-label {{ font-size: 12px; color: #52606d; }}
 .nbops-tile-value {{ font-size: 21px; font-weight: 600; white-space: nowrap; }}
 .nbops-table {{ border-collapse: collapse; width: 100%; font-size: 13px; margin: 4px 0 8px 0; }}
@@ -330,7 +330,7 @@ def monitoring_dashboard(data: DashboardData) -> w.Widget:
         + tile(f"latest batch {latest['batch_id']}", latest_status, STATUS_TONES.get(latest_status, "neutral"))
         + tile("batches on alert", f"{n_alert} of {len(history)}", "bad" if n_alert else "good")
         + tile("batches to watch", f"{n_watch}", "warn" if n_watch else "good")
-        + tile("alerts", f"{len(data.alerts)} ({critical} critical)", "bad" if critical else ("warn" if data.alerts else "good"))
+        + tile(f"alerts: {len(data.alerts)} in all", f"{critical} critical", "bad" if critical else ("warn" if data.alerts else "good"))
         + tile(f"latest labelled {metric_name(metric)}{latest_labelled}", latest_perf)
         + tile("labels pending", f"{pending} batch{'es' if pending != 1 else ''}")
         + "</div>"

@@ -141,8 +141,7 @@ def drift_heatmap(history: pd.DataFrame, threshold: float = 0.2) -> Figure:
     strip.imshow(np.ma.masked_invalid(codes), aspect="auto", cmap=ListedColormap([STATUS_COLOURS[k] for k in ("ok", "watch", "alert")]), vmin=-0.5, vmax=2.5, interpolation="nearest")
     strip.set_yticks([0], ["status"], fontsize=8, fontweight="bold")
     strip.tick_params(axis="x", bottom=False)
-    cmap = ListedColormap(list(BAND_COLOURS))
-    cmap.set_bad("#eeeeee")
+    cmap = ListedColormap(list(BAND_COLOURS)).with_extremes(bad="#eeeeee")
     bounds = [low for low, _, _ in psi_bands(threshold)] + [max(10.0, float(np.nanmax(m.values)) + 1)]
     ax.imshow(np.ma.masked_invalid(m.values), aspect="auto", cmap=cmap, norm=BoundaryNorm(bounds, cmap.N), interpolation="nearest")
     ax.set_yticks(range(m.shape[0]), m.index, fontsize=8)
