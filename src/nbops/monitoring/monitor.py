@@ -191,7 +191,11 @@ def assess_batch(
     if rows == 0:
         add("data_quality", "critical", "the batch has no rows", "not comparable: the batch has no rows")
     for name in quality.missing_columns:
-        add("data_quality", "critical", f"column '{name}' is missing", f"not comparable: column '{name}' is missing")
+        alerts.append({"kind": "data_quality", "severity": "critical", "message": f"column '{name}' is missing"})
+    if quality.missing_columns:
+        names = quality.missing_columns
+        shown = ", ".join(f"'{n}'" for n in names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        reasons["critical"].append(f"not comparable: column {shown} is missing" if len(names) == 1 else f"not comparable: {len(names)} columns are missing ({shown})")
     for c in quality.columns:
         for count, what in ((c.wrong_type, "values are not numbers"), (c.out_of_range, "values outside the declared range"), (c.unseen, "rows with categories not in the schema")):
             if not count:
@@ -229,7 +233,7 @@ def assess_batch(
             add(alert["kind"], alert["severity"], alert["message"], alert["reason"])
     if reasons["warning"] or reasons["critical"]:
         status = "alert"
-        said = [f"{s}: {r}" for s in ("critical", "warning") for r in reasons[s]]
+        said = [f"{s}: {r}" for s in ("critical", "warning") for r in reasons[s]] + [f"watch: {r}" for r in watch + reasons["info"]]
     elif reasons["info"] or watch:
         status = "watch"
         said = watch + reasons["info"]
