@@ -110,7 +110,7 @@ class Chart:
         """A hover target (``hit``: SVG markup with class ``nbops-hit``) whose label shows ``lines``
         near (x, y): above it when there is room, else below, always inside the canvas."""
         shown = [part for line in lines for part in wrap(line)]
-        w = max(text_width(t) for t in shown) + 16
+        w = max([text_width(shown[0])] + [text_width(t) * 0.9 for t in shown[1:]]) + 16  # the first line is bold
         h = 18 * len(shown) + 8
         left = min(max(x - w / 2, 2.0), self.width - w - 2)
         top = y - h - 10 if y - h - 10 >= 2 else min(y + 12, self.height - h - 2)
