@@ -251,8 +251,8 @@ def test_monitoring_dashboard_says_what_the_numbers_say(served: dict[str, str], 
     cell.locator(".nbops-tip-label").wait_for(state="visible", timeout=5_000)
     assert f"PSI {history[feature].max():.3f}" in cell.locator(".nbops-tip-label").text_content()
 
-    # Nothing is cut off: no table cell, header or tile has more text than room.
-    clipped = _clipped(page, ".nbops-page td, .nbops-page th, .nbops-tile-label, .nbops-tile-value")
+    # Nothing is cut off: no table cell, header or tile has more text than room, no table needs scrolling.
+    clipped = _clipped(page, ".nbops-page td, .nbops-page th, .nbops-tile-label, .nbops-tile-value, .nbops-table-wrap")
     assert not clipped, f"text cut off: {clipped[:10]}"
     # Headers line up with their columns: same alignment and the same left and right edges.
     misaligned = page.evaluate(  # type: ignore[attr-defined]
@@ -270,7 +270,15 @@ def test_monitoring_dashboard_says_what_the_numbers_say(served: dict[str, str], 
     assert messages.count() > 0
     style = messages.first.evaluate("e => [getComputedStyle(e).wordBreak, getComputedStyle(e).overflowWrap, getComputedStyle(e).whiteSpace]")
     assert style == ["normal", "break-word", "normal"], style
+    # The charts are sized for the page: as wide as the column, never wider (no stretching past their
+    # natural size at 1280 px, no overflow at 800 px).
+    widths = page.evaluate("() => [...document.querySelectorAll('.nbops-page svg.nbops-chart')].map(s => [s.getBoundingClientRect().width, s.viewBox.baseVal.width])")  # type: ignore[attr-defined]
+    assert widths and all(shown <= natural + 0.5 for shown, natural in widths), widths
     _full_page_screenshot(page, REPO / "reports" / "dashboard_monitoring.png")
+    page.set_viewport_size({"width": 800, "height": 1000})  # type: ignore[attr-defined]
+    page.wait_for_timeout(500)  # type: ignore[attr-defined]
+    overflow = page.evaluate("() => [...document.querySelectorAll('.nbops-page, .nbops-page > *')].filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.className)")  # type: ignore[attr-defined]
+    assert not overflow, f"at 800 px the page is wider than the window: {overflow}"
     page.close()  # type: ignore[attr-defined]
 
 
@@ -315,7 +323,7 @@ def test_model_dashboard_speaks_of_the_target_and_its_explorer_responds(served: 
     bar.locator(".nbops-hit").hover()
     bar.locator(".nbops-tip-label").wait_for(state="visible", timeout=5_000)
     assert re.search(r"\d\.\d{3}", bar.locator(".nbops-tip-label").text_content())
-    clipped = _clipped(page, ".nbops-page td, .nbops-page th, .nbops-tile-label, .nbops-tile-value")
+    clipped = _clipped(page, ".nbops-page td, .nbops-page th, .nbops-tile-label, .nbops-tile-value, .nbops-table-wrap")
     assert not clipped, f"text cut off: {clipped[:10]}"
     _full_page_screenshot(page, REPO / "reports" / "dashboard_model.png")
     page.close()  # type: ignore[attr-defined]

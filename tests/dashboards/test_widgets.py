@@ -60,7 +60,7 @@ def test_table_formats_numbers_aligns_headers_with_their_columns_and_escapes() -
     assert "<img" not in out and "&lt;img src=x onerror=alert(1)&gt;" in out
     assert ">1,000<" in out and ">25<" in out and "1000.0" not in out  # whole numbers as ints
     assert ">0.765<" in out and ">–<" in out  # three decimals; a missing value as a dash
-    root = ET.fromstring(out)
+    root = ET.fromstring(out).find("table")
     heads = root.findall("./thead/tr/th")
     first = root.findall("./tbody/tr")[0].findall("td")
     assert [h.get("class").split()[0] for h in heads] == [c.get("class").split()[0] for c in first] == ["nbops-text", "nbops-num", "nbops-num", "nbops-text"]
@@ -71,7 +71,7 @@ def test_status_table_says_labels_pending_and_escapes_the_reason() -> None:
     h.loc[1, "status_reason"] = HOSTILE
     out = status_table(h, "perf__roc_auc", limit=0.78)
     assert "<img" not in out and out.count("labels pending") == 2
-    rows = ET.fromstring(out).findall("./tbody/tr")
+    rows = ET.fromstring(out).findall("./table/tbody/tr")
     assert "".join(rows[0].itertext()).startswith("2025-06")  # latest first
     cells = {"".join(r[0].itertext()): "".join(r[6].itertext()) for r in rows}
     assert cells["2025-06"] == cells["2025-05"] == "labels pending"
@@ -88,7 +88,7 @@ def test_alerts_table_is_latest_and_most_severe_first_and_escaped() -> None:
     ]
     out = alerts_table(alerts)
     assert "<img" not in out
-    order = ["".join(r.itertext()) for r in ET.fromstring(out).findall("./tbody/tr")]
+    order = ["".join(r.itertext()) for r in ET.fromstring(out).findall("./table/tbody/tr")]
     assert order[0].startswith("2025-02critical") and order[1].startswith("2025-02warning") and order[2].startswith("2025-01")
 
 

@@ -37,7 +37,8 @@ PAGE_WIDTH = 1080  # px: charts and tables share this width, so the page reads a
 STYLE = f"""
 <style>
 .nbops-page {{ max-width: {PAGE_WIDTH}px; font-family: system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif; color: #1f2933; }}
-.nbops-page .widget-html-content {{ line-height: 1.45; }}
+.nbops-page .widget-html-content {{ line-height: 1.45; min-width: 0; }}
+.nbops-page, .nbops-page > * {{ min-width: 0; max-width: 100%; }}
 .nbops-page h3 {{ font-size: 17px; margin: 22px 0 4px 0; }}
 .nbops-caption {{ color: #52606d; font-size: 13px; margin: 0 0 8px 0; max-width: {PAGE_WIDTH}px; }}
 .nbops-kpis {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(160px, 1fr)); gap: 8px; margin: 6px 0; max-width: {PAGE_WIDTH}px; }}
@@ -48,13 +49,15 @@ STYLE = f"""
 .nbops-table th, .nbops-table td {{ padding: 5px 8px; border-bottom: 1px solid #e4e7eb; vertical-align: top;
   white-space: normal; word-break: normal; overflow-wrap: break-word; }}
 .nbops-table th {{ font-weight: 600; background: #f5f7fa; border-bottom: 2px solid #cbd2d9; }}
-.nbops-table .nbops-num {{ text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }}
+.nbops-table-wrap {{ overflow-x: auto; max-width: 100%; }}
+.nbops-table .nbops-num {{ text-align: right; font-variant-numeric: tabular-nums; }}
+.nbops-table td.nbops-num {{ white-space: nowrap; }}
 .nbops-table .nbops-text {{ text-align: left; }}
 .nbops-table .nbops-nowrap {{ white-space: nowrap; }}
 .nbops-muted {{ color: #7b8794; }}
 .nbops-table tbody tr:hover {{ background: #f8fafc; }}
 .nbops-pill {{ display: inline-block; padding: 1px 9px; border-radius: 10px; font-size: 12px; font-weight: 600; white-space: nowrap; }}
-.nbops-pending {{ color: #52606d; font-style: italic; white-space: nowrap; }}
+.nbops-pending {{ color: #52606d; font-style: italic; }}
 .nbops-card {{ max-width: {PAGE_WIDTH}px; font-size: 14px; }}
 .nbops-card table {{ border-collapse: collapse; margin: 4px 0 10px 0; font-size: 13px; }}
 .nbops-card th, .nbops-card td {{ padding: 4px 10px; border-bottom: 1px solid #e4e7eb; text-align: left; }}
@@ -97,7 +100,7 @@ def section(title: str, caption: str = "") -> w.HTML:
 
 def chart(svg: str, name: str) -> w.HTML:
     """An SVG chart as a widget that fills the page width (at most the chart's natural width)."""
-    widget = w.HTML(svg, layout=w.Layout(width="100%", max_width=f"{PAGE_WIDTH}px"))
+    widget = w.HTML(svg, layout=w.Layout(width="100%", max_width=f"{PAGE_WIDTH}px", margin="2px 0"))
     widget.add_class(f"nbops-{name}")
     return widget
 
@@ -167,7 +170,8 @@ def table_html(df: pd.DataFrame, max_rows: int = 60, *, cls: str = "", cells: Ma
             tds.append(f"<td class='{align[c]} nbops-col-{i}'>{text}</td>")
         body.append("<tr>" + "".join(tds) + "</tr>")
     more = f"<p class='nbops-caption'>Showing {max_rows} of {len(df):,} rows.</p>" if len(df) > max_rows else ""
-    return f"<table class='nbops-table {esc(cls)}'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}"
+    # A narrow window scrolls the table inside its own box rather than cutting the page.
+    return f"<div class='nbops-table-wrap'><table class='nbops-table {esc(cls)}'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>{more}"
 
 
 def empty_state(title: str, message: str) -> w.HTML:
@@ -214,9 +218,11 @@ def status_table(history: pd.DataFrame, metric: str, limit: float | None = None)
     'labels pending'; in red past the alert level ``limit``)."""
     h = history.iloc[::-1].reset_index(drop=True)
     name = metric_name(metric)
-    labels = h["labels"].astype(object) if "labels" in h.columns else pd.Series(None, index=h.index, dtype=object)
+    # 'labels' is 'pending' until a batch's labels arrive and absent for a batch too broken to compare;
+    # a history written before it existed has no such column: there, no metric means pending.
+    labels = h["labels"].astype(object) if "labels" in h.columns else pd.Series("pending", index=h.index, dtype=object)
     perf = pd.to_numeric(h[metric], errors="coerce") if metric in h.columns else pd.Series(np.nan, index=h.index)
-    perf_text = [f"{v:.3f}" if math.isfinite(v) else ("labels pending" if lab == "pending" or not isinstance(lab, str) else "–") for v, lab in zip(perf, labels, strict=True)]
+    perf_text = [f"{v:.3f}" if math.isfinite(v) else ("labels pending" if lab == "pending" else "–") for v, lab in zip(perf, labels, strict=True)]
     drifted = h["drifted_features"].astype(object) if "drifted_features" in h.columns else pd.Series("", index=h.index)
     frame = pd.DataFrame(
         {
