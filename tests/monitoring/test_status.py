@@ -60,7 +60,7 @@ def test_a_clean_batch_is_ok_without_alerts() -> None:
 def test_psi_below_the_threshold_but_from_the_watch_level_is_watch(psi: float) -> None:
     a = assess(d=drift({"income": psi}))
     assert a.status == "watch" and a.alerts == []
-    assert f"income {psi:.2f}" in a.reason and "PSI between 0.1 and 0.2" in a.reason
+    assert f"income {psi:.3f}" in a.reason and "PSI between 0.1 and 0.2" in a.reason
 
 
 def test_the_watch_level_is_at_most_half_the_threshold() -> None:

@@ -221,13 +221,13 @@ def assess_batch(
         level = watch_level(threshold)
         near = sorted((f for f in drift.features if level <= f.score < threshold), key=lambda f: -f.score)
         if near:
-            shown = ", ".join(f"{f.name} {f.score:.2f}" for f in near[:3]) + (f" and {len(near) - 3} more" if len(near) > 3 else "")
+            shown = ", ".join(f"{f.name} {f.score:.3f}" for f in near[:3]) + (f" and {len(near) - 3} more" if len(near) > 3 else "")
             watch.append(f"PSI between {level:g} and {threshold:g}: {shown}")
         pred = drift.prediction
         if pred is not None and pred.drifted:
             add("prediction_drift", graded(pred.score, threshold), f"prediction distribution moved (PSI {pred.score:.2f})", f"predictions moved (PSI {pred.score:.2f})")
         elif pred is not None and pred.score >= level:
-            watch.append(f"predictions PSI {pred.score:.2f} (watch from {level:g})")
+            watch.append(f"predictions PSI {pred.score:.3f} (watch from {level:g})")
     if performance is not None:
         for alert in performance_alerts(task_type, performance, reference_metrics, rules):
             add(alert["kind"], alert["severity"], alert["message"], alert["reason"])
