@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,6 +84,8 @@ def make_dashboard(project: Path, log: Path, *extra: str, timeout: float = 120) 
     if len(links) < 2:
         stop(proc)
         pytest.fail(f"`make dashboard` printed no monitoring and model links within {timeout:.0f} s; stdout: {printed}; log: {log.read_text()[-3000:]}")
+    # Keep reading what make prints after the links, so a full pipe never blocks the server.
+    threading.Thread(target=lambda: [None for _ in proc.stdout or ()], daemon=True).start()
     base = "{0.scheme}://{0.netloc}".format(urlsplit(links["monitoring"]))
     while time.monotonic() < deadline:
         assert proc.poll() is None, log.read_text()[-3000:]
