@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import queue
 import re
-import selectors
 import shutil
 import signal
 import socket
@@ -64,28 +64,23 @@ def make_dashboard(project: Path, log: Path, *extra: str, timeout: float = 120) 
         pytest.fail(f"{VENV} is older than requirements.lock or pyproject.toml: `make dashboard` would reinstall it from a temporary copy. Run `make install` in {REPO}, then the tests again.")
     env = {k: v for k, v in os.environ.items() if k not in ("NBOPS_PROJECT", "NBOPS_ENV", "MAKEFLAGS", "MAKELEVEL")}
     proc = subprocess.Popen([*make, "dashboard", *extra], stdout=subprocess.PIPE, stderr=log.open("w"), text=True, env=env, start_new_session=True)
+    # A thread reads what make prints (and keeps reading, so a full pipe never blocks the server).
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or ()], daemon=True).start()
     links: dict[str, str] = {}
     printed: list[str] = []
     deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as sel:
-        assert proc.stdout is not None
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        while len(links) < 2 and time.monotonic() < deadline:
-            if not sel.select(timeout=1):
-                if proc.poll() is not None:
-                    break
-                continue
-            line = proc.stdout.readline()
-            if not line:
-                break
-            printed.append(line.rstrip("\n"))
-            if m := LINK.match(line.strip()):
-                links[m[1]] = m[2]
+    while len(links) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        try:
+            line = lines.get(timeout=1)
+        except queue.Empty:
+            continue
+        printed.append(line.rstrip("\n"))
+        if m := LINK.match(line.strip()):
+            links[m[1]] = m[2]
     if len(links) < 2:
         stop(proc)
         pytest.fail(f"`make dashboard` printed no monitoring and model links within {timeout:.0f} s; stdout: {printed}; log: {log.read_text()[-3000:]}")
-    # Keep reading what make prints after the links, so a full pipe never blocks the server.
-    threading.Thread(target=lambda: [None for _ in proc.stdout or ()], daemon=True).start()
     base = "{0.scheme}://{0.netloc}".format(urlsplit(links["monitoring"]))
     while time.monotonic() < deadline:
         assert proc.poll() is None, log.read_text()[-3000:]
