@@ -75,14 +75,17 @@ serve: install ## Serve the production model over REST on http://127.0.0.1:8000 
 	$(BIN)/nbops serve --env $(ENV_FILE) $(ARGS)
 
 DASHBOARD_PORT ?= 8866
-DASHBOARD_TOKEN ?= $(shell $(PYTHON) -c "import secrets; print(secrets.token_hex(16))")
+# Empty: a new random token per `make dashboard`. It is drawn once, in the recipe's one shell, so the
+# printed links and Voila carry the same token (a make variable set with $(shell) would draw one per use).
+DASHBOARD_TOKEN ?=
 
 .PHONY: dashboard
 dashboard: install ## Serve the Voila dashboards on http://127.0.0.1:8866 (token printed), code hidden
-	@echo "monitoring: http://127.0.0.1:$(DASHBOARD_PORT)/voila/render/monitoring.ipynb?token=$(DASHBOARD_TOKEN)"
-	@echo "model:      http://127.0.0.1:$(DASHBOARD_PORT)/voila/render/model.ipynb?token=$(DASHBOARD_TOKEN)"
-	NBOPS_ENV=$(ENV_FILE) $(BIN)/voila dashboards --no-browser --port=$(DASHBOARD_PORT) --Voila.ip=127.0.0.1 \
-		--token=$(DASHBOARD_TOKEN) --preheat_kernel=True --pool_size=1 $(ARGS)
+	@token='$(DASHBOARD_TOKEN)'; token="$${token:-$$($(BIN)/python -c 'import secrets; print(secrets.token_hex(16))')}"; \
+	echo "monitoring: http://127.0.0.1:$(DASHBOARD_PORT)/voila/render/monitoring.ipynb?token=$$token"; \
+	echo "model:      http://127.0.0.1:$(DASHBOARD_PORT)/voila/render/model.ipynb?token=$$token"; \
+	NBOPS_ENV=$(ENV_FILE) exec $(BIN)/voila dashboards --no-browser --port=$(DASHBOARD_PORT) --Voila.ip=127.0.0.1 \
+		--token="$$token" --preheat_kernel=True --pool_size=1 $(ARGS)
 
 .PHONY: bench
 bench: install browser ## Run the benchmarks; results go to bench/results/

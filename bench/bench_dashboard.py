@@ -3,8 +3,9 @@ years (24 months) of monitoring history. Writes bench/results/dashboard.json and
 
     python bench/bench_dashboard.py [--reps 3]
 
-Each repetition opens a new page (Voila starts a new kernel per page view) and times navigation ->
-the KPI tiles (monitoring) or the threshold explorer (model) being rendered.
+The dashboards are served by `make dashboard`, as a user starts them, and opened through the links
+it prints. Each repetition opens a new page (Voila starts a new kernel per page view) and times
+navigation -> the KPI tiles (monitoring) or the threshold explorer (model) being rendered.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import statistics
 import sys
 import tempfile
@@ -22,8 +22,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from tests.conftest import copy_project, nbops, output_of  # noqa: E402
-from tests.dashboards.test_voila import CHROMIUM, FLAGS, TOKEN, _voila  # noqa: E402
+from tests.conftest import nbops, output_of  # noqa: E402
+from tests.dashboards.test_voila import CHROMIUM, FLAGS, READY, dashboard_copy, make_dashboard, stop  # noqa: E402
 
 
 def main() -> int:
@@ -35,28 +35,26 @@ def main() -> int:
 
     results: dict[str, list[float]] = {"monitoring": [], "model": []}
     with tempfile.TemporaryDirectory() as tmp:
-        project = copy_project(Path(tmp) / "project")
-        shutil.copytree(REPO / "dashboards", project / "dashboards")
+        project = dashboard_copy(Path(tmp) / "project")
         proc = nbops(project, "build", "--env", "env.test.yaml", "--set", "production_months=24", "--set", "tracking=disabled")
         if proc.returncode != 0:
             raise SystemExit(output_of(proc)[-3000:])
-        server, base = _voila(project, "env.test.yaml", Path(tmp) / "voila.log")
+        server, links = make_dashboard(project, Path(tmp) / "voila.log")
         try:
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
                 for _ in range(args.reps + 1):  # the first view warms the file-system cache; not counted
-                    for name, ready in (("monitoring", ".nbops-kpis"), ("model", ".nbops-threshold-result")):
+                    for name, ready in READY.items():
                         time.sleep(args.pause)
                         page = browser.new_page(viewport={"width": 1280, "height": 1600})
                         start = time.perf_counter()
-                        page.goto(f"{base}/voila/render/{name}.ipynb?token={TOKEN}", wait_until="domcontentloaded")
+                        page.goto(links[name], wait_until="domcontentloaded")
                         page.wait_for_selector(ready, timeout=120_000)
                         results[name].append(time.perf_counter() - start)
                         page.close()
                 browser.close()
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            stop(server)
     measured = {k: v[1:] for k, v in results.items()}
     med = {k: statistics.median(v) for k, v in measured.items()}
     summary = {"pause_between_views_s": args.pause, "median_seconds": med, "all_seconds": measured, "history_months": 24, "cpus": os.cpu_count(), "python": platform.python_version(), "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}

@@ -264,16 +264,15 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         try:
             frame = read_prediction_log(path) if path.suffix == ".jsonl" else read_frame(path)
         except Exception as exc:  # an unreadable file is a data-quality alert, not a crash
-            upsert_history(history, [{"batch_id": batch_id, "status": "unreadable", "rows": 0}])
-            replace_alerts(alerts, batch_id, [{"kind": "data_quality", "severity": "error", "message": f"{path}: {exc}"}])
+            upsert_history(history, [{"batch_id": batch_id, "status": "alert", "status_reason": "critical: not comparable: the file could not be read", "rows": 0}])
+            replace_alerts(alerts, batch_id, [{"kind": "data_quality", "severity": "critical", "message": f"{path}: {exc}"}])
             print(f"{batch_id}: unreadable ({exc})")
             continue
         predictions = frame["prediction"].to_numpy() if "prediction" in frame.columns and path.suffix == ".jsonl" else None
         result = monitor_batch(batch_id, frame, model=model, profile=profile, reference_metrics=version.metadata["metrics"], rules=rules, target=target if target in frame.columns else None, predictions=predictions, month=batch_id)
         upsert_history(history, [result.row])
         replace_alerts(alerts, batch_id, result.alerts)
-        state = "drift" if result.drift and result.drift.dataset_drift else result.row.get("status")
-        print(f"{batch_id}: {len(frame):,} rows, {state}, {len(result.alerts)} alert(s)" + "".join(f"\n  - {a['message']}" for a in result.alerts))
+        print(f"{batch_id}: {len(frame):,} rows, {result.row['status']} ({result.row['status_reason']}), {len(result.alerts)} alert(s)" + "".join(f"\n  - {a['severity']}: {a['message']}" for a in result.alerts))
     print(f"history: {history}\nalerts: {alerts}")
     return 0
 

@@ -21,7 +21,7 @@ import lightgbm as lgb
 import pandas as pd
 
 from nbops.data.ingest import IngestResult, ingest
-from nbops.data.io import file_sha256, write_json
+from nbops.data.io import file_sha256, write_json, write_text
 from nbops.data.schema import TableSchema
 from nbops.deploy.wheel import build_wheel
 from nbops.events import progress
@@ -30,8 +30,13 @@ from nbops.modeling.evaluate import Evaluation, evaluate_model
 from nbops.modeling.train import TrainResult, learning_curve, train_model
 from nbops.monitoring.drift import DriftThresholds
 from nbops.monitoring.history import read_alerts, replace_alerts, upsert_history
-from nbops.monitoring.monitor import AlertRules, BatchMonitoring, monitor_batch
-from nbops.monitoring.plots import drift_heatmap, performance_over_time
+from nbops.monitoring.monitor import AlertRules, BatchMonitoring, monitor_batch, performance_limit
+from nbops.monitoring.plots import (
+    drift_heatmap,
+    drift_heatmap_svg,
+    performance_over_time,
+    performance_svg,
+)
 from nbops.monitoring.profile import ReferenceProfile, build_reference_profile
 from nbops.registry.gate import GateDecision, decide, production_metrics_on
 from nbops.registry.publish import PROFILE_FILE, register_model, registry_for
@@ -343,9 +348,15 @@ def run_monitor(stage: Stage) -> MonitoringRun:
     figures = stage.out("figures")
     figures.mkdir(parents=True, exist_ok=True)
     plots = {"drift_heatmap": figures / "drift_heatmap.png", "performance": figures / "performance.png"}
-    drift_heatmap(history, p.psi_threshold).savefig(plots["drift_heatmap"], dpi=100)
     metric = "perf__roc_auc" if version.metadata["task_type"] == "binary" else "perf__rmse"
-    performance_over_time(history, metric, reference_metrics.get(metric.removeprefix("perf__"))).savefig(plots["performance"], dpi=100)
+    limit = performance_limit(version.metadata["task_type"], reference_metrics, rules)
+    reference = reference_metrics.get(metric.removeprefix("perf__"))
+    # PNG at twice the screen density for the report and W&B; beside it the same chart as SVG, crisp
+    # at any size, with every value on hover.
+    drift_heatmap(history, p.psi_threshold).savefig(plots["drift_heatmap"], dpi=200)
+    performance_over_time(history, metric, reference, limit[1] if limit else None).savefig(plots["performance"], dpi=200)
+    write_text(drift_heatmap_svg(history, p.psi_threshold, standalone=True), figures / "drift_heatmap.svg")
+    write_text(performance_svg(history, metric, reference, limit[1] if limit else None, standalone=True), figures / "performance.svg")
     found = drift_recall(history, truth) if not truth.empty else {}
     write_json({"model_version": version.version, "batches": int(len(history)), "alerts": len(alerts), "ground_truth": found, "engine": p.engine}, stage.out("summary"))
     with start_run("monitor", config=_config(stage), mode=p.tracking, project_dir=stage.project) as run:

@@ -184,23 +184,25 @@ def labelled_batch() -> pd.DataFrame:
     return batch
 
 
-def test_monitor_batch_missing_columns_is_invalid_with_a_quality_alert(model_and_profile, labelled_batch):
+def test_monitor_batch_missing_columns_is_an_alert_not_comparable(model_and_profile, labelled_batch):
     model, profile = model_and_profile
     batch = labelled_batch.drop(columns=["annual_income", "region"])
     result = monitor_batch("b-missing", batch, model=model, profile=profile, reference_metrics={"roc_auc": 0.8}, rules=AlertRules(), target=TARGET)
-    assert result.row["status"] == "invalid"
+    assert result.row["status"] == "alert"
+    assert result.row["status_reason"] == "critical: not comparable: 2 columns are missing ('annual_income', 'region')"
     assert result.drift is None and result.performance is None
     quality = [a for a in result.alerts if a["kind"] == "data_quality"]
     assert {a["message"] for a in quality} >= {"column 'annual_income' is missing", "column 'region' is missing"}
-    assert all(a["severity"] == "error" for a in quality if "missing" in a["message"])
+    assert all(a["severity"] == "critical" for a in quality if "missing" in a["message"])
     assert result.quality.missing_columns == ["annual_income", "region"]
 
 
-def test_monitor_zero_row_batch_is_invalid(model_and_profile, labelled_batch):
+def test_monitor_zero_row_batch_is_an_alert(model_and_profile, labelled_batch):
     model, profile = model_and_profile
     result = monitor_batch("b-empty", labelled_batch.iloc[:0], model=model, profile=profile, reference_metrics={}, rules=AlertRules())
-    assert result.row["status"] == "invalid" and result.row["rows"] == 0
-    assert any(a["kind"] == "data_quality" and "no rows" in a["message"] and a["severity"] == "error" for a in result.alerts)
+    assert result.row["status"] == "alert" and result.row["rows"] == 0
+    assert "not comparable" in result.row["status_reason"]
+    assert any(a["kind"] == "data_quality" and "no rows" in a["message"] and a["severity"] == "critical" for a in result.alerts)
 
 
 def test_monitor_batch_with_bad_values_reports_them_and_still_monitors(model_and_profile, labelled_batch):
@@ -210,10 +212,12 @@ def test_monitor_batch_with_bad_values_reports_them_and_still_monitors(model_and
     batch.loc[batch.index[:5], "age"] = "unknown"
     batch.loc[batch.index[5:8], "region"] = "atlantis"
     result = monitor_batch("b-bad", batch, model=model, profile=profile, reference_metrics={}, rules=AlertRules())
-    assert result.row["status"] == "ok" and result.drift is not None
-    messages = [a["message"] for a in result.alerts if a["kind"] == "data_quality"]
-    assert any("'age': 5 values are not numbers" in m for m in messages)
-    assert any("'region': 3 rows with categories not in the schema" in m for m in messages)
+    # 5 and 3 bad rows of 5,000: a small share, worth watching, not an alert.
+    assert result.row["status"] == "watch" and result.drift is not None
+    quality = {a["message"]: a["severity"] for a in result.alerts if a["kind"] == "data_quality"}
+    assert any("'age': 5 values are not numbers (0.1% of 5,000 rows" in m for m in quality)
+    assert any("'region': 3 rows with categories not in the schema (0.1% of 5,000 rows" in m for m in quality)
+    assert set(quality.values()) == {"info"}
 
 
 def test_monitor_batch_with_labels_reports_sklearn_auc(model_and_profile, labelled_batch):
@@ -222,7 +226,7 @@ def test_monitor_batch_with_labels_reports_sklearn_auc(model_and_profile, labell
     auc = roc_auc_score(labelled_batch[TARGET], predictions)
     assert 0.6 < auc < 1.0  # the model learned something: a meaningful reference for the next test
     result = monitor_batch("2025-01", labelled_batch, model=model, profile=profile, reference_metrics={"roc_auc": auc}, rules=AlertRules(), target=TARGET, month="2025-01")
-    assert result.row["status"] == "ok"
+    assert result.row["status"] == "ok" and result.row["labels"] == "arrived"
     assert result.row["perf__roc_auc"] == pytest.approx(auc, rel=1e-12)
     assert result.row["perf__labelled_rows"] == len(labelled_batch)
     assert result.row["mean_prediction"] == pytest.approx(predictions.mean())
@@ -234,6 +238,7 @@ def test_monitor_batch_with_labels_reports_sklearn_auc(model_and_profile, labell
     # Without labels there is no performance, and no performance alert.
     unlabelled = monitor_batch("2025-01", labelled_batch.drop(columns=[TARGET]), model=model, profile=profile, reference_metrics={"roc_auc": auc}, rules=AlertRules(), target=TARGET)
     assert unlabelled.performance is None and not any(k.startswith("perf__") for k in unlabelled.row)
+    assert unlabelled.row["labels"] == "pending"
 
 
 def test_performance_alert_fires_when_auc_falls_far_below_the_reference(model_and_profile, labelled_batch):
@@ -246,7 +251,8 @@ def test_performance_alert_fires_when_auc_falls_far_below_the_reference(model_an
     result = monitor_batch("2025-02", shuffled, model=model, profile=profile, reference_metrics={"roc_auc": reference_auc}, rules=AlertRules(), target=TARGET)
     assert result.row["perf__roc_auc"] == pytest.approx(shuffled_auc, rel=1e-12)
     perf = [a for a in result.alerts if a["kind"] == "performance"]
-    assert len(perf) == 1 and perf[0]["severity"] == "error"
+    # The drop is far more than twice the allowed 0.05: critical.
+    assert len(perf) == 1 and perf[0]["severity"] == "critical" and result.row["status"] == "alert"
     assert f"{shuffled_auc:.3f}" in perf[0]["message"]
     assert result.row["alerts"] == len(result.alerts)
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from nbops.data.schema import TableSchema
+from nbops.monitoring.drift import DriftThresholds
 from nbops.monitoring.history import read_alerts, read_history
+from nbops.monitoring.monitor import AlertRules
 from nbops.monitoring.profile import ReferenceProfile
 from nbops.paths import project_root
 from nbops.pipeline_spec import load_env, load_tasks
@@ -33,6 +36,8 @@ class DashboardData:
     versions: list[ModelVersion]
     profile: ReferenceProfile | None
     last_run: float | None
+    rules: AlertRules = field(default_factory=AlertRules)
+    schema: TableSchema | None = None
 
     def batch_path(self, batch_id: str) -> Path | None:
         folder = self.products.get("monitor", {}).get("batches")
@@ -43,6 +48,24 @@ class DashboardData:
             if path.exists():
                 return path
         return None
+
+    def class_labels(self) -> tuple[str, str]:
+        """(positive, negative) class of a binary target, as the data names them: the schema's
+        ``positive_class`` and the other label when the target is text, else '1' and '0'."""
+        meta = self.production.metadata if self.production is not None else {}
+        positive = meta.get("positive_class") or (self.schema.positive_class if self.schema else None)
+        if positive is None:
+            return "1", "0"
+        negative = "not " + str(positive)
+        if self.schema is not None:
+            try:
+                labels = self.schema.column(self.schema.target).categories or []
+            except KeyError:
+                labels = []
+            others = [str(c) for c in labels if str(c) != str(positive)]
+            if len(others) == 1:
+                negative = others[0]
+        return str(positive), negative
 
     @property
     def last_run_text(self) -> str:
@@ -72,4 +95,13 @@ def load_dashboard_data(env_file: str | None = None) -> DashboardData:
     last_run = None
     if history_path and history_path.exists():
         last_run = history_path.stat().st_mtime
-    return DashboardData(project, products, history, alerts, registry, production, versions, profile, last_run)
+    p = tasks["monitor"].params if "monitor" in tasks else {}
+    defaults = AlertRules()
+    rules = AlertRules(
+        DriftThresholds(float(p.get("psi_threshold", defaults.drift.psi)), int(p.get("min_drifted_features", defaults.drift.min_drifted_features))),
+        float(p.get("max_auc_drop", defaults.max_auc_drop)),
+        float(p.get("max_calibration_error", defaults.max_calibration_error)),
+    )
+    schema_path = products.get("ingest", {}).get("schema")
+    schema = TableSchema.load(schema_path) if schema_path and schema_path.exists() else None
+    return DashboardData(project, products, history, alerts, registry, production, versions, profile, last_run, rules, schema)

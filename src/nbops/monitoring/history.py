@@ -2,6 +2,10 @@
 
 Both are idempotent per batch: monitoring a batch again replaces its row and its alerts, never
 duplicates them, so a retried or re-run monitoring job leaves the same history.
+
+Each row has one ``status``: ``ok``, ``watch`` or ``alert`` (the rules are in
+:func:`nbops.monitoring.monitor.assess_batch`), with the reasons in ``status_reason``, and ``labels``
+('pending' until the batch's labels arrive, then 'arrived'; absent for a batch too broken to compare).
 """
 
 from __future__ import annotations
@@ -15,13 +19,39 @@ from typing import Any
 import pandas as pd
 
 KEY = "batch_id"
+# Statuses written before they were graded: a batch too broken to compare, a file that could not be read.
+_BROKEN = ("invalid", "unreadable")
 
 
 def read_history(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         return pd.DataFrame(columns=[KEY])
-    return pd.read_parquet(path)
+    return normalise_status(pd.read_parquet(path))
+
+
+def normalise_status(history: pd.DataFrame) -> pd.DataFrame:
+    """One of ok / watch / alert per batch, also for rows written by an older nbops.
+
+    Those said 'ok' for every comparable batch whatever its alerts, and 'invalid' or 'unreadable' for
+    a broken one; they have no ``status_reason``. Read back, a row with an alert (or broken) is
+    'alert' and says that its status was inferred; monitoring the batch again grades it properly.
+    """
+    if history.empty or "status" not in history.columns:
+        return history
+    legacy = history["status_reason"].isna() if "status_reason" in history.columns else pd.Series(True, index=history.index)
+    if not legacy.any():
+        return history
+    history = history.copy()
+    alerts = pd.to_numeric(history["alerts"], errors="coerce").fillna(0) if "alerts" in history.columns else pd.Series(0, index=history.index)
+    broken = history["status"].isin(_BROKEN)
+    flagged = legacy & (broken | (alerts > 0))
+    history["status"] = history["status"].astype(object)
+    history["status_reason"] = history.get("status_reason", pd.Series(pd.NA, index=history.index)).astype(object)
+    history.loc[flagged, "status"] = "alert"
+    history.loc[legacy & broken, "status_reason"] = "not comparable (recorded before statuses were graded; monitor the batch again)"
+    history.loc[flagged & ~broken, "status_reason"] = "has alerts (recorded before statuses were graded; monitor the batch again)"
+    return history
 
 
 def upsert_history(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:

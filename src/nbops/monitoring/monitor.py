@@ -83,50 +83,189 @@ def summarise_batch(
 ) -> BatchMonitoring:
     """The history row and the alerts of a batch from what was measured on it (in one process or on
     a cluster): quality, drift (None for a batch too broken to compare), predictions and labels."""
-    alerts: list[dict[str, Any]] = []
     row: dict[str, Any] = {"batch_id": batch_id, "month": month, "rows": quality.rows, "model_version": model.version, "monitored_at": time.time()}
-    for issue in quality.issues:
-        alerts.append({"kind": "data_quality", "severity": "error" if ("missing" in issue or "no rows" in issue) else "warning", "message": issue})
     row["quality_issues"] = len(quality.issues)
-    if drift is None or predictions is None:
-        row["status"] = "invalid"
-        return BatchMonitoring(batch_id, month, quality, None, None, alerts, row)
-    row.update(
-        status="ok",
-        dataset_drift=drift.dataset_drift,
-        drifted_features=",".join(drift.drifted),
-        n_drifted=len(drift.drifted),
-        mean_prediction=float(np.mean(predictions)),
-        prediction_psi=drift.prediction.score if drift.prediction else None,
-        **{f"psi__{f.name}": f.score for f in drift.features},
-        **{f"missing__{c.name}": c.missing_rate for c in quality.columns},
-    )
-    if drift.dataset_drift:
-        alerts.append({"kind": "drift", "severity": "warning", "message": f"dataset drift: {len(drift.drifted)} feature(s) over PSI {rules.drift.psi:g}: " + ", ".join(f"{f.name} ({f.score:.2f})" for f in drift.features if f.drifted)})
-    if drift.prediction is not None and drift.prediction.drifted:
-        alerts.append({"kind": "prediction_drift", "severity": "warning", "message": f"prediction distribution moved (PSI {drift.prediction.score:.2f})"})
     performance = None
-    if labels is not None:
-        performance = batch_performance(model.task_type, labels, predictions)
+    if drift is None or predictions is None:
+        drift = None  # too broken to compare: no drift, no performance
+    else:
+        row.update(
+            dataset_drift=drift.dataset_drift,
+            drifted_features=",".join(drift.drifted),
+            n_drifted=len(drift.drifted),
+            max_psi=max((f.score for f in drift.features), default=0.0),
+            mean_prediction=float(np.mean(predictions)),
+            prediction_psi=drift.prediction.score if drift.prediction else None,
+            **{f"psi__{f.name}": f.score for f in drift.features},
+            **{f"missing__{c.name}": c.missing_rate for c in quality.columns},
+        )
+        if labels is not None:
+            performance = batch_performance(model.task_type, labels, predictions)
         if performance is not None:
             row.update({f"perf__{k}": v for k, v in performance.items()})
-            alerts.extend(performance_alerts(model.task_type, performance, reference_metrics, rules))
-    row["alerts"] = len(alerts)
-    return BatchMonitoring(batch_id, month, quality, drift, performance, alerts, row)
+        row["labels"] = "arrived" if performance is not None else "pending"
+    assessment = assess_batch(quality, drift, performance, model.task_type, reference_metrics, rules)
+    row.update(status=assessment.status, status_reason=assessment.reason, alerts=len(assessment.alerts))
+    return BatchMonitoring(batch_id, month, quality, drift, performance, assessment.alerts, row)
+
+
+# --------------------------------------------------------------------------- status and severity
+
+STATUSES = ("ok", "watch", "alert")
+SEVERITIES = ("info", "warning", "critical")
+WATCH_PSI = 0.1              # the usual "watch" level of PSI (capped at half the alert threshold)
+CRITICAL_FACTOR = 2.0        # an alert is critical at this multiple of its threshold
+MANY_DRIFTED = 3             # this many drifted features (or twice min_drifted_features) is critical
+QUALITY_WATCH_SHARE = 0.01   # bad values in under 1% of the rows: info (watch)
+QUALITY_CRITICAL_SHARE = 0.10  # in 10% of the rows or more: critical
+
+
+def watch_level(psi_threshold: float) -> float:
+    """The PSI from which a feature is worth watching: 0.1, or half the alert threshold when that is lower."""
+    return min(WATCH_PSI, psi_threshold / 2)
+
+
+def graded(value: float, threshold: float) -> str:
+    """'critical' at CRITICAL_FACTOR times ``threshold`` or more, else 'warning' (the alert fired)."""
+    return "critical" if value >= CRITICAL_FACTOR * threshold else "warning"
+
+
+@dataclass
+class Assessment:
+    """A batch's alerts and its one status, with the reasons in a sentence."""
+
+    alerts: list[dict[str, Any]]
+    status: str
+    reasons: list[str]
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(self.reasons)
+
+
+def assess_batch(
+    quality: QualityReport,
+    drift: DriftReport | None,
+    performance: dict[str, float] | None,
+    task_type: str,
+    reference_metrics: dict[str, float],
+    rules: AlertRules,
+) -> Assessment:
+    """The alerts of a batch, each with a severity, and the batch's one status.
+
+    Severity of an alert (``info`` < ``warning`` < ``critical``):
+
+    - data quality: a missing column or a batch with no rows is ``critical`` (it cannot be compared
+      at all). Values of the wrong type, out of the declared range or of an unseen category are graded
+      by the share of rows they touch: under 1% ``info``, under 10% ``warning``, else ``critical``.
+    - drift (the batch drifted: at least ``min_drifted_features`` features at PSI >= ``psi_threshold``):
+      ``critical`` when the worst feature's PSI is at least twice the threshold or when
+      max(3, 2 x ``min_drifted_features``) features drifted, else ``warning``.
+    - prediction drift (PSI of the scores >= ``psi_threshold``): ``critical`` at twice the threshold.
+    - performance (ROC AUC more than ``max_auc_drop`` below the test AUC; RMSE more than
+      ``max_rmse_increase`` above the test RMSE) and calibration (error above ``max_calibration_error``):
+      ``critical`` when the drop, increase or error is at least twice its limit.
+
+    Status, from the checks (``ok`` < ``watch`` < ``alert``):
+
+    - ``alert``: at least one alert of severity ``warning`` or ``critical``. A batch too broken to
+      compare (missing columns, no rows) is an alert too: its reason starts with "not comparable".
+    - ``watch``: no such alert, but a signal below the alert level: a feature or the predictions at
+      PSI >= :func:`watch_level` (0.1 by default), features over the threshold without the batch
+      counting as drifted (fewer than ``min_drifted_features``), or an ``info`` data-quality alert
+      (a small share of bad values).
+    - ``ok``: nothing of the above.
+
+    Only the alerts' ``kind`` decides a retrain (``nbops retrain``): the kinds and the conditions that
+    raise them are unchanged by the grading; ``info`` is only ever a data-quality alert.
+    """
+    alerts: list[dict[str, Any]] = []
+    reasons: dict[str, list[str]] = {s: [] for s in SEVERITIES}
+    watch: list[str] = []
+
+    def add(kind: str, severity: str, message: str, reason: str) -> None:
+        alerts.append({"kind": kind, "severity": severity, "message": message})
+        reasons[severity].append(reason)
+
+    rows = quality.rows
+    if rows == 0:
+        add("data_quality", "critical", "the batch has no rows", "not comparable: the batch has no rows")
+    for name in quality.missing_columns:
+        alerts.append({"kind": "data_quality", "severity": "critical", "message": f"column '{name}' is missing"})
+    if quality.missing_columns:
+        names = quality.missing_columns
+        shown = ", ".join(f"'{n}'" for n in names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        reasons["critical"].append(f"not comparable: column {shown} is missing" if len(names) == 1 else f"not comparable: {len(names)} columns are missing ({shown})")
+    for c in quality.columns:
+        for count, what in ((c.wrong_type, "values are not numbers"), (c.out_of_range, "values outside the declared range"), (c.unseen, "rows with categories not in the schema")):
+            if not count:
+                continue
+            share = count / rows if rows else 1.0
+            severity = "info" if share < QUALITY_WATCH_SHARE else ("warning" if share < QUALITY_CRITICAL_SHARE else "critical")
+            examples = f"; e.g. {', '.join(c.examples)}" if c.examples else ""
+            add("data_quality", severity, f"'{c.name}': {count:,} {what} ({share:.1%} of {rows:,} rows{examples})", f"'{c.name}': {share:.1%} of rows {what.removeprefix('values ').removeprefix('rows ')}")
+    if drift is not None:
+        threshold = rules.drift.psi
+        drifted = sorted((f for f in drift.features if f.drifted), key=lambda f: -f.score)
+        if drift.dataset_drift and drifted:
+            worst = drifted[0]
+            many = max(MANY_DRIFTED, 2 * rules.drift.min_drifted_features)
+            severity = "critical" if (worst.score >= CRITICAL_FACTOR * threshold or len(drifted) >= many) else "warning"
+            add(
+                "drift", severity,
+                f"dataset drift: {len(drifted)} feature(s) over PSI {threshold:g}: " + ", ".join(f"{f.name} ({f.score:.2f})" for f in drifted),
+                f"{len(drifted)} feature(s) drifted (worst: {worst.name} at PSI {worst.score:.2f}; alert at {threshold:g})",
+            )
+        elif drifted:
+            watch.append(f"{len(drifted)} feature(s) over PSI {threshold:g}, fewer than the {rules.drift.min_drifted_features} that make the batch drifted ({', '.join(f.name for f in drifted)})")
+        level = watch_level(threshold)
+        near = sorted((f for f in drift.features if level <= f.score < threshold), key=lambda f: -f.score)
+        if near:
+            shown = ", ".join(f"{f.name} {f.score:.3f}" for f in near[:3]) + (f" and {len(near) - 3} more" if len(near) > 3 else "")
+            watch.append(f"PSI between {level:g} and {threshold:g}: {shown}")
+        pred = drift.prediction
+        if pred is not None and pred.drifted:
+            add("prediction_drift", graded(pred.score, threshold), f"prediction distribution moved (PSI {pred.score:.2f})", f"predictions moved (PSI {pred.score:.2f})")
+        elif pred is not None and pred.score >= level:
+            watch.append(f"predictions PSI {pred.score:.3f} (watch from {level:g})")
+    if performance is not None:
+        for alert in performance_alerts(task_type, performance, reference_metrics, rules):
+            add(alert["kind"], alert["severity"], alert["message"], alert["reason"])
+    if reasons["warning"] or reasons["critical"]:
+        status = "alert"
+        said = [f"{s}: {r}" for s in ("critical", "warning") for r in reasons[s]] + [f"watch: {r}" for r in watch + reasons["info"]]
+    elif reasons["info"] or watch:
+        status = "watch"
+        said = watch + reasons["info"]
+    else:
+        status = "ok"
+        said = ["within every limit"]
+    return Assessment(alerts, status, said)
+
+
+def performance_limit(task_type: str, reference: dict[str, float], rules: AlertRules) -> tuple[str, float] | None:
+    """(metric, level) past which a labelled batch's performance is an alert: ROC AUC below the test
+    AUC minus ``max_auc_drop`` (binary), RMSE above the test RMSE times 1 + ``max_rmse_increase``."""
+    if task_type == "binary":
+        ref = reference.get("roc_auc")
+        return ("roc_auc", ref - rules.max_auc_drop) if ref is not None else None
+    ref = reference.get("rmse")
+    return ("rmse", ref * (1 + rules.max_rmse_increase)) if ref else None
 
 
 def performance_alerts(task_type: str, performance: dict[str, float], reference: dict[str, float], rules: AlertRules) -> list[dict[str, Any]]:
-    """Alerts for a batch whose labelled performance fell below the model's test performance."""
+    """Alerts for a batch whose labelled performance fell below the model's test performance, each
+    with a severity and a short ``reason`` (critical at twice the allowed drop, increase or error)."""
     out = []
     if task_type == "binary":
         auc, ref = performance.get("roc_auc"), reference.get("roc_auc")
         if auc is not None and ref is not None and auc < ref - rules.max_auc_drop:
-            out.append({"kind": "performance", "severity": "error", "message": f"ROC AUC {auc:.3f} is {ref - auc:.3f} below the test AUC {ref:.3f}"})
+            out.append({"kind": "performance", "severity": graded(ref - auc, rules.max_auc_drop), "message": f"ROC AUC {auc:.3f} is {ref - auc:.3f} below the test AUC {ref:.3f} (alert below {ref - rules.max_auc_drop:.3f})", "reason": f"ROC AUC {auc:.3f}, {ref - auc:.3f} below test"})
         ce = performance.get("calibration_error")
         if ce is not None and ce > rules.max_calibration_error:
-            out.append({"kind": "calibration", "severity": "warning", "message": f"calibration error {ce:.3f} (observed rate {performance.get('observed_rate', float('nan')):.3f}, mean prediction {performance.get('mean_prediction', float('nan')):.3f})"})
+            out.append({"kind": "calibration", "severity": graded(ce, rules.max_calibration_error), "message": f"calibration error {ce:.3f} over {rules.max_calibration_error:g} (observed rate {performance.get('observed_rate', float('nan')):.3f}, mean prediction {performance.get('mean_prediction', float('nan')):.3f})", "reason": f"calibration error {ce:.3f}"})
     else:
         rmse, ref = performance.get("rmse"), reference.get("rmse")
         if rmse is not None and ref and rmse > ref * (1 + rules.max_rmse_increase):
-            out.append({"kind": "performance", "severity": "error", "message": f"RMSE {rmse:.3f} is {rmse / ref - 1:.0%} above the test RMSE {ref:.3f}"})
+            out.append({"kind": "performance", "severity": graded(rmse / ref - 1, rules.max_rmse_increase), "message": f"RMSE {rmse:.3f} is {rmse / ref - 1:.0%} above the test RMSE {ref:.3f}", "reason": f"RMSE {rmse:.3f}, {rmse / ref - 1:.0%} above test"})
     return out
