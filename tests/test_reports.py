@@ -298,3 +298,21 @@ def test_own_data_reports_name_its_target_and_show_no_simulator_sections(own_dat
     assert "WARNING: mydata/churn.csv: quarantined 2 of 1200 rows (build/test/data/interim/quarantine.parquet)" in text_of(ingest)
     quarantine = [body for head, body in tables_of(ingest) if head == ["column", "problem", "rows", "first rows"]]
     assert quarantine == [[["tenure_months", "… is not a number", "2", "5, 10"]]]
+
+
+def test_figures_saved_for_dense_screens_show_at_their_physical_size() -> None:
+    import io
+
+    from matplotlib.figure import Figure
+
+    from nbops.report import png_display_width
+
+    fig = Figure(figsize=(6, 3))
+    fig.subplots().plot([1, 2])
+    widths = {}
+    for dpi in (100, 200):
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=dpi)
+        widths[dpi] = png_display_width(buffer.getvalue())
+    assert widths == {100: 576, 200: 576}  # 6 inches at 96 CSS px per inch, whatever the pixel count
+    assert png_display_width(b"not a png") is None

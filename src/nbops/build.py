@@ -273,7 +273,7 @@ def summary_text(outcomes: list[TaskOutcome], checked: CheckedProject) -> str:
     registration = Path(products.get("register", {}).get("registration", ""))
     if registration.is_file():
         r = json.loads(registration.read_text())
-        lines.append(f"Registry: this build's model is {r['version']}; production is {r['aliases']['production']} ({r['registry']})")
+        lines.append(f"Registry: this build's model is {r['version']}; production is {r['aliases']['production']} ({_relative(Path(r['registry']), checked)})")
         gate_path = Path(products.get("evaluate", {}).get("gate", ""))
         if "register" in ran_now and gate_path.is_file():
             note = gate_note(json.loads(gate_path.read_text()), r)
@@ -282,10 +282,11 @@ def summary_text(outcomes: list[TaskOutcome], checked: CheckedProject) -> str:
     package = Path(products.get("package", {}).get("manifest", ""))
     if package.is_file():
         p = json.loads(package.read_text())
-        lines.append(f"Wheel: {p['wheel']} (model {p['model_version']}); `make serve` serves it")
+        lines.append(f"Wheel: {_relative(Path(p['wheel']), checked)} (model {p['model_version']}); `make serve` serves it")
     reports = Path(checked.settings.root) / "reports"
-    lines.append(f"Reports: {reports}/ (executed notebooks as .ipynb and .html)")
-    lines.append("Next: open reports/04_evaluate.html and reports/model_card/card.html, or `make lab` to explore the notebooks.")
+    shown = _relative(reports, checked)
+    lines.append(f"Reports: {shown}/ (executed notebooks as .ipynb and .html; the pipeline's picture: {shown}/pipeline.html)")
+    lines.append(f"Next: open {shown}/04_evaluate.html and {shown}/model_card/card.html, `make dashboard`, or `make lab` to explore the notebooks.")
     lines.append("=" * 72)
     return "\n".join(lines)
 

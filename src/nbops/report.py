@@ -246,6 +246,20 @@ def figure_png(fig: Figure, dpi: int = 100) -> bytes:
     return buffer.getvalue()
 
 
+def png_display_width(png: bytes) -> int | None:
+    """The width in CSS pixels at which a PNG shows at its physical size: a figure saved at 200 dpi
+    for sharpness on high-density screens is shown at half its pixel width, not stretched to it.
+    Read from the PNG's pHYs chunk (matplotlib writes the dpi there); None without one."""
+    if png[:8] != b"\x89PNG\r\n\x1a\n":
+        return None
+    width = int.from_bytes(png[16:20], "big")
+    at = png.find(b"pHYs")
+    if at < 0 or png[at + 12] != 1:  # unit 1: pixels per metre
+        return None
+    dpi = int.from_bytes(png[at + 4 : at + 8], "big") * 0.0254
+    return round(width * 96 / dpi) if dpi > 0 else None
+
+
 def show_figures(figures: Mapping[str, Figure | Path], include: Iterable[str] | None = None, exclude: Iterable[str] = ()) -> None:
     """Display figures in order (inside Jupyter; a no-op elsewhere).
 
@@ -254,7 +268,7 @@ def show_figures(figures: Mapping[str, Figure | Path], include: Iterable[str] | 
     or not the kernel has matplotlib's inline backend.
     """
     try:
-        from IPython.display import HTML, Image, display
+        from IPython.display import HTML, display
     except ImportError:  # pragma: no cover - outside Jupyter there is nothing to show
         return
     wanted = list(include) if include is not None else [k for k in figures if k not in set(exclude)]
@@ -262,12 +276,12 @@ def show_figures(figures: Mapping[str, Figure | Path], include: Iterable[str] | 
     for name in wanted:
         item = figures[name]
         pngs[name] = item.read_bytes() if isinstance(item, Path) else figure_png(item)
-    if len(pngs) == 1:
-        display(Image(data=next(iter(pngs.values())), format="png"))
-        return
-    # Several figures side by side, wrapping on narrow screens (a long column of plots is hard to compare).
+    # As <img> with its display width (ploomber-engine drops an Image's width metadata); several
+    # figures side by side, wrapping on narrow screens (a long column of plots is hard to compare).
     images = "".join(
-        f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}" alt="{html.escape(name)}" style="max-width: 100%; height: auto;">'
+        f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}" alt="{html.escape(name)}"'
+        + (f' width="{png_display_width(png)}"' if png_display_width(png) else "")
+        + ' style="max-width: 100%; height: auto;">'
         for name, png in pngs.items()
     )
     display(HTML(f'<div style="display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start;">{images}</div>'))

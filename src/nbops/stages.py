@@ -111,7 +111,7 @@ def run_train(stage: Stage) -> TrainResult:
             summary_out=stage.out("summary"),
         )
     curve = stage.out("learning_curve")
-    learning_curve(result.history, result.best_iteration).savefig(curve, dpi=110)
+    learning_curve(result.history, result.best_iteration).savefig(curve, dpi=200)
     with start_run("train", config={**_config(stage), "booster": result.params}, mode=stage.params.tracking, project_dir=stage.project) as run:
         run.log_metrics({k: v for k, v in result.summary.items() if isinstance(v, int | float)})
         run.log_images({"learning_curve": curve})
