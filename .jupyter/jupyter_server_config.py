@@ -42,7 +42,7 @@ c.ServerApp.logging_config = {
     "handlers": {"console": {"filters": ["not_the_users_business"]}},
 }
 # Ploomber renders the DAG to inject parameters and warns about parameters its static analysis cannot
-# see used (nbops.stage reads them from globals()) and env keys the spec does not use: `nbops check`
+# see used (nbops.pipeline.context reads them from globals()) and env keys the spec does not use: `nbops check`
 # validates both. The same filters as `nbops build` (src/nbops/build.py); kernels are not affected.
 for module in ("ploomber.dag.dag", "ploomber.sources.notebooksource", "ploomber.spec.dagspec"):
     warnings.filterwarnings("ignore", category=UserWarning, module=module)

@@ -12,7 +12,7 @@ drift, on one machine (pandas engine) and on a local Dask cluster. Writes bench/
    a step's peak is the highest sum seen during the step. RSS counts shared library pages once per
    process, so the Dask sum over-counts a little (about 0.1-0.2 GiB per process).
 
-   | step | pandas engine (nbops' own stage functions) | dask engine (nbops.scale) |
+   | step | pandas engine (nbops' own stage functions) | dask engine (nbops.engines.dask) |
    |---|---|---|
    | ingest | ``ingest()``: read, validate, quarantine, profile, fingerprint, snapshot | ``ingest_partitioned()``: validate per partition, part files, fingerprint |
    | features | ``build_features()``: time split, transform fit | ``split_partitioned()`` |
@@ -240,7 +240,7 @@ def run_pandas(folder: Path, rounds: int) -> dict[str, Any]:
     from nbops.modeling.train import train_model
     from nbops.monitoring.drift import compare
     from nbops.monitoring.profile import build_reference_profile
-    from nbops.params import FeaturesParams, IngestParams, TrainParams
+    from nbops.config.params import FeaturesParams, IngestParams, TrainParams
     from nbops.registry.publish import input_schema
     from nbops.runtime.batch import score_file
     from nbops.runtime.model import ScoringModel
@@ -303,15 +303,15 @@ def run_dask(folder: Path, rounds: int, workers: int) -> dict[str, Any]:
     import lightgbm as lgb
 
     from nbops.data.schema import TableSchema
-    from nbops.params import ComputeParams, FeaturesParams, TrainParams
+    from nbops.config.params import ComputeParams, FeaturesParams, TrainParams
     from nbops.registry.publish import input_schema
-    from nbops.scale import profile as sp
-    from nbops.scale.cluster import close_all, describe, get_client
-    from nbops.scale.ingest import ingest_partitioned, split_partitioned
-    from nbops.scale.parquet import frame, plan_pieces
-    from nbops.scale.score import score_parquet, scorer_from_model
-    from nbops.scale.train import train_model_dask
-    from nbops.scale.work import model_ref
+    from nbops.engines.dask import profile as sp
+    from nbops.engines.dask.cluster import close_all, describe, get_client
+    from nbops.engines.dask.ingest import ingest_partitioned, split_partitioned
+    from nbops.engines.dask.parquet import frame, plan_pieces
+    from nbops.engines.dask.score import score_parquet, scorer_from_model
+    from nbops.engines.dask.train import train_model_dask
+    from nbops.engines.dask.work import model_ref
 
     work = folder / "dask"
     work.mkdir(exist_ok=True)
@@ -453,7 +453,7 @@ def markdown(res: dict[str, Any]) -> str:
         "- Both engines have the same 2 cores: the local cluster does not add compute, it shows what partitioning costs and how memory is spread. Most pandas work (validation, the split, quantiles, reading and writing Parquet) runs on one thread; LightGBM uses both cores in the pandas engine and one per worker in the dask engine. The dask engine's point is tables larger than one machine's memory, on a real cluster (`dask_scheduler: tcp://...`).",
         "- The pandas ingest step is the pipeline's whole ingest stage: besides validating and writing the valid and quarantined rows and the fingerprint (what the dask ingest does, with the same fingerprint), it writes a snapshot of the raw table, profiles every column for the report and hashes the raw file. Its ratio overstates the dask advantage.",
         "- Where the peaks are: " + "; ".join(f"{e}: {max(v['steps'], key=lambda s: s['peak_mib'])['step']}" for e, v in engines.items()) + ". In dask training each worker holds its shard's feature matrix, the concatenated copy lightgbm.dask makes of it, a second copy for the training-set evaluation, and LightGBM's binned datasets; pandas ingest holds the table, its typed copy and the valid rows at once.",
-        "- dask training cannot stop early (lightgbm.dask, see `nbops.scale.train`): it trains every round and keeps the best iteration, so it trains more trees than the pandas engine when early stopping triggers" + (f" (here neither engine stopped before round {rounds})." if all(by[e]["train"]["detail"]["trees_trained"] == rounds for e in by) else "."),
+        "- dask training cannot stop early (lightgbm.dask, see `nbops.engines.dask.train`): it trains every round and keeps the best iteration, so it trains more trees than the pandas engine when early stopping triggers" + (f" (here neither engine stopped before round {rounds})." if all(by[e]["train"]["detail"]["trees_trained"] == rounds for e in by) else "."),
         "- Peak memory is sampled every 0.1 s, so a spike shorter than that can be missed; RSS sums over-count shared pages of the Dask processes.",
         "",
         f"Measured {res['measured_at']} with `{res['command']}` (Python {res['machine']['python']}, dask {res['machine'].get('dask', '?')}, lightgbm {res['machine'].get('lightgbm', '?')}, pandas {res['machine'].get('pandas', '?')}); "

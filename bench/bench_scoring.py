@@ -78,7 +78,7 @@ def build_model_wheel(work: Path, train_rows: int, seed: int) -> tuple[Path, dic
     from nbops.features.build import build_features
     from nbops.modeling.evaluate import segment_metrics, task_metrics
     from nbops.modeling.train import booster_params
-    from nbops.params import EvaluateParams, FeaturesParams, TrainParams
+    from nbops.config.params import EvaluateParams, FeaturesParams, TrainParams
     from nbops.registry.gate import decide
     from nbops.registry.publish import register_model
     from nbops.registry.store import Registry

@@ -12,10 +12,10 @@ from pathlib import Path
 
 t0 = time.perf_counter()
 
-from nbops import stages  # noqa: E402
-from nbops.check import check_project  # noqa: E402
-from nbops.params import STAGES  # noqa: E402
-from nbops.stage import Stage  # noqa: E402
+from nbops.pipeline import stages  # noqa: E402
+from nbops.pipeline.check import check_project  # noqa: E402
+from nbops.config.params import STAGES  # noqa: E402
+from nbops.pipeline.context import Stage  # noqa: E402
 
 RUNNERS = {
     "ingest": stages.run_ingest,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nbops.check import check_project
+from nbops.pipeline.check import check_project
 from nbops.errors import ConfigError
 from tests.conftest import nbops, output_of
 
@@ -66,7 +66,7 @@ def test_placeholder_missing_from_env_is_named(project: Path) -> None:
 def test_check_imports_neither_ploomber_nor_jupyter(project: Path) -> None:
     """The check must answer before any kernel could start: it loads no orchestrator or kernel code."""
     code = (
-        "import sys; from pathlib import Path; from nbops.check import check_project; "
+        "import sys; from pathlib import Path; from nbops.pipeline.check import check_project; "
         f"check_project(Path({str(project)!r}), 'env.yaml'); "
         "heavy = [m for m in ('ploomber', 'papermill', 'jupyter_client', 'ipykernel', 'lightgbm', 'wandb') if m in sys.modules]; "
         "print(heavy)"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from nbops import events
-from nbops.build import build_failure, gate_note
+from nbops import progress as events
+from nbops.pipeline.build import build_failure, gate_note
 from nbops.cli import BuildProgress
 from nbops.errors import ConfigError, closest_names, missing_column_found, shown
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from nbops import lineage
-from nbops.check import check_project
+from nbops.pipeline import lineage
+from nbops.pipeline.check import check_project
 
 
 def _tasks(project: Path, **overrides: object):

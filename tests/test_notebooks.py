@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nbops.pipeline_spec import notebook_parameters
+from nbops.config.spec import notebook_parameters
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from nbops.errors import ConfigError
-from nbops.params import (
+from nbops.config.params import (
     STAGES,
     EnvSettings,
     FeaturesParams,
@@ -17,7 +17,7 @@ from nbops.params import (
     unknown_key_message,
     validate_params,
 )
-from nbops.pipeline_spec import load_env
+from nbops.config.spec import load_env
 
 REPO = Path(__file__).resolve().parents[1]
 

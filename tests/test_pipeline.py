@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nbops.check import check_project
+from nbops.pipeline.check import check_project
 from tests.conftest import copy_project, files_containing, nbops, output_of
 
 pytestmark = pytest.mark.slow
@@ -51,7 +51,7 @@ def test_build_writes_every_product(built: Path) -> None:
 def test_one_run_identity_keys_metadata_wandb_report_model_version_and_wheel(built: Path) -> None:
     import zipfile
 
-    from nbops import lineage
+    from nbops.pipeline import lineage
 
     checked = check_project(built, "env.test.yaml")
     state = lineage.load_state(Path(checked.settings.root))

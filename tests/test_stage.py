@@ -1,4 +1,4 @@
-"""nbops.stage: where a stage reads and writes under a build, in JupyterLab (injected, no build id)
+"""nbops.pipeline.context: where a stage reads and writes under a build, in JupyterLab (injected, no build id)
 and on its own; and that W&B is off in interactive runs unless asked."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 
 import nbops
 from nbops.errors import ConfigError
-from nbops.pipeline_spec import load_env, load_tasks
+from nbops.config.spec import load_env, load_tasks
 from tests.conftest import copy_project
 
 

@@ -9,6 +9,19 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from nbops.stage import Stage, stage
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nbops.pipeline.context import Stage, stage
 
 __all__ = ["Stage", "stage", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    """``nbops.stage(...)``, what every stage notebook calls first, without importing the pipeline
+    layer for someone who only wants, say, ``nbops.runtime``."""
+    if name in ("stage", "Stage"):
+        from nbops.pipeline import context
+
+        return getattr(context, name)
+    raise AttributeError(f"module 'nbops' has no attribute {name!r}")

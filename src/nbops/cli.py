@@ -31,13 +31,13 @@ def _overrides(pairs: list[str]) -> dict[str, Any]:
 
 
 def _project(args: argparse.Namespace) -> Path:
-    from nbops.paths import project_root
+    from nbops.config.paths import project_root
 
     return project_root(args.project)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from nbops.check import check_project
+    from nbops.pipeline.check import check_project
 
     t0 = time.perf_counter()
     checked = check_project(_project(args), args.env, _overrides(args.set))
@@ -97,7 +97,7 @@ def _bar(event: dict[str, Any], width: int = 24) -> str:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from nbops.build import failure_text, run_build, summary_text
+    from nbops.pipeline.build import failure_text, run_build, summary_text
 
     display = BuildProgress()
     code, outcomes, checked = run_build(_project(args), args.env, _overrides(args.set), force=args.force, until=args.until, task=args.task, on_event=display)
@@ -110,7 +110,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def _registry(args: argparse.Namespace):
-    from nbops.check import check_project
+    from nbops.pipeline.check import check_project
     from nbops.data.ingest import dataset_name
     from nbops.registry.publish import registry_for
 
@@ -290,8 +290,8 @@ def _delegate(target: str):
 
 
 def cmd_why(args: argparse.Namespace) -> int:
-    from nbops.build import resolve_project
-    from nbops.lineage import why_text
+    from nbops.pipeline.build import resolve_project
+    from nbops.pipeline.lineage import why_text
 
     checked = resolve_project(_project(args), args.env, _overrides(args.set))
     print(why_text(checked.tasks, Path(checked.settings.root), args.task))
@@ -299,8 +299,8 @@ def cmd_why(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from nbops.build import last_build_record, resolve_project
-    from nbops.dag_plot import task_states, write_pipeline_picture
+    from nbops.pipeline.build import last_build_record, resolve_project
+    from nbops.pipeline.plot import task_states, write_pipeline_picture
 
     project = _project(args)
     checked = resolve_project(project, args.env, _overrides(args.set))
@@ -353,17 +353,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir", help="folder to write the DAG file into (e.g. your Airflow dags/ folder)")
     p.add_argument("--dag-id", default=None, help="Airflow DAG id (default: nbops_<project folder>)")
     p.add_argument("--schedule", default=None, help="cron expression (default: `schedule` in the env file)")
-    p.set_defaults(func=_delegate("nbops.automation.airflow:cmd_export"))
+    p.set_defaults(func=_delegate("nbops.pipeline.airflow:cmd_export"))
     p = sub.add_parser("schedule", help="install or remove a crontab entry that runs the pipeline on a schedule")
     env_args(p)
     p.add_argument("action", choices=["install", "remove", "show"])
     p.add_argument("--cron", default=None, help="cron expression (default: `schedule` in the env file)")
-    p.set_defaults(func=_delegate("nbops.automation.cron:cmd_schedule"))
+    p.set_defaults(func=_delegate("nbops.pipeline.schedule:cmd_schedule"))
     p = sub.add_parser("retrain", help="retrain, evaluate and register (with the promotion gate) when monitoring says so")
     env_args(p)
     p.add_argument("--if-needed", action="store_true", help="decide from the monitoring history and say why")
     p.add_argument("--dry-run", action="store_true", help="say what would happen, run nothing")
-    p.set_defaults(func=_delegate("nbops.automation.retrain:cmd_retrain"))
+    p.set_defaults(func=_delegate("nbops.pipeline.retrain:cmd_retrain"))
     p = sub.add_parser("compare", help="Markdown table of a candidate model against production, overall and by segment")
     env_args(p)
     p.add_argument("--candidate", default=None, help="version to compare (default: the candidate alias, else the newest)")

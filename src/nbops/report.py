@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from pandas.io.formats.style import Styler
 
 from nbops.errors import ConfigError
-from nbops.paths import project_root
+from nbops.config.paths import project_root
 
 MISSING = "–"
 _MIDNIGHT = re.compile(r"\b(\d{4}-\d{2}-\d{2})[ T]00:00:00(?![\d.:])")

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from nbops.paths import wandb_home
+from nbops.config.paths import wandb_home
 
 log = logging.getLogger(__name__)
 PROJECT = "nbops"
@@ -124,7 +124,7 @@ def start_run(
     configure_wandb_dirs(project_dir)
     os.environ.setdefault("WANDB_SILENT", "true")
     import wandb
-    from nbops.stage import run_identity
+    from nbops.pipeline.context import run_identity
 
     group = build_group()
     identity = run_identity(stage)
@@ -132,7 +132,7 @@ def start_run(
         project=os.environ.get("WANDB_PROJECT", PROJECT),
         group=group,
         job_type=stage,
-        # The run identity (nbops.lineage) names and tags the run, so a report, a product's metadata,
+        # The run identity (nbops.pipeline.lineage) names and tags the run, so a report, a product's metadata,
         # a model version and its W&B run can be matched by one id.
         name=f"{stage}-{identity or group}",
         tags=[f"identity:{identity}"] if identity else None,

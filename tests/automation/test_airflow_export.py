@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from conftest import REPO, copy_project, nbops, output_of
 
-from nbops.automation.airflow import MARKER, export_airflow, stage_command
-from nbops.check import check_project
+from nbops.pipeline.airflow import MARKER, export_airflow, stage_command
+from nbops.pipeline.check import check_project
 from nbops.errors import NbopsError
 
 ENV = "env.test.yaml"

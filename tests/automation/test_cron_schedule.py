@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from nbops.automation.cron import CronError, command_of, read_crontab, validate_cron, write_crontab
+from nbops.pipeline.schedule import CronError, command_of, read_crontab, validate_cron, write_crontab
 from nbops.cli import main
 from tests.conftest import REPO, copy_project
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nbops.automation.retrain import (
+from nbops.pipeline.retrain import (
     RetrainDecision,
     cmd_retrain,
     decide,
@@ -201,7 +201,7 @@ def _args(project: Path, *, if_needed: bool = True, dry_run: bool = False, sets:
 
 
 class FakeBuild:
-    """Stands in for nbops.build.run_build: records its overrides, 'reruns' the training tasks, and
+    """Stands in for nbops.pipeline.build.run_build: records its overrides, 'reruns' the training tasks, and
     lets monitoring raise a new alert on an old month (as a retrained model can)."""
 
     def __init__(self, returncode: int = 0, ran: tuple[str, ...] = ("ingest", "features", "train", "evaluate", "register")) -> None:
@@ -210,8 +210,8 @@ class FakeBuild:
         self.ran = set(ran)
 
     def __call__(self, project: Path, env_file: str = "env.yaml", overrides: dict[str, Any] | None = None, **_: Any):
-        from nbops.build import TaskOutcome
-        from nbops.check import check_project
+        from nbops.pipeline.build import TaskOutcome
+        from nbops.pipeline.check import check_project
 
         self.calls.append(dict(overrides or {}))
         checked = check_project(project, env_file, overrides)
@@ -229,7 +229,7 @@ class FakeBuild:
 
 def test_retrain_if_needed_runs_the_build_and_records_what_it_acted_on(monitored: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     fake = FakeBuild()
-    monkeypatch.setattr("nbops.build.run_build", fake)
+    monkeypatch.setattr("nbops.pipeline.build.run_build", fake)
     assert cmd_retrain(_args(monitored)) == 0
     out = capsys.readouterr().out
     assert fake.calls == [{"labelled_through": "2025-04"}]
@@ -252,7 +252,7 @@ def test_retrain_if_needed_runs_the_build_and_records_what_it_acted_on(monitored
 
 def test_dry_run_runs_and_writes_nothing(monitored: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     fake = FakeBuild()
-    monkeypatch.setattr("nbops.build.run_build", fake)
+    monkeypatch.setattr("nbops.pipeline.build.run_build", fake)
     assert cmd_retrain(_args(monitored, dry_run=True)) == 0
     assert "Dry run: would run the build with labelled_through=2025-04" in capsys.readouterr().out
     assert fake.calls == [] and not state_path(monitored / "build" / "test").exists()
@@ -261,7 +261,7 @@ def test_dry_run_runs_and_writes_nothing(monitored: Path, monkeypatch: pytest.Mo
 def test_without_if_needed_the_build_always_runs(monitored: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     save_state(monitored / "build" / "test", {"labelled_through": "2025-04", "acted_on": ["2025-02"]})
     fake = FakeBuild()
-    monkeypatch.setattr("nbops.build.run_build", fake)
+    monkeypatch.setattr("nbops.pipeline.build.run_build", fake)
     assert cmd_retrain(_args(monitored, if_needed=False)) == 0
     out = capsys.readouterr().out
     assert "retrain needed: no" in out and "forced" in out
@@ -271,7 +271,7 @@ def test_without_if_needed_the_build_always_runs(monitored: Path, monkeypatch: p
 def test_an_alert_without_new_labels_records_it_and_explains_the_no_op(monitored: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     save_state(monitored / "build" / "test", {"labelled_through": "2025-04", "acted_on": []})
     fake = FakeBuild(ran=())
-    monkeypatch.setattr("nbops.build.run_build", fake)
+    monkeypatch.setattr("nbops.pipeline.build.run_build", fake)
     assert cmd_retrain(_args(monitored)) == 0
     out = capsys.readouterr().out
     assert "alert not acted on yet: 2025-02: drift in loan_amount, interest_rate" in out
@@ -281,14 +281,14 @@ def test_an_alert_without_new_labels_records_it_and_explains_the_no_op(monitored
 
 
 def test_a_failed_build_is_reported_and_retried(monitored: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr("nbops.build.run_build", FakeBuild(returncode=1))
+    monkeypatch.setattr("nbops.pipeline.build.run_build", FakeBuild(returncode=1))
     assert cmd_retrain(_args(monitored)) == 1
     err = capsys.readouterr().err
     assert "The retrain build failed (exit 1); products of the tasks that succeeded are kept" in err
     state = load_state(monitored / "build" / "test")
     assert state["status"] == "failed" and state["labelled_through"] == "2025-04" and state["acted_on"] == []
     fake = FakeBuild()
-    monkeypatch.setattr("nbops.build.run_build", fake)
+    monkeypatch.setattr("nbops.pipeline.build.run_build", fake)
     assert cmd_retrain(_args(monitored)) == 0
     assert "retrain needed: yes" in capsys.readouterr().out and len(fake.calls) == 1
 
@@ -296,7 +296,7 @@ def test_a_failed_build_is_reported_and_retried(monitored: Path, monkeypatch: py
 def test_a_labelled_month_without_its_file_fails_before_building(monitored: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (monitored / "build" / "test" / "data" / "production" / "2025-04.parquet").unlink()
     fake = FakeBuild()
-    monkeypatch.setattr("nbops.build.run_build", fake)
+    monkeypatch.setattr("nbops.pipeline.build.run_build", fake)
     with pytest.raises(NbopsError, match="labelled_through=2025-04 names a month with no batch file"):
         cmd_retrain(_args(monitored))
     assert fake.calls == []

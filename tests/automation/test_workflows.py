@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from nbops.automation.cron import validate_cron
-from nbops.check import check_project
+from nbops.pipeline.schedule import validate_cron
+from nbops.pipeline.check import check_project
 from nbops.cli import build_parser
 from nbops.registry.compare import default_output
 from tests.conftest import REPO

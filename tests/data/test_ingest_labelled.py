@@ -14,7 +14,7 @@ from nbops.data.ingest import BATCH_COLUMN, MAIN_BATCH, ingest
 from nbops.data.simulate import simulate_batch, write_simulation
 from nbops.data.validate import REASON_COLUMN, ROW_COLUMN
 from nbops.errors import ConfigError, DataError
-from nbops.params import IngestParams
+from nbops.config.params import IngestParams
 
 HISTORY_ROWS = 400
 BATCH_ROWS = 150

@@ -11,7 +11,7 @@ import pytest
 from nbops.data.schema import ColumnSpec, TableSchema
 from nbops.features.build import build_features, split_table
 from nbops.features.split import SPLITS, split_rows
-from nbops.params import FeaturesParams
+from nbops.config.params import FeaturesParams
 from nbops.runtime.transform import FeatureTransform
 
 

@@ -22,7 +22,7 @@ from nbops.modeling.evaluate import (
     segments_table,
     shap_importance,
 )
-from nbops.params import EvaluateParams
+from nbops.config.params import EvaluateParams
 from nbops.runtime.transform import FeatureTransform
 
 # --- direct computations -----------------------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 
 from nbops.data.schema import ColumnSpec, TableSchema
 from nbops.modeling.train import booster_params, learning_curve, resolve_threads, train_model
-from nbops.params import TrainParams
+from nbops.config.params import TrainParams
 from nbops.runtime.transform import FeatureTransform
 
 SCHEMA = TableSchema(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from nbops.automation.retrain import decide
+from nbops.pipeline.retrain import decide
 from nbops.monitoring.drift import DriftReport, DriftThresholds, FeatureDrift
 from nbops.monitoring.history import read_history
 from nbops.monitoring.monitor import AlertRules, assess_batch, watch_level

@@ -21,24 +21,24 @@ from nbops.modeling.train import learning_curve
 from nbops.monitoring.drift import DriftThresholds, compare
 from nbops.monitoring.monitor import AlertRules, monitor_batch
 from nbops.monitoring.profile import ReferenceProfile, build_reference_profile
-from nbops.params import ComputeParams, TrainParams
+from nbops.config.params import ComputeParams, TrainParams
 from nbops.registry.publish import PROFILE_FILE
 from nbops.registry.store import Registry
 from nbops.runtime.batch import score_file
 from nbops.runtime.model import ScoringModel
 from nbops.runtime.transform import FeatureTransform
-from nbops.scale import profile as dask_profile
-from nbops.scale.cluster import describe, get_client, workers_in_order
-from nbops.scale.monitor import monitor_batch_dask
-from nbops.scale.parquet import frame, plan_pieces
-from nbops.scale.score import (
+from nbops.engines.dask import profile as dask_profile
+from nbops.engines.dask.cluster import describe, get_client, workers_in_order
+from nbops.engines.dask.monitor import monitor_batch_dask
+from nbops.engines.dask.parquet import frame, plan_pieces
+from nbops.engines.dask.score import (
     prediction_summary,
     score_parquet,
     scorer_from_folder,
     scorer_from_wheel,
 )
-from nbops.scale.train import early_stopping_point, train_model_dask
-from nbops.scale.work import model_ref
+from nbops.engines.dask.train import early_stopping_point, train_model_dask
+from nbops.engines.dask.work import model_ref
 
 NUMERIC = ["age", "annual_income", "debt_to_income", "credit_utilization", "num_delinquencies_2y", "months_since_last_delinquency", "interest_rate", "loan_amount"]
 CATEGORICAL = ["employment_type", "home_ownership", "loan_purpose", "region", "education"]
@@ -192,10 +192,10 @@ TRAIN_SCRIPT = """
 import sys
 from pathlib import Path
 from nbops.data.schema import TableSchema
-from nbops.params import TrainParams
+from nbops.config.params import TrainParams
 from nbops.runtime.transform import FeatureTransform
-from nbops.scale.cluster import get_client
-from nbops.scale.train import train_model_dask
+from nbops.engines.dask.cluster import get_client
+from nbops.engines.dask.train import train_model_dask
 
 if __name__ == "__main__":
     root, out = Path(sys.argv[1]), Path(sys.argv[2])
@@ -249,8 +249,8 @@ def test_partitioned_ingest_and_split_equal_the_pandas_stages(client, tmp_path: 
     from nbops.data.profile import fingerprint
     from nbops.data.validate import validate_table
     from nbops.features.split import split_rows
-    from nbops.params import FeaturesParams
-    from nbops.scale.ingest import ingest_partitioned, split_partitioned
+    from nbops.config.params import FeaturesParams
+    from nbops.engines.dask.ingest import ingest_partitioned, split_partitioned
 
     raw, _ = simulate_history(rows=20_000, seed=9)
     raw["age"] = raw["age"].astype(float)

@@ -16,8 +16,8 @@ import pytest
 from conftest import stop_process
 
 from nbops.errors import ConfigError
-from nbops.params import ComputeParams
-from nbops.scale.cluster import close_all, describe, get_client, normalise_address
+from nbops.config.params import ComputeParams
+from nbops.engines.dask.cluster import close_all, describe, get_client, normalise_address
 
 SECONDS = 10.0  # the promise: a clear error within seconds, never a hang
 DASK = Path(sys.executable).parent / "dask"
@@ -95,7 +95,7 @@ def test_host_port_means_tcp() -> None:
 def test_pandas_engine_imports_no_dask(project: Path) -> None:
     """`import nbops.stages` and `nbops check` (engine: pandas) load neither Dask nor distributed."""
     code = (
-        "import sys; from pathlib import Path; import nbops.stages; from nbops.check import check_project; "
+        "import sys; from pathlib import Path; import nbops.pipeline.stages; from nbops.pipeline.check import check_project; "
         f"check_project(Path({str(project)!r}), 'env.yaml'); "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))"
     )
@@ -161,7 +161,7 @@ def test_preflight_checks_the_address_without_importing_dask() -> None:
     code = (
         "import sys, time\n"
         "from nbops.errors import ConfigError\n"
-        "from nbops.scale.cluster import preflight\n"
+        "from nbops.engines.dask.cluster import preflight\n"
         "preflight('local')\n"
         "t0 = time.perf_counter()\n"
         f"try:\n    preflight('127.0.0.1:{port}')\nexcept ConfigError as exc:\n    print(repr(str(exc)))\n"

@@ -16,8 +16,8 @@ from nbops.monitoring.drift import DriftThresholds
 from nbops.monitoring.history import read_alerts, read_history
 from nbops.monitoring.monitor import AlertRules
 from nbops.monitoring.profile import ReferenceProfile
-from nbops.paths import project_root
-from nbops.pipeline_spec import load_env, load_tasks
+from nbops.config.paths import project_root
+from nbops.config.spec import load_env, load_tasks
 from nbops.registry.store import PROFILE_FILE, ModelVersion, Registry
 
 ENV_VAR = "NBOPS_ENV"

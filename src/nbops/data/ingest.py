@@ -23,7 +23,7 @@ from nbops.data.profile import fingerprint, profile_table
 from nbops.data.schema import ColumnSpec, TableSchema, infer_schema
 from nbops.data.validate import ROW_COLUMN, ValidationResult, validate_table
 from nbops.errors import ConfigError, DataError, format_rows
-from nbops.params import IngestParams
+from nbops.config.params import IngestParams
 
 log = logging.getLogger(__name__)
 SIMULATED_DATASET = "credit_risk"

@@ -43,7 +43,7 @@ from ._runtime import InputError, IntegrityError, ScoringModel
 
 __version__ = "{wheel_version}"
 MODEL_VERSION = "{version}"
-# The identity of the training run that produced this model (nbops.lineage): the same id names its
+# The identity of the training run that produced this model (nbops.pipeline.lineage): the same id names its
 # W&B run, its executed report and its registry version.
 RUN_IDENTITY = {run_identity!r}
 

@@ -11,7 +11,7 @@ import pandas as pd
 from nbops.data.io import write_json, write_parquet
 from nbops.data.schema import TableSchema
 from nbops.features.split import SPLITS, Split, split_rows
-from nbops.params import FeaturesParams
+from nbops.config.params import FeaturesParams
 from nbops.report import outcome_label
 from nbops.runtime.transform import FeatureTransform
 

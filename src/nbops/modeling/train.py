@@ -15,8 +15,8 @@ from matplotlib.figure import Figure
 
 from nbops.data.io import write_json
 from nbops.data.schema import TableSchema
-from nbops.events import Progress
-from nbops.params import TrainParams
+from nbops.progress import Progress
+from nbops.config.params import TrainParams
 from nbops.runtime.transform import FeatureTransform
 
 log = logging.getLogger(__name__)

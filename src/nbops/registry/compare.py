@@ -26,14 +26,14 @@ from nbops.data.schema import TableSchema
 from nbops.errors import NbopsError
 from nbops.modeling.evaluate import segment_metrics, task_metrics
 from nbops.modeling.headline import HEADLINE
-from nbops.params import EvaluateParams, validate_params
+from nbops.config.params import EvaluateParams, validate_params
 from nbops.registry.card import _table as markdown_table
 from nbops.registry.gate import GATE_METRIC, GateDecision, decide
 from nbops.registry.store import ModelVersion, Registry, RegistryError
 from nbops.runtime.model import ScoringModel
 
 if TYPE_CHECKING:
-    from nbops.check import CheckedProject
+    from nbops.pipeline.check import CheckedProject
 
 # Whether a higher value is better, per metric the report marks (rows and means carry no direction).
 HIGHER_IS_BETTER = {"roc_auc": True, "pr_auc": True, "ks": True, "r2": True, "log_loss": False, "brier": False, "rmse": False, "mae": False}

@@ -29,13 +29,13 @@ import pandas as pd
 
 from nbops.data.schema import TableSchema
 from nbops.errors import DataError
-from nbops.scale.parquet import Piece, empty_frame, plan_pieces, read_piece
-from nbops.scale.work import compute_all
+from nbops.engines.dask.parquet import Piece, empty_frame, plan_pieces, read_piece
+from nbops.engines.dask.work import compute_all
 
 if TYPE_CHECKING:
     from distributed import Client
 
-    from nbops.params import FeaturesParams
+    from nbops.config.params import FeaturesParams
     from nbops.runtime.transform import FeatureTransform
 
 
@@ -86,7 +86,7 @@ def ingest_partitioned(client: Client, source: str | Path, schema: TableSchema, 
     """
     import dask
 
-    from nbops.scale.cluster import workers_in_order
+    from nbops.engines.dask.cluster import workers_in_order
 
     pieces = plan_pieces(source, min_pieces=len(workers_in_order(client)), max_rows=max_partition_rows)
     if not pieces:

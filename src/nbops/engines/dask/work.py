@@ -84,7 +84,7 @@ def compute_all(client: Client, tasks: Sequence[Any], desc: str, *, progress: bo
     """Run delayed tasks on the cluster and return their results in task order, with a progress bar."""
     from distributed import as_completed
 
-    from nbops.events import Progress
+    from nbops.progress import Progress
 
     futures = client.compute(list(tasks))
     if progress and len(futures) >= 8:  # a few partitions finish before a bar is worth drawing

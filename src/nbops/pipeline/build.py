@@ -24,12 +24,13 @@ from typing import Any
 
 import yaml
 
-from nbops import events, lineage
-from nbops.check import CheckedProject, check_project
-from nbops.dag_plot import write_pipeline_picture
+from nbops import progress as events
+from nbops.pipeline import lineage
+from nbops.pipeline.check import CheckedProject, check_project
+from nbops.pipeline.plot import write_pipeline_picture
 from nbops.errors import ConfigError
-from nbops.pipeline_spec import load_env
-from nbops.stage import IDENTITIES_ENV
+from nbops.config.spec import load_env
+from nbops.pipeline.context import IDENTITIES_ENV
 
 log = logging.getLogger(__name__)
 GENERATED_ENV = "env.nbops-build.yaml"
@@ -166,7 +167,7 @@ def run_build(
         "NBOPS_BUILD_ID": build_id,
         "NBOPS_PROJECT": str(project),
         IDENTITIES_ENV: json.dumps({name: ids[name]["identity"] for name in names}),
-        # Ploomber's render warns about parameters its static analysis cannot see used (nbops.stage
+        # Ploomber's render warns about parameters its static analysis cannot see used (nbops.pipeline.context
         # reads them from globals()); nbops check has already validated them.
         "PYTHONWARNINGS": ",".join(f"ignore::UserWarning:{m}" for m in ("ploomber.dag.dag", "ploomber.sources.notebooksource", "ploomber.spec.dagspec")),
     }

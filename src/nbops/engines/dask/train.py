@@ -47,9 +47,9 @@ import pandas as pd
 
 from nbops.data.io import write_json
 from nbops.data.schema import TableSchema
-from nbops.events import Progress
+from nbops.progress import Progress
 from nbops.modeling.train import TrainResult, booster_params
-from nbops.params import TrainParams
+from nbops.config.params import TrainParams
 from nbops.runtime.transform import FeatureTransform
 
 if TYPE_CHECKING:
@@ -130,7 +130,7 @@ def _second(pair: tuple[Any, Any]) -> Any:
 
 
 def _predict_matrix(x: np.ndarray, model_text: str) -> np.ndarray:
-    from nbops.scale.work import cached_booster
+    from nbops.engines.dask.work import cached_booster
 
     booster = cached_booster(model_text)
     return np.asarray(booster.predict(x, num_threads=1), dtype=np.float64)
@@ -180,7 +180,7 @@ def _shards(client: Client, path: Path, transform: FeatureTransform, target: str
     import dask
     import dask.array as da
 
-    from nbops.scale.parquet import frame, plan_pieces
+    from nbops.engines.dask.parquet import frame, plan_pieces
 
     pieces = plan_pieces(path, min_pieces=len(workers), max_rows=1_000_000)
     columns = [*transform.feature_names, target]
@@ -263,7 +263,7 @@ def train_model_dask(
     """
     from lightgbm.dask import DaskLGBMClassifier, DaskLGBMRegressor
 
-    from nbops.scale.cluster import describe, workers_in_order
+    from nbops.engines.dask.cluster import describe, workers_in_order
 
     lgb_params = booster_params(params, schema.task_type)
     workers = workers_in_order(client)
@@ -281,7 +281,7 @@ def train_model_dask(
     def fit() -> None:
         try:
             # lightgbm.dask waits on futures through distributed's default client: make ours current
-            # in this thread only (the client is not the process-wide default, see nbops.scale.cluster).
+            # in this thread only (the client is not the process-wide default, see nbops.engines.dask.cluster).
             # lightgbm.dask says it ignores n_jobs (it sets one thread per worker thread itself) and
             # prints its port search to stdout, which would land in the executed notebook: both are noise.
             with client.as_current(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from nbops.errors import ConfigError, missing_column_found
-from nbops.params import STAGES, EnvSettings, unknown_key_message, validate_params
-from nbops.pipeline_spec import TaskSpec, load_env, load_tasks, notebook_parameters
+from nbops.config.params import STAGES, EnvSettings, unknown_key_message, validate_params
+from nbops.config.spec import TaskSpec, load_env, load_tasks, notebook_parameters
 
 # Names Ploomber injects into every notebook; they are not stage parameters.
 INJECTED = {"upstream", "product"}
@@ -71,7 +71,7 @@ def check_project(
         problems.extend(_check_data_file(project, settings.data, settings.target))
     if settings is not None and settings.engine == "dask" and not problems:
         # A scheduler that does not answer fails here, in seconds, not after the first stages ran.
-        from nbops.scale.cluster import preflight
+        from nbops.engines.dask.cluster import preflight
 
         try:
             preflight(settings.dask_scheduler)

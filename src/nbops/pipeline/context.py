@@ -26,17 +26,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nbops import events
+from nbops import progress as events
 from nbops.errors import ConfigError
-from nbops.params import STAGES, StageParams, validate_params
-from nbops.paths import project_root
-from nbops.pipeline_spec import load_env, load_tasks
+from nbops.config.params import STAGES, StageParams, validate_params
+from nbops.config.paths import project_root
+from nbops.config.spec import load_env, load_tasks
 
 INTERACTIVE_ROOT = "build/interactive"
 # Products of an interactive run whose pipeline path is outside the pipeline root go under this
 # folder of the interactive root (their absolute path below it), never to their pipeline path.
 OUTSIDE_ROOT = "outside-root"
-# Set by `nbops build` for the Ploomber process: {task: run identity}; see nbops.lineage.
+# Set by `nbops build` for the Ploomber process: {task: run identity}; see nbops.pipeline.lineage.
 IDENTITIES_ENV = "NBOPS_RUN_IDENTITIES"
 # Set by `nbops build` for the Ploomber process: its presence means "this is a pipeline build".
 BUILD_ID_ENV = "NBOPS_BUILD_ID"

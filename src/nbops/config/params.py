@@ -160,7 +160,7 @@ class EnvSettings(IngestParams, FeaturesParams, TrainParams, EvaluateParams, Reg
     @field_validator("schedule")
     @classmethod
     def _cron(cls, value: str) -> str:
-        from nbops.automation.cron import validate_cron
+        from nbops.pipeline.schedule import validate_cron
 
         try:
             return validate_cron(value, where="schedule")

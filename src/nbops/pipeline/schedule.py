@@ -342,7 +342,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
         print(f"{' '.join(line.split()[:5])}  (minute hour day-of-month month day-of-week, the machine's local time)\n{line}")  # noqa: T201
         return 0
 
-    from nbops.check import check_project
+    from nbops.pipeline.check import check_project
 
     checked = check_project(project, args.env, _overrides(args.set))
     cron = validate_cron(args.cron, "--cron") if args.cron is not None else validate_cron(checked.settings.schedule, f"{args.env}: schedule")

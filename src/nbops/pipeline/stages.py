@@ -1,6 +1,6 @@
 """The stage runners: what each stage notebook calls, and what a plain-Python run calls in sequence.
 
-Each runner takes a resolved :class:`~nbops.stage.Stage` (typed parameters and product paths), does
+Each runner takes a resolved :class:`~nbops.pipeline.context.Stage` (typed parameters and product paths), does
 the stage's work through the library, logs it to W&B, and returns what the notebook shows. Nothing
 here knows the order of the stages: that lives in ``pipeline.yaml`` only.
 """
@@ -24,7 +24,7 @@ from nbops.data.ingest import IngestResult, ingest
 from nbops.data.io import file_sha256, write_json, write_text
 from nbops.data.schema import TableSchema
 from nbops.deploy.wheel import build_wheel
-from nbops.events import progress
+from nbops.progress import progress
 from nbops.features.build import FeaturesResult, build_features
 from nbops.modeling.evaluate import Evaluation, evaluate_model
 from nbops.modeling.train import TrainResult, learning_curve, train_model
@@ -43,7 +43,7 @@ from nbops.registry.publish import PROFILE_FILE, register_model, registry_for
 from nbops.registry.store import ModelVersion, Registry, RegistryError
 from nbops.runtime.model import ScoringModel
 from nbops.runtime.transform import FeatureTransform
-from nbops.stage import Stage, run_identity
+from nbops.pipeline.context import Stage, run_identity
 from nbops.tracking import start_run
 
 
@@ -96,8 +96,8 @@ def run_train(stage: Stage) -> TrainResult:
     schema = load_schema(stage)
     transform = FeatureTransform.load(stage.inp("features", "transform"))
     if stage.params.engine == "dask":  # lightgbm.dask on the cluster; the same products
-        from nbops.scale.cluster import get_client
-        from nbops.scale.train import train_model_dask
+        from nbops.engines.dask.cluster import get_client
+        from nbops.engines.dask.train import train_model_dask
 
         result = train_model_dask(get_client(stage.params), stage.params, schema=schema, transform=transform, train_rows=stage.inp("features", "train"), valid_rows=stage.inp("features", "valid"), model_out=stage.out("model"), summary_out=stage.out("summary"))
     else:
@@ -203,7 +203,7 @@ def run_register(stage: Stage) -> Registration:
 def reference_profile_of_training(schema: TableSchema, stage: Stage) -> ReferenceProfile:
     """The monitoring reference: the training rows' feature distributions and the model's scores on them."""
     if stage.params.engine == "dask":  # the same profile, computed over partitions on the cluster
-        from nbops.scale.profile import reference_profile_of_parquet
+        from nbops.engines.dask.profile import reference_profile_of_parquet
 
         return reference_profile_of_parquet(stage.params, stage.inp("features", "train"), stage.inp("features", "transform"), stage.inp("train", "model"))
     train_rows = pd.read_parquet(stage.inp("features", "train"))
@@ -239,7 +239,7 @@ def run_batch_score(stage: Stage) -> dict[str, Any]:
     else:
         shutil.copyfile(stage.inp("features", "test"), batch_path)
     if stage.params.engine == "dask":  # the wheel's model files, scored by partition on the cluster
-        from nbops.scale.score import score_with_wheel_dask
+        from nbops.engines.dask.score import score_with_wheel_dask
 
         return score_with_wheel_dask(stage.params, Path(info["wheel"]), info["package"], batch_path, stage.out("predictions"), stage.out("summary"))
     return score_with_wheel(Path(info["wheel"]), info["package"], batch_path, stage.out("predictions"), stage.out("summary"))
@@ -292,7 +292,7 @@ def run_monitor(stage: Stage) -> MonitoringRun:
     model, and record quality, drift, late-arriving performance and alerts per month.
 
     Each month is stored as Parquet and checked from there: in this process (pandas engine) or by
-    partitions on the Dask cluster (``engine: dask``, :func:`nbops.scale.monitor.monitor_batch_dask`);
+    partitions on the Dask cluster (``engine: dask``, :func:`nbops.engines.dask.monitor.monitor_batch_dask`);
     everything else is the same for both.
     """
     p = stage.params
@@ -374,8 +374,8 @@ def _batch_checker(p: Any, *, target: str, **common: Any) -> Callable[[str, Path
     """``check(batch_id, parquet, labelled, month)`` for the stage's engine; without labels the target
     column is left out, as it is when a month is first monitored."""
     if p.engine == "dask":
-        from nbops.scale.cluster import get_client
-        from nbops.scale.monitor import monitor_batch_dask
+        from nbops.engines.dask.cluster import get_client
+        from nbops.engines.dask.monitor import monitor_batch_dask
 
         client = get_client(p)
 

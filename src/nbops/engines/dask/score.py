@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from nbops.errors import DataError
-from nbops.scale.parquet import empty_frame, frame, merge_parts, plan_pieces
+from nbops.engines.dask.parquet import empty_frame, frame, merge_parts, plan_pieces
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -153,8 +153,8 @@ def score_parquet(client: Client, ref: ScorerRef, source: str | Path, dest: str 
         DataError: the input cannot be read, or a row fails the model's input schema (named by its
             row number in the input); nothing is written then.
     """
-    from nbops.scale.cluster import workers_in_order
-    from nbops.scale.parquet import no_string_conversion
+    from nbops.engines.dask.cluster import workers_in_order
+    from nbops.engines.dask.parquet import no_string_conversion
 
     source, dest = Path(source), Path(dest)
     model = ref.load()
@@ -198,7 +198,7 @@ def prediction_summary(client: Client, predictions: str | Path, quantiles: tuple
 
     The quantiles are exact and equal pandas' ``Series.quantile`` (which takes ``q * 100 / 100``).
     """
-    from nbops.scale.profile import _combine, _run_passes
+    from nbops.engines.dask.profile import _combine, _run_passes
 
     pieces = plan_pieces(predictions)
     passes = _run_passes(client, frame(predictions, pieces, ["prediction"]), None, ["prediction"], [], np.asarray(quantiles, dtype=np.float64) * 100.0 / 100, None, "prediction summary")
@@ -213,9 +213,9 @@ def prediction_summary(client: Client, predictions: str | Path, quantiles: tuple
 
 def score_with_wheel_dask(params: Any, wheel: Path, package: str, source: Path, dest: Path, summary_out: Path) -> dict[str, Any]:
     """The batch-score stage with ``engine: dask``: the wheel's model scores ``source`` by partition on
-    the cluster; the summary has the keys the wheel's scorer gives (see ``nbops.stages.score_with_wheel``)."""
+    the cluster; the summary has the keys the wheel's scorer gives (see ``nbops.pipeline.stages.score_with_wheel``)."""
     from nbops.data.io import write_json
-    from nbops.scale.cluster import describe, get_client
+    from nbops.engines.dask.cluster import describe, get_client
 
     client = get_client(params)
     result = score_parquet(client, scorer_from_wheel(wheel, package), source, dest)

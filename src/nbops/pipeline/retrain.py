@@ -261,12 +261,12 @@ def _retrain_alert_batches(alerts: Iterable[Mapping[str, Any]]) -> set[str]:
 
 def _resolve(project: Path, env_file: str, overrides: Mapping[str, Any]):
     """The checked project as ``nbops build`` sees it (``resolve_project`` when build.py has it)."""
-    from nbops import build
+    from nbops.pipeline import build
 
     resolve = getattr(build, "resolve_project", None)
     if resolve is not None:
         return resolve(project, env_file, dict(overrides))
-    from nbops.check import check_project
+    from nbops.pipeline.check import check_project
 
     return check_project(project, env_file, dict(overrides))
 
@@ -350,7 +350,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         _print_pending(project, args.env, build_overrides)
         return 0
 
-    from nbops.build import failure_text, run_build
+    from nbops.pipeline.build import failure_text, run_build
 
     decided_at = _now()
     save_state(root, {**state, "labelled_through": through, "decided_at": decided_at, "reasons": decision.reasons, "status": "running"})
@@ -403,7 +403,7 @@ def _last_build_id(root: Path) -> str | None:
 
 def _print_pending(project: Path, env_file: str, overrides: Mapping[str, Any]) -> None:
     """In a dry run, which tasks the build would rerun and why (from the recorded lineage)."""
-    from nbops import lineage
+    from nbops.pipeline import lineage
 
     t0 = time.perf_counter()
     checked = _resolve(project, env_file, overrides)

@@ -2,12 +2,12 @@
 
 :func:`monitor_batch_dask` gives what :func:`nbops.monitoring.monitor.monitor_batch` gives for the
 same rows (the tests compare them): data quality is counted per partition and summed, drift comes
-from :func:`nbops.scale.profile.compare` (identical PSI and distances), and the predictions and labels
+from :func:`nbops.engines.dask.profile.compare` (identical PSI and distances), and the predictions and labels
 come back to the client for the batch's mean score and its labelled performance (eight bytes a row
 each: a month that does not fit in memory still has predictions that do). The history row and the
 alerts are built by the pandas engine's own :func:`~nbops.monitoring.monitor.summarise_batch`.
 
-``nbops.stages.run_monitor`` calls it for each month when ``engine`` is ``dask``; everything else
+``nbops.pipeline.stages.run_monitor`` calls it for each month when ``engine`` is ``dask``; everything else
 in the stage is shared with the pandas engine.
 """
 
@@ -24,9 +24,9 @@ from nbops.monitoring.profile import ReferenceProfile
 from nbops.monitoring.quality import ColumnQuality, QualityReport, check_quality
 from nbops.runtime.model import ScoringModel
 from nbops.runtime.schema import InputSchema
-from nbops.scale.parquet import empty_frame, frame, plan_pieces
-from nbops.scale.profile import compare, predictions_of
-from nbops.scale.work import ModelRef, compute_all
+from nbops.engines.dask.parquet import empty_frame, frame, plan_pieces
+from nbops.engines.dask.profile import compare, predictions_of
+from nbops.engines.dask.work import ModelRef, compute_all
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -72,7 +72,7 @@ def monitor_batch_dask(
     batch at ``source`` (a file or a folder), without ``exclude`` columns."""
     import dask
 
-    from nbops.scale.cluster import workers_in_order
+    from nbops.engines.dask.cluster import workers_in_order
 
     pieces = plan_pieces(source, min_pieces=len(workers_in_order(client)))
     columns = [c for c in empty_frame(source).columns if c not in exclude]

@@ -20,7 +20,7 @@ PACKAGE = "nbops"
 
 def package_dir() -> Path:
     """The folder of the nbops package being run (an editable checkout or an installed copy)."""
-    return Path(__file__).resolve().parent
+    return Path(__file__).resolve().parents[1]
 
 
 def _module_name(path: Path, root: Path) -> str:

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from nbops import __version__
-from nbops.code_deps import library_fingerprint
+from nbops.pipeline.code_deps import library_fingerprint
 from nbops.errors import ConfigError
-from nbops.pipeline_spec import TaskSpec
+from nbops.config.spec import TaskSpec
 
 STATE_FILE = ".nbops/lineage.json"
 LOCK_FILE = "requirements.lock"

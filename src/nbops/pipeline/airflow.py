@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from nbops.errors import ConfigError, NbopsError
-from nbops.pipeline_spec import TaskSpec
+from nbops.config.spec import TaskSpec
 
 # Airflow's own rule for dag and task ids (airflow.sdk KEY_REGEX) and its length limit.
 AIRFLOW_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -293,7 +293,7 @@ def export_airflow(
         schedule: cron expression; default ``schedule`` in the env file; 'none' for manual runs.
         executable: the nbops each task runs; default the one beside this Python.
     """
-    from nbops.check import check_project
+    from nbops.pipeline.check import check_project
 
     # Cheap argument checks first: a typo in --dag-id should not wait for the project check.
     dag_id = validate_dag_id(dag_id) if dag_id is not None else default_dag_id_from(project.name)
@@ -337,7 +337,7 @@ def usage_text(result: AirflowExport) -> str:
 def cmd_export(args: Any) -> int:
     """``nbops export airflow OUT_DIR [--env] [--set]... [--dag-id] [--schedule]``."""
     from nbops.cli import _overrides
-    from nbops.paths import project_root
+    from nbops.config.paths import project_root
 
     if args.target != "airflow":
         raise NbopsError(f"export target {args.target!r} is not supported; expected 'airflow'")

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from nbops.errors import ConfigError
-from nbops.paths import PIPELINE_FILE
+from nbops.config.paths import PIPELINE_FILE
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 

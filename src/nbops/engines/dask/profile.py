@@ -2,7 +2,7 @@
 
 ``reference_profile`` equals :func:`nbops.monitoring.profile.build_reference_profile` and
 ``compare`` equals :func:`nbops.monitoring.drift.compare`, field for field: bin edges and quantiles
-are exact (:mod:`nbops.scale.quantiles`), shares are exact counts divided by the same row counts, so
+are exact (:mod:`nbops.engines.dask.quantiles`), shares are exact counts divided by the same row counts, so
 PSI, Jensen-Shannon and Wasserstein distances and every drift decision are identical. Only means and
 standard deviations are summed in another order (partition by partition, combined with Chan's
 formula) and may differ from numpy's in the last digits (relative 1e-12 at most in the tests).
@@ -36,8 +36,8 @@ from nbops.monitoring.profile import (
     ReferenceProfile,
     numeric_values,
 )
-from nbops.scale import quantiles as qx
-from nbops.scale.work import ModelRef, compute_all
+from nbops.engines.dask import quantiles as qx
+from nbops.engines.dask.work import ModelRef, compute_all
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -110,7 +110,7 @@ def _first_pass(part: pd.DataFrame, predictions: np.ndarray | pd.Series | None, 
 
 
 def _second_pass(part: pd.DataFrame, predictions: np.ndarray | pd.Series | None, intervals: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, list[tuple[int, np.ndarray]]]:
-    """Per column: the partition's answer for the quantile intervals (see :mod:`nbops.scale.quantiles`)."""
+    """Per column: the partition's answer for the quantile intervals (see :mod:`nbops.engines.dask.quantiles`)."""
     out = {}
     for name, (lo, hi) in intervals.items():
         values = np.asarray(predictions, dtype=np.float64) if name == "\0prediction" else numeric_values(part[name])
@@ -344,12 +344,12 @@ def predictions_of(client: Client, batch: Any, model: ModelRef) -> list[Any]:
 def reference_profile_of_parquet(params: Any, train_rows: Any, transform_file: Any, model_file: Any) -> ReferenceProfile:
     """The register stage's reference profile with ``engine: dask``: the training split's Parquet
     profiled on the cluster, with the trained model's scores on it (see
-    ``nbops.stages.reference_profile_of_training``)."""
+    ``nbops.pipeline.stages.reference_profile_of_training``)."""
     import lightgbm as lgb
 
     from nbops.runtime.transform import FeatureTransform
-    from nbops.scale.cluster import get_client, workers_in_order
-    from nbops.scale.parquet import frame, plan_pieces
+    from nbops.engines.dask.cluster import get_client, workers_in_order
+    from nbops.engines.dask.parquet import frame, plan_pieces
 
     client = get_client(params)
     transform = FeatureTransform.load(transform_file)

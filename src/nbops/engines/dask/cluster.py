@@ -69,7 +69,7 @@ def connect_timeout() -> float:
 
 
 def get_client(params: Any) -> Client:
-    """The process's Dask client for ``params`` (a :class:`~nbops.params.ComputeParams`), started once.
+    """The process's Dask client for ``params`` (a :class:`~nbops.config.params.ComputeParams`), started once.
 
     Args:
         params: anything with ``dask_scheduler`` ('local' or an address) and ``dask_workers``.

@@ -1,1 +1,0 @@
-"""Automation: export to Airflow, cron schedules and continuous training (nbops export/schedule/retrain)."""

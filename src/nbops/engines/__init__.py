@@ -1,0 +1,1 @@
+"""Where the heavy stages compute: pandas in one process, or a Dask cluster, behind one interface."""

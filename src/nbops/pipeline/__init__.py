@@ -1,0 +1,1 @@
+"""The pipeline layer: the stage context, the runners, check, build, lineage, retraining, exports."""
