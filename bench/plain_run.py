@@ -12,20 +12,20 @@ from pathlib import Path
 
 t0 = time.perf_counter()
 
-from nbops.pipeline import stages  # noqa: E402
+import importlib  # noqa: E402
 from nbops.pipeline.check import check_project  # noqa: E402
 from nbops.config.params import STAGES  # noqa: E402
 from nbops.pipeline.context import Stage  # noqa: E402
 
 RUNNERS = {
-    "ingest": stages.run_ingest,
-    "features": stages.run_features,
-    "train": stages.run_train,
-    "evaluate": stages.run_evaluate,
-    "register": stages.run_register,
-    "package": stages.run_package,
-    "batch_score": stages.run_batch_score,
-    "monitor": stages.run_monitor,
+    "ingest": importlib.import_module("nbops.pipeline.runners.ingest").run_ingest,
+    "features": importlib.import_module("nbops.pipeline.runners.features").run_features,
+    "train": importlib.import_module("nbops.pipeline.runners.train").run_train,
+    "evaluate": importlib.import_module("nbops.pipeline.runners.evaluate").run_evaluate,
+    "register": importlib.import_module("nbops.pipeline.runners.register").run_register,
+    "package": importlib.import_module("nbops.pipeline.runners.package").run_package,
+    "batch_score": importlib.import_module("nbops.pipeline.runners.batch_score").run_batch_score,
+    "monitor": importlib.import_module("nbops.pipeline.runners.monitor").run_monitor,
 }
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from nbops.pipeline.check import check_project
 from nbops.errors import ConfigError
+from nbops.pipeline.check import check_project
 from tests.conftest import nbops, output_of
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from nbops import progress as events
-from nbops.pipeline.build import build_failure, gate_note
-from nbops.cli import BuildProgress
+from nbops.cli.build import BuildProgress
 from nbops.errors import ConfigError, closest_names, missing_column_found, shown
+from nbops.pipeline.build import build_failure, gate_note
 
 
 def test_progress_inside_a_build_writes_throttled_events_and_nothing_to_stderr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from nbops.errors import ConfigError
 from nbops.config.params import (
     STAGES,
     EnvSettings,
@@ -18,6 +17,7 @@ from nbops.config.params import (
     validate_params,
 )
 from nbops.config.spec import load_env
+from nbops.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 

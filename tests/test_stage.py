@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import nbops
-from nbops.errors import ConfigError
 from nbops.config.spec import load_env, load_tasks
+from nbops.errors import ConfigError
 from tests.conftest import copy_project
 
 
@@ -39,14 +39,15 @@ def test_injected_outside_a_build_reads_the_pipeline_and_writes_under_the_intera
         # env.yaml's root is the project: each product keeps its path below it, under build/interactive
         assert stage.product[key] == interactive / Path(path).relative_to(project), key
     assert stage.upstream == {t: {k: Path(v) for k, v in p.items()} for t, p in namespace["upstream"].items()}  # type: ignore[union-attr]
-    assert Path(stage.params.registry_root) == interactive / "registry"  # register writes the registry
+    assert stage.registry == interactive / "registry"  # register writes the interactive registry
+    assert stage.production_registry == project / "registry"  # the pipeline's, never written here
     assert stage.params.tracking == "disabled"
 
 
 def test_evaluate_in_the_lab_reads_the_pipeline_registry_for_its_gate(project: Path) -> None:
     namespace = injected(project, "evaluate")
     stage = nbops.stage("evaluate", namespace)
-    assert stage.params.registry_root == namespace["registry_root"] == f"{project}/registry"
+    assert stage.production_registry == project / "registry"  # the gate compares with the pipeline's production
     assert stage.product["gate"] == project / "build/interactive/reports/promotion_gate.json"
 
 
@@ -75,7 +76,7 @@ def test_under_nbops_build_the_same_injection_is_used_as_it_is(project: Path, mo
     stage = nbops.stage("register", namespace)
     assert not stage.interactive
     assert stage.product == {k: Path(v) for k, v in namespace["product"].items()}  # type: ignore[union-attr]
-    assert stage.params.registry_root == namespace["registry_root"]
+    assert stage.registry == stage.production_registry == project / "registry"
     assert stage.params.tracking == "offline"
 
 

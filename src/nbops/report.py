@@ -25,8 +25,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from pandas.io.formats.style import Styler
 
-from nbops.errors import ConfigError
 from nbops.config.paths import project_root
+from nbops.errors import ConfigError
 
 MISSING = "–"
 _MIDNIGHT = re.compile(r"\b(\d{4}-\d{2}-\d{2})[ T]00:00:00(?![\d.:])")

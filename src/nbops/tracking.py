@@ -108,6 +108,7 @@ def start_run(
     mode: str,
     project_dir: Path,
     private_columns: Iterable[str] = (),
+    identity: str | None = None,
 ) -> Tracker:
     """Open the W&B run of one stage.
 
@@ -117,6 +118,8 @@ def start_run(
         mode: 'offline', 'online' or 'disabled'; the WANDB_MODE environment variable wins when set.
         project_dir: the project folder; W&B files go under its ``wandb/``.
         private_columns: column names never logged.
+        identity: the task run's identity (see nbops.pipeline.lineage): names and tags the run, so a
+            report, a product's metadata, a model version and its W&B run are matched by one id.
     """
     mode = os.environ.get("WANDB_MODE", mode)
     if mode == "disabled":
@@ -124,16 +127,12 @@ def start_run(
     configure_wandb_dirs(project_dir)
     os.environ.setdefault("WANDB_SILENT", "true")
     import wandb
-    from nbops.pipeline.context import run_identity
 
     group = build_group()
-    identity = run_identity(stage)
     run = wandb.init(
         project=os.environ.get("WANDB_PROJECT", PROJECT),
         group=group,
         job_type=stage,
-        # The run identity (nbops.pipeline.lineage) names and tags the run, so a report, a product's metadata,
-        # a model version and its W&B run can be matched by one id.
         name=f"{stage}-{identity or group}",
         tags=[f"identity:{identity}"] if identity else None,
         config={**dict(config), "nbops_run_identity": identity, "nbops_build_id": group},

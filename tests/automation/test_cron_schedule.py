@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from nbops.pipeline.schedule import CronError, command_of, read_crontab, validate_cron, write_crontab
 from nbops.cli import main
+from nbops.config.cron import CronError, validate_cron
+from nbops.pipeline.schedule import command_of, read_crontab, write_crontab
 from tests.conftest import REPO, copy_project
 
 NEVER = "0 0 31 2 *"

@@ -12,16 +12,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from nbops.cli.automation import retrain as cmd_retrain
+from nbops.errors import NbopsError
 from nbops.pipeline.retrain import (
     RetrainDecision,
-    cmd_retrain,
     decide,
     labelled_months,
     load_state,
     save_state,
     state_path,
 )
-from nbops.errors import NbopsError
 from tests.conftest import copy_project, nbops, output_of
 
 NOW = 1.79e9

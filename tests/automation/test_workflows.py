@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import yaml
 
-from nbops.pipeline.schedule import validate_cron
-from nbops.pipeline.check import check_project
 from nbops.cli import build_parser
-from nbops.registry.compare import default_output
+from nbops.config.cron import validate_cron
+from nbops.pipeline.check import check_project
+from nbops.pipeline.compare import default_output
 from tests.conftest import REPO
 
 WORKFLOWS = REPO / ".github" / "workflows"

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 import yaml
 
+from nbops.config.params import IngestParams
 from nbops.data.ingest import ingest, simulator_schema
 from nbops.data.schema import TableSchema
 from nbops.data.validate import REASON_COLUMN, ROW_COLUMN
 from nbops.errors import DataError
-from nbops.config.params import IngestParams
 
 N = 200
 # 0-based positions of the bad rows, and what is wrong with them.

@@ -10,11 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from nbops.config.params import IngestParams
 from nbops.data.ingest import BATCH_COLUMN, MAIN_BATCH, ingest
 from nbops.data.simulate import simulate_batch, write_simulation
 from nbops.data.validate import REASON_COLUMN, ROW_COLUMN
 from nbops.errors import ConfigError, DataError
-from nbops.config.params import IngestParams
 
 HISTORY_ROWS = 400
 BATCH_ROWS = 150

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
+from nbops.cli.simulate import main
 from nbops.data import simulate as sim
 from nbops.data.simulate import (
     ID_COLUMN,
@@ -24,7 +25,6 @@ from nbops.data.simulate import (
     DriftedFeature,
     SimulationTruth,
     declared_schema,
-    main,
     simulate_batch,
     simulate_history,
     write_simulation,

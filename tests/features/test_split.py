@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from nbops.config.params import FeaturesParams
 from nbops.data.schema import ColumnSpec, TableSchema
 from nbops.features.build import build_features, split_table
 from nbops.features.split import SPLITS, split_rows
-from nbops.config.params import FeaturesParams
 from nbops.runtime.transform import FeatureTransform
 
 

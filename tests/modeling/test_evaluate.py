@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from nbops.config.params import EvaluateParams
 from nbops.data.schema import ColumnSpec, TableSchema
 from nbops.modeling.evaluate import (
     HEADLINE,
@@ -22,7 +23,6 @@ from nbops.modeling.evaluate import (
     segments_table,
     shap_importance,
 )
-from nbops.config.params import EvaluateParams
 from nbops.runtime.transform import FeatureTransform
 
 # --- direct computations -----------------------------------------------------------------------

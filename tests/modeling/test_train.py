@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from nbops.config.params import TrainParams
 from nbops.data.schema import ColumnSpec, TableSchema
 from nbops.modeling.train import booster_params, learning_curve, resolve_threads, train_model
-from nbops.config.params import TrainParams
 from nbops.runtime.transform import FeatureTransform
 
 SCHEMA = TableSchema(

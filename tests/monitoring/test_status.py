@@ -6,11 +6,11 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from nbops.pipeline.retrain import decide
 from nbops.monitoring.drift import DriftReport, DriftThresholds, FeatureDrift
 from nbops.monitoring.history import read_history
 from nbops.monitoring.monitor import AlertRules, assess_batch, watch_level
 from nbops.monitoring.quality import ColumnQuality, QualityReport
+from nbops.pipeline.retrain import decide
 
 FEATURES = ("age", "income", "region", "purpose")
 RULES = AlertRules()  # PSI 0.2, one drifted feature, AUC drop 0.05, calibration error 0.05

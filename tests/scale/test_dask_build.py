@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 from conftest import copy_project, nbops, output_of
 
-from nbops.pipeline.stages import score_with_wheel
+from nbops.deploy.batch import score_with_wheel
 
 TOLERANCE = {"roc_auc": 0.02, "ks": 0.02, "pr_auc": 0.03, "log_loss": 0.01, "brier": 0.005}
 ROOT = Path("build/test")

@@ -15,18 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import train_tiny_booster
 
-from nbops.data.simulate import simulate_batch, simulate_history
-from nbops.errors import DataError
-from nbops.modeling.train import learning_curve
-from nbops.monitoring.drift import DriftThresholds, compare
-from nbops.monitoring.monitor import AlertRules, monitor_batch
-from nbops.monitoring.profile import ReferenceProfile, build_reference_profile
 from nbops.config.params import ComputeParams, TrainParams
-from nbops.registry.publish import PROFILE_FILE
-from nbops.registry.store import Registry
-from nbops.runtime.batch import score_file
-from nbops.runtime.model import ScoringModel
-from nbops.runtime.transform import FeatureTransform
+from nbops.data.simulate import simulate_batch, simulate_history
 from nbops.engines.dask import profile as dask_profile
 from nbops.engines.dask.cluster import describe, get_client, workers_in_order
 from nbops.engines.dask.monitor import monitor_batch_dask
@@ -39,6 +29,16 @@ from nbops.engines.dask.score import (
 )
 from nbops.engines.dask.train import early_stopping_point, train_model_dask
 from nbops.engines.dask.work import model_ref
+from nbops.errors import DataError
+from nbops.modeling.train import learning_curve
+from nbops.monitoring.drift import DriftThresholds, compare
+from nbops.monitoring.monitor import AlertRules, monitor_batch
+from nbops.monitoring.profile import ReferenceProfile, build_reference_profile
+from nbops.registry.store import Registry
+from nbops.runtime.batch import score_file
+from nbops.runtime.integrity import PROFILE_FILE
+from nbops.runtime.model import ScoringModel
+from nbops.runtime.transform import FeatureTransform
 
 NUMERIC = ["age", "annual_income", "debt_to_income", "credit_utilization", "num_delinquencies_2y", "months_since_last_delinquency", "interest_rate", "loan_amount"]
 CATEGORICAL = ["employment_type", "home_ownership", "loan_purpose", "region", "education"]
@@ -245,12 +245,12 @@ def test_training_writes_the_pandas_products_and_is_reproducible(client, product
 def test_partitioned_ingest_and_split_equal_the_pandas_stages(client, tmp_path: Path) -> None:
     """Valid and quarantined rows (with their row numbers), the fingerprint, the split and the
     transform: the same as validate_table + split_rows + FeatureTransform.fit on the whole table."""
+    from nbops.config.params import FeaturesParams
     from nbops.data.ingest import simulator_schema
     from nbops.data.profile import fingerprint
     from nbops.data.validate import validate_table
-    from nbops.features.split import split_rows
-    from nbops.config.params import FeaturesParams
     from nbops.engines.dask.ingest import ingest_partitioned, split_partitioned
+    from nbops.features.split import split_rows
 
     raw, _ = simulate_history(rows=20_000, seed=9)
     raw["age"] = raw["age"].astype(float)

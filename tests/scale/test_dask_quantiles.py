@@ -11,11 +11,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from nbops.errors import DataError
 from nbops.engines.dask.parquet import merge_parts, parquet_files, plan_pieces, read_piece
 from nbops.engines.dask.profile import Moments
 from nbops.engines.dask.quantiles import in_intervals, plan, resolve, sketch
 from nbops.engines.dask.train import combine_records, early_stopping_point, strip_network_params
+from nbops.errors import DataError
 
 PROBS = np.concatenate([np.linspace(0, 1, 11)[1:-1], np.linspace(0, 1, 101), [0.05, 0.25, 0.5, 0.75, 0.95]])
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from conftest import stop_process
 
-from nbops.errors import ConfigError
 from nbops.config.params import ComputeParams
 from nbops.engines.dask.cluster import close_all, describe, get_client, normalise_address
+from nbops.errors import ConfigError
 
 SECONDS = 10.0  # the promise: a clear error within seconds, never a hang
 DASK = Path(sys.executable).parent / "dask"
@@ -95,7 +95,7 @@ def test_host_port_means_tcp() -> None:
 def test_pandas_engine_imports_no_dask(project: Path) -> None:
     """`import nbops.stages` and `nbops check` (engine: pandas) load neither Dask nor distributed."""
     code = (
-        "import sys; from pathlib import Path; import nbops.pipeline.stages; from nbops.pipeline.check import check_project; "
+        "import sys; from pathlib import Path; import nbops.pipeline.runners.monitor; from nbops.pipeline.check import check_project; "
         f"check_project(Path({str(project)!r}), 'env.yaml'); "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))"
     )

@@ -81,7 +81,6 @@ class TrainParams(ComputeParams):
 class EvaluateParams(StageParams):
     """Parameters of the evaluate stage (which also applies the promotion gate)."""
 
-    registry_root: str = Field("build/interactive/registry", description="folder of the model registry")
     promotion_tolerance: float = Field(0.005, ge=0, description="how much worse than production a candidate may be on the gate metric and still be promoted")
 
     segment_columns: list[str] = Field(default_factory=list, description="columns to break metrics down by; empty: the categorical features and time")
@@ -93,14 +92,12 @@ class EvaluateParams(StageParams):
 class RegisterParams(ComputeParams):
     """Parameters of the register stage."""
 
-    registry_root: str = Field("build/interactive/registry", description="folder of the model registry")
     tracking: Literal["offline", "online", "disabled"] = "offline"
 
 
 class PackageParams(StageParams):
     """Parameters of the package stage."""
 
-    registry_root: str = Field("build/interactive/registry", description="folder of the model registry")
     package_alias: Literal["production", "candidate"] = Field("production", description="which version the wheel carries")
 
 
@@ -122,7 +119,6 @@ class MonitorParams(ComputeParams):
     """Parameters of the monitor stage: the production months to simulate and the alert thresholds."""
 
     data: str = Field("simulate", description="'simulate' monitors simulated production months; otherwise the test split")
-    registry_root: str = Field("build/interactive/registry", description="folder of the model registry")
     production_months: int = Field(12, ge=1, le=120, description="months after the training history to simulate and monitor")
     production_rows: int = Field(5000, ge=1, description="rows per simulated month")
     drift_schedule: list[Scenario | None] = Field(default_factory=list, description="the drift scenario of each production month, in order; missing months have none")
@@ -150,7 +146,8 @@ STAGES: dict[str, type[StageParams]] = {
 class EnvSettings(IngestParams, FeaturesParams, TrainParams, EvaluateParams, RegisterParams, PackageParams, BatchScoreParams, MonitorParams):
     """Every key ``env.yaml`` may hold: the stage parameters plus where and how the pipeline runs.
 
-    ``registry_root`` and ``labelled_batches`` are not env keys: pipeline.yaml derives them from ``root``.
+    ``labelled_batches`` is not an env key: pipeline.yaml derives it from ``root``. The model registry
+    is ``<root>/registry`` (:func:`nbops.config.paths.registry_dir`).
     """
 
     root: str = Field(".", description="folder under which data/, models/ and reports/ are written")
@@ -160,7 +157,7 @@ class EnvSettings(IngestParams, FeaturesParams, TrainParams, EvaluateParams, Reg
     @field_validator("schedule")
     @classmethod
     def _cron(cls, value: str) -> str:
-        from nbops.pipeline.schedule import validate_cron
+        from nbops.config.cron import validate_cron
 
         try:
             return validate_cron(value, where="schedule")

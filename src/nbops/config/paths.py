@@ -13,6 +13,13 @@ from pathlib import Path
 from nbops.errors import ConfigError
 
 PIPELINE_FILE = "pipeline.yaml"
+# Under the products root (``root`` in env.yaml): what nbops itself keeps there.
+REGISTRY_DIR = "registry"
+STATE_DIR = ".nbops"
+LINEAGE_FILE = ".nbops/lineage.json"
+RETRAIN_STATE = ".nbops/retrain.json"
+LOGS_DIR = ".nbops/logs"
+BUILD_LOG = "reports/builds.jsonl"
 
 
 def project_root(start: str | Path | None = None) -> Path:
@@ -38,3 +45,8 @@ def project_root(start: str | Path | None = None) -> Path:
 def wandb_home(project: Path) -> Path:
     """The one folder under the project that holds every W&B file (runs, staging, cache, config)."""
     return project / "wandb"
+
+
+def registry_dir(root: str | Path) -> Path:
+    """The model registry of the pipeline whose products are under ``root``."""
+    return Path(root) / REGISTRY_DIR

@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from nbops.errors import ConfigError
 from nbops.config.paths import PIPELINE_FILE
+from nbops.errors import ConfigError
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 

@@ -11,14 +11,15 @@ from typing import Any
 
 import pandas as pd
 
+from nbops.config.paths import project_root
+from nbops.config.spec import load_env, load_tasks
 from nbops.data.schema import TableSchema
 from nbops.monitoring.drift import DriftThresholds
 from nbops.monitoring.history import read_alerts, read_history
 from nbops.monitoring.monitor import AlertRules
 from nbops.monitoring.profile import ReferenceProfile
-from nbops.config.paths import project_root
-from nbops.config.spec import load_env, load_tasks
-from nbops.registry.store import PROFILE_FILE, ModelVersion, Registry
+from nbops.registry.store import ModelVersion, Registry
+from nbops.runtime.integrity import PROFILE_FILE
 
 ENV_VAR = "NBOPS_ENV"
 

@@ -18,12 +18,12 @@ from typing import Any
 
 import pandas as pd
 
+from nbops.config.params import IngestParams
 from nbops.data.io import file_sha256, read_table, write_json, write_parquet
 from nbops.data.profile import fingerprint, profile_table
 from nbops.data.schema import ColumnSpec, TableSchema, infer_schema
 from nbops.data.validate import ROW_COLUMN, ValidationResult, validate_table
 from nbops.errors import ConfigError, DataError, format_rows
-from nbops.config.params import IngestParams
 
 log = logging.getLogger(__name__)
 SIMULATED_DATASET = "credit_risk"

@@ -8,10 +8,10 @@ from typing import Any
 
 import pandas as pd
 
+from nbops.config.params import FeaturesParams
 from nbops.data.io import write_json, write_parquet
 from nbops.data.schema import TableSchema
 from nbops.features.split import SPLITS, Split, split_rows
-from nbops.config.params import FeaturesParams
 from nbops.report import outcome_label
 from nbops.runtime.transform import FeatureTransform
 

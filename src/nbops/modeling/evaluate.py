@@ -15,10 +15,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn import metrics as skm
 
+from nbops.config.params import EvaluateParams
 from nbops.data.io import write_json, write_parquet
 from nbops.data.schema import TableSchema
 from nbops.modeling.headline import HEADLINE
-from nbops.config.params import EvaluateParams
 from nbops.report import outcome_label
 from nbops.runtime.transform import FeatureTransform
 

@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from nbops.config.params import TrainParams
 from nbops.data.io import write_json
 from nbops.data.schema import TableSchema
 from nbops.progress import Progress
-from nbops.config.params import TrainParams
 from nbops.runtime.transform import FeatureTransform
 
 log = logging.getLogger(__name__)

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nbops.errors import ConfigError, NbopsError
 from nbops.config.spec import TaskSpec
+from nbops.errors import ConfigError, NbopsError
 
 # Airflow's own rule for dag and task ids (airflow.sdk KEY_REGEX) and its length limit.
 AIRFLOW_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -332,19 +332,6 @@ def usage_text(result: AirflowExport) -> str:
     if not Path(result.executable).exists():
         lines.append(f"warning: {result.executable} does not exist here; set the DAG param 'nbops' to the project's nbops")
     return "\n".join(lines)
-
-
-def cmd_export(args: Any) -> int:
-    """``nbops export airflow OUT_DIR [--env] [--set]... [--dag-id] [--schedule]``."""
-    from nbops.cli import _overrides
-    from nbops.config.paths import project_root
-
-    if args.target != "airflow":
-        raise NbopsError(f"export target {args.target!r} is not supported; expected 'airflow'")
-    project = project_root(args.project)
-    result = export_airflow(project, args.out_dir, env_file=args.env, overrides=_overrides(args.set), set_pairs=list(args.set), dag_id=args.dag_id, schedule=args.schedule)
-    print(usage_text(result))  # noqa: T201
-    return 0
 
 
 DOC_TEMPLATE = """\

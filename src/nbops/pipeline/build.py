@@ -25,17 +25,16 @@ from typing import Any
 import yaml
 
 from nbops import progress as events
+from nbops.config import paths
+from nbops.config.spec import load_env
+from nbops.errors import ConfigError
 from nbops.pipeline import lineage
 from nbops.pipeline.check import CheckedProject, check_project
-from nbops.pipeline.plot import write_pipeline_picture
-from nbops.errors import ConfigError
-from nbops.config.spec import load_env
 from nbops.pipeline.context import IDENTITIES_ENV
+from nbops.pipeline.plot import write_pipeline_picture
 
 log = logging.getLogger(__name__)
 GENERATED_ENV = "env.nbops-build.yaml"
-LOGS_DIR = ".nbops/logs"
-BUILD_LOG = "reports/builds.jsonl"
 
 
 @dataclass
@@ -76,9 +75,6 @@ def write_generated_env(project: Path, checked: CheckedProject) -> Path:
     return path
 
 
-RETRAIN_STATE = ".nbops/retrain.json"
-
-
 def resolve_project(project: Path, env_file: str = "env.yaml", overrides: Mapping[str, Any] | None = None) -> CheckedProject:
     """Check the project with the values ``nbops build`` derives: ``data_version`` (the data file's
     size and time) and ``labelled_through`` (from the last ``nbops retrain``), unless overridden."""
@@ -92,13 +88,12 @@ def resolve_project(project: Path, env_file: str = "env.yaml", overrides: Mappin
 
 
 def _retrain_labelled_through(project: Path, env_file: str, overrides: Mapping[str, Any]) -> str | None:
-    root = overrides.get("root") or load_env(project, env_file, overrides).get("root")
-    path = Path(str(root)) / RETRAIN_STATE
-    path = path if path.is_absolute() else project / path
-    try:
-        value = json.loads(path.read_text()).get("labelled_through")
-    except (FileNotFoundError, json.JSONDecodeError, AttributeError):
-        return None
+    """``labelled_through`` from the last ``nbops retrain`` (a damaged state file is an error that
+    says what to do, never silently ignored: it decides which labelled months join the training)."""
+    from nbops.pipeline.retrain import load_state
+
+    root = Path(str(overrides.get("root") or load_env(project, env_file, overrides).get("root")))
+    value = load_state(root if root.is_absolute() else project / root).get("labelled_through")
     return value if isinstance(value, str) and value else None
 
 
@@ -174,8 +169,7 @@ def run_build(
     if task is not None:
         if not force and not reasons[task]:
             # Idempotent: an Airflow retry of a task that already succeeded changes nothing.
-            print(f"task '{task}' is up to date (run identity {ids[task]['identity']}); nothing to do")  # noqa: T201 (the answer of a command, on stdout like the summary)
-            return 0, [TaskOutcome(t.name, False, t.product) for t in checked.tasks], checked
+            return 0, [TaskOutcome(t.name, False, t.product, [f"up to date (run identity {ids[t.name]['identity']})"] if t.name == task else []) for t in checked.tasks], checked
         # `ploomber task` refuses a task it considers up to date; nbops decided it must run.
         cmd = [*ploomber_command(), "task", task, "--entry-point", str(project / "pipeline.yaml"), "--force"]
     else:
@@ -185,7 +179,7 @@ def run_build(
         if force:
             cmd.append("--force")
     started = time.time()
-    logs = root / LOGS_DIR
+    logs = root / paths.LOGS_DIR
     logs.mkdir(parents=True, exist_ok=True)
     log_path, events_path = logs / f"build-{build_id}.log", logs / f"build-{build_id}.events.jsonl"
     env[events.EVENTS_ENV] = str(events_path)
@@ -234,7 +228,7 @@ def task_outcomes(checked: CheckedProject, started: float, reasons: Mapping[str,
 
 
 def _append_build_log(root: Path, record: dict[str, Any]) -> None:
-    path = root / BUILD_LOG
+    path = root / paths.BUILD_LOG
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as fh:
         fh.write(json.dumps(record) + "\n")
@@ -381,7 +375,7 @@ def _failed_task_in_log(lines: list[str]) -> str | None:
 def last_build_record(root: Path) -> dict[str, Any] | None:
     """The last line of ``reports/builds.jsonl`` (None before the first build)."""
     try:
-        lines = (root / BUILD_LOG).read_text().splitlines()
+        lines = (root / paths.BUILD_LOG).read_text().splitlines()
     except FileNotFoundError:
         return None
     for line in reversed(lines):
@@ -401,7 +395,7 @@ def failure_text(checked: CheckedProject, record: Mapping[str, Any] | None = Non
     root = Path(checked.settings.root)
     record = record if record is not None else last_build_record(root)
     failure = (record or {}).get("failure") or {}
-    log_file = _relative(Path(failure.get("log") or (record or {}).get("log") or root / LOGS_DIR), checked)
+    log_file = _relative(Path(failure.get("log") or (record or {}).get("log") or root / paths.LOGS_DIR), checked)
     task = failure.get("task")
     lines = ["", "=" * 72]
     if task:

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nbops.errors import ConfigError, missing_column_found
 from nbops.config.params import STAGES, EnvSettings, unknown_key_message, validate_params
 from nbops.config.spec import TaskSpec, load_env, load_tasks, notebook_parameters
+from nbops.errors import ConfigError, missing_column_found
 
 # Names Ploomber injects into every notebook; they are not stage parameters.
 INJECTED = {"upstream", "product"}
 # Stage parameters that pipeline.yaml computes from other values, never read from the env file.
-TASK_ONLY = {"registry_root", "labelled_batches"}
+TASK_ONLY = {"labelled_batches"}
 
 
 @dataclass(frozen=True)

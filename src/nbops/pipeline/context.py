@@ -24,13 +24,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
 
 from nbops import progress as events
-from nbops.errors import ConfigError
+from nbops.config import paths
 from nbops.config.params import STAGES, StageParams, validate_params
 from nbops.config.paths import project_root
 from nbops.config.spec import load_env, load_tasks
+from nbops.errors import ConfigError
 
 INTERACTIVE_ROOT = "build/interactive"
 # Products of an interactive run whose pipeline path is outside the pipeline root go under this
@@ -43,23 +46,38 @@ BUILD_ID_ENV = "NBOPS_BUILD_ID"
 # An interactive run logs to W&B only when this asks for it ('offline' or 'online').
 TRACKING_ENV = "NBOPS_TRACKING"
 TRACKING_MODES = ("offline", "online", "disabled")
-# Path parameters a stage writes into (not products in pipeline.yaml): re-rooted in interactive runs.
-# Stages that only read them (evaluate's gate reads the production model) keep the pipeline's.
-WRITTEN_PARAMS: dict[str, tuple[str, ...]] = {"register": ("registry_root",)}
 log = logging.getLogger(__name__)
+P = TypeVar("P", bound=BaseModel)
 
 
 @dataclass(frozen=True)
-class Stage:
-    """A stage's typed parameters, its products and its upstream products."""
+class Stage(Generic[P]):
+    """A stage's typed parameters, its products and its upstream products.
+
+    ``root`` is where this run writes (the pipeline's root under a build, the interactive root
+    otherwise) and ``pipeline_root`` where the pipeline's own products are, which an interactive run
+    reads: evaluate's gate compares with the pipeline's production model even in the lab.
+    """
 
     name: str
-    params: Any
+    params: P
     product: dict[str, Path]
     upstream: dict[str, dict[str, Path]]
     project: Path
     interactive: bool
     identity: str | None = None
+    root: Path | None = None
+    pipeline_root: Path | None = None
+
+    @property
+    def registry(self) -> Path:
+        """The model registry this run writes (``<root>/registry``)."""
+        return paths.registry_dir(self.root or self.project)
+
+    @property
+    def production_registry(self) -> Path:
+        """The pipeline's registry, whose production model this run compares with."""
+        return paths.registry_dir(self.pipeline_root or self.root or self.project)
 
     def out(self, key: str) -> Path:
         """Path of product ``key``, with its folder created."""
@@ -88,7 +106,7 @@ class Stage:
         return path
 
 
-def stage(name: str, namespace: Mapping[str, Any]) -> Stage:
+def stage(name: str, namespace: Mapping[str, Any]) -> Stage[Any]:
     """Resolve a notebook's parameters cell into a :class:`Stage`.
 
     Args:
@@ -111,14 +129,18 @@ def stage(name: str, namespace: Mapping[str, Any]) -> Stage:
         upstreams = {t: {k: Path(v) for k, v in _as_dict(p).items()} for t, p in (upstream or {}).items()}
         if not os.environ.get(BUILD_ID_ENV):
             return _injected_interactive(name, params, products, upstreams)
-        resolved = Stage(
+        project = project_root()
+        root = pipeline_root(project)
+        resolved: Stage[Any] = Stage(
             name=name,
             params=params,
             product=products,
             upstream=upstreams,
-            project=project_root(),
+            project=project,
             interactive=False,
             identity=run_identity(name),
+            root=root,
+            pipeline_root=root,
         )
         _show_identity(resolved)
         _report_logging(resolved.project)
@@ -138,12 +160,14 @@ def stage(name: str, namespace: Mapping[str, Any]) -> Stage:
         upstream={u: {k: Path(v) for k, v in tasks[u].product.items()} for u in task.upstream},
         project=project,
         interactive=True,
+        root=interactive_root,
+        pipeline_root=interactive_root,
     )
     _show_interactive(resolved, upstream_root=interactive_root)
     return resolved
 
 
-def _injected_interactive(name: str, params: Any, product: dict[str, Path], upstream: dict[str, dict[str, Path]]) -> Stage:
+def _injected_interactive(name: str, params: Any, product: dict[str, Path], upstream: dict[str, dict[str, Path]]) -> Stage[Any]:
     """A notebook Ploomber's Jupyter extension injected, run outside a build (JupyterLab).
 
     Upstream paths stay the pipeline's, so the notebook explores the real data and model; every
@@ -153,18 +177,15 @@ def _injected_interactive(name: str, params: Any, product: dict[str, Path], upst
     interactive_root = project / INTERACTIVE_ROOT
     root = pipeline_root(project)
     rerooted = {k: interactive_path(p, root, interactive_root) for k, p in product.items()}
-    updates = {
-        key: str(interactive_path(Path(getattr(params, key)), root, interactive_root, project=project))
-        for key in WRITTEN_PARAMS.get(name, ())
-        if getattr(params, key, None) is not None
-    }
     resolved = Stage(
         name=name,
-        params=_interactive_tracking(params.model_copy(update=updates) if updates else params),
+        params=_interactive_tracking(params),
         product=rerooted,
         upstream=upstream,
         project=project,
         interactive=True,
+        root=interactive_root,
+        pipeline_root=root,
     )
     log.info("'%s' runs outside a pipeline build: reading the pipeline's products under %s, writing under %s", name, root, interactive_root)
     _show_interactive(resolved, upstream_root=root)
@@ -224,7 +245,7 @@ def _interactive_tracking(params: Any) -> Any:
     return params.model_copy(update={"tracking": interactive_tracking()})
 
 
-def _show_interactive(stage: Stage, *, upstream_root: Path) -> None:
+def _show_interactive(stage: Stage[Any], *, upstream_root: Path) -> None:
     """One visible line: this run is interactive, where it reads, where it writes, and W&B."""
     try:
         from IPython import get_ipython
@@ -255,7 +276,7 @@ def _show_interactive(stage: Stage, *, upstream_root: Path) -> None:
     ))
 
 
-def _show_identity(stage: Stage) -> None:
+def _show_identity(stage: Stage[Any]) -> None:
     """Head the executed report with the run identity, so the report, the product metadata and the
     W&B run can be matched by one id."""
     if stage.identity is None:

@@ -25,11 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from nbops import __version__
-from nbops.pipeline.code_deps import library_fingerprint
-from nbops.errors import ConfigError
+from nbops.config import paths
 from nbops.config.spec import TaskSpec
+from nbops.errors import ConfigError
+from nbops.pipeline.code_deps import library_fingerprint
 
-STATE_FILE = ".nbops/lineage.json"
+STATE_FILE = paths.LINEAGE_FILE
 LOCK_FILE = "requirements.lock"
 
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nbops.pipeline import lineage
 from nbops.config.spec import TaskSpec
+from nbops.pipeline import lineage
 
 # state -> (fill, border, label)
 STATES: dict[str, tuple[str, str, str]] = {

@@ -16,13 +16,11 @@ the same file, so a plain rebuild after a retrain keeps the same parameters and 
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import re
-import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,11 +28,12 @@ from typing import Any
 
 import pandas as pd
 
+from nbops.config import paths
 from nbops.errors import NbopsError
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = Path(".nbops") / "retrain.json"
+STATE_FILE = Path(paths.RETRAIN_STATE)
 # Alerts that retraining can answer. Data-quality alerts (a broken batch, unseen categories) are a
 # data problem: retraining on broken data does not fix it, so they are reported but never trigger.
 RETRAIN_ALERT_KINDS = ("drift", "prediction_drift", "performance", "calibration")
@@ -244,11 +243,8 @@ def decide(history: pd.DataFrame, alerts: Sequence[Mapping[str, Any]], state: Ma
 # --------------------------------------------------------------------------- the command
 
 
-def _say(text: str = "", err: bool = False) -> None:
-    """The command speaks to its user: stdout (stderr for a failure), flushed before the build streams."""
-    stream = sys.stderr if err else sys.stdout
-    stream.write(text + "\n")
-    stream.flush()
+Report = Callable[..., None]
+"""Where a command's lines go: ``report(text)`` or ``report(text, err=True)`` (the CLI prints them)."""
 
 
 def _now() -> str:
@@ -304,19 +300,17 @@ def _gate_text(outcomes: Sequence[Any]) -> list[str]:
     return lines
 
 
-def cmd_retrain(args: argparse.Namespace) -> int:
+def retrain(project: Path, env_file: str, overrides: Mapping[str, Any], *, if_needed: bool, dry_run: bool, report: Report, on_event: Callable[[dict[str, Any]], None] | None = None) -> int:
     """``nbops retrain [--if-needed] [--dry-run]``: decide, say why, and run the incremental build.
 
-    Without ``--if-needed`` the build runs whatever the decision (a forced retrain; only tasks whose
-    inputs changed rerun). The exit code is 0 whether or not it retrained, non-zero when the build failed.
+    Without ``if_needed`` the build runs whatever the decision (a forced retrain; only tasks whose
+    inputs changed rerun). Returns 0 whether or not it retrained, non-zero when the build failed.
     """
-    from nbops.cli import _overrides, _project
     from nbops.data.ingest import labelled_batch_files, normalise_month
     from nbops.monitoring.history import read_alerts, read_history
 
-    project = _project(args)
-    overrides = _overrides(args.set)
-    checked = _resolve(project, args.env, overrides)
+    overrides = dict(overrides)
+    checked = _resolve(project, env_file, overrides)
     monitor = next((t for t in checked.tasks if t.name == "monitor"), None)
     if monitor is None or not {"history", "alerts"} <= set(monitor.product):
         raise NbopsError("pipeline.yaml: `nbops retrain` decides from the monitor task's `history` and `alerts` products, and there is no such task or product; add the monitor task (see the README)")
@@ -325,19 +319,19 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     state = load_state(root)
     decision = decide(read_history(history_path), read_alerts(alerts_path), state)
 
-    _say(f"Retrain decision (monitoring history {history_path}; state {state_path(root)}):")
-    _say(f"  retrain needed: {'yes' if decision.needed else 'no'}")
+    report(f"Retrain decision (monitoring history {history_path}; state {state_path(root)}):")
+    report(f"  retrain needed: {'yes' if decision.needed else 'no'}")
     for reason in decision.reasons:
-        _say(f"  - {reason}")
+        report(f"  - {reason}")
     through = decision.labelled_through
     if "labelled_through" in overrides:
         through = normalise_month(overrides["labelled_through"])
-        _say(f"  - labelled_through={through} from --set (the decision said {decision.labelled_through})")
-    run = decision.needed or not args.if_needed
-    if not decision.needed and not args.if_needed:
-        _say("  - forced: without --if-needed the build runs anyway (Ploomber's incremental build reruns only tasks whose inputs changed)")
+        report(f"  - labelled_through={through} from --set (the decision said {decision.labelled_through})")
+    run = decision.needed or not if_needed
+    if not decision.needed and not if_needed:
+        report("  - forced: without --if-needed the build runs anyway (Ploomber's incremental build reruns only tasks whose inputs changed)")
     if not run:
-        _say("Not retraining.")
+        report("Not retraining.")
         return 0
 
     ingest = next((t for t in checked.tasks if t.name == "ingest"), None)
@@ -345,26 +339,26 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         folder = Path(str(ingest.params["labelled_batches"]))
         labelled_batch_files(folder if folder.is_absolute() else project / folder, through)  # a missing month fails here, before any kernel
     build_overrides = {**overrides, **({"labelled_through": through} if through is not None else {})}
-    if args.dry_run:
-        _say(f"Dry run: would run the build with labelled_through={through}; nothing was run or written.")
-        _print_pending(project, args.env, build_overrides)
+    if dry_run:
+        report(f"Dry run: would run the build with labelled_through={through}; nothing was run or written.")
+        _print_pending(project, env_file, build_overrides, report)
         return 0
 
     from nbops.pipeline.build import failure_text, run_build
 
     decided_at = _now()
     save_state(root, {**state, "labelled_through": through, "decided_at": decided_at, "reasons": decision.reasons, "status": "running"})
-    _say(f"Retraining: build with labelled_through={through} (only tasks whose inputs changed rerun)\n")
-    code, outcomes, checked = run_build(project, args.env, build_overrides)
+    report(f"Retraining: build with labelled_through={through} (only tasks whose inputs changed rerun)\n")
+    code, outcomes, checked = run_build(project, env_file, build_overrides, on_event=on_event)
     build_id = _last_build_id(root)
     if code != 0:
         save_state(root, {**state, "labelled_through": through, "decided_at": decided_at, "reasons": decision.reasons, "status": "failed", "build_id": build_id})
-        _say(
+        report(
             f"\nThe retrain build failed (exit {code}); products of the tasks that succeeded are kept. "
             f"labelled_through={through} stays in {state_path(root)}, so `nbops retrain --if-needed` (or `nbops build`) reruns from the failure.",
             err=True,
         )
-        _say(failure_text(checked), err=True)
+        report(failure_text(checked), err=True)
         return code
     # Monitoring reran on the new model and may raise alerts again on the same months: they are part of
     # what this retrain acted on (retraining again on the same data would give the same model).
@@ -372,36 +366,33 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     save_state(root, {"labelled_through": through, "acted_on": acted, "decided_at": decided_at, "finished_at": _now(), "reasons": decision.reasons, "status": "ok", "build_id": build_id})
     ran = [o.name for o in outcomes if o.ran]
     skipped = [o.name for o in outcomes if not o.ran]
-    _say("\n" + "=" * 72)
+    report("\n" + "=" * 72)
     if ran:
-        _say(f"Reran {len(ran)} of {len(outcomes)} tasks: {', '.join(ran)}" + (f" (skipped, up to date: {', '.join(skipped)})" if skipped else ""))
+        report(f"Reran {len(ran)} of {len(outcomes)} tasks: {', '.join(ran)}" + (f" (skipped, up to date: {', '.join(skipped)})" if skipped else ""))
         for o in outcomes:
             if o.ran and getattr(o, "reasons", None):
-                _say(f"  {o.name}: {'; '.join(o.reasons)}")
+                report(f"  {o.name}: {'; '.join(o.reasons)}")
     else:
-        _say(f"Nothing changed: all {len(outcomes)} tasks are up to date and were skipped.")
+        report(f"Nothing changed: all {len(outcomes)} tasks are up to date and were skipped.")
         if decision.needed and not decision.new_labelled:
             # Alerts alone, with no new labelled data: training is deterministic, so the same data and
             # parameters give the same model. Recording them as acted on keeps the next decision quiet
             # until a new labelled month (or a new alert) arrives.
-            _say(f"  the training data (labelled through {through or 'no production month'}) and parameters are unchanged, so retraining would reproduce the same model; the alerts are recorded as acted on, and the next labelled month triggers a retrain")
+            report(f"  the training data (labelled through {through or 'no production month'}) and parameters are unchanged, so retraining would reproduce the same model; the alerts are recorded as acted on, and the next labelled month triggers a retrain")
     for line in _gate_text(outcomes):
-        _say(line)
-    _say(f"State: {state_path(root)} (labelled through {through}; acted on {', '.join(acted) or 'nothing'})")
-    _say("=" * 72)
+        report(line)
+    report(f"State: {state_path(root)} (labelled through {through}; acted on {', '.join(acted) or 'nothing'})")
+    report("=" * 72)
     return 0
 
 
 def _last_build_id(root: Path) -> str | None:
-    path = root / "reports" / "builds.jsonl"
-    try:
-        lines = path.read_text().splitlines()
-        return json.loads(lines[-1]).get("build_id") if lines else None
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+    from nbops.pipeline.build import last_build_record
+
+    return (last_build_record(root) or {}).get("build_id")
 
 
-def _print_pending(project: Path, env_file: str, overrides: Mapping[str, Any]) -> None:
+def _print_pending(project: Path, env_file: str, overrides: Mapping[str, Any], report: Report) -> None:
     """In a dry run, which tasks the build would rerun and why (from the recorded lineage)."""
     from nbops.pipeline import lineage
 
@@ -413,8 +404,8 @@ def _print_pending(project: Path, env_file: str, overrides: Mapping[str, Any]) -
         log.debug("lineage unavailable: %s", exc)
         return
     if not pending:
-        _say("  the build would rerun nothing: every task is up to date")
+        report("  the build would rerun nothing: every task is up to date")
         return
-    _say(f"  the build would rerun {len(pending)} task(s) ({time.perf_counter() - t0:.2f} s to tell):")
+    report(f"  the build would rerun {len(pending)} task(s) ({time.perf_counter() - t0:.2f} s to tell):")
     for name, why in pending.items():
-        _say(f"    {name}: {'; '.join(why)}")
+        report(f"    {name}: {'; '.join(why)}")

@@ -16,133 +16,18 @@ with a dated header and the exit status::
 
 from __future__ import annotations
 
-import argparse
-import re
 import shlex
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from nbops.errors import ConfigError, NbopsError
+from nbops.errors import NbopsError
 
 MARKER = "# nbops-schedule"
 LOG_NAME = "scheduled.log"
 MAX_COMMAND = 1000  # Vixie/Debian cron: a longer command is "command too long", nothing installed
-
-MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
-DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
-
-
-@dataclass(frozen=True)
-class CronField:
-    """One of the five fields: its name, its range, and the names it accepts (month, day of week)."""
-
-    name: str
-    low: int
-    high: int
-    names: dict[str, int] = field(default_factory=dict)
-
-    def expected(self) -> str:
-        words = f" or names ({', '.join(self.names)})" if self.names else ""
-        return (
-            f"'*', a number {self.low}-{self.high}{words}, a range a-b, a step */n or a-b/n "
-            "(n ≥ 1, at most the field's span), or a comma-separated list of these"
-        )
-
-
-FIELDS = (
-    CronField("minute", 0, 59),
-    CronField("hour", 0, 23),
-    CronField("day of month", 1, 31),
-    CronField("month", 1, 12, {m: i + 1 for i, m in enumerate(MONTHS)}),
-    CronField("day of week", 0, 7, {d: i for i, d in enumerate(DAYS)}),  # 0 and 7 are both Sunday
-)
-_ITEM = re.compile(r"^(?P<base>\*|[0-9a-z]+(?:-[0-9a-z]+)?)(?:/(?P<step>[0-9]+))?$")
-
-
-class CronError(ConfigError):
-    """A cron expression Debian's cron would refuse, or would accept but never (or wrongly) run."""
-
-
-def validate_cron(expression: str, where: str = "--cron") -> str:
-    """Check a 5-field cron expression field by field; return it with single spaces.
-
-    Stricter than ``crontab`` itself on purpose: a reversed range (``5-1``) or a step past the field's
-    span (``*/60`` minutes) installs silently there and then never runs, or runs once an hour.
-
-    Raises:
-        CronError: naming the field, what it accepts and what was found.
-    """
-    text = str(expression).strip()
-    fields = text.split()
-    if text.startswith("@"):
-        raise CronError(
-            f"{where}: {text!r} is a cron shorthand; nbops takes the 5 fields (the Airflow export uses "
-            "the same value), e.g. '0 0 * * *' for @daily or '0 * * * *' for @hourly"
-        )
-    if len(fields) != 5:
-        raise CronError(
-            f"{where}: a cron expression has 5 fields (minute hour day-of-month month day-of-week), "
-            f"found {len(fields)} in {text!r}; e.g. '0 6 * * *' runs every day at 06:00"
-        )
-    for position, (value, spec) in enumerate(zip(fields, FIELDS, strict=True), start=1):
-        problem = _field_problem(value.lower(), spec)
-        if problem:
-            raise CronError(
-                f"{where}: field {position} ({spec.name}) of {text!r} is not valid\n"
-                f"  expected: {spec.expected()}\n"
-                f"  found: {value!r}: {problem}"
-            )
-    return " ".join(fields)
-
-
-def _field_problem(value: str, spec: CronField) -> str | None:
-    """What is wrong with one field, or None."""
-    for item in value.split(","):
-        if not item:
-            return "an empty item in the list (two commas, or one at an end)"
-        match = _ITEM.match(item)
-        if not match:
-            return f"{item!r} is not '*', a value, a range or a step"
-        base, step = match["base"], match["step"]
-        if base == "*":
-            low, high = spec.low, spec.high
-        else:
-            ends = base.split("-")
-            numbers = []
-            for end in ends:
-                number = _number(end, spec)
-                if isinstance(number, str):
-                    return number
-                numbers.append(number)
-            low, high = numbers[0], numbers[-1]
-            if low > high:
-                return f"the range {item!r} runs backwards ({low} > {high}) and would never match"
-            if step is not None and len(ends) == 1:
-                return f"{item!r}: a step needs a range or '*' before it ({end}-{spec.high}/{step} or */{step})"
-        if step is not None:
-            n = int(step)
-            span = spec.high - spec.low
-            if not 1 <= n <= span:
-                return f"the step /{n} must be between 1 and {span} (the span of {spec.low}-{spec.high})"
-    return None
-
-
-def _number(token: str, spec: CronField) -> int | str:
-    """The value of a number or a name, or what is wrong with it."""
-    if token.isdigit():
-        value = int(token)
-        if not spec.low <= value <= spec.high:
-            return f"{value} is out of range {spec.low}-{spec.high}"
-        return value
-    if token in spec.names:
-        return spec.names[token]
-    if spec.names:
-        return f"{token!r} is neither a number nor one of the names {', '.join(spec.names)}"
-    return f"{token!r} is not a number"
-
 
 # -- the entry ------------------------------------------------------------------------------------
 
@@ -316,45 +201,3 @@ def nbops_executable(project: Path) -> tuple[Path, str | None]:
     if running.exists():
         return running, f"{own} does not exist (run `make install`); the entry runs {running}, the nbops running now"
     raise NbopsError(f"no nbops executable to schedule: neither {own} nor {running} exists; run `make install` in {project}")
-
-
-# -- the command -----------------------------------------------------------------------------------
-
-
-def cmd_schedule(args: argparse.Namespace) -> int:
-    """``nbops schedule install|remove|show [--env ENV] [--cron EXPR]``."""
-    from nbops.cli import _overrides, _project
-
-    project = _project(args)
-    check_path(project, "the project folder")
-    if args.action == "remove":
-        removed = remove(project, args.env)
-        print(f"removed the schedule of {project} ({args.env}):\n  {removed[0]}" if removed else f"no nbops schedule for {project} ({args.env}) in the crontab: nothing removed")  # noqa: T201
-        return 0
-    if args.action == "show":
-        line = find(project, args.env)
-        if line is None:
-            others = [x for x in read_crontab() if MARKER in x]
-            print(f"no nbops schedule for {project} ({args.env}); `nbops schedule install --env {args.env}` adds one")  # noqa: T201
-            if others:
-                print("other nbops schedules in this crontab:\n" + "\n".join(f"  {x}" for x in others))  # noqa: T201
-            return 0
-        print(f"{' '.join(line.split()[:5])}  (minute hour day-of-month month day-of-week, the machine's local time)\n{line}")  # noqa: T201
-        return 0
-
-    from nbops.pipeline.check import check_project
-
-    checked = check_project(project, args.env, _overrides(args.set))
-    cron = validate_cron(args.cron, "--cron") if args.cron is not None else validate_cron(checked.settings.schedule, f"{args.env}: schedule")
-    nbops, note = nbops_executable(project)
-    root = Path(checked.settings.root)
-    root = root if root.is_absolute() else project / root
-    check_path(root, "the product root")
-    entry = ScheduleEntry(cron, project, args.env, nbops, root, tuple(args.set), lock=shutil.which("flock") is not None)
-    line, replaced = install(entry)
-    print(f"{'replaced' if replaced else 'installed'} the schedule of {project} ({args.env}): {cron}\n  {line}\nlog: {entry.log}")  # noqa: T201
-    for warning in [note, None if entry.lock else "`flock` is missing: a run that outlasts the interval can overlap the next one",
-                    "no cron daemon is running on this machine: the entry will not fire until one is (`sudo service cron start`)" if cron_daemon_running() is False else None]:
-        if warning:
-            print(f"note: {warning}")  # noqa: T201
-    return 0

@@ -10,30 +10,24 @@ are the numbers the pipeline acts on.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from nbops.data.io import write_text
+from nbops.config.params import EvaluateParams
 from nbops.data.schema import TableSchema
 from nbops.errors import NbopsError
 from nbops.modeling.evaluate import segment_metrics, task_metrics
 from nbops.modeling.headline import HEADLINE
-from nbops.config.params import EvaluateParams, validate_params
 from nbops.registry.card import _table as markdown_table
 from nbops.registry.gate import GATE_METRIC, GateDecision, decide
 from nbops.registry.store import ModelVersion, Registry, RegistryError
 from nbops.runtime.model import ScoringModel
-
-if TYPE_CHECKING:
-    from nbops.pipeline.check import CheckedProject
 
 # Whether a higher value is better, per metric the report marks (rows and means carry no direction).
 HIGHER_IS_BETTER = {"roc_auc": True, "pr_auc": True, "ks": True, "r2": True, "log_loss": False, "brier": False, "rmse": False, "mae": False}
@@ -112,34 +106,6 @@ def _known(registry: Registry) -> str:
 
 
 # -- scoring --------------------------------------------------------------------------------------
-
-
-def load_test_split(checked: CheckedProject, project: Path, env_file: str = "env.yaml") -> TestSplit:
-    """The latest test split (the features task's ``test`` product) with the ingest schema.
-
-    Args:
-        checked: the checked project (its tasks' rendered products).
-        project: the project folder (relative products are under it).
-        env_file: named in the error when no build has written the split yet.
-    """
-    tasks = {t.name: t for t in checked.tasks}
-    missing = [t for t in ("ingest", "features") if t not in tasks]
-    if missing:
-        raise NbopsError(f"pipeline.yaml has no task {', '.join(missing)}: `nbops compare` scores the features task's test split, cut from the ingest task's data")
-
-    def product(task: str, key: str) -> Path:
-        path = Path(tasks[task].product[key])
-        return path if path.is_absolute() else project / path
-
-    test, schema = product("features", "test"), product("ingest", "schema")
-    for path in (test, schema):
-        if not path.exists():
-            raise NbopsError(f"{path} does not exist: the comparison scores the latest test split, which a build writes. Run `nbops build --env {env_file}` first")
-    summary = product("ingest", "summary")
-    fingerprint = json.loads(summary.read_text()).get("fingerprint") if summary.exists() else None
-    split_file = product("features", "summary")
-    split = json.loads(split_file.read_text()) if split_file.exists() else {}
-    return TestSplit(pd.read_parquet(test), test, TableSchema.load(schema), fingerprint, split)
 
 
 def score(version: ModelVersion, test: TestSplit, params: EvaluateParams) -> Scored:
@@ -322,33 +288,3 @@ def _segment_sections(comp: Comparison, metric: str) -> list[str]:
 
 
 # -- the command ---------------------------------------------------------------------------------
-
-
-def default_output(checked: CheckedProject, project: Path) -> Path:
-    """``<root>/reports/compare.md``: beside the evaluate report, where CI picks it up as an artifact."""
-    root = Path(checked.settings.root)
-    return (root if root.is_absolute() else project / root) / "reports" / "compare.md"
-
-
-def cmd_compare(args: argparse.Namespace) -> int:
-    """``nbops compare [--candidate V] [--production V] [--out FILE]``."""
-    from nbops.cli import _project, _registry
-
-    project = _project(args)
-    registry, checked = _registry(args)
-    evaluate = next((t for t in checked.tasks if t.name == "evaluate"), None)
-    params = validate_params(EvaluateParams, {k: v for k, v in (evaluate.params if evaluate else {}).items() if k in EvaluateParams.model_fields}, where="task 'evaluate' in pipeline.yaml")
-    test = load_test_split(checked, project, args.env)
-    comparison = compare(registry, test, params, args.candidate, args.production)
-    text = render_markdown(comparison)
-    out = Path(args.out).resolve() if args.out else default_output(checked, project)
-    write_text(text, out)
-    lines = text.splitlines()
-    # The command speaks to its user on stdout (as cli.py does).
-    if len(lines) <= PRINT_LINES:
-        print(text)  # noqa: T201
-    else:
-        cut = next((i for i, line in enumerate(lines) if line == "## By segment"), PRINT_LINES)
-        print("\n".join(lines[:cut]) + f"\n(segment tables in the file: {len(lines) - cut} more lines)\n")  # noqa: T201
-    print(f"comparison written to {out}")  # noqa: T201
-    return 0

@@ -14,8 +14,8 @@ from nbops.data.schema import TableSchema
 from nbops.deploy.wheel import package_name
 from nbops.registry.card import model_card_html, model_card_markdown
 from nbops.registry.gate import GateDecision
-from nbops.registry.store import PROFILE_FILE, ModelVersion, Registry
-from nbops.runtime.integrity import MODEL_FILE, SCHEMA_FILE, TRANSFORM_FILE
+from nbops.registry.store import ModelVersion, Registry
+from nbops.runtime.integrity import MODEL_FILE, PROFILE_FILE, SCHEMA_FILE, TRANSFORM_FILE
 from nbops.runtime.schema import FieldSpec, InputSchema
 
 

@@ -36,7 +36,6 @@ from nbops.runtime.integrity import (
 )
 
 ALIASES = ("candidate", "production")
-PROFILE_FILE = "reference_profile.json"  # the monitoring reference stored with each version
 
 
 class RegistryError(NbopsError):

@@ -4,7 +4,8 @@ With ``engine: dask`` (env.yaml, or ``make run ENGINE=dask``) training uses ``li
 batch scoring, the reference profile and drift read partitioned Parquet with ``dask.dataframe`` on a
 Dask cluster: a ``LocalCluster`` on 127.0.0.1 by default, or the scheduler named by
 ``dask_scheduler``. The pandas engine stays the default and never imports this package's heavy
-dependencies: every module here imports Dask inside its functions, so ``import nbops.scale`` is cheap.
+dependencies: every module here imports Dask inside its functions, so ``import nbops.engines.dask``
+is cheap.
 
 Modules:
     cluster    one cached client per process (local cluster or a remote scheduler, clear errors)
@@ -14,5 +15,9 @@ Modules:
     train      ``lightgbm.dask`` training that writes the pandas path's products
     score      batch scoring of Parquet by partition with a registered model
     monitor    the monitor stage on the cluster
-    ingest     partitioned validation, split and transform fitting (used by the scale benchmark)
+    engine     :class:`DaskEngine`, the :class:`nbops.engines.base.Engine` over the modules above
 """
+
+from nbops.engines.dask.engine import DaskEngine
+
+__all__ = ["DaskEngine"]

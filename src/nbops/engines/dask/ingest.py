@@ -28,9 +28,9 @@ import numpy as np
 import pandas as pd
 
 from nbops.data.schema import TableSchema
-from nbops.errors import DataError
 from nbops.engines.dask.parquet import Piece, empty_frame, plan_pieces, read_piece
 from nbops.engines.dask.work import compute_all
+from nbops.errors import DataError
 
 if TYPE_CHECKING:
     from distributed import Client

@@ -7,7 +7,7 @@ come back to the client for the batch's mean score and its labelled performance 
 each: a month that does not fit in memory still has predictions that do). The history row and the
 alerts are built by the pandas engine's own :func:`~nbops.monitoring.monitor.summarise_batch`.
 
-``nbops.pipeline.stages.run_monitor`` calls it for each month when ``engine`` is ``dask``; everything else
+``nbops.pipeline.runners.monitor.run_monitor`` calls it for each month when ``engine`` is ``dask``; everything else
 in the stage is shared with the pandas engine.
 """
 
@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from nbops.engines.dask.parquet import empty_frame, frame, plan_pieces
+from nbops.engines.dask.profile import compare, predictions_of
+from nbops.engines.dask.work import ModelRef, compute_all
 from nbops.monitoring.monitor import AlertRules, BatchMonitoring, summarise_batch
 from nbops.monitoring.profile import ReferenceProfile
 from nbops.monitoring.quality import ColumnQuality, QualityReport, check_quality
 from nbops.runtime.model import ScoringModel
 from nbops.runtime.schema import InputSchema
-from nbops.engines.dask.parquet import empty_frame, frame, plan_pieces
-from nbops.engines.dask.profile import compare, predictions_of
-from nbops.engines.dask.work import ModelRef, compute_all
 
 if TYPE_CHECKING:
     from distributed import Client

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from nbops.engines.dask import quantiles as qx
+from nbops.engines.dask.work import ModelRef, compute_all
 from nbops.monitoring.drift import (
     _INNER,
     DriftReport,
@@ -36,8 +38,6 @@ from nbops.monitoring.profile import (
     ReferenceProfile,
     numeric_values,
 )
-from nbops.engines.dask import quantiles as qx
-from nbops.engines.dask.work import ModelRef, compute_all
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -344,12 +344,12 @@ def predictions_of(client: Client, batch: Any, model: ModelRef) -> list[Any]:
 def reference_profile_of_parquet(params: Any, train_rows: Any, transform_file: Any, model_file: Any) -> ReferenceProfile:
     """The register stage's reference profile with ``engine: dask``: the training split's Parquet
     profiled on the cluster, with the trained model's scores on it (see
-    ``nbops.pipeline.stages.reference_profile_of_training``)."""
+    ``nbops.engines.pandas.PandasEngine.reference_profile``)."""
     import lightgbm as lgb
 
-    from nbops.runtime.transform import FeatureTransform
     from nbops.engines.dask.cluster import get_client, workers_in_order
     from nbops.engines.dask.parquet import frame, plan_pieces
+    from nbops.runtime.transform import FeatureTransform
 
     client = get_client(params)
     transform = FeatureTransform.load(transform_file)

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from nbops.errors import DataError
 from nbops.engines.dask.parquet import empty_frame, frame, merge_parts, plan_pieces
+from nbops.errors import DataError
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -213,7 +213,7 @@ def prediction_summary(client: Client, predictions: str | Path, quantiles: tuple
 
 def score_with_wheel_dask(params: Any, wheel: Path, package: str, source: Path, dest: Path, summary_out: Path) -> dict[str, Any]:
     """The batch-score stage with ``engine: dask``: the wheel's model scores ``source`` by partition on
-    the cluster; the summary has the keys the wheel's scorer gives (see ``nbops.pipeline.stages.score_with_wheel``)."""
+    the cluster; the summary has the keys the wheel's scorer gives (see ``nbops.deploy.batch.score_with_wheel``)."""
     from nbops.data.io import write_json
     from nbops.engines.dask.cluster import describe, get_client
 

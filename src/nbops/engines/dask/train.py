@@ -45,11 +45,11 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from nbops.config.params import TrainParams
 from nbops.data.io import write_json
 from nbops.data.schema import TableSchema
-from nbops.progress import Progress
 from nbops.modeling.train import TrainResult, booster_params
-from nbops.config.params import TrainParams
+from nbops.progress import Progress
 from nbops.runtime.transform import FeatureTransform
 
 if TYPE_CHECKING:

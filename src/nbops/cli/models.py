@@ -1,0 +1,97 @@
+"""``nbops models``, ``nbops package`` and ``nbops serve``: the registry, the wheel, the service."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from nbops.cli.common import add_env_args, project_of, registry_of, text_table
+from nbops.errors import NbopsError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("models", help="list, show, promote or roll back registered model versions")
+    add_env_args(p)
+    p.add_argument("action", choices=["list", "show", "promote", "rollback"])
+    p.add_argument("version", nargs="?", help="a version such as v0003 (or 3)")
+    p.set_defaults(func=models)
+    p = sub.add_parser("package", help="build the scoring wheel of a version (default: production) into dist/")
+    add_env_args(p)
+    p.add_argument("version", nargs="?")
+    p.add_argument("--dist", default="dist")
+    p.set_defaults(func=package)
+    p = sub.add_parser("serve", help="serve a registered version (default: production) over REST with uvicorn")
+    add_env_args(p)
+    p.add_argument("version", nargs="?")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--prediction-log", default=None)
+    p.set_defaults(func=serve)
+
+
+def models(args: argparse.Namespace) -> int:
+    registry, _ = registry_of(args)
+    aliases = registry.aliases()
+    if args.action == "list":
+        versions = registry.versions()
+        if not versions:
+            print(f"no model registered yet in {registry.root}; `make run` registers one")
+            return 0
+        rows = []
+        for v in versions:
+            tags = [a for a in ("production", "candidate") if aliases.get(a) == v.version]
+            metric = v.metadata.get("gate", {}).get("metric", "")
+            rows.append({"version": v.version, "aliases": ",".join(tags), "created": v.metadata.get("created_at", ""), metric or "metric": f"{v.metadata['metrics'].get(metric, float('nan')):.4f}" if metric else "", "data": v.metadata["data"]["fingerprint"][:12], "git": (v.metadata.get("git_commit") or "")[:8]})
+        print(f"registry {registry.root}")
+        print(text_table(rows, list(rows[0])))
+        return 0
+    if args.action == "show":
+        version = registry.get(args.version) if args.version else registry.alias("production")
+        if version is None:
+            print(f"no production model in {registry.root}", file=sys.stderr)
+            return 2
+        registry.verify(version.version)
+        print(json.dumps(version.metadata, indent=2, default=str))
+        print(f"\nfiles verified against their checksums; card: {version.file('card.html')}")
+        return 0
+    if args.action == "promote":
+        if not args.version:
+            raise NbopsError("`nbops models promote` needs a VERSION (see `nbops models list`)")
+        version = registry.get(args.version)
+        registry.verify(version.version)
+        previous = registry.promote(version.version, "promoted by hand (nbops models promote)")
+        print(f"production: {previous or 'none'} -> {version.version}")
+        return 0
+    before, after = registry.rollback()
+    print(f"production rolled back: {before} -> {after}")
+    return 0
+
+
+def package(args: argparse.Namespace) -> int:
+    from nbops.deploy.wheel import build_wheel
+
+    registry, _ = registry_of(args)
+    version = registry.get(args.version) if args.version else registry.alias("production")
+    if version is None:
+        raise NbopsError(f"no production model in {registry.root} to package; run `make run` or name a VERSION")
+    registry.verify(version.version)
+    wheel = build_wheel(version, project_of(args) / args.dist)
+    print(f"built {wheel} (model {version.version}); install it with `pip install {wheel}` ([serve] for the API)")
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    from nbops.runtime.model import ScoringModel
+    from nbops.runtime.serve import serve as serve_model
+
+    registry, checked = registry_of(args)
+    version = registry.get(args.version) if args.version else registry.alias("production")
+    if version is None:
+        raise NbopsError(f"no production model in {registry.root} to serve; run `make run` first")
+    model = ScoringModel.from_folder(version.path)
+    log_dir = args.prediction_log or str(Path(checked.settings.root) / "data" / "prediction_log")
+    print(f"serving {version.metadata['package']} {version.version} on http://{args.host}:{args.port} (docs at /docs); prediction log in {log_dir}")
+    serve_model(model, host=args.host, port=args.port, log_dir=log_dir)
+    return 0

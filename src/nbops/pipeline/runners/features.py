@@ -1,0 +1,23 @@
+"""Features: the split and the one fitted feature transform."""
+
+from __future__ import annotations
+
+from nbops.config.params import FeaturesParams
+from nbops.features.build import FeaturesResult, build_features
+from nbops.pipeline.context import Stage
+from nbops.pipeline.runners.common import load_schema, track
+
+
+def run_features(stage: Stage[FeaturesParams]) -> FeaturesResult:
+    """Split the valid rows (in time, or stratified at random) and fit the transform on train."""
+    schema = load_schema(stage)
+    result = build_features(
+        stage.params,
+        schema=schema,
+        valid_rows=stage.inp("ingest", "valid"),
+        out={k: stage.out(k) for k in ("train", "valid", "test", "transform", "summary")},
+    )
+    with track(stage) as run:
+        run.log_metrics({f"rows_{k}": v for k, v in result.split.sizes().items()})
+        run.log_artifact("feature-transform", "transform", [stage.product["transform"]], {"features": result.transform.feature_names})
+    return result

@@ -1,0 +1,30 @@
+"""Train: LightGBM with early stopping on the chosen engine, saved as text."""
+
+from __future__ import annotations
+
+from nbops.config.params import TrainParams
+from nbops.engines import engine_for
+from nbops.modeling.train import TrainResult, learning_curve
+from nbops.pipeline.context import Stage
+from nbops.pipeline.runners.common import load_schema, track
+from nbops.runtime.transform import FeatureTransform
+
+
+def run_train(stage: Stage[TrainParams]) -> TrainResult:
+    """Train on the train split, stop early on the validation split, save the learning curve."""
+    result = engine_for(stage.params).train(
+        stage.params,
+        schema=load_schema(stage),
+        transform=FeatureTransform.load(stage.inp("features", "transform")),
+        train_rows=stage.inp("features", "train"),
+        valid_rows=stage.inp("features", "valid"),
+        model_out=stage.out("model"),
+        summary_out=stage.out("summary"),
+    )
+    curve = stage.out("learning_curve")
+    learning_curve(result.history, result.best_iteration).savefig(curve, dpi=200)
+    with track(stage, config={"booster": result.params}) as run:
+        run.log_metrics({k: v for k, v in result.summary.items() if isinstance(v, int | float)})
+        run.log_images({"learning_curve": curve})
+        run.log_artifact("model", "model", [stage.product["model"], stage.inp("features", "transform")], {"best_iteration": result.best_iteration})
+    return result
