@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 from pandas.io.formats.style import Styler
 
 from nbops.config.paths import project_root
+from nbops.data.schema import outcome_label  # noqa: F401 (re-exported for the notebooks)
 from nbops.errors import ConfigError
 
 MISSING = "–"
@@ -230,13 +231,6 @@ def section(title: str, *bodies: Any) -> None:
     display(Markdown(f"## {title}"))
     for body in bodies:
         display(body)
-
-
-def outcome_label(target: str, positive_class: str | None, task_type: str = "binary") -> str:
-    """What a binary model predicts, in the data's own words: ``default = 1``, ``churned = yes``."""
-    if task_type != "binary":
-        return target
-    return f"{target} = {positive_class if positive_class is not None else 1}"
 
 
 def figure_png(fig: Figure, dpi: int = 100) -> bytes:

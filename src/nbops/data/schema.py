@@ -310,3 +310,10 @@ def _looks_like_time(name: str, series: pd.Series) -> bool:
         return False
     sample = series.dropna().head(1000)
     return bool(len(sample)) and parse_time(sample).notna().mean() >= PARSE_SHARE
+
+
+def outcome_label(target: str, positive_class: str | None, task_type: str = "binary") -> str:
+    """What a binary model predicts, in the data's own words: ``default = 1``, ``churned = yes``."""
+    if task_type != "binary":
+        return target
+    return f"{target} = {positive_class if positive_class is not None else 1}"

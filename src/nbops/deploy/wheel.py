@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import re
 import zipfile
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -73,14 +72,6 @@ def train_identity(meta: dict) -> str | None:
     """The run identity of the training task recorded with the version (None before lineage existed)."""
     identity = meta.get("run_identity")
     return identity if isinstance(identity, str) or identity is None else None
-
-
-def package_name(dataset: str) -> str:
-    """A valid import name for a dataset's scoring package: 'credit_risk' -> 'credit_risk_model'."""
-    name = re.sub(r"[^0-9a-zA-Z_]+", "_", dataset).strip("_").lower() or "dataset"
-    if name[0].isdigit():
-        name = "m_" + name
-    return f"{name}_model"
 
 
 def _pin(requirement: str) -> str:

@@ -10,9 +10,8 @@ import pandas as pd
 
 from nbops.config.params import FeaturesParams
 from nbops.data.io import write_json, write_parquet
-from nbops.data.schema import TableSchema
+from nbops.data.schema import TableSchema, outcome_label
 from nbops.features.split import SPLITS, Split, split_rows
-from nbops.report import outcome_label
 from nbops.runtime.transform import FeatureTransform
 
 

@@ -17,9 +17,8 @@ from sklearn import metrics as skm
 
 from nbops.config.params import EvaluateParams
 from nbops.data.io import write_json, write_parquet
-from nbops.data.schema import TableSchema
+from nbops.data.schema import TableSchema, outcome_label
 from nbops.modeling.headline import HEADLINE
-from nbops.report import outcome_label
 from nbops.runtime.transform import FeatureTransform
 
 PREDICTION = "prediction"

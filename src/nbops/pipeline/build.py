@@ -90,7 +90,7 @@ def resolve_project(project: Path, env_file: str = "env.yaml", overrides: Mappin
 def _retrain_labelled_through(project: Path, env_file: str, overrides: Mapping[str, Any]) -> str | None:
     """``labelled_through`` from the last ``nbops retrain`` (a damaged state file is an error that
     says what to do, never silently ignored: it decides which labelled months join the training)."""
-    from nbops.pipeline.retrain import load_state
+    from nbops.pipeline.retrain_state import load_state
 
     root = Path(str(overrides.get("root") or load_env(project, env_file, overrides).get("root")))
     value = load_state(root if root.is_absolute() else project / root).get("labelled_through")

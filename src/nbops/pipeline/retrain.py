@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -28,65 +27,15 @@ from typing import Any
 
 import pandas as pd
 
-from nbops.config import paths
 from nbops.errors import NbopsError
+from nbops.pipeline.retrain_state import MONTH, load_state, save_state, state_path
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = Path(paths.RETRAIN_STATE)
 # Alerts that retraining can answer. Data-quality alerts (a broken batch, unseen categories) are a
 # data problem: retraining on broken data does not fix it, so they are reported but never trigger.
 RETRAIN_ALERT_KINDS = ("drift", "prediction_drift", "performance", "calibration")
-_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 _KIND_WORDS = {"drift": "drift", "prediction_drift": "prediction drift", "performance": "performance", "calibration": "calibration"}
-
-
-# --------------------------------------------------------------------------- state
-
-
-def state_path(root: str | Path) -> Path:
-    """Where the retrain state lives: ``<root>/.nbops/retrain.json``, beside the build lineage."""
-    return Path(root) / STATE_FILE
-
-
-def load_state(root: str | Path) -> dict[str, Any]:
-    """The last retrain's state; a fresh state (nothing labelled, nothing acted on) when there is none.
-
-    Raises:
-        NbopsError: the file exists but is not a JSON object with the expected keys (a hand edit gone
-            wrong must not silently reset what was acted on, which would retrain again).
-    """
-    path = state_path(root)
-    fresh: dict[str, Any] = {"labelled_through": None, "acted_on": []}
-    if not path.exists():
-        return fresh
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise NbopsError(
-            f"{path}: the retrain state is not valid JSON ({exc})\n"
-            '  expected: {"labelled_through": "YYYY-MM" or null, "acted_on": [batch ids], ...}\n'
-            "  what to do: fix the file, or delete it (the next `nbops retrain --if-needed` then treats every labelled month and alert as new)"
-        ) from exc
-    if not isinstance(data, dict):
-        raise NbopsError(f"{path}: expected a JSON object with labelled_through and acted_on, found {type(data).__name__}; fix or delete the file")
-    through = data.get("labelled_through")
-    if through is not None and not (isinstance(through, str) and _MONTH.match(through)):
-        raise NbopsError(f"{path}: labelled_through expected 'YYYY-MM' or null, found {through!r}; fix or delete the file")
-    acted = data.get("acted_on", [])
-    if not isinstance(acted, list) or not all(isinstance(a, str) for a in acted):
-        raise NbopsError(f"{path}: acted_on expected a list of batch ids (strings), found {acted!r}; fix or delete the file")
-    return {**fresh, **data}
-
-
-def save_state(root: str | Path, state: Mapping[str, Any]) -> Path:
-    """Write the state atomically (a crash never leaves half a file for ``nbops build`` to read)."""
-    from nbops.data.io import write_json
-
-    return write_json(dict(state), state_path(root))
-
-
-# --------------------------------------------------------------------------- the decision
 
 
 @dataclass(frozen=True)
@@ -131,14 +80,14 @@ def labelled_months(history: pd.DataFrame) -> list[str]:
         if str(col).startswith("perf__"):
             mask |= history[col].notna()
     ids = history.loc[mask, "batch_id"].astype(str)
-    return sorted({b for b in ids if _MONTH.match(b)})
+    return sorted({b for b in ids if MONTH.match(b)})
 
 
 def _last_batch(history: pd.DataFrame) -> str | None:
     if history.empty or "batch_id" not in history.columns:
         return None
     ids = [str(b) for b in history["batch_id"]]
-    months = sorted(b for b in ids if _MONTH.match(b))
+    months = sorted(b for b in ids if MONTH.match(b))
     return months[-1] if months else sorted(ids)[-1]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,6 @@ from typing import Any
 import pandas as pd
 
 from nbops.data.schema import TableSchema
-from nbops.deploy.wheel import package_name
 from nbops.registry.card import model_card_html, model_card_markdown
 from nbops.registry.gate import GateDecision
 from nbops.registry.store import ModelVersion, Registry
@@ -41,6 +41,15 @@ def git_commit(project: Path) -> str | None:
 def lock_sha256(project: Path) -> str | None:
     lock = project / "requirements.lock"
     return hashlib.sha256(lock.read_bytes()).hexdigest() if lock.exists() else None
+
+
+def package_name(dataset: str) -> str:
+    """The import name of a version's scoring wheel (recorded in its metadata as ``package``), valid
+    Python for any dataset name: 'credit_risk' -> 'credit_risk_model'."""
+    name = re.sub(r"[^0-9a-zA-Z_]+", "_", dataset).strip("_").lower() or "dataset"
+    if name[0].isdigit():
+        name = "m_" + name
+    return f"{name}_model"
 
 
 def registry_for(registry_root: str | Path, dataset: str) -> Registry:
