@@ -43,36 +43,87 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=100_000)
     args = parser.parse_args()
     py = sys.executable
-    results: dict[str, list[float]] = {k: [] for k in ("plain_python", "build_ploomber_engine", "build_papermill", "noop_rebuild", "noop_ploomber_build", "check", "check_bad_param", "plain_python_until_evaluate", "build_until_evaluate")}
+    results: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "plain_python",
+            "build_ploomber_engine",
+            "build_papermill",
+            "noop_rebuild",
+            "noop_ploomber_build",
+            "check",
+            "check_bad_param",
+            "plain_python_until_evaluate",
+            "build_until_evaluate",
+        )
+    }
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.reps):
             print(f"repetition {rep + 1}/{args.reps}", flush=True)
-            for label, extra in (("build_ploomber_engine", ["--set", "executor=ploomber-engine"]), ("build_papermill", ["--set", "executor=papermill"])):
+            for label, extra in (
+                ("build_ploomber_engine", ["--set", "executor=ploomber-engine"]),
+                ("build_papermill", ["--set", "executor=papermill"]),
+            ):
                 project = copy_project(Path(tmp) / f"{label}-{rep}")
                 env_set = ["--set", f"rows={args.rows}"]
-                results[label].append(timed([py, "-m", "nbops", "--project", str(project), "build", *env_set, *extra], project))
+                results[label].append(
+                    timed([py, "-m", "nbops", "--project", str(project), "build", *env_set, *extra], project)
+                )
                 print(f"  {label}: {results[label][-1]:.1f} s", flush=True)
                 if label == "build_ploomber_engine":
-                    results["noop_rebuild"].append(timed([py, "-m", "nbops", "--project", str(project), "build", *env_set, *extra], project))
+                    results["noop_rebuild"].append(
+                        timed([py, "-m", "nbops", "--project", str(project), "build", *env_set, *extra], project)
+                    )
                     env = {"PLOOMBER_ENV_FILENAME": "env.nbops-build.yaml"}
                     os.environ.update(env)
                     results["noop_ploomber_build"].append(timed([str(Path(py).parent / "ploomber"), "build"], project))
                     del os.environ["PLOOMBER_ENV_FILENAME"]
                     results["check"].append(timed([py, "-m", "nbops", "--project", str(project), "check"], project))
                     t0 = time.perf_counter()
-                    bad = subprocess.run([py, "-m", "nbops", "--project", str(project), "check", "--set", "learning_rat=0.1"], capture_output=True, text=True)
+                    bad = subprocess.run(
+                        [py, "-m", "nbops", "--project", str(project), "check", "--set", "learning_rat=0.1"],
+                        capture_output=True,
+                        text=True,
+                    )
                     results["check_bad_param"].append(time.perf_counter() - t0)
                     assert bad.returncode == 2 and "learning_rate" in bad.stderr
             # The first four stages (ingest -> evaluate) alone, both ways.
             project = copy_project(Path(tmp) / f"until-{rep}")
-            results["build_until_evaluate"].append(timed([py, "-m", "nbops", "--project", str(project), "build", "--set", f"rows={args.rows}", "--until", "evaluate"], project))
+            results["build_until_evaluate"].append(
+                timed(
+                    [
+                        py,
+                        "-m",
+                        "nbops",
+                        "--project",
+                        str(project),
+                        "build",
+                        "--set",
+                        f"rows={args.rows}",
+                        "--until",
+                        "evaluate",
+                    ],
+                    project,
+                )
+            )
             project = copy_project(Path(tmp) / f"plain-until-{rep}")
-            (project / "env.bench.yaml").write_text((project / "env.yaml").read_text().replace("rows: 100000", f"rows: {args.rows}"))
-            results["plain_python_until_evaluate"].append(timed([py, str(REPO / "bench" / "plain_run.py"), str(project), "env.bench.yaml", "evaluate"], project))
-            print(f"  until evaluate: build {results['build_until_evaluate'][-1]:.1f} s, plain {results['plain_python_until_evaluate'][-1]:.1f} s", flush=True)
+            (project / "env.bench.yaml").write_text(
+                (project / "env.yaml").read_text().replace("rows: 100000", f"rows: {args.rows}")
+            )
+            results["plain_python_until_evaluate"].append(
+                timed([py, str(REPO / "bench" / "plain_run.py"), str(project), "env.bench.yaml", "evaluate"], project)
+            )
+            print(
+                f"  until evaluate: build {results['build_until_evaluate'][-1]:.1f} s, plain {results['plain_python_until_evaluate'][-1]:.1f} s",
+                flush=True,
+            )
             project = copy_project(Path(tmp) / f"plain-{rep}")
-            (project / "env.bench.yaml").write_text((project / "env.yaml").read_text().replace("rows: 100000", f"rows: {args.rows}"))
-            results["plain_python"].append(timed([py, str(REPO / "bench" / "plain_run.py"), str(project), "env.bench.yaml"], project))
+            (project / "env.bench.yaml").write_text(
+                (project / "env.yaml").read_text().replace("rows: 100000", f"rows: {args.rows}")
+            )
+            results["plain_python"].append(
+                timed([py, str(REPO / "bench" / "plain_run.py"), str(project), "env.bench.yaml"], project)
+            )
             print(f"  plain_python: {results['plain_python'][-1]:.1f} s", flush=True)
     med = {k: statistics.median(v) for k, v in results.items() if v}
     summary = {

@@ -29,14 +29,21 @@ from tests.dashboards.test_voila import CHROMIUM, FLAGS, READY, dashboard_copy, 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--pause", type=float, default=10.0, help="seconds between page views (Voila refills its pre-heated kernel pool meanwhile)")
+    parser.add_argument(
+        "--pause",
+        type=float,
+        default=10.0,
+        help="seconds between page views (Voila refills its pre-heated kernel pool meanwhile)",
+    )
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
     results: dict[str, list[float]] = {"monitoring": [], "model": []}
     with tempfile.TemporaryDirectory() as tmp:
         project = dashboard_copy(Path(tmp) / "project")
-        proc = nbops(project, "build", "--env", "env.test.yaml", "--set", "production_months=24", "--set", "tracking=disabled")
+        proc = nbops(
+            project, "build", "--env", "env.test.yaml", "--set", "production_months=24", "--set", "tracking=disabled"
+        )
         if proc.returncode != 0:
             raise SystemExit(output_of(proc)[-3000:])
         server, links = make_dashboard(project, Path(tmp) / "voila.log")
@@ -57,7 +64,15 @@ def main() -> int:
             stop(server)
     measured = {k: v[1:] for k, v in results.items()}
     med = {k: statistics.median(v) for k, v in measured.items()}
-    summary = {"pause_between_views_s": args.pause, "median_seconds": med, "all_seconds": measured, "history_months": 24, "cpus": os.cpu_count(), "python": platform.python_version(), "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+    summary = {
+        "pause_between_views_s": args.pause,
+        "median_seconds": med,
+        "all_seconds": measured,
+        "history_months": 24,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
     out = REPO / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "dashboard.json").write_text(json.dumps(summary, indent=2) + "\n")

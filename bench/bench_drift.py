@@ -119,7 +119,9 @@ def run_mode(*args: str) -> dict[str, Any]:
     starts from its parent's RSS at fork time, so a big parent would inflate the workers' peaks.
     """
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), *args], stdout=subprocess.PIPE, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), *args], stdout=subprocess.PIPE, text=True, check=False
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(args[:1])} failed with exit code {proc.returncode}")
     result = json.loads(proc.stdout)
@@ -189,7 +191,9 @@ def ground_truth(rows: int, profile_seed0_path: str) -> dict[str, Any]:
             report = compare(profile, batch)
             expected = {d.name for d in truth.drifted_features}
             flagged = set(report.drifted)
-            p = per.setdefault(scenario, {"batches": [], "named": 0, "found": 0, "dataset_drift": 0, "extra_flagged": []})
+            p = per.setdefault(
+                scenario, {"batches": [], "named": 0, "found": 0, "dataset_drift": 0, "extra_flagged": []}
+            )
             p["batches"].append(f"seed {seed}, k={k}")
             p["named"] += len(expected)
             p["found"] += len(expected & flagged)
@@ -221,7 +225,12 @@ def versions() -> dict[str, str]:
     import pandas
     import pyarrow
 
-    return {"python": platform.python_version(), "numpy": numpy.__version__, "pandas": pandas.__version__, "pyarrow": pyarrow.__version__}
+    return {
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "pandas": pandas.__version__,
+        "pyarrow": pyarrow.__version__,
+    }
 
 
 # --------------------------------------------------------------------------- report
@@ -286,7 +295,9 @@ def markdown(res: dict[str, Any]) -> str:
         "|---|---|---:|---:|---:|---|",
     ]
     for scenario, p in res["ground_truth"]["scenarios"].items():
-        lines.append(f"| {scenario} | {'; '.join(p['batches'])} | {p['named']} | {p['found']} | {p['dataset_drift']}/{len(p['batches'])} | {', '.join(sorted(set(p['extra_flagged']))) or '—'} |")
+        lines.append(
+            f"| {scenario} | {'; '.join(p['batches'])} | {p['named']} | {p['found']} | {p['dataset_drift']}/{len(p['batches'])} | {', '.join(sorted(set(p['extra_flagged']))) or '—'} |"
+        )
     gt = res["ground_truth"]
     lines += [
         "",
@@ -333,9 +344,23 @@ def main(argv: list[str] | None = None) -> int:
             for rep in range(args.reps):
                 runs.append(measure(profile_path, batch_path))
                 r = runs[-1]
-                log(f"{size:>9,} rows, run {rep + 1}: {r['seconds']:.3f} s (cpu {r['cpu_s']:.2f} s, load {r['load_average_1min']:.1f}), peak RSS {r['peak_rss_mib']:,.0f} MiB")
+                log(
+                    f"{size:>9,} rows, run {rep + 1}: {r['seconds']:.3f} s (cpu {r['cpu_s']:.2f} s, load {r['load_average_1min']:.1f}), peak RSS {r['peak_rss_mib']:,.0f} MiB"
+                )
             traced = measure(profile_path, batch_path, trace=True)
-            keys = ("seconds", "load_profile_s", "read_parquet_s", "compare_s", "cpu_s", "load_average_1min", "imports_s", "process_wall_s", "rss_after_imports_mib", "peak_rss_mib", "vmhwm_mib")
+            keys = (
+                "seconds",
+                "load_profile_s",
+                "read_parquet_s",
+                "compare_s",
+                "cpu_s",
+                "load_average_1min",
+                "imports_s",
+                "process_wall_s",
+                "rss_after_imports_mib",
+                "peak_rss_mib",
+                "vmhwm_mib",
+            )
             timings[str(size)] = {
                 **{k: statistics.median(r[k] for r in runs) for k in keys},
                 "rows": runs[0]["rows"],
@@ -353,7 +378,9 @@ def main(argv: list[str] | None = None) -> int:
         truth_result = run_mode("--ground-truth", str(profile_path), "--rows", str(args.rows))
 
     big = timings[str(args.rows)]
-    command = ".venv/bin/python bench/bench_drift.py" + ("" if args.reps == 3 and args.rows == 1_000_000 else f" --reps {args.reps} --rows {args.rows}")
+    command = ".venv/bin/python bench/bench_drift.py" + (
+        "" if args.reps == 3 and args.rows == 1_000_000 else f" --reps {args.reps} --rows {args.rows}"
+    )
     res = {
         "command": command,
         "argv": " ".join(shlex.quote(a) for a in sys.argv),
@@ -363,13 +390,24 @@ def main(argv: list[str] | None = None) -> int:
         "reps": args.reps,
         "sizes": sizes,
         "batch": {"scenario": "shock", "batch": 1, "seed": 0, "format": "parquet, all columns"},
-        "reference": {"rows": args.rows, "seed": 0, "features": prepared["features"], "profile_json_bytes": prepared["profile_json_bytes"]},
+        "reference": {
+            "rows": args.rows,
+            "seed": 0,
+            "features": prepared["features"],
+            "profile_json_bytes": prepared["profile_json_bytes"],
+        },
         "timed": "ReferenceProfile.load(json) + read_frame(parquet) + compare(), fresh process per run",
         "timings": timings,
         "goals": {"seconds": GOAL_SECONDS, "peak_rss_mib": GOAL_RSS_MIB},
-        "goals_met": {"seconds": big["seconds"] <= GOAL_SECONDS, "peak_rss_mib": big["max_peak_rss_mib"] <= GOAL_RSS_MIB},
+        "goals_met": {
+            "seconds": big["seconds"] <= GOAL_SECONDS,
+            "peak_rss_mib": big["max_peak_rss_mib"] <= GOAL_RSS_MIB,
+        },
         "ground_truth": truth_result,
-        "evidently_quoted": {**EVIDENTLY, "note": "measured in the issue on the same shape on this machine; not re-measured (not a dependency, does not import with pandas 3)"},
+        "evidently_quoted": {
+            **EVIDENTLY,
+            "note": "measured in the issue on the same shape on this machine; not re-measured (not a dependency, does not import with pandas 3)",
+        },
         "setup_s": prepared["setup_s"],
         "total_s": time.perf_counter() - t_total,
     }

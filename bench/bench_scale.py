@@ -171,7 +171,12 @@ def step(results: list[dict[str, Any]], sampler: Sampler, name: str, rows: int) 
     gc.collect()
     sampler.reset()
     own0, kids0 = tree_rss()
-    entry: dict[str, Any] = {"step": name, "rows": rows, "load_average_start": os.getloadavg()[0], "rss_start_mib": (own0 + kids0) / 2**20}
+    entry: dict[str, Any] = {
+        "step": name,
+        "rows": rows,
+        "load_average_start": os.getloadavg()[0],
+        "rss_start_mib": (own0 + kids0) / 2**20,
+    }
     log(f"  {name}: {rows:,} rows ...")
     c0 = tree_cpu()
     t0 = time.perf_counter()
@@ -180,10 +185,17 @@ def step(results: list[dict[str, Any]], sampler: Sampler, name: str, rows: int) 
     entry["cpu_s"] = tree_cpu() - c0
     sampler.sample()
     total, own, kids = sampler.peak
-    entry.update(peak_mib=total / 2**20, peak_this_process_mib=own / 2**20, peak_children_mib=kids / 2**20, load_average_end=os.getloadavg()[0])
+    entry.update(
+        peak_mib=total / 2**20,
+        peak_this_process_mib=own / 2**20,
+        peak_children_mib=kids / 2**20,
+        load_average_end=os.getloadavg()[0],
+    )
     entry["rows_per_s"] = entry["rows"] / entry["seconds"] if entry["seconds"] > 0 else None
     results.append(entry)
-    log(f"  {name}: {entry['seconds']:.1f} s ({entry['cpu_s']:.1f} CPU s), {entry['rows_per_s']:,.0f} rows/s, peak {entry['peak_mib']:,.0f} MiB (load {entry['load_average_end']:.1f})")
+    log(
+        f"  {name}: {entry['seconds']:.1f} s ({entry['cpu_s']:.1f} CPU s), {entry['rows_per_s']:,.0f} rows/s, peak {entry['peak_mib']:,.0f} MiB (load {entry['load_average_end']:.1f})"
+    )
 
 
 # --------------------------------------------------------------------------- setup
@@ -199,11 +211,20 @@ def setup(folder: Path, rows: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
     out: dict[str, Any] = {}
-    for name, make in (("raw", lambda: simulate_history(rows=rows, seed=0)), ("batch", lambda: simulate_batch(1, rows=rows, seed=0, drift="shock"))):
+    for name, make in (
+        ("raw", lambda: simulate_history(rows=rows, seed=0)),
+        ("batch", lambda: simulate_batch(1, rows=rows, seed=0, drift="shock")),
+    ):
         df, truth = make()
         path = folder / f"{name}.parquet"
         pq.write_table(pa.Table.from_pandas(df, preserve_index=False), path, row_group_size=ROW_GROUP)
-        out[name] = {"path": str(path), "rows": len(df), "columns": df.shape[1], "bytes": path.stat().st_size, "drifted": [d.name for d in truth.drifted_features]}
+        out[name] = {
+            "path": str(path),
+            "rows": len(df),
+            "columns": df.shape[1],
+            "bytes": path.stat().st_size,
+            "drifted": [d.name for d in truth.drifted_features],
+        }
         del df
         gc.collect()
     schema = simulator_schema()
@@ -217,7 +238,9 @@ def setup(folder: Path, rows: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the engines
 
 
-def test_metrics(task_type: str, test_path: Path, model_path: Path, transform_path: Path, target: str) -> dict[str, float]:
+def test_metrics(
+    task_type: str, test_path: Path, model_path: Path, transform_path: Path, target: str
+) -> dict[str, float]:
     import lightgbm as lgb
     import pandas as pd
 
@@ -258,11 +281,26 @@ def run_pandas(folder: Path, rounds: int) -> dict[str, Any]:
     out: dict[str, Any] = {"engine": "pandas", "steps": steps}
 
     with step(steps, sampler, "ingest", n):
-        result = ingest(IngestParams(data=str(folder / "raw.parquet"), tracking="disabled", max_quarantine_fraction=1.0), project=work, raw=work / "snapshot.parquet", valid=work / "valid.parquet", quarantine=work / "quarantine.parquet", summary=work / "ingest.json", profile=work / "profile.json")
-        out["ingest"] = {k: v for k, v in result.summary().items() if k in ("rows_read", "rows_valid", "rows_quarantined", "fingerprint")}
+        result = ingest(
+            IngestParams(data=str(folder / "raw.parquet"), tracking="disabled", max_quarantine_fraction=1.0),
+            project=work,
+            raw=work / "snapshot.parquet",
+            valid=work / "valid.parquet",
+            quarantine=work / "quarantine.parquet",
+            summary=work / "ingest.json",
+            profile=work / "profile.json",
+        )
+        out["ingest"] = {
+            k: v
+            for k, v in result.summary().items()
+            if k in ("rows_read", "rows_valid", "rows_quarantined", "fingerprint")
+        }
         schema = result.schema
         del result
-    splits = {k: work / f"{k}.{'json' if k in ('transform', 'summary') else 'parquet'}" for k in ("train", "valid", "test", "transform", "summary")}
+    splits = {
+        k: work / f"{k}.{'json' if k in ('transform', 'summary') else 'parquet'}"
+        for k in ("train", "valid", "test", "transform", "summary")
+    }
     with step(steps, sampler, "features", n):
         features = build_features(FeaturesParams(), schema=schema, valid_rows=work / "valid.parquet", out=splits)
         out["split"] = features.split.sizes()
@@ -273,28 +311,52 @@ def run_pandas(folder: Path, rounds: int) -> dict[str, Any]:
     n_train = out["split"]["train"]
     params = TrainParams(num_boost_round=rounds, early_stopping_rounds=max(5, rounds // 10), tracking="disabled")
     with step(steps, sampler, "train", n_train) as entry:
-        trained = train_model(params, schema=schema, transform=transform, train_rows=pd.read_parquet(splits["train"]), valid_rows=pd.read_parquet(splits["valid"]), model_out=work / "model.txt", summary_out=work / "train.json")
+        trained = train_model(
+            params,
+            schema=schema,
+            transform=transform,
+            train_rows=pd.read_parquet(splits["train"]),
+            valid_rows=pd.read_parquet(splits["valid"]),
+            model_out=work / "model.txt",
+            summary_out=work / "train.json",
+        )
         entry["detail"] = {k: trained.summary[k] for k in ("best_iteration", "trees_trained", "num_threads")}
         booster = trained.booster
         del trained
     with step(steps, sampler, "reference profile", n_train):
         train_rows = pd.read_parquet(splits["train"])
-        profile = build_reference_profile(train_rows, transform.numeric, list(transform.categorical), booster.predict(transform.transform(train_rows)))
+        profile = build_reference_profile(
+            train_rows, transform.numeric, list(transform.categorical), booster.predict(transform.transform(train_rows))
+        )
         del train_rows
-    model = ScoringModel(lgb.Booster(model_file=str(work / "model.txt")), transform, input_schema(schema), {"version": "bench", "task_type": schema.task_type})
+    model = ScoringModel(
+        lgb.Booster(model_file=str(work / "model.txt")),
+        transform,
+        input_schema(schema),
+        {"version": "bench", "task_type": schema.task_type},
+    )
     with step(steps, sampler, "batch scoring", n_batch):
         scored = score_file(model, folder / "batch.parquet", work / "scored.parquet", progress=False)
         assert scored == n_batch
     with step(steps, sampler, "drift", n_batch) as entry:
         batch = pd.read_parquet(folder / "batch.parquet")
         report = compare(profile, batch, predictions=model.booster.predict(model.transform(batch)))
-        entry["detail"] = {"drifted": report.drifted, "dataset_drift": report.dataset_drift, "prediction_psi": report.prediction.score if report.prediction else None}
+        entry["detail"] = {
+            "drifted": report.drifted,
+            "dataset_drift": report.dataset_drift,
+            "prediction_psi": report.prediction.score if report.prediction else None,
+        }
         del batch
     sampler.stop_event.set()
     out["overall_peak_mib"] = sampler.overall / 2**20
     out["ru_maxrss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    out["profile_sample"] = {"annual_income_edges": profile.numeric["annual_income"].edges, "prediction_edges": profile.prediction["edges"] if profile.prediction else None}
-    out["test_metrics"] = test_metrics(schema.task_type, splits["test"], work / "model.txt", splits["transform"], schema.target)
+    out["profile_sample"] = {
+        "annual_income_edges": profile.numeric["annual_income"].edges,
+        "prediction_edges": profile.prediction["edges"] if profile.prediction else None,
+    }
+    out["test_metrics"] = test_metrics(
+        schema.task_type, splits["test"], work / "model.txt", splits["transform"], schema.target
+    )
     out["predictions_file"] = str(work / "scored.parquet")
     return out
 
@@ -330,22 +392,50 @@ def run_dask(folder: Path, rounds: int, workers: int) -> dict[str, Any]:
     with step(steps, sampler, "ingest", n):
         out["ingest"] = ingest_partitioned(client, folder / "raw.parquet", schema, work / "valid", work / "quarantine")
         out["ingest"].pop("quarantine_reasons")
-    splits = {"train": work / "train", "valid": work / "valid_split", "test": work / "test", "transform": work / "transform.json"}
+    splits = {
+        "train": work / "train",
+        "valid": work / "valid_split",
+        "test": work / "test",
+        "transform": work / "transform.json",
+    }
     with step(steps, sampler, "features", n):
         transform, summary = split_partitioned(client, work / "valid", schema, FeaturesParams(), splits)
         out["split"] = {k: v["rows"] for k, v in summary["splits"].items()}
     n_train = out["split"]["train"]
-    params = TrainParams(num_boost_round=rounds, early_stopping_rounds=max(5, rounds // 10), tracking="disabled", engine="dask", dask_workers=workers)
+    params = TrainParams(
+        num_boost_round=rounds,
+        early_stopping_rounds=max(5, rounds // 10),
+        tracking="disabled",
+        engine="dask",
+        dask_workers=workers,
+    )
     with step(steps, sampler, "train", n_train) as entry:
-        trained = train_model_dask(client, params, schema=schema, transform=transform, train_rows=splits["train"], valid_rows=splits["valid"], model_out=work / "model.txt", summary_out=work / "train.json")
-        entry["detail"] = {k: trained.summary[k] for k in ("best_iteration", "trees_trained", "early_stopping_round", "num_threads", "dask_workers")}
+        trained = train_model_dask(
+            client,
+            params,
+            schema=schema,
+            transform=transform,
+            train_rows=splits["train"],
+            valid_rows=splits["valid"],
+            model_out=work / "model.txt",
+            summary_out=work / "train.json",
+        )
+        entry["detail"] = {
+            k: trained.summary[k]
+            for k in ("best_iteration", "trees_trained", "early_stopping_round", "num_threads", "dask_workers")
+        }
         del trained
     booster = lgb.Booster(model_file=str(work / "model.txt"))
     ref = model_ref(booster, transform)
     with step(steps, sampler, "reference profile", n_train):
         train = frame(splits["train"], plan_pieces(splits["train"], max_rows=1_000_000), transform.feature_names)
         profile = sp.reference_profile(client, train, transform.numeric, list(transform.categorical), ref)
-    scorer = scorer_from_model(booster.model_to_string(), transform.to_dict(), input_schema(schema).to_dict(), {"version": "bench", "task_type": schema.task_type})
+    scorer = scorer_from_model(
+        booster.model_to_string(),
+        transform.to_dict(),
+        input_schema(schema).to_dict(),
+        {"version": "bench", "task_type": schema.task_type},
+    )
     with step(steps, sampler, "batch scoring", n_batch) as entry:
         result = score_parquet(client, scorer, folder / "batch.parquet", work / "scored.parquet")
         assert result.rows == n_batch
@@ -355,12 +445,21 @@ def run_dask(folder: Path, rounds: int, workers: int) -> dict[str, Any]:
         predictions = sp.predictions_of(client, batch, ref)
         report = sp.compare(client, profile, batch, predictions=predictions)
         client.cancel(predictions)
-        entry["detail"] = {"drifted": report.drifted, "dataset_drift": report.dataset_drift, "prediction_psi": report.prediction.score if report.prediction else None}
+        entry["detail"] = {
+            "drifted": report.drifted,
+            "dataset_drift": report.dataset_drift,
+            "prediction_psi": report.prediction.score if report.prediction else None,
+        }
     sampler.stop_event.set()
     out["overall_peak_mib"] = sampler.overall / 2**20
-    out["profile_sample"] = {"annual_income_edges": profile.numeric["annual_income"].edges, "prediction_edges": profile.prediction["edges"] if profile.prediction else None}
+    out["profile_sample"] = {
+        "annual_income_edges": profile.numeric["annual_income"].edges,
+        "prediction_edges": profile.prediction["edges"] if profile.prediction else None,
+    }
     close_all()
-    out["test_metrics"] = test_metrics(schema.task_type, splits["test"], work / "model.txt", splits["transform"], schema.target)
+    out["test_metrics"] = test_metrics(
+        schema.task_type, splits["test"], work / "model.txt", splits["transform"], schema.target
+    )
     out["predictions_file"] = str(work / "scored.parquet")
     return out
 
@@ -371,7 +470,9 @@ def run_dask(folder: Path, rounds: int, workers: int) -> dict[str, Any]:
 def run_mode(*args: str) -> dict[str, Any]:
     """This script in another mode, in a fresh Python process (its own memory, nothing inherited)."""
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), *args], stdout=subprocess.PIPE, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), *args], stdout=subprocess.PIPE, text=True, check=False
+    )
     if proc.returncode != 0:
         raise SystemExit(f"bench_scale.py {' '.join(args)} failed with exit code {proc.returncode}")
     out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -386,7 +487,12 @@ def compare_outputs(pandas_file: str, dask_file: str) -> dict[str, Any]:
 
     a = pq.read_table(pandas_file, columns=["prediction"]).column(0).to_numpy()
     b = pq.read_table(dask_file, columns=["prediction"]).column(0).to_numpy()
-    return {"rows": int(len(a)), "max_abs_difference": float(np.max(np.abs(a - b))), "mean_abs_difference": float(np.mean(np.abs(a - b))), "correlation": float(np.corrcoef(a, b)[0, 1])}
+    return {
+        "rows": int(len(a)),
+        "max_abs_difference": float(np.max(np.abs(a - b))),
+        "mean_abs_difference": float(np.mean(np.abs(a - b))),
+        "correlation": float(np.corrcoef(a, b)[0, 1]),
+    }
 
 
 def fmt(v: float | None, digits: int = 1) -> str:
@@ -413,7 +519,11 @@ def markdown(res: dict[str, Any]) -> str:
         p, d = by.get("pandas", {}).get(name), by.get("dask", {}).get(name)
         ratio = f"{d['seconds'] / p['seconds']:.2f}×" if p and d else "—"
         cpu_ratio = f"{d['cpu_s'] / p['cpu_s']:.2f}×" if p and d and p.get("cpu_s") else "—"
-        dpeak = f"{fmt(d['peak_mib'], 0)} ({fmt(d['peak_this_process_mib'], 0)} + {fmt(d['peak_children_mib'], 0)})" if d else "—"
+        dpeak = (
+            f"{fmt(d['peak_mib'], 0)} ({fmt(d['peak_this_process_mib'], 0)} + {fmt(d['peak_children_mib'], 0)})"
+            if d
+            else "—"
+        )
         lines.append(
             f"| {name} | {(p or d)['rows']:,} | {fmt(p['seconds']) if p else '—'} | {fmt(p['rows_per_s'], 0) if p else '—'} | {fmt(p.get('cpu_s')) if p else '—'} | {fmt(p['peak_mib'], 0) if p else '—'} "
             f"| {fmt(d['seconds']) if d else '—'} | {fmt(d['rows_per_s'], 0) if d else '—'} | {fmt(d.get('cpu_s')) if d else '—'} | {dpeak} | {ratio} | {cpu_ratio} |"
@@ -423,9 +533,24 @@ def markdown(res: dict[str, Any]) -> str:
         if e:
             total = sum(s["seconds"] for s in e["steps"])
             cpu = sum(s.get("cpu_s") or 0 for s in e["steps"])
-            extra = f"; the cluster started in {e['cluster_start_s']:.1f} s, not counted in the steps" if "cluster_start_s" in e else f"; ru_maxrss {e['ru_maxrss_mib']:,.0f} MiB"
-            lines.append(f"| {label} | {fmt(total)} | {fmt(cpu)} | **{fmt(e['overall_peak_mib'], 0)} MiB** ({e['overall_peak_mib'] / 1024:.1f} GiB{extra}) |")
-    lines += ["", f"Memory goal: the whole run within {MEMORY_GOAL_GIB:g} GiB: " + ", ".join(f"{k} {v['overall_peak_mib'] / 1024:.1f} GiB ({'met' if v['overall_peak_mib'] / 1024 <= MEMORY_GOAL_GIB else '**not met**'})" for k, v in engines.items()) + ".", ""]
+            extra = (
+                f"; the cluster started in {e['cluster_start_s']:.1f} s, not counted in the steps"
+                if "cluster_start_s" in e
+                else f"; ru_maxrss {e['ru_maxrss_mib']:,.0f} MiB"
+            )
+            lines.append(
+                f"| {label} | {fmt(total)} | {fmt(cpu)} | **{fmt(e['overall_peak_mib'], 0)} MiB** ({e['overall_peak_mib'] / 1024:.1f} GiB{extra}) |"
+            )
+    lines += [
+        "",
+        f"Memory goal: the whole run within {MEMORY_GOAL_GIB:g} GiB: "
+        + ", ".join(
+            f"{k} {v['overall_peak_mib'] / 1024:.1f} GiB ({'met' if v['overall_peak_mib'] / 1024 <= MEMORY_GOAL_GIB else '**not met**'})"
+            for k, v in engines.items()
+        )
+        + ".",
+        "",
+    ]
     if pandas and dask:
         tm_p, tm_d = pandas["test_metrics"], dask["test_metrics"]
         keys = [k for k in ("roc_auc", "pr_auc", "log_loss", "brier", "ks") if k in tm_p]
@@ -433,7 +558,8 @@ def markdown(res: dict[str, Any]) -> str:
             "## Same results?",
             "",
             f"Test split ({pandas['split']['test']:,} rows), each engine's model: "
-            + "; ".join(f"{k} {tm_p[k]:.5f} (pandas) vs {tm_d[k]:.5f} (dask), Δ {tm_d[k] - tm_p[k]:+.5f}" for k in keys) + ".",
+            + "; ".join(f"{k} {tm_p[k]:.5f} (pandas) vs {tm_d[k]:.5f} (dask), Δ {tm_d[k] - tm_p[k]:+.5f}" for k in keys)
+            + ".",
             "",
             f"- ingest: {pandas['ingest']['rows_valid']:,} / {dask['ingest']['rows_valid']:,} valid rows; fingerprints {'**identical**' if pandas['ingest']['fingerprint'] == dask['ingest']['fingerprint'] else '**different**'} ({pandas['ingest']['fingerprint'][:12]} / {dask['ingest']['fingerprint'][:12]}).",
             f"- split sizes: pandas {pandas['split']}, dask {dask['split']}.",
@@ -452,8 +578,15 @@ def markdown(res: dict[str, Any]) -> str:
         + "), so wall times include waiting for a core and the engines did not run under the same load. CPU seconds (user + system, summed over every process of the engine) do not count the waiting: compare those.",
         "- Both engines have the same 2 cores: the local cluster does not add compute, it shows what partitioning costs and how memory is spread. Most pandas work (validation, the split, quantiles, reading and writing Parquet) runs on one thread; LightGBM uses both cores in the pandas engine and one per worker in the dask engine. The dask engine's point is tables larger than one machine's memory, on a real cluster (`dask_scheduler: tcp://...`).",
         "- The pandas ingest step is the pipeline's whole ingest stage: besides validating and writing the valid and quarantined rows and the fingerprint (what the dask ingest does, with the same fingerprint), it writes a snapshot of the raw table, profiles every column for the report and hashes the raw file. Its ratio overstates the dask advantage.",
-        "- Where the peaks are: " + "; ".join(f"{e}: {max(v['steps'], key=lambda s: s['peak_mib'])['step']}" for e, v in engines.items()) + ". In dask training each worker holds its shard's feature matrix, the concatenated copy lightgbm.dask makes of it, a second copy for the training-set evaluation, and LightGBM's binned datasets; pandas ingest holds the table, its typed copy and the valid rows at once.",
-        "- dask training cannot stop early (lightgbm.dask, see `nbops.engines.dask.train`): it trains every round and keeps the best iteration, so it trains more trees than the pandas engine when early stopping triggers" + (f" (here neither engine stopped before round {rounds})." if all(by[e]["train"]["detail"]["trees_trained"] == rounds for e in by) else "."),
+        "- Where the peaks are: "
+        + "; ".join(f"{e}: {max(v['steps'], key=lambda s: s['peak_mib'])['step']}" for e, v in engines.items())
+        + ". In dask training each worker holds its shard's feature matrix, the concatenated copy lightgbm.dask makes of it, a second copy for the training-set evaluation, and LightGBM's binned datasets; pandas ingest holds the table, its typed copy and the valid rows at once.",
+        "- dask training cannot stop early (lightgbm.dask, see `nbops.engines.dask.train`): it trains every round and keeps the best iteration, so it trains more trees than the pandas engine when early stopping triggers"
+        + (
+            f" (here neither engine stopped before round {rounds})."
+            if all(by[e]["train"]["detail"]["trees_trained"] == rounds for e in by)
+            else "."
+        ),
         "- Peak memory is sampled every 0.1 s, so a spike shorter than that can be missed; RSS sums over-count shared pages of the Dask processes.",
         "",
         f"Measured {res['measured_at']} with `{res['command']}` (Python {res['machine']['python']}, dask {res['machine'].get('dask', '?')}, lightgbm {res['machine'].get('lightgbm', '?')}, pandas {res['machine'].get('pandas', '?')}); "
@@ -488,7 +621,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="local Dask workers (1 thread each)")
     parser.add_argument("--engines", default="pandas,dask")
     parser.add_argument("--out", default=str(RESULTS))
-    parser.add_argument("--keep", metavar="DIR", help="work in DIR and keep the data (default: a temporary folder, removed)")
+    parser.add_argument(
+        "--keep", metavar="DIR", help="work in DIR and keep the data (default: a temporary folder, removed)"
+    )
     parser.add_argument("--setup", metavar="DIR", help=argparse.SUPPRESS)
     parser.add_argument("--engine", nargs=2, metavar=("ENGINE", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -497,13 +632,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.engine:
         engine, folder = args.engine
-        out = run_pandas(Path(folder), args.rounds) if engine == "pandas" else run_dask(Path(folder), args.rounds, args.workers)
+        out = (
+            run_pandas(Path(folder), args.rounds)
+            if engine == "pandas"
+            else run_dask(Path(folder), args.rounds, args.workers)
+        )
         print(json.dumps(out, default=str))
         return 0
 
     t_total = time.perf_counter()
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    with (contextlib.nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory(prefix="bench-scale-")) as tmp:
+    with contextlib.nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         folder = Path(tmp)
         log(f"setup: simulating {args.rows:,} history rows and a {args.rows:,}-row shock batch into {folder}")
         prepared = run_mode("--setup", str(folder), "--rows", str(args.rows))
@@ -511,11 +650,22 @@ def main(argv: list[str] | None = None) -> int:
         results: dict[str, Any] = {}
         for engine in engines:
             log(f"{engine} engine:")
-            results[engine] = run_mode("--engine", engine, str(folder), "--rounds", str(args.rounds), "--workers", str(args.workers))
-        comparison = compare_outputs(results["pandas"]["predictions_file"], results["dask"]["predictions_file"]) if {"pandas", "dask"} <= set(results) else None
+            results[engine] = run_mode(
+                "--engine", engine, str(folder), "--rounds", str(args.rounds), "--workers", str(args.workers)
+            )
+        comparison = (
+            compare_outputs(results["pandas"]["predictions_file"], results["dask"]["predictions_file"])
+            if {"pandas", "dask"} <= set(results)
+            else None
+        )
     default = args.rows == 10_000_000 and args.rounds == 100 and args.workers == 2 and args.engines == "pandas,dask"
     res = {
-        "command": ".venv/bin/python bench/bench_scale.py" + ("" if default else f" --rows {args.rows} --rounds {args.rounds} --workers {args.workers} --engines {args.engines}"),
+        "command": ".venv/bin/python bench/bench_scale.py"
+        + (
+            ""
+            if default
+            else f" --rows {args.rows} --rounds {args.rounds} --workers {args.workers} --engines {args.engines}"
+        ),
         "argv": " ".join(shlex.quote(a) for a in sys.argv),
         "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
         "machine": versions(),

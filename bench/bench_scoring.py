@@ -112,9 +112,7 @@ def build_model_wheel(work: Path, train_rows: int, seed: int) -> tuple[Path, dic
 
     # Train exactly TREES trees: the pipeline's parameter set, no validation set, no early stopping.
     t0 = time.perf_counter()
-    train_params = TrainParams(
-        num_boost_round=TREES, num_leaves=NUM_LEAVES, seed=seed, tracking="disabled"
-    )
+    train_params = TrainParams(num_boost_round=TREES, num_leaves=NUM_LEAVES, seed=seed, tracking="disabled")
     params = booster_params(train_params, schema.task_type)
     x_train = transform.transform(split.train)
     dtrain = lgb.Dataset(
@@ -326,8 +324,7 @@ def bench_batch(m: Any, rows: int, reps: int, seed: int) -> dict[str, Any]:
         "ratio_package_to_raw_throughput": med["raw"] / med["package"],
         "cpu_seconds": cpu,
         "median_cpu_seconds": {k: statistics.median(v) for k, v in cpu.items()},
-        "ratio_package_to_raw_cpu": statistics.median(cpu["raw"])
-        / statistics.median(cpu["package"]),
+        "ratio_package_to_raw_cpu": statistics.median(cpu["raw"]) / statistics.median(cpu["package"]),
         "split_median_seconds": split_med,
         "split_share": {k: v / total_split for k, v in split_med.items()},
         "split_seconds": split,
@@ -442,9 +439,7 @@ async def asgi_call(app: Any, body: bytes, path: str = "/predict") -> tuple[int,
     return state["status"], state["body"]
 
 
-def bench_asgi(
-    m: Any, records: list[dict[str, Any]], expected: list[float], n: int
-) -> dict[str, Any]:
+def bench_asgi(m: Any, records: list[dict[str, Any]], expected: list[float], n: int) -> dict[str, Any]:
     """The /predict request through each ASGI app in process, the apps taking turns in blocks.
 
     REST latency minus this is what the HTTP server, the loopback and the client cost; the
@@ -470,9 +465,7 @@ def bench_asgi(
                 if status == 200 and name == "model":
                     got = json.loads(data)["predictions"][0]
                 if status != 200 or (name == "model" and abs(got - expected[i]) > 1e-12):
-                    out[f"{name}_error"] = (
-                        f"answered {status}: {data[:200].decode(errors='replace')}"
-                    )
+                    out[f"{name}_error"] = f"answered {status}: {data[:200].decode(errors='replace')}"
                     del apps[name]
                     break
         lat: dict[str, list[int]] = {name: [] for name in apps}
@@ -701,9 +694,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def check_scores(
-    port: int, bodies: list[bytes], expected: list[float], n: int = 20
-) -> dict[str, Any]:
+def check_scores(port: int, bodies: list[bytes], expected: list[float], n: int = 20) -> dict[str, Any]:
     """POST the first ``n`` bodies; ok when every answer is 200 with the in-process score."""
     client = Client(port)
     try:
@@ -732,15 +723,11 @@ def check_scores(
 class Server:
     """A server subprocess on 127.0.0.1; started, waited for, terminated."""
 
-    def __init__(
-        self, name: str, cmd: list[str], port: int, env: dict[str, str], log_file: Path
-    ) -> None:
+    def __init__(self, name: str, cmd: list[str], port: int, env: dict[str, str], log_file: Path) -> None:
         self.name, self.cmd, self.port = name, cmd, port
         self.log_file = log_file
         self.fh = log_file.open("wb")
-        self.proc = subprocess.Popen(
-            cmd, env=env, stdout=self.fh, stderr=subprocess.STDOUT, cwd=log_file.parent
-        )
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self.fh, stderr=subprocess.STDOUT, cwd=log_file.parent)
         try:
             self.started_s = self.wait_ready()
         except BaseException:
@@ -867,11 +854,7 @@ def bench_rest(
                 floor_env,
                 work / f"server-{name}.log",
             )
-        log(
-            "rest: servers up ("
-            + ", ".join(f"{k} {s.started_s:.1f} s" for k, s in servers.items())
-            + ")"
-        )
+        log("rest: servers up (" + ", ".join(f"{k} {s.started_s:.1f} s" for k, s in servers.items()) + ")")
         # Warm-up: `warmup` untimed requests per server. Then the servers take turns in blocks
         # (A B C, C B A, ...) so that all of them see the same machine state. Each block runs on
         # one keep-alive connection, opened for the block and primed with a few untimed requests:
@@ -895,9 +878,7 @@ def bench_rest(
                 wall[name] += seconds
         for name, server in servers.items():
             if server.proc.poll() is not None:
-                raise SystemExit(
-                    f"the {name} server exited during the run:\n{server.log_file.read_text()[-3000:]}"
-                )
+                raise SystemExit(f"the {name} server exited during the run:\n{server.log_file.read_text()[-3000:]}")
         out: dict[str, Any] = {
             "requests": n,
             "warmup": warmup,
@@ -906,9 +887,7 @@ def bench_rest(
             "block_priming_requests": BLOCK_PRIMING,
             "client": "http.client, sequential requests, one keep-alive connection per block "
             "(TCP_NODELAY), GC paused in the client while timing",
-            "server_commands": {
-                name: " ".join(shlex.quote(c) for c in s.cmd) for name, s in servers.items()
-            },
+            "server_commands": {name: " ".join(shlex.quote(c) for c in s.cmd) for name, s in servers.items()},
             "model_server_check": shipped,
         }
         for name in servers:
@@ -916,9 +895,7 @@ def bench_rest(
         if "model" in out:
             for floor in ("floor", "asgi_floor"):
                 for q in ("p50", "p99"):
-                    out[f"model_minus_{floor}_{q}_ms"] = (
-                        out["model"][f"{q}_ms"] - out[floor][f"{q}_ms"]
-                    )
+                    out[f"model_minus_{floor}_{q}_ms"] = out["model"][f"{q}_ms"] - out[floor][f"{q}_ms"]
         return out
     finally:
         for s in servers.values():
@@ -952,9 +929,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"| package / raw throughput | {b['ratio_package_to_raw_throughput']:.2f} | | {b['ratio_package_to_raw_cpu']:.2f} (by CPU time) | >= {g['batch_ratio']} ({ok(b['ratio_package_to_raw_throughput'], g['batch_ratio'], True)}) |",
         "",
         "All runs (s): "
-        + "; ".join(
-            f"{k} " + ", ".join(f"{v:.1f}" for v in b["seconds"][k]) for k in ("package", "raw")
-        )
+        + "; ".join(f"{k} " + ", ".join(f"{v:.1f}" for v in b["seconds"][k]) for k in ("package", "raw"))
         + ".",
         "",
         "| package path, part | seconds | share |",
@@ -1041,24 +1016,16 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         f"Measured {r['measured_at']} with `{r['command']}` ({r['total_seconds']:.0f} s). "
         f"1-minute load average at start / before batch / before REST / end: "
-        + " / ".join(
-            f"{la[k][0]:.1f}" for k in ("start", "before_batch", "before_rest", "end") if k in la
-        )
+        + " / ".join(f"{la[k][0]:.1f}" for k in ("start", "before_batch", "before_rest", "end") if k in la)
         + f" on {r['machine']['cpus']} cores (other processes share them).",
     ]
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--rows", type=int, default=1_000_000, help="rows in the batch test (default 1,000,000)"
-    )
-    parser.add_argument(
-        "--requests", type=int, default=5_000, help="timed REST requests per server (default 5,000)"
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows in the batch test (default 1,000,000)")
+    parser.add_argument("--requests", type=int, default=5_000, help="timed REST requests per server (default 5,000)")
     parser.add_argument(
         "--warmup",
         type=int,
@@ -1071,9 +1038,7 @@ def main() -> int:
         default=20_000,
         help="in-process single-record calls per case (default 20,000)",
     )
-    parser.add_argument(
-        "--reps", type=int, default=3, help="batch repetitions per path (default 3)"
-    )
+    parser.add_argument("--reps", type=int, default=3, help="batch repetitions per path (default 3)")
     parser.add_argument(
         "--train-rows",
         type=int,
@@ -1081,14 +1046,9 @@ def main() -> int:
         help="simulated history rows for training (default 100,000)",
     )
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument(
-        "--out", type=Path, default=RESULTS, help="results folder (default bench/results)"
-    )
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
     args = parser.parse_args()
-    if (
-        min(args.rows, args.requests, args.calls, args.reps, args.train_rows) < 1
-        or args.train_rows < 1000
-    ):
+    if min(args.rows, args.requests, args.calls, args.reps, args.train_rows) < 1 or args.train_rows < 1000:
         parser.error("--rows, --requests, --calls, --reps must be >= 1 and --train-rows >= 1000")
     import lightgbm as lgb
 
@@ -1100,9 +1060,7 @@ def main() -> int:
         "goals": GOALS,
         "machine": {
             "cpus": os.cpu_count(),
-            "cpus_usable": len(os.sched_getaffinity(0))
-            if hasattr(os, "sched_getaffinity")
-            else os.cpu_count(),
+            "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
             "cpu_model": _cpu_model(),
             "python": platform.python_version(),
             "platform": platform.platform(),
@@ -1120,9 +1078,7 @@ def main() -> int:
     }
     with tempfile.TemporaryDirectory(prefix="nbops-bench-scoring-") as tmp:
         work = Path(tmp)
-        log(
-            f"setup: simulating {args.train_rows:,} rows, training {TREES} trees, registering, packaging"
-        )
+        log(f"setup: simulating {args.train_rows:,} rows, training {TREES} trees, registering, packaging")
         wheel, setup = build_model_wheel(work, args.train_rows, args.seed)
         m, load_s = load_from_wheel(wheel, setup["package"])
         setup["load_s"] = load_s
@@ -1165,13 +1121,9 @@ def main() -> int:
     md = markdown(result)
     (args.out / "scoring.md").write_text(md)
     print(md)
-    log(
-        f"total {result['total_seconds']:.0f} s; wrote {args.out / 'scoring.json'} and {args.out / 'scoring.md'}"
-    )
+    log(f"total {result['total_seconds']:.0f} s; wrote {args.out / 'scoring.json'} and {args.out / 'scoring.md'}")
     if not result["rest"]["model_server_check"]["ok"]:
-        log(
-            f"FAILED: the model server does not score ({result['rest']['model_server_check']['detail'][:200]})"
-        )
+        log(f"FAILED: the model server does not score ({result['rest']['model_server_check']['detail'][:200]})")
         return 1
     return 0
 

@@ -46,7 +46,9 @@ def main(project: Path, env_file: str, until: str | None = None) -> None:
     while pending:  # topological order from the declared upstream
         task = next(t for t in pending if set(t.upstream) <= done)
         params = STAGES[task.name](**{k: v for k, v in task.params.items()})
-        stage = Stage(task.name, params, products[task.name], {u: products[u] for u in task.upstream}, project, interactive=False)
+        stage = Stage(
+            task.name, params, products[task.name], {u: products[u] for u in task.upstream}, project, interactive=False
+        )
         RUNNERS[task.name](stage)
         done.add(task.name)
         pending.remove(task)

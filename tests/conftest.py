@@ -33,7 +33,9 @@ def project(tmp_path: Path) -> Path:
     return copy_project(tmp_path / "project")
 
 
-def nbops(project: Path, *args: str, env: dict[str, str] | None = None, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+def nbops(
+    project: Path, *args: str, env: dict[str, str] | None = None, timeout: int = 900
+) -> subprocess.CompletedProcess[str]:
     """Run ``nbops --project PROJECT ARGS`` as a user would, capturing its output."""
     full_env = {**os.environ, "PLOOMBER_STATS_ENABLED": "false", **(env or {})}
     full_env.pop("NBOPS_PROJECT", None)
@@ -85,14 +87,32 @@ def scoring_venv(packaged_project: Path, tmp_path_factory: pytest.TempPathFactor
     manifest = json.loads((packaged_project / "build/test/dist/package.json").read_text())
     venv = tmp_path_factory.mktemp("scoring-venv") / "venv"
     uv = Path(sys.executable).parent / "uv"
-    subprocess.run([str(uv), "venv", "--python", sys.executable, "--seed", str(venv)], check=True, capture_output=True, text=True)
+    subprocess.run(
+        [str(uv), "venv", "--python", sys.executable, "--seed", str(venv)], check=True, capture_output=True, text=True
+    )
     python = venv / "bin" / "python"
     proc = subprocess.run(
-        [str(uv), "pip", "install", "--python", str(python), "-c", str(REPO / "requirements.lock"), f"{manifest['wheel']}[serve]"],
-        capture_output=True, text=True,
+        [
+            str(uv),
+            "pip",
+            "install",
+            "--python",
+            str(python),
+            "-c",
+            str(REPO / "requirements.lock"),
+            f"{manifest['wheel']}[serve]",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return {"python": python, "package": manifest["package"], "wheel": Path(manifest["wheel"]), "model_version": manifest["model_version"], "project": packaged_project}
+    return {
+        "python": python,
+        "package": manifest["package"],
+        "wheel": Path(manifest["wheel"]),
+        "model_version": manifest["model_version"],
+        "project": packaged_project,
+    }
 
 
 def stop_process(proc: subprocess.Popen) -> None:
@@ -112,6 +132,17 @@ def train_tiny_booster(df, numeric: list[str], categorical: list[str], target: s
     from nbops.runtime.transform import FeatureTransform
 
     transform = FeatureTransform.fit(df, numeric, categorical)
-    params = {"objective": "binary", "num_leaves": 4, "min_data_in_leaf": 10, "num_threads": 1, "verbose": -1, "seed": seed}
-    booster = lgb.train(params, lgb.Dataset(transform.transform(df), df[target], categorical_feature=transform.categorical_indices), num_boost_round=rounds)
+    params = {
+        "objective": "binary",
+        "num_leaves": 4,
+        "min_data_in_leaf": 10,
+        "num_threads": 1,
+        "verbose": -1,
+        "seed": seed,
+    }
+    booster = lgb.train(
+        params,
+        lgb.Dataset(transform.transform(df), df[target], categorical_feature=transform.categorical_indices),
+        num_boost_round=rounds,
+    )
     return booster, transform

@@ -32,7 +32,9 @@ def main() -> int:
         for source in sorted((REPO / "notebooks").glob("*.ipynb")):
             copy = project / "notebooks" / source.name
             nb = nbformat.read(copy, as_version=4)
-            NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(copy.parent)}}).execute()
+            NotebookClient(
+                nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(copy.parent)}}
+            ).execute()
             original = json.loads(source.read_text())
             for cell, ran in zip(original["cells"], nb.cells, strict=True):
                 if cell["cell_type"] == "code" and CHECK_TAG in cell.get("metadata", {}).get("tags", []):

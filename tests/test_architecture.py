@@ -13,7 +13,9 @@ def test_the_import_contracts_hold() -> None:
     """pyproject.toml's [tool.importlinter] layers: cli > pipeline > dashboards/report > engines >
     deploy > monitoring/registry > modeling > features > data > tracking > config > progress > errors
     > runtime; the runtime and the library never import Ploomber."""
-    proc = subprocess.run([str(Path(sys.executable).parent / "lint-imports"), "--no-cache"], cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "lint-imports"), "--no-cache"], cwd=REPO, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "0 broken" in proc.stdout
 
@@ -37,5 +39,7 @@ def test_every_layer_is_a_folder_of_the_package() -> None:
     package = REPO / "src" / "nbops"
     for name in names:
         assert (package / name).is_dir() or (package / f"{name}.py").is_file(), name
-    on_disk = {p.name for p in package.iterdir() if p.is_dir() and (p / "__init__.py").exists()} | {p.stem for p in package.glob("*.py") if p.stem not in ("__init__", "__main__")}
+    on_disk = {p.name for p in package.iterdir() if p.is_dir() and (p / "__init__.py").exists()} | {
+        p.stem for p in package.glob("*.py") if p.stem not in ("__init__", "__main__")
+    }
     assert on_disk == set(names), f"not in a layer: {sorted(on_disk - set(names))}"

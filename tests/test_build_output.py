@@ -21,14 +21,28 @@ from tests.conftest import copy_project, nbops, output_of
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 QUIET = ("--set", "tracking=disabled")
 
 
 def _table(path: Path, rows: int = 400, single_class: bool = False, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=rows)
-    df = pd.DataFrame({"tenure": rng.integers(1, 60, rows), "spend": np.round(50 + 10 * x, 2), "plan": rng.choice(["basic", "plus", "pro"], rows)})
+    df = pd.DataFrame(
+        {
+            "tenure": rng.integers(1, 60, rows),
+            "spend": np.round(50 + 10 * x, 2),
+            "plan": rng.choice(["basic", "plus", "pro"], rows),
+        }
+    )
     df["churned"] = 1 if single_class else (x + rng.normal(scale=0.8, size=rows) > 0.8).astype(int)
     df.to_csv(path, index=False)
     return path
@@ -41,7 +55,9 @@ def _last_lines(text: str, n: int) -> list[str]:
 def test_a_failing_stage_ends_the_build_with_its_own_message_and_keeps_the_traceback_in_a_log(tmp_path: Path) -> None:
     project = copy_project(tmp_path / "project")
     data = _table(project / "one_class.csv", single_class=True)
-    proc = nbops(project, "build", "--env", "env.test.yaml", *QUIET, "--set", f"data={data.name}", "--set", "target=churned")
+    proc = nbops(
+        project, "build", "--env", "env.test.yaml", *QUIET, "--set", f"data={data.name}", "--set", "target=churned"
+    )
     assert proc.returncode != 0
     text = output_of(proc)
     assert "Traceback" not in text and "ploomber.io" not in text and "np.int64" not in text
@@ -53,7 +69,10 @@ def test_a_failing_stage_ends_the_build_with_its_own_message_and_keeps_the_trace
     assert named, proc.stderr[-2000:]
     log = project / named.group(1)
     assert "Traceback" in log.read_text() and "the target has a single class" in log.read_text()
-    assert "The build failed in task 'ingest' (notebooks/01_ingest.ipynb): the products of the tasks that succeeded are kept" in proc.stderr
+    assert (
+        "The build failed in task 'ingest' (notebooks/01_ingest.ipynb): the products of the tasks that succeeded are kept"
+        in proc.stderr
+    )
     record = json.loads((project / "build/test/reports/builds.jsonl").read_text().splitlines()[-1])
     assert record["failure"]["task"] == "ingest" and record["failure"]["nbops"] is True
 
@@ -63,7 +82,26 @@ def test_progress_is_live_on_a_terminal_and_absent_from_the_reports(tmp_path: Pa
     env = {**os.environ, "PLOOMBER_STATS_ENABLED": "false", "TERM": "xterm"}
     env.pop("NBOPS_PROJECT", None)
     leader, follower = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "nbops", "--project", str(project), "build", "--env", "env.test.yaml", *QUIET, "--until", "train"], cwd=project, env=env, stdout=follower, stderr=follower, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "nbops",
+            "--project",
+            str(project),
+            "build",
+            "--env",
+            "env.test.yaml",
+            *QUIET,
+            "--until",
+            "train",
+        ],
+        cwd=project,
+        env=env,
+        stdout=follower,
+        stderr=follower,
+        stdin=subprocess.DEVNULL,
+    )
     os.close(follower)
     chunks = []
     while True:
@@ -84,7 +122,9 @@ def test_progress_is_live_on_a_terminal_and_absent_from_the_reports(tmp_path: Pa
     for name in ("01_ingest", "02_features", "03_train"):
         for suffix in (".ipynb", ".html"):
             body = (reports / f"{name}{suffix}").read_text()
-            assert "boosting" not in body and "it/s]" not in body and "tree/s" not in body, f"{name}{suffix} carries a progress bar"
+            assert "boosting" not in body and "it/s]" not in body and "tree/s" not in body, (
+                f"{name}{suffix} carries a progress bar"
+            )
 
 
 def test_summary_says_when_the_schema_was_inferred_and_when_production_got_worse(tmp_path: Path) -> None:
@@ -95,7 +135,17 @@ def test_summary_says_when_the_schema_was_inferred_and_when_production_got_worse
     assert first.returncode == 0, output_of(first)[-4000:]
     assert "Schema inferred from the data on first use: schemas/churn.schema.yaml" in first.stdout
     # A much weaker model, let through by a wide tolerance: promoted, and the summary says it is worse.
-    second = nbops(project, "build", *common, "--set", "num_boost_round=1", "--set", "num_leaves=2", "--set", "promotion_tolerance=0.9")
+    second = nbops(
+        project,
+        "build",
+        *common,
+        "--set",
+        "num_boost_round=1",
+        "--set",
+        "num_leaves=2",
+        "--set",
+        "promotion_tolerance=0.9",
+    )
     assert second.returncode == 0, output_of(second)[-4000:]
     assert "Schema inferred" not in second.stdout  # ingest did not run again
     note = next(line for line in second.stdout.splitlines() if "Note:" in line)
@@ -139,7 +189,10 @@ def test_the_pipeline_picture_opens_offline_and_agrees_with_nbops_why(tmp_path: 
         page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file:") else r.abort())
         page.goto((out / "pipeline.html").as_uri())
         tasks = page.locator("g.nbops-task")
-        drawn = {tasks.nth(i).get_attribute("data-task"): tasks.nth(i).get_attribute("data-state") for i in range(tasks.count())}
+        drawn = {
+            tasks.nth(i).get_attribute("data-task"): tasks.nth(i).get_attribute("data-state")
+            for i in range(tasks.count())
+        }
         box = page.locator("svg.nbops-dag").bounding_box()
         page.screenshot(path=str(tmp_path / "pipeline.png"), full_page=True)
         browser.close()
@@ -147,5 +200,7 @@ def test_the_pipeline_picture_opens_offline_and_agrees_with_nbops_why(tmp_path: 
     assert box is not None and box["width"] > 300 and box["height"] > 300
     assert {t: ("up to date" if s == "up to date" else "will run") for t, s in drawn.items()} == expected
     svg = (out / "pipeline.svg").read_text()
-    assert str(project) not in svg and str(project) not in (out / "pipeline.html").read_text()  # paths relative to the root
+    assert (
+        str(project) not in svg and str(project) not in (out / "pipeline.html").read_text()
+    )  # paths relative to the root
     assert "parameter &#x27;learning_rate&#x27; changed: 0.05 -&gt; 0.1" in svg  # the reason, escaped, in the tooltip

@@ -17,7 +17,16 @@ from tests.conftest import nbops, output_of
 def test_the_repository_pipeline_passes(project: Path) -> None:
     for env_file in ("env.yaml", "env.test.yaml"):
         checked = check_project(project, env_file)
-        assert [t.name for t in checked.tasks] == ["ingest", "features", "train", "evaluate", "register", "package", "batch_score", "monitor"]
+        assert [t.name for t in checked.tasks] == [
+            "ingest",
+            "features",
+            "train",
+            "evaluate",
+            "register",
+            "package",
+            "batch_score",
+            "monitor",
+        ]
 
 
 def test_misspelt_parameter_in_pipeline_yaml_names_task_and_suggests(project: Path) -> None:
@@ -38,7 +47,12 @@ def test_unknown_env_key_is_an_error(project: Path) -> None:
 
 @pytest.mark.parametrize(
     ("key", "value", "expected"),
-    [("rows", "many", "an integer"), ("learning_rate", "-1", "> 0"), ("executor", "dask", "one of 'papermill', 'ploomber-engine'"), ("id_columns", "7", "a list of strings")],
+    [
+        ("rows", "many", "an integer"),
+        ("learning_rate", "-1", "> 0"),
+        ("executor", "dask", "one of 'papermill', 'ploomber-engine'"),
+        ("id_columns", "7", "a list of strings"),
+    ],
 )
 def test_wrong_type_names_the_key_and_what_was_expected(project: Path, key: str, value: str, expected: str) -> None:
     proc = nbops(project, "check", "--set", f"{key}={value}")
@@ -88,7 +102,17 @@ def test_an_unreachable_dask_scheduler_fails_the_check_before_anything_runs(proj
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = nbops(project, "build", "--env", "env.test.yaml", "--set", "engine=dask", "--set", f"dask_scheduler=tcp://127.0.0.1:{port}", timeout=60)
+    proc = nbops(
+        project,
+        "build",
+        "--env",
+        "env.test.yaml",
+        "--set",
+        "engine=dask",
+        "--set",
+        f"dask_scheduler=tcp://127.0.0.1:{port}",
+        timeout=60,
+    )
     assert proc.returncode == 2, output_of(proc)
     assert f"cannot use the Dask scheduler at tcp://127.0.0.1:{port}" in proc.stderr
     assert "connection refused" in proc.stderr and "dask_scheduler: local" in proc.stderr

@@ -47,11 +47,14 @@ def test_lock_respects_the_measured_pins() -> None:
     ("make_vars", "expected"),
     [
         (["ENGINE=dask", "ENV_FILE=env.test.yaml"], ["build", "--env", "env.test.yaml", "--set", "engine=dask"]),
-        (["DATA=my.csv", "TARGET=churned"], ["build", "--env", "env.yaml", "--set", "data=my.csv", "--set", "target=churned"]),
+        (
+            ["DATA=my.csv", "TARGET=churned"],
+            ["build", "--env", "env.yaml", "--set", "data=my.csv", "--set", "target=churned"],
+        ),
     ],
 )
 def test_make_run_passes_its_variables_to_nbops_build(make_vars: list[str], expected: list[str]) -> None:
     """`make run ENGINE=dask` is `nbops build --set engine=dask`, which tests/scale builds end to end."""
     out = subprocess.run(["make", "-n", "run", *make_vars], cwd=REPO, capture_output=True, text=True, check=True).stdout
     command = next(line for line in out.splitlines() if "nbops build" in line).split()
-    assert command[command.index("build"):] == expected
+    assert command[command.index("build") :] == expected

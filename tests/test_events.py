@@ -14,7 +14,9 @@ from nbops.errors import ConfigError, closest_names, missing_column_found, shown
 from nbops.pipeline.build import build_failure, gate_note
 
 
-def test_progress_inside_a_build_writes_throttled_events_and_nothing_to_stderr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_progress_inside_a_build_writes_throttled_events_and_nothing_to_stderr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     channel = tmp_path / "events.jsonl"
     monkeypatch.setenv(events.EVENTS_ENV, str(channel))
     events.set_task("train")
@@ -31,7 +33,9 @@ def test_progress_inside_a_build_writes_throttled_events_and_nothing_to_stderr(t
     assert all(e["task"] == "train" for e in got)
 
 
-def test_progress_outside_a_build_is_a_plain_tqdm_bar(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_progress_outside_a_build_is_a_plain_tqdm_bar(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv(events.EVENTS_ENV, raising=False)
     with events.Progress(3, "rows", unit="row") as bar:
         bar.update(3)
@@ -49,7 +53,9 @@ def test_read_events_keeps_a_half_written_line_for_the_next_read(tmp_path: Path)
     assert more == [{"event": "progress", "task": "a", "n": 1}]
 
 
-def test_the_failure_of_a_stage_is_its_own_report_when_it_sent_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_failure_of_a_stage_is_its_own_report_when_it_sent_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     channel = tmp_path / "e.jsonl"
     monkeypatch.setenv(events.EVENTS_ENV, str(channel))
     events.set_task("ingest")
@@ -66,7 +72,12 @@ def test_without_a_report_the_last_real_exception_in_the_log_is_named(tmp_path: 
         "ploomber.exceptions.TaskBuildError: Error building task 'features'\nNeed help? https://ploomber.io/community\n"
     )
     failure = build_failure(tmp_path / "no-events.jsonl", log)
-    assert (failure["task"], failure["error"], failure["message"], failure["nbops"]) == ("features", "KeyError", "'month'", False)
+    assert (failure["task"], failure["error"], failure["message"], failure["nbops"]) == (
+        "features",
+        "KeyError",
+        "'month'",
+        False,
+    )
 
 
 def test_terminal_display_redraws_one_line_per_task_on_a_tty() -> None:
@@ -112,12 +123,26 @@ def test_a_column_differing_in_case_is_suggested_and_never_cut_from_the_list() -
 
 
 def test_gate_note_says_when_production_got_worse_within_the_tolerance() -> None:
-    gate = {"promote": True, "metric": "roc_auc", "candidate": 0.7612, "production": 0.7650, "production_version": "v0001", "tolerance": 0.005}
+    gate = {
+        "promote": True,
+        "metric": "roc_auc",
+        "candidate": 0.7612,
+        "production": 0.7650,
+        "production_version": "v0001",
+        "tolerance": 0.005,
+    }
     note = gate_note(gate, {"version": "v0002", "aliases": {"production": "v0002"}})
     assert note is not None and "worse than v0001" in note and "-0.0038" in note and "rollback" in note
     better = {**gate, "candidate": 0.78}
     assert gate_note(better, {"version": "v0002", "aliases": {"production": "v0002"}}) is None
     kept = {**gate, "promote": False, "candidate": 0.70}
     assert "stays a candidate" in (gate_note(kept, {"version": "v0002", "aliases": {"production": "v0001"}}) or "")
-    rmse = {"promote": True, "metric": "rmse", "candidate": 10.2, "production": 10.0, "production_version": "v0003", "tolerance": 0.5}
+    rmse = {
+        "promote": True,
+        "metric": "rmse",
+        "candidate": 10.2,
+        "production": 10.0,
+        "production_version": "v0003",
+        "tolerance": 0.5,
+    }
     assert "(-0.2000)" in (gate_note(rmse, {"version": "v0004", "aliases": {"production": "v0004"}}) or "")

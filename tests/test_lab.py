@@ -33,9 +33,24 @@ pytestmark = pytest.mark.slow
 TOKEN = "nbops-lab-test-token"
 AUTH = {"Authorization": f"token {TOKEN}"}
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 # Variables a pipeline build or a test runner may leave in the environment; a user's lab has none.
-NOT_IN_A_LAB = ("NBOPS_PROJECT", "NBOPS_BUILD_ID", "NBOPS_RUN_IDENTITIES", "NBOPS_TRACKING", "WANDB_MODE", "PLOOMBER_ENV_FILENAME")
+NOT_IN_A_LAB = (
+    "NBOPS_PROJECT",
+    "NBOPS_BUILD_ID",
+    "NBOPS_RUN_IDENTITIES",
+    "NBOPS_TRACKING",
+    "WANDB_MODE",
+    "PLOOMBER_ENV_FILENAME",
+)
 # The plugins of the ploomber-extension labextension (its bundle in .venv/share/jupyter/labextensions):
 # "sharing" adds the Share Notebook button, "ploomber-extension:settings" its setting.
 PLOOMBER_LAB_PLUGINS = ("sharing", "ploomber-extension:settings")
@@ -61,7 +76,12 @@ def _lab_env(tmp: Path) -> dict[str, str]:
 
 def lab_command(*args: str) -> tuple[list[str], dict[str, str]]:
     """The command line `make lab ARGS=...` runs (read from `make -n`), and the variables it sets."""
-    dry = subprocess.run(["make", "-s", "-n", "-C", str(REPO), "lab", f"ARGS={shlex.join(args)}"], capture_output=True, text=True, check=True)
+    dry = subprocess.run(
+        ["make", "-s", "-n", "-C", str(REPO), "lab", f"ARGS={shlex.join(args)}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     line = next((line for line in dry.stdout.splitlines() if "jupyter lab" in line), None)
     assert line is not None, f"`make -n lab` runs no `jupyter lab`:\n{dry.stdout}"
     words = shlex.split(line)
@@ -94,7 +114,9 @@ def jupyterlab(root: Path, tmp: Path) -> Iterator[str]:
                     break
             except httpx.TransportError:
                 pass
-            assert time.monotonic() < deadline, f"JupyterLab did not answer on {base} within 120 s:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, (
+                f"JupyterLab did not answer on {base} within 120 s:\n{log.read_text()[-3000:]}"
+            )
             time.sleep(0.5)
         yield base
     finally:
@@ -125,7 +147,12 @@ def snapshot(project: Path, exclude: Path, *more: Path) -> dict[str, str]:
 
 def save_notebook(base: str, path: str, nb: dict) -> None:
     """What the browser sends on Ctrl-S: PUT /api/contents/<path> with the notebook."""
-    response = httpx.put(f"{base}/api/contents/{path}", json={"type": "notebook", "format": "json", "content": nb}, headers=AUTH, timeout=120)
+    response = httpx.put(
+        f"{base}/api/contents/{path}",
+        json={"type": "notebook", "format": "json", "content": nb},
+        headers=AUTH,
+        timeout=120,
+    )
     assert response.status_code == 200, f"PUT /api/contents/{path}: {response.status_code} {response.text[:500]}"
 
 
@@ -149,7 +176,9 @@ def test_jupyterlab_contents_api_opens_a_stage_notebook_with_injected_parameters
     assert 'data = "simulate"' in injected and "product = {" in injected
 
 
-def test_stage_notebooks_run_from_the_lab_leave_every_pipeline_product_byte_identical(built_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stage_notebooks_run_from_the_lab_leave_every_pipeline_product_byte_identical(
+    built_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import nbformat
     from nbclient import NotebookClient
 
@@ -166,24 +195,42 @@ def test_stage_notebooks_run_from_the_lab_leave_every_pipeline_product_byte_iden
         for stage in ("03_train", "04_evaluate", "05_register"):
             nb = nbformat.from_dict(fetch_notebook(base, f"notebooks/{stage}.ipynb"))
             assert str(project / "build/test") in injected_source(nb), "the injected paths are not the pipeline's"
-            NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(project / "notebooks")}}).execute()
+            NotebookClient(
+                nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(project / "notebooks")}}
+            ).execute()
             outputs[stage] = json.dumps([o for c in nb.cells if c.cell_type == "code" for o in c.outputs])
             save_notebook(base, f"notebooks/{stage}.ipynb", json.loads(nbformat.writes(nb)))
     after = snapshot(project, interactive, sources)
     changed = sorted(k for k in before.keys() & after.keys() if before[k] != after[k])
     added, removed = sorted(after.keys() - before.keys()), sorted(before.keys() - after.keys())
     touched = {"changed": changed, "added": added, "removed": removed}
-    assert not any(touched.values()), "running stage notebooks in the lab touched files outside build/interactive: " + "; ".join(
-        f"{what} {len(paths)}: {', '.join(paths[:8])}{' ...' if len(paths) > 8 else ''}" for what, paths in touched.items() if paths
+    assert not any(touched.values()), (
+        "running stage notebooks in the lab touched files outside build/interactive: "
+        + "; ".join(
+            f"{what} {len(paths)}: {', '.join(paths[:8])}{' ...' if len(paths) > 8 else ''}"
+            for what, paths in touched.items()
+            if paths
+        )
     )
     # ...and wrote its own products under the interactive root
-    for product in ("models/model.txt", "reports/figures/learning_curve.png", "reports/metrics.json", "reports/promotion_gate.json", "models/registration.json", "reports/model_card/card.html"):
+    for product in (
+        "models/model.txt",
+        "reports/figures/learning_curve.png",
+        "reports/metrics.json",
+        "reports/promotion_gate.json",
+        "models/registration.json",
+        "reports/model_card/card.html",
+    ):
         assert (interactive / product).is_file(), f"no {interactive / product}"
-    assert list(interactive.glob("registry/*/versions/v0001/model.txt")), "register did not write the interactive registry"
+    assert list(interactive.glob("registry/*/versions/v0001/model.txt")), (
+        "register did not write the interactive registry"
+    )
     assert json.loads((interactive / "models/registration.json").read_text())["registry"].startswith(str(interactive))
     assert not list(project.rglob("offline-run-*")), "a W&B run was added though nobody asked for one"
     for stage, shown in outputs.items():  # each notebook says so
-        assert "interactive run" in shown and "build/interactive" in shown and "build/test" in shown, f"{stage}: no interactive notice"
+        assert "interactive run" in shown and "build/interactive" in shown and "build/test" in shown, (
+            f"{stage}: no interactive notice"
+        )
 
 
 def _page_config(html: str) -> dict:
@@ -199,22 +246,35 @@ def _plugin_disabled(plugin: str, disabled: list[str]) -> bool:
 
 
 def test_the_lab_page_config_disables_share_notebook_and_its_upload_api(tmp_path: Path) -> None:
-    bundle = "".join(p.read_text(errors="replace") for p in (Path(sys.prefix) / "share/jupyter/labextensions/ploomber-extension/static").glob("*.js"))
+    bundle = "".join(
+        p.read_text(errors="replace")
+        for p in (Path(sys.prefix) / "share/jupyter/labextensions/ploomber-extension/static").glob("*.js")
+    )
     for plugin in PLOOMBER_LAB_PLUGINS:  # so that a renamed plugin fails here rather than passing unseen
-        assert f'"{plugin}"' in bundle, f"ploomber-extension no longer has a plugin '{plugin}'; update PLOOMBER_LAB_PLUGINS and .jupyter/labconfig/page_config.json"
+        assert f'"{plugin}"' in bundle, (
+            f"ploomber-extension no longer has a plugin '{plugin}'; update PLOOMBER_LAB_PLUGINS and .jupyter/labconfig/page_config.json"
+        )
     with jupyterlab(REPO, tmp_path) as base:
         page = httpx.get(f"{base}/lab", params={"token": TOKEN}, timeout=30)
         upload = httpx.get(f"{base}/ploomber/apikey", headers=AUTH, timeout=30)
     assert page.status_code == 200
     config = _page_config(page.text)
     disabled = list(config["disabledExtensions"])
-    assert "ploomber-extension" in [e["name"] for e in config["federated_extensions"]], "the test needs the extension installed"
+    assert "ploomber-extension" in [e["name"] for e in config["federated_extensions"]], (
+        "the test needs the extension installed"
+    )
     for plugin in PLOOMBER_LAB_PLUGINS:
-        assert _plugin_disabled(plugin, disabled), f"plugin '{plugin}' is enabled in the lab's page config (disabled: {disabled}); disable it in .jupyter/labconfig/page_config.json"
-    assert upload.status_code == 404, f"/ploomber/apikey answers {upload.status_code}: ploomber_extension's server side (Ploomber Cloud upload) is loaded"
+        assert _plugin_disabled(plugin, disabled), (
+            f"plugin '{plugin}' is enabled in the lab's page config (disabled: {disabled}); disable it in .jupyter/labconfig/page_config.json"
+        )
+    assert upload.status_code == 404, (
+        f"/ploomber/apikey answers {upload.status_code}: ploomber_extension's server side (Ploomber Cloud upload) is loaded"
+    )
 
 
-def test_a_stage_notebook_in_chromium_has_its_parameters_injected_no_share_button_and_runs_interactively(built_project: Path, tmp_path: Path) -> None:
+def test_a_stage_notebook_in_chromium_has_its_parameters_injected_no_share_button_and_runs_interactively(
+    built_project: Path, tmp_path: Path
+) -> None:
     from playwright.sync_api import sync_playwright
 
     pipeline_model = built_project / "build/test/models/model.txt"
@@ -250,15 +310,21 @@ def test_a_stage_notebook_in_chromium_has_its_parameters_injected_no_share_butto
     assert share == 0, f"the Share Notebook button is in the notebook toolbar (screenshot: {shots})"
     assert injected, "the injected cell does not show the pipeline's model path"
     assert "build/interactive" in shown and "W&B disabled" in shown, shown
-    assert hashlib.sha256(pipeline_model.read_bytes()).hexdigest() == before, f"Run All in the lab rewrote {pipeline_model}"
+    assert hashlib.sha256(pipeline_model.read_bytes()).hexdigest() == before, (
+        f"Run All in the lab rewrote {pipeline_model}"
+    )
     assert (built_project / "build/interactive/models/model.txt").is_file()
 
 
 def test_make_lab_prints_the_url_and_nothing_that_is_not_the_users_business(tmp_path: Path) -> None:
     port = _free_port()
     proc = subprocess.Popen(
-        ["make", "-C", str(REPO), "lab", f"ARGS=--port={port}"], env=_lab_env(tmp_path),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        ["make", "-C", str(REPO), "lab", f"ARGS=--port={port}"],
+        env=_lab_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
@@ -267,13 +333,20 @@ def test_make_lab_prints_the_url_and_nothing_that_is_not_the_users_business(tmp_
     try:
         deadline = time.monotonic() + 180
         while url is None and time.monotonic() < deadline and proc.poll() is None:
-            found = [m.group(0) for line in list(lines) if (m := re.search(r"http://127\.0\.0\.1:\d+/lab\?token=\w+", line))]
+            found = [
+                m.group(0) for line in list(lines) if (m := re.search(r"http://127\.0\.0\.1:\d+/lab\?token=\w+", line))
+            ]
             url = found[0] if found else None
             time.sleep(0.3)
         assert url, "`make lab` printed no URL with a token:\n" + "".join(lines)
         page = httpx.get(url, timeout=30)
         token = url.split("token=")[1]
-        opened = httpx.get(f"http://127.0.0.1:{port}/api/contents/notebooks/03_train.ipynb", params={"content": 1}, headers={"Authorization": f"token {token}"}, timeout=120)
+        opened = httpx.get(
+            f"http://127.0.0.1:{port}/api/contents/notebooks/03_train.ipynb",
+            params={"content": 1},
+            headers={"Authorization": f"token {token}"},
+            timeout=120,
+        )
         time.sleep(2)  # anything logged late (language servers, extensions) is printed by now
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # make and the JupyterLab it started (their own session)
@@ -282,13 +355,25 @@ def test_make_lab_prints_the_url_and_nothing_that_is_not_the_users_business(tmp_
     output = "".join(lines)
     assert page.status_code == 200 and "jupyter-config-data" in page.text, f"{url} answered {page.status_code}"
     assert opened.status_code == 200 and "product = {" in json.dumps(opened.json()["content"])
-    noise = [line for line in lines if re.search(r"nbclassic|Notebook 7|Warning\b|warn\(|deprecated|extension was successfully|^\[[IW] |DAG render", line, re.I)]
+    noise = [
+        line
+        for line in lines
+        if re.search(
+            r"nbclassic|Notebook 7|Warning\b|warn\(|deprecated|extension was successfully|^\[[IW] |DAG render",
+            line,
+            re.I,
+        )
+    ]
     assert not noise, "`make lab` printed:\n" + "".join(noise) + "\nin:\n" + output
     assert str(port) in url, output
 
 
 def _git(repo: Path, *args: str) -> str:
-    proc = subprocess.run(["git", "-C", str(repo), "-c", "user.name=nbops test", "-c", "user.email=test@example.org", *args], capture_output=True, text=True)
+    proc = subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=nbops test", "-c", "user.email=test@example.org", *args],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, f"git {' '.join(args)} failed in {repo}:\n{proc.stderr}"
     return proc.stdout
 
@@ -327,9 +412,17 @@ def test_notebook_outputs_saved_by_jupyterlab_never_show_in_git_diff(tmp_path: P
             continue
         cell.outputs = [
             nbformat.v4.new_output("stream", name="stdout", text="OUTPUT-FROM-A-LAB-RUN 0.8253\n"),
-            nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==", "text/plain": "<Figure size 640x480>"}),
+            nbformat.v4.new_output(
+                "display_data",
+                data={
+                    "image/png": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==",
+                    "text/plain": "<Figure size 640x480>",
+                },
+            ),
         ]
-    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {"abc": {"model_name": "FloatProgressModel"}}}}
+    nb.metadata["widgets"] = {
+        "application/vnd.jupyter.widget-state+json": {"state": {"abc": {"model_name": "FloatProgressModel"}}}
+    }
     nbformat.write(nb, path)
     assert "OUTPUT-FROM-A-LAB-RUN" in path.read_text()
 
@@ -338,12 +431,16 @@ def test_notebook_outputs_saved_by_jupyterlab_never_show_in_git_diff(tmp_path: P
     for needle in ("OUTPUT-FROM-A-LAB-RUN", "image/png", "iopub", "widget-state", "output_type"):
         assert needle not in diff, f"`git diff` shows notebook outputs ({needle}):\n{diff[:3000]}"
     # --keep-count, as the pre-commit hook (nbval compares only cells with a count): counts may show
-    assert all('"execution_count"' in line for line in changed), "`git diff` shows more than execution counts:\n" + "\n".join(changed)
+    assert all('"execution_count"' in line for line in changed), (
+        "`git diff` shows more than execution counts:\n" + "\n".join(changed)
+    )
     _git(clone, "add", "notebooks/03_train.ipynb")
     staged = nbformat.reads(_git(clone, "show", ":notebooks/03_train.ipynb"), as_version=4)
     code = [c for c in staged.cells if c.cell_type == "code"]
     assert all(c.outputs == [] for c in code if not c.metadata.get("keep_output")), "outputs reached the index"
-    assert [json.dumps(c.outputs) for c in code if c.metadata.get("keep_output")] == kept, "the outputs nbval checks were lost"
+    assert [json.dumps(c.outputs) for c in code if c.metadata.get("keep_output")] == kept, (
+        "the outputs nbval checks were lost"
+    )
     assert "OUTPUT-FROM-A-LAB-RUN" in path.read_text(), "the filter changed the file in the work tree"
 
     # a change to the source still shows

@@ -27,7 +27,9 @@ def test_every_stage_notebook_has_a_checked_deterministic_output() -> None:
         cells = json.loads(path.read_text())["cells"]
         checked = [c for c in cells if "nbval-check-output" in _tags(c)]
         assert checked, f"{path.name} has no cell checked by nbval (tag a deterministic cell nbval-check-output)"
-        assert all(c["outputs"] and c["metadata"].get("keep_output") for c in checked), f"{path.name}: checked cell without a committed output (run `make notebook-outputs`)"
+        assert all(c["outputs"] and c["metadata"].get("keep_output") for c in checked), (
+            f"{path.name}: checked cell without a committed output (run `make notebook-outputs`)"
+        )
         others = [c for c in cells if c["cell_type"] == "code" and c not in checked]
         assert not any(c["outputs"] for c in others), f"{path.name}: outputs committed outside checked cells"
 
@@ -39,9 +41,13 @@ def test_test_markers_are_cell_tags_never_source_comments() -> None:
         cells = json.loads(path.read_text())["cells"]
         for number, cell in enumerate(cells):
             source = "".join(cell["source"])
-            assert "NBVAL" not in source.upper().replace("-", "_"), f"{path.name} cell {number}: an nbval marker in the source; use the tag (nbval-check-output, nbval-ignore-output, nbval-skip)"
+            assert "NBVAL" not in source.upper().replace("-", "_"), (
+                f"{path.name} cell {number}: an nbval marker in the source; use the tag (nbval-check-output, nbval-ignore-output, nbval-skip)"
+            )
             if "report-hide" in _tags(cell):
-                assert "nbval-check-output" in _tags(cell), f"{path.name} cell {number}: hidden from the report but not checked by nbval"
+                assert "nbval-check-output" in _tags(cell), (
+                    f"{path.name} cell {number}: hidden from the report but not checked by nbval"
+                )
 
 
 def test_notebooks_declare_parameters_with_defaults() -> None:
@@ -58,8 +64,25 @@ def test_notebooks_pass_nbval_in_a_copy_of_the_project(tmp_path: Path) -> None:
     env = {**os.environ, "PLOOMBER_STATS_ENABLED": "false", "WANDB_MODE": "offline"}
     env.pop("NBOPS_PROJECT", None)
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-o", "addopts=", "--rootdir", str(project), "-q", "notebooks"],
-        cwd=project, env=env, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbval-lax",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "addopts=",
+            "--rootdir",
+            str(project),
+            "-q",
+            "notebooks",
+        ],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
     assert " failed" not in proc.stdout.splitlines()[-1]

@@ -65,9 +65,7 @@ def test_out_of_bounds_value_names_the_bound():
 
 def test_every_bad_key_is_reported_at_once():
     with pytest.raises(ConfigError) as info:
-        validate_params(
-            TrainParams, {"num_leafs": 3, "seed": -1, "num_boost_round": "x"}, where="env.yaml"
-        )
+        validate_params(TrainParams, {"num_leafs": 3, "seed": -1, "num_boost_round": "x"}, where="env.yaml")
     lines = str(info.value).splitlines()
     assert len(lines) == 3
     assert any("unknown key 'num_leafs'" in line and "'num_leaves'" in line for line in lines)

@@ -43,7 +43,16 @@ def test_build_writes_every_product(built: Path) -> None:
         for key, path in task.product.items():
             assert Path(path).exists(), f"{task.name}.{key} missing: {path}"
     reports = built / "build/test/reports"
-    for stem in ("01_ingest", "02_features", "03_train", "04_evaluate", "05_register", "06_package", "07_batch_score", "08_monitor"):
+    for stem in (
+        "01_ingest",
+        "02_features",
+        "03_train",
+        "04_evaluate",
+        "05_register",
+        "06_package",
+        "07_batch_score",
+        "08_monitor",
+    ):
         assert (reports / f"{stem}.ipynb").stat().st_size > 0
         assert "<html" in (reports / f"{stem}.html").read_text()[:2000].lower()
 
@@ -68,10 +77,14 @@ def test_one_run_identity_keys_metadata_wandb_report_model_version_and_wheel(bui
     # the W&B run of each stage that logs
     runs = sorted((built / "wandb" / "wandb").glob("offline-run-*"))
     for name in ("ingest", "features", "train", "evaluate", "register", "monitor"):
-        assert any(files_containing(run, [state[name]["identity"]]) for run in runs), f"no W&B run carries {name}'s identity"
+        assert any(files_containing(run, [state[name]["identity"]]) for run in runs), (
+            f"no W&B run carries {name}'s identity"
+        )
     # the registered model version and the wheel carry the training run's identity
     registration = json.loads((built / "build/test/models/registration.json").read_text())
-    version_meta = json.loads((Path(registration["registry"]) / "versions" / registration["version"] / "metadata.json").read_text())
+    version_meta = json.loads(
+        (Path(registration["registry"]) / "versions" / registration["version"] / "metadata.json").read_text()
+    )
     assert version_meta["run_identity"] == train_id
     wheel = next((built / "build/test/dist").glob("*.whl"))
     with zipfile.ZipFile(wheel) as zf:
@@ -90,7 +103,9 @@ def test_model_learns_the_simulated_signal(built: Path) -> None:
     # The evaluate report computed its AUC on exactly these predictions.
     from sklearn.metrics import roc_auc_score
 
-    assert roc_auc_score(predictions["default"], predictions["prediction"]) == pytest.approx(metrics["roc_auc"], abs=1e-12)
+    assert roc_auc_score(predictions["default"], predictions["prediction"]) == pytest.approx(
+        metrics["roc_auc"], abs=1e-12
+    )
 
 
 def test_model_file_is_lightgbm_text(built: Path) -> None:
@@ -134,7 +149,16 @@ def test_second_build_skips_everything_and_says_so(built: Path) -> None:
 def test_changed_parameter_reruns_only_the_affected_tasks(built: Path) -> None:
     build(built, "--set", "learning_rate=0.1")
     ran = last_build(built)["tasks"]
-    assert ran == {"ingest": False, "features": False, "train": True, "evaluate": True, "register": True, "package": True, "batch_score": True, "monitor": True}
+    assert ran == {
+        "ingest": False,
+        "features": False,
+        "train": True,
+        "evaluate": True,
+        "register": True,
+        "package": True,
+        "batch_score": True,
+        "monitor": True,
+    }
     why = nbops(built, "why", "train", "--env", "env.test.yaml", "--set", "learning_rate=0.1")
     assert why.returncode == 0, output_of(why)
     assert "ran because parameter 'learning_rate' changed: 0.05 -> 0.1" in why.stdout
@@ -148,18 +172,36 @@ def test_a_failed_task_keeps_earlier_products_and_the_next_build_resumes_there(p
     source = project / "notebooks" / "04_evaluate.ipynb"
     original = source.read_text()
     nb = json.loads(original)
-    nb["cells"].append({"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": ["raise RuntimeError('evaluation exploded')"]})
+    nb["cells"].append(
+        {
+            "cell_type": "code",
+            "metadata": {},
+            "execution_count": None,
+            "outputs": [],
+            "source": ["raise RuntimeError('evaluation exploded')"],
+        }
+    )
     source.write_text(json.dumps(nb))
     quick = ["--set", "tracking=disabled", "--set", "production_months=2"]
     proc = nbops(project, "build", "--env", "env.test.yaml", *quick)
     assert proc.returncode != 0 and "evaluation exploded" in output_of(proc)
     assert "products of the tasks that succeeded are kept" in proc.stderr
     model = project / "build/test/models/model.txt"
-    kept = {p: p.stat().st_mtime_ns for p in (model, project / "build/test/data/processed/train.parquet", project / "build/test/data/interim/valid.parquet")}
+    kept = {
+        p: p.stat().st_mtime_ns
+        for p in (
+            model,
+            project / "build/test/data/processed/train.parquet",
+            project / "build/test/data/interim/valid.parquet",
+        )
+    }
     assert not (project / "build/test/models/registration.json").exists()
     source.write_text(original)
     out = build(project, *quick)
-    assert "Ran 5 of 8 tasks: evaluate, register, package, batch_score, monitor (skipped, up to date: ingest, features, train)" in out
+    assert (
+        "Ran 5 of 8 tasks: evaluate, register, package, batch_score, monitor (skipped, up to date: ingest, features, train)"
+        in out
+    )
     assert {p: p.stat().st_mtime_ns for p in kept} == kept
 
 
@@ -172,7 +214,10 @@ def test_same_seed_gives_a_byte_identical_model_with_papermill_kernels(built: Pa
     # `built` may have been rebuilt with another learning rate above; rebuild it at the default.
     build(built, "--set", "learning_rate=0.05")
     assert (built / "build/test/models/model.txt").read_bytes() == (other / "build/test/models/model.txt").read_bytes()
-    assert first["summary"]["features"] == json.loads((other / "build/test/models/train_summary.json").read_text())["summary"]["features"]
+    assert (
+        first["summary"]["features"]
+        == json.loads((other / "build/test/models/train_summary.json").read_text())["summary"]["features"]
+    )
 
 
 # --- bring your own data -------------------------------------------------------------------
@@ -207,7 +252,17 @@ def test_bring_your_own_binary_csv_keeps_personal_data_out(project: Path) -> Non
     df.loc[[5, 17], "x2"] = "not-a-number"
     path = project / "customers.csv"
     df.to_csv(path, index=False)
-    out = build(project, "--set", "data=customers.csv", "--set", "target=churned", "--set", "pii_columns=[email]", "--set", "id_columns=[customer_id]")
+    out = build(
+        project,
+        "--set",
+        "data=customers.csv",
+        "--set",
+        "target=churned",
+        "--set",
+        "pii_columns=[email]",
+        "--set",
+        "id_columns=[customer_id]",
+    )
     schema_file = project / "schemas" / "customers.schema.yaml"
     assert schema_file.exists(), out
     schema = schema_file.read_text()
@@ -250,7 +305,9 @@ def test_bring_your_own_regression_parquet_without_time(project: Path) -> None:
         ("a,a,label\n1,2,0\n", ".csv", "label", "duplicate column names"),
     ],
 )
-def test_bad_data_file_fails_before_any_kernel_starts(project: Path, content: str, suffix: str, target: str, expected: str) -> None:
+def test_bad_data_file_fails_before_any_kernel_starts(
+    project: Path, content: str, suffix: str, target: str, expected: str
+) -> None:
     path = project / f"bad{suffix}"
     path.write_text(content)
     proc = nbops(project, "build", "--env", "env.test.yaml", "--set", f"data={path.name}", "--set", f"target={target}")

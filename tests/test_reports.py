@@ -105,7 +105,10 @@ def test_values_are_never_none_or_nan_and_paths_are_relative(tmp_path):
     assert format_value(["a", "b"]) == "a, b"
     root = tmp_path / "project"
     assert format_value(str(root / "build/test/dist/x.whl"), root) == "build/test/dist/x.whl"
-    assert relative_text(f"wrote 2 rows to {root}/data/out.parquet (in {root})", root) == "wrote 2 rows to data/out.parquet (in .)"
+    assert (
+        relative_text(f"wrote 2 rows to {root}/data/out.parquet (in {root})", root)
+        == "wrote 2 rows to data/out.parquet (in .)"
+    )
     assert relative_text(f"{root}-other/file", root) == f"{root}-other/file"  # another folder is not the project
 
 
@@ -115,14 +118,22 @@ def test_table_formats_cells_hides_the_index_and_escapes_text(tmp_path):
             "segment": ["<b>north</b>", "south", "east"],
             "rows": [6195.0, 12.0, np.nan],
             "roc_auc": [0.76501, np.nan, 1.0],
-            "note": [None, "a long message that must never be cut mid-word by a display width, " * 3, str(tmp_path / "x.csv")],
+            "note": [
+                None,
+                "a long message that must never be cut mid-word by a display width, " * 3,
+                str(tmp_path / "x.csv"),
+            ],
         },
         index=[10, 11, 12],
     )
     page = table(frame, root=tmp_path).to_html()
     [(head, body)] = tables_of(page)
     assert head == ["segment", "rows", "roc_auc", "note"]  # no index column
-    assert [row[:3] for row in body] == [["<b>north</b>", "6,195", "0.7650"], ["south", "12", MISSING], ["east", MISSING, "1.0000"]]
+    assert [row[:3] for row in body] == [
+        ["<b>north</b>", "6,195", "0.7650"],
+        ["south", "12", MISSING],
+        ["east", MISSING, "1.0000"],
+    ]
     assert body[0][3] == MISSING and body[1][3].endswith("by a display width,") and "..." not in page
     assert body[2][3] == "x.csv" and str(tmp_path) not in page
     assert "<b>north</b>" not in page and "&lt;b&gt;north&lt;/b&gt;" in page
@@ -130,10 +141,18 @@ def test_table_formats_cells_hides_the_index_and_escapes_text(tmp_path):
 
 
 def test_summary_keeps_counts_as_integers_beside_floats():
-    page = show_summary({"best_iteration": 65, "valid_rows": 710, "valid_auc": 0.81237, "ok": False, "missing": None}).to_html()
+    page = show_summary(
+        {"best_iteration": 65, "valid_rows": 710, "valid_auc": 0.81237, "ok": False, "missing": None}
+    ).to_html()
     [(head, body)] = tables_of(page)
     assert head == ["item", "value"]
-    assert body == [["best iteration", "65"], ["valid rows", "710"], ["valid auc", "0.8124"], ["ok", "no"], ["missing", MISSING]]
+    assert body == [
+        ["best iteration", "65"],
+        ["valid rows", "710"],
+        ["valid auc", "0.8124"],
+        ["ok", "no"],
+        ["missing", MISSING],
+    ]
 
 
 def test_empty_tables_are_a_sentence():
@@ -143,7 +162,10 @@ def test_empty_tables_are_a_sentence():
 
 def test_alerts_are_sorted_by_batch_with_messages_in_full():
     message = "dataset drift: 6 feature(s) over PSI 0.2: " + ", ".join(f"feature_{i} (0.{i}1)" for i in range(6))
-    alerts = [{"batch_id": "2025-05", "kind": "drift", "severity": "warning", "message": "m5"}, {"batch_id": "2025-02", "kind": "drift", "severity": "warning", "message": message, "extra": 1}]
+    alerts = [
+        {"batch_id": "2025-05", "kind": "drift", "severity": "warning", "message": "m5"},
+        {"batch_id": "2025-02", "kind": "drift", "severity": "warning", "message": message, "extra": 1},
+    ]
     [(head, body)] = tables_of(alerts_table(alerts).to_html())
     assert head == ["batch", "kind", "severity", "message"]
     assert [row[0] for row in body] == ["2025-02", "2025-05"] and body[0][3] == message
@@ -153,7 +175,9 @@ def test_monitoring_headline_without_ground_truth_never_says_none_of_none():
     history = pd.DataFrame({"batch_id": ["holdout"]})
     line = monitoring_headline(history, {})
     assert line == "batches monitored: 1 (holdout)"
-    simulated = monitoring_headline(pd.DataFrame({"batch_id": ["2025-01", "2025-02"]}), {"found": 2, "named_features": 3, "false_alarms": 0})
+    simulated = monitoring_headline(
+        pd.DataFrame({"batch_id": ["2025-01", "2025-02"]}), {"found": 2, "named_features": 3, "false_alarms": 0}
+    )
     assert simulated == "months monitored: 2; drifted features found: 2 of 3; false alarms on clean months: 0"
 
 
@@ -162,7 +186,9 @@ def test_monitoring_headline_without_ground_truth_never_says_none_of_none():
 OBJECT_REPRS = ("<Axes", "<Figure size", "object at 0x", "<IPython.core.display", "<pandas.io.formats.style.Styler")
 MISSING_CELLS = {"NaN", "nan", "None", "NaT", "<NA>"}
 COUNT_HEADERS = {"rows", "distinct", "levels", "alerts"}
-COUNT_ITEMS = re.compile(r"(^|\s)(rows|rows read|rows valid|rows quarantined|train rows|valid rows|best iteration|trees trained)$")
+COUNT_ITEMS = re.compile(
+    r"(^|\s)(rows|rows read|rows valid|rows quarantined|train rows|valid rows|best iteration|trees trained)$"
+)
 
 
 def _build(project: Path, *args: str) -> Path:
@@ -203,7 +229,17 @@ def own_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     project = copy_project(tmp_path_factory.mktemp("reports-own") / "project")
     (project / "mydata").mkdir()
     _churn_table().to_csv(project / "mydata" / "churn.csv", index=False)
-    return _build(project, "--set", "data=mydata/churn.csv", "--set", "target=churned", "--set", "time_column=none", "--set", "id_columns=[customer_id]")
+    return _build(
+        project,
+        "--set",
+        "data=mydata/churn.csv",
+        "--set",
+        "target=churned",
+        "--set",
+        "time_column=none",
+        "--set",
+        "id_columns=[customer_id]",
+    )
 
 
 def _reports(project: Path) -> dict[str, str]:
@@ -288,14 +324,19 @@ def test_own_data_reports_name_its_target_and_show_no_simulator_sections(own_dat
     features = text_of(pages["02_features.html"])
     assert "split by random, stratified by churned" in features and "rate of churned = yes" in features
     split = json.loads((own_data / "build/test/data/processed/split_summary.json").read_text())
-    overall = sum(s["rows"] * s["target_mean"] for s in split["splits"].values()) / sum(s["rows"] for s in split["splits"].values())
+    overall = sum(s["rows"] * s["target_mean"] for s in split["splits"].values()) / sum(
+        s["rows"] for s in split["splits"].values()
+    )
     for name, entry in split["splits"].items():
         assert abs(entry["target_mean"] - overall) <= 1 / entry["rows"] + 0.01, f"{name}: {entry} against {overall:.3f}"
     monitor = text_of(pages["08_monitor.html"])
     assert "ground truth" not in monitor and "None of None" not in monitor and "drifted features found" not in monitor
     assert "batches monitored: 1 (holdout)" in monitor
     ingest = pages["01_ingest.html"]
-    assert "WARNING: mydata/churn.csv: quarantined 2 of 1200 rows (build/test/data/interim/quarantine.parquet)" in text_of(ingest)
+    assert (
+        "WARNING: mydata/churn.csv: quarantined 2 of 1200 rows (build/test/data/interim/quarantine.parquet)"
+        in text_of(ingest)
+    )
     quarantine = [body for head, body in tables_of(ingest) if head == ["column", "problem", "rows", "first rows"]]
     assert quarantine == [[["tenure_months", "… is not a number", "2", "5, 10"]]]
 

@@ -26,7 +26,11 @@ def injected(project: Path, task: str, env_file: str = "env.yaml") -> dict[str, 
     """What Ploomber's extension injects into a notebook: the task's params, product and upstream."""
     tasks = {t.name: t for t in load_tasks(project, load_env(project, env_file))}
     spec = tasks[task]
-    return {**spec.params, "product": dict(spec.product), "upstream": {u: dict(tasks[u].product) for u in spec.upstream}}
+    return {
+        **spec.params,
+        "product": dict(spec.product),
+        "upstream": {u: dict(tasks[u].product) for u in spec.upstream},
+    }
 
 
 def test_injected_outside_a_build_reads_the_pipeline_and_writes_under_the_interactive_root(project: Path) -> None:
@@ -51,7 +55,9 @@ def test_evaluate_in_the_lab_reads_the_pipeline_registry_for_its_gate(project: P
     assert stage.product["gate"] == project / "build/interactive/reports/promotion_gate.json"
 
 
-def test_the_pipeline_root_comes_from_the_env_file_ploomber_read(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_pipeline_root_comes_from_the_env_file_ploomber_read(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PLOOMBER_ENV_FILENAME", "env.test.yaml")
     namespace = injected(project, "train", "env.test.yaml")
     stage = nbops.stage("train", namespace)
@@ -81,16 +87,22 @@ def test_under_nbops_build_the_same_injection_is_used_as_it_is(project: Path, mo
 
 
 @pytest.mark.parametrize("asked", [None, "offline", "online", "disabled"])
-def test_an_interactive_run_logs_to_wandb_only_when_asked(project: Path, monkeypatch: pytest.MonkeyPatch, asked: str | None) -> None:
+def test_an_interactive_run_logs_to_wandb_only_when_asked(
+    project: Path, monkeypatch: pytest.MonkeyPatch, asked: str | None
+) -> None:
     if asked is not None:
         monkeypatch.setenv("NBOPS_TRACKING", asked)
     expected = asked or "disabled"
     # injected from env.yaml (tracking: offline) or the notebook's default (offline): neither is asking
     assert nbops.stage("evaluate", injected(project, "evaluate")).params.tracking == expected
-    assert nbops.stage("evaluate", {"product": None, "upstream": None, "tracking": "offline"}).params.tracking == expected
+    assert (
+        nbops.stage("evaluate", {"product": None, "upstream": None, "tracking": "offline"}).params.tracking == expected
+    )
 
 
-def test_a_wrong_tracking_request_names_the_variable_and_the_choices(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_wrong_tracking_request_names_the_variable_and_the_choices(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("NBOPS_TRACKING", "yes")
     with pytest.raises(ConfigError) as err:
         nbops.stage("train", injected(project, "train"))

@@ -31,7 +31,9 @@ def test_offline_run_lands_inside_the_project_and_drops_private_columns(tmp_path
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env.update(HOME=str(home), NBOPS_BUILD_ID="build-123")
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(project)], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(project)], capture_output=True, text=True, env=env, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_id = proc.stdout.strip().splitlines()[-1]
     runs = list((project / "wandb" / "wandb").glob(f"offline-run-*-{run_id}"))

@@ -90,5 +90,9 @@ def missing_column_found(name: str, columns: Sequence[object], limit: int = 40) 
     guesses = closest_names(name, columns)
     names = [str(c) for c in columns]
     listing = ", ".join(names[:limit]) + (f" and {len(names) - limit:,} more" if len(names) > limit else "")
-    hint = f"no column '{name}'; did you mean {' or '.join(repr(g) for g in guesses)}? " if guesses else f"no column '{name}'; "
+    hint = (
+        f"no column '{name}'; did you mean {' or '.join(repr(g) for g in guesses)}? "
+        if guesses
+        else f"no column '{name}'; "
+    )
     return f"{hint}the table's {len(names):,} columns are: {listing}"

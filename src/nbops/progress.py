@@ -46,7 +46,12 @@ def emit(kind: str, **fields: Any) -> None:
     path = channel()
     if path is None:
         return
-    record = {"event": kind, "at": time.time(), "task": fields.pop("task", None) or _current_task or os.environ.get(TASK_ENV), **fields}
+    record = {
+        "event": kind,
+        "at": time.time(),
+        "task": fields.pop("task", None) or _current_task or os.environ.get(TASK_ENV),
+        **fields,
+    }
     line = (json.dumps(record, default=str) + "\n").encode()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -155,7 +160,9 @@ def install_failure_hook() -> None:
     if shell is None or getattr(shell, "_nbops_failure_hook", False):
         return
 
-    def handler(self: Any, etype: type[BaseException], value: BaseException, tb: Any, tb_offset: int | None = None) -> Any:
+    def handler(
+        self: Any, etype: type[BaseException], value: BaseException, tb: Any, tb_offset: int | None = None
+    ) -> Any:
         report_failure(value)
         return self.InteractiveTB.structured_traceback(etype, value, tb, tb_offset=tb_offset)
 

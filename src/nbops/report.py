@@ -36,7 +36,10 @@ _NUMBER_TEXT = re.compile(r"^[<>]?-?[\d,]+(\.\d+)?%?$")
 # right-aligns every cell), words wrapped at spaces only.
 _TABLE_STYLES = [
     {"selector": "", "props": "border-collapse: collapse; margin: 0.4em 0 1em 0; font-size: 0.92em;"},
-    {"selector": "th", "props": "text-align: left; padding: 3px 10px; border-bottom: 1px solid #999; vertical-align: bottom;"},
+    {
+        "selector": "th",
+        "props": "text-align: left; padding: 3px 10px; border-bottom: 1px solid #999; vertical-align: bottom;",
+    },
     {"selector": "td", "props": "text-align: left; padding: 3px 10px; vertical-align: top; overflow-wrap: break-word;"},
     {"selector": "tbody tr:nth-child(odd)", "props": "background: #f5f5f5;"},
 ]
@@ -125,7 +128,9 @@ def _is_numeric(column: pd.Series) -> bool:
         return False
     if all(isinstance(v, str) for v in present):
         return all(_NUMBER_TEXT.match(v) for v in present)
-    return all(isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool | np.bool_) for v in present)
+    return all(
+        isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool | np.bool_) for v in present
+    )
 
 
 def _number_style(column: pd.Series) -> str | None:
@@ -191,7 +196,9 @@ def table(
         for i in range(shown.shape[1])
         if not numeric[i] and shown[i].map(lambda v: " " not in v and len(v) <= 32).all()
     ]
-    return styler.set_table_styles(_TABLE_STYLES + numbers + tokens).set_table_attributes('class="dataframe nbops-table"')
+    return styler.set_table_styles(_TABLE_STYLES + numbers + tokens).set_table_attributes(
+        'class="dataframe nbops-table"'
+    )
 
 
 def humanize(key: str) -> str:
@@ -254,7 +261,9 @@ def png_display_width(png: bytes) -> int | None:
     return round(width * 96 / dpi) if dpi > 0 else None
 
 
-def show_figures(figures: Mapping[str, Figure | Path], include: Iterable[str] | None = None, exclude: Iterable[str] = ()) -> None:
+def show_figures(
+    figures: Mapping[str, Figure | Path], include: Iterable[str] | None = None, exclude: Iterable[str] = ()
+) -> None:
     """Display figures in order (inside Jupyter; a no-op elsewhere).
 
     A figure already saved as PNG is shown from its file: drawing it again would double the cost. A
@@ -318,7 +327,9 @@ def ground_truth_table(truth: pd.DataFrame) -> Styler | Any:
     frame = truth.copy()
     for column in ("injected", "found"):
         if column in frame.columns:
-            frame[column] = frame[column].map(lambda v: ", ".join(f for f in str(v).split(",") if f) if isinstance(v, str) else v)
+            frame[column] = frame[column].map(
+                lambda v: ", ".join(f for f in str(v).split(",") if f) if isinstance(v, str) else v
+            )
     return table(
         frame,
         columns={

@@ -79,7 +79,14 @@ class Tracker:
         safe = df.drop(columns=[c for c in df.columns if c in self.private])
         self.run.log({name: wandb.Table(dataframe=safe.head(max_rows).astype(str))})
 
-    def log_artifact(self, name: str, kind: str, paths: Iterable[Path], metadata: Mapping[str, Any] | None = None, aliases: Iterable[str] = ()) -> None:
+    def log_artifact(
+        self,
+        name: str,
+        kind: str,
+        paths: Iterable[Path],
+        metadata: Mapping[str, Any] | None = None,
+        aliases: Iterable[str] = (),
+    ) -> None:
         if self.run is None:
             return
         import wandb

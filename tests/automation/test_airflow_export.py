@@ -50,7 +50,12 @@ def dag_syntax(path: Path) -> dict[str, Any]:
     imports: set[str] = set()
     dag_kwargs: dict[str, ast.expr] = {}
     for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) and node in tree.body:
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+            and node in tree.body
+        ):
             try:
                 constants[node.targets[0].id] = ast.literal_eval(node.value)
             except ValueError:
@@ -179,7 +184,9 @@ def test_paths_with_spaces_and_reexport_is_identical(tmp_path: Path) -> None:
 
 
 def test_cli_prints_where_the_dag_went_and_how_to_use_it(project: Path, dags: Path) -> None:
-    proc = nbops(project, "export", "airflow", str(dags), "--env", ENV, "--dag-id", "credit.risk-v1", "--schedule", "0 5 * * *")
+    proc = nbops(
+        project, "export", "airflow", str(dags), "--env", ENV, "--dag-id", "credit.risk-v1", "--schedule", "0 5 * * *"
+    )
     out = output_of(proc)
     assert proc.returncode == 0, out
     path = dags / "credit.risk-v1.py"
@@ -280,10 +287,22 @@ def airflow_venv() -> Path:
         python = AIRFLOW_VENV / "bin" / "python"
         for cmd in (
             [str(uv), "venv", "--quiet", "--python", sys.executable, str(AIRFLOW_VENV)],
-            [str(uv), "pip", "install", "--quiet", "--python", str(python), "--exclude-newer", RESOLVED_AT, f"apache-airflow=={AIRFLOW_VERSION}"],
+            [
+                str(uv),
+                "pip",
+                "install",
+                "--quiet",
+                "--python",
+                str(python),
+                "--exclude-newer",
+                RESOLVED_AT,
+                f"apache-airflow=={AIRFLOW_VERSION}",
+            ],
         ):
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-            assert proc.returncode == 0, f"installing Airflow failed: {' '.join(cmd)}\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
+            assert proc.returncode == 0, (
+                f"installing Airflow failed: {' '.join(cmd)}\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
+            )
         INSTALLED_MARKER.write_text(AIRFLOW_VERSION + "\n")
         return AIRFLOW_VENV
 
@@ -302,13 +321,23 @@ def airflow_env(home: Path, dags_folder: Path) -> dict[str, str]:
 
 
 def airflow(venv: Path, env: dict[str, str], *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(venv / "bin" / "airflow"), *args], env=env, cwd=env["AIRFLOW_HOME"], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [str(venv / "bin" / "airflow"), *args],
+        env=env,
+        cwd=env["AIRFLOW_HOME"],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def task_states(home: Path, dag_id: str) -> dict[str, list[tuple[str, str, int]]]:
     """Per run id: (task_id, state, try_number) of every task instance, from Airflow's own database."""
     with sqlite3.connect(home / "airflow.db") as db:
-        rows = db.execute("select run_id, task_id, state, try_number from task_instance where dag_id = ? order by start_date", (dag_id,)).fetchall()
+        rows = db.execute(
+            "select run_id, task_id, state, try_number from task_instance where dag_id = ? order by start_date",
+            (dag_id,),
+        ).fetchall()
     states: dict[str, list[tuple[str, str, int]]] = {}
     for run_id, task_id, state, tries in rows:
         states.setdefault(run_id, []).append((task_id, state, tries))
@@ -363,24 +392,46 @@ def airflow_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     dags_folder.mkdir()
     env = airflow_env(home, dags_folder)
     # The database migration (~10 s) runs while nbops exports the DAG and Airflow's Python imports it.
-    migrate = subprocess.Popen([str(venv / "bin" / "airflow"), "db", "migrate"], env=env, cwd=home, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    migrate = subprocess.Popen(
+        [str(venv / "bin" / "airflow"), "db", "migrate"],
+        env=env,
+        cwd=home,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     # The copy has no .venv of its own: the exported default is the nbops beside this Python,
     # which is the repository's .venv/bin/nbops. W&B is off (test_pipeline covers it; it costs about
     # 5 s per stage), which also shows an export's --set reaching every stage run by Airflow.
     proc = nbops(project, "export", "airflow", str(dags_folder), "--env", ENV, "--dag-id", "nbops_airflow_e2e", *SETS)
     assert proc.returncode == 0, output_of(proc)
     dag_file = dags_folder / "nbops_airflow_e2e.py"
-    imported = subprocess.Popen([str(venv / "bin" / "python"), "-c", IMPORT_CHECK, str(dag_file)], env=env, cwd=home, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    imported = subprocess.Popen(
+        [str(venv / "bin" / "python"), "-c", IMPORT_CHECK, str(dag_file)],
+        env=env,
+        cwd=home,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     migrate_out, _ = migrate.communicate(timeout=600)
     assert migrate.returncode == 0, migrate_out[-5000:]
     import_out, import_err = imported.communicate(timeout=300)
     t1 = time.perf_counter()
     run = airflow(venv, env, "dags", "test", "nbops_airflow_e2e", timeout=900)
     t_run = time.perf_counter() - t1
-    print(f"\nAirflow venv {t_install:.1f} s, db migrate + export + import check {t1 - t0 - t_install:.1f} s, dags test {t_run:.1f} s")
+    print(
+        f"\nAirflow venv {t_install:.1f} s, db migrate + export + import check {t1 - t0 - t_install:.1f} s, dags test {t_run:.1f} s"
+    )
     return {
-        "venv": venv, "env": env, "home": home, "project": project, "dag_id": "nbops_airflow_e2e", "dag_file": dag_file,
-        "dags_test": run, "import_check": (imported.returncode, import_out, import_err),
+        "venv": venv,
+        "env": env,
+        "home": home,
+        "project": project,
+        "dag_id": "nbops_airflow_e2e",
+        "dag_file": dag_file,
+        "dags_test": run,
+        "import_check": (imported.returncode, import_out, import_err),
     }
 
 
@@ -439,10 +490,16 @@ def test_rerunning_a_stage_through_airflow_is_idempotent(airflow_run: dict[str, 
     wrapper.write_text(f'#!/bin/bash\necho "$PWD|$*" >> {calls}\nexec {REPO_NBOPS} "$@"\n')
     wrapper.chmod(0o755)
     params = json.dumps({"nbops": str(wrapper)})
-    proc = airflow(airflow_run["venv"], env, "tasks", "test", airflow_run["dag_id"], "monitor", run_id, "--task-params", params)
+    proc = airflow(
+        airflow_run["venv"], env, "tasks", "test", airflow_run["dag_id"], "monitor", run_id, "--task-params", params
+    )
     out = output_of(proc)
     # `airflow tasks test` exits 0 even when the task fails: read the task's own outcome.
-    assert proc.returncode == 0 and "Command exited with return code 0" in out and "new_state=success" in out, out[-8000:]
-    assert calls.read_text().splitlines() == [f"{project.resolve()}|build --env {ENV} --task monitor --set tracking=disabled"]
+    assert proc.returncode == 0 and "Command exited with return code 0" in out and "new_state=success" in out, out[
+        -8000:
+    ]
+    assert calls.read_text().splitlines() == [
+        f"{project.resolve()}|build --env {ENV} --task monitor --set tracking=disabled"
+    ]
     after = snapshot(project)
     assert after == before, {k: (before[k], after[k]) for k in before if before[k] != after[k]}

@@ -108,7 +108,13 @@ def saved_crontab() -> Iterator[None]:
 
 
 def test_what_we_accept_the_real_crontab_accepts(saved_crontab: None) -> None:
-    expressions = ["0 6 * * *", "*/15 1-5/2 1,15 jan-mar mon-fri", "0 6 * JAN SUN", "59 23 31 12 7", "*/59 */23 */30 */11 */7"]
+    expressions = [
+        "0 6 * * *",
+        "*/15 1-5/2 1,15 jan-mar mon-fri",
+        "0 6 * JAN SUN",
+        "59 23 31 12 7",
+        "*/59 */23 */30 */11 */7",
+    ]
     write_crontab([f"{validate_cron(e)} /bin/true" for e in expressions])
     assert len(read_crontab()) == len(expressions)
 
@@ -121,7 +127,9 @@ def _ours(lines: list[str]) -> list[str]:
     return [line for line in lines if MARKER in line]
 
 
-def test_install_is_idempotent_and_remove_keeps_every_other_entry(saved_crontab: None, project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_install_is_idempotent_and_remove_keeps_every_other_entry(
+    saved_crontab: None, project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("NBOPS_PROJECT", raising=False)
     others = [
         "# a colleague's crontab",
@@ -140,7 +148,10 @@ def test_install_is_idempotent_and_remove_keeps_every_other_entry(saved_crontab:
     assert len(mine) == 1 and len(lines) == 5
     assert mine[0].startswith("0 0 30 2 * ")  # the second install replaced the first line
     assert f"{project}/.venv/bin/nbops" not in mine[0]  # the copy has no .venv: the nbops running now
-    assert f"{REPO}/.venv/bin/nbops build --env env.test.yaml && {REPO}/.venv/bin/nbops retrain --if-needed --env env.test.yaml" in mine[0]
+    assert (
+        f"{REPO}/.venv/bin/nbops build --env env.test.yaml && {REPO}/.venv/bin/nbops retrain --if-needed --env env.test.yaml"
+        in mine[0]
+    )
     assert f"cd {project} && " in mine[0] and ">> build/test/reports/scheduled.log 2>&1" in mine[0]
 
     assert _schedule(project, "show", "--env", "env.test.yaml") == 0
@@ -156,7 +167,9 @@ def test_install_is_idempotent_and_remove_keeps_every_other_entry(saved_crontab:
     assert "no nbops schedule for" in out and f"env={project}" not in out and others[3] in out
 
 
-def test_schedule_defaults_to_the_env_file_and_bad_values_change_nothing(saved_crontab: None, project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_schedule_defaults_to_the_env_file_and_bad_values_change_nothing(
+    saved_crontab: None, project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("NBOPS_PROJECT", raising=False)
     env = project / "env.test.yaml"
     env.write_text(env.read_text().replace('schedule: "0 6 * * *"', f'schedule: "{NEVER}"'))
@@ -174,7 +187,9 @@ def test_schedule_defaults_to_the_env_file_and_bad_values_change_nothing(saved_c
     assert read_crontab() == before
 
 
-def test_an_entry_cron_would_refuse_as_too_long_is_not_written(saved_crontab: None, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_entry_cron_would_refuse_as_too_long_is_not_written(
+    saved_crontab: None, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("NBOPS_PROJECT", raising=False)
     project = copy_project(tmp_path / ("x" * 200) / ("y" * 200) / ("z" * 200))
     write_crontab([f"{NEVER} /bin/true # keep me"])
@@ -184,7 +199,9 @@ def test_an_entry_cron_would_refuse_as_too_long_is_not_written(saved_crontab: No
     assert read_crontab() == [f"{NEVER} /bin/true # keep me"]
 
 
-def test_missing_crontab_says_how_to_install_it(project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_missing_crontab_says_how_to_install_it(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.delenv("NBOPS_PROJECT", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     assert _schedule(project, "show", "--env", "env.test.yaml") == 2
@@ -199,7 +216,9 @@ echo "stub nbops $1 done"
 """
 
 
-def test_the_installed_command_runs_under_cron_conditions(saved_crontab: None, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_installed_command_runs_under_cron_conditions(
+    saved_crontab: None, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The line as installed, unescaped as cron does, run by /bin/sh with cron's bare environment,
     in a project whose folder name has a space and a % (a newline to cron unless escaped); the
     project's .venv/bin/nbops is a stub that records its calls."""
@@ -246,7 +265,9 @@ def test_the_installed_command_runs_under_cron_conditions(saved_crontab: None, t
     assert log.read_text().rstrip().endswith("previous run still going: skipped")
 
 
-def test_the_real_entry_points_at_existing_files(saved_crontab: None, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_real_entry_points_at_existing_files(
+    saved_crontab: None, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Without a stub: the command parses and every path it runs or enters exists."""
     monkeypatch.delenv("NBOPS_PROJECT", raising=False)
     assert _schedule(project, "install", "--env", "env.test.yaml", "--cron", NEVER) == 0

@@ -37,7 +37,12 @@ def history(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 def six_months(labelled: int = 4) -> pd.DataFrame:
     """Months 2025-01..2025-06 monitored; the first ``labelled`` have their labels."""
-    return history([{"batch_id": f"2025-{k:02d}", **({"labels_arrived_at": NOW, "perf__roc_auc": 0.8} if k <= labelled else {})} for k in range(1, 7)])
+    return history(
+        [
+            {"batch_id": f"2025-{k:02d}", **({"labels_arrived_at": NOW, "perf__roc_auc": 0.8} if k <= labelled else {})}
+            for k in range(1, 7)
+        ]
+    )
 
 
 FRESH: dict[str, Any] = {"labelled_through": None, "acted_on": []}
@@ -103,7 +108,13 @@ def test_empty_history() -> None:
 def test_unhandled_drift_alert_names_the_month_and_features() -> None:
     frame = six_months(0)
     frame.loc[frame["batch_id"] == "2025-02", "drifted_features"] = "loan_amount,interest_rate"
-    alerts = [{"batch_id": "2025-02", "kind": "drift", "message": "dataset drift: 2 feature(s) over PSI 0.2: loan_amount (0.71), interest_rate (1.13)"}]
+    alerts = [
+        {
+            "batch_id": "2025-02",
+            "kind": "drift",
+            "message": "dataset drift: 2 feature(s) over PSI 0.2: loan_amount (0.71), interest_rate (1.13)",
+        }
+    ]
     d = decide(frame, alerts, FRESH)
     assert d.needed
     assert d.unhandled == {"2025-02": ["drift"]}
@@ -113,10 +124,14 @@ def test_unhandled_drift_alert_names_the_month_and_features() -> None:
 
 
 def test_performance_alert_quotes_the_metric() -> None:
-    alerts = [{"batch_id": "2025-03", "kind": "performance", "message": "ROC AUC 0.651 is 0.102 below the test AUC 0.753"}]
+    alerts = [
+        {"batch_id": "2025-03", "kind": "performance", "message": "ROC AUC 0.651 is 0.102 below the test AUC 0.753"}
+    ]
     d = decide(six_months(4), alerts, {"labelled_through": "2025-04", "acted_on": []})
     assert d.needed and d.new_labelled == []
-    assert d.reasons == ["alert not acted on yet: 2025-03: performance (ROC AUC 0.651 is 0.102 below the test AUC 0.753)"]
+    assert d.reasons == [
+        "alert not acted on yet: 2025-03: performance (ROC AUC 0.651 is 0.102 below the test AUC 0.753)"
+    ]
 
 
 def test_alerts_already_acted_on_are_stable() -> None:
@@ -129,7 +144,10 @@ def test_alerts_already_acted_on_are_stable() -> None:
     state = {"labelled_through": "2025-04", "acted_on": ["2025-01", "2025-02", "2025-04"]}
     d = decide(six_months(4), alerts, state)
     assert not d.needed
-    assert d.reasons[-1] == "no unhandled alerts (last checked batch 2025-06; alerts on 2025-01, 2025-02, 2025-04 already acted on)"
+    assert (
+        d.reasons[-1]
+        == "no unhandled alerts (last checked batch 2025-06; alerts on 2025-01, 2025-02, 2025-04 already acted on)"
+    )
     assert d.acted_on == ["2025-01", "2025-02", "2025-04"]
     # ... until a new month brings a new alert
     d = decide(six_months(4), [*alerts, {"batch_id": "2025-06", "kind": "drift", "message": "m"}], state)
@@ -137,7 +155,13 @@ def test_alerts_already_acted_on_are_stable() -> None:
 
 
 def test_data_quality_alerts_do_not_trigger() -> None:
-    alerts = [{"batch_id": "2025-05", "kind": "data_quality", "message": "'loan_purpose': 248 rows with categories not in the schema"}]
+    alerts = [
+        {
+            "batch_id": "2025-05",
+            "kind": "data_quality",
+            "message": "'loan_purpose': 248 rows with categories not in the schema",
+        }
+    ]
     d = decide(six_months(4), alerts, {"labelled_through": "2025-04", "acted_on": []})
     assert not d.needed
     assert any("data-quality alerts on 2025-05 do not trigger a retrain" in r for r in d.reasons)
@@ -160,14 +184,27 @@ def test_decision_is_serialisable() -> None:
 
 def test_state_round_trip_and_defaults(tmp_path: Path) -> None:
     assert load_state(tmp_path) == {"labelled_through": None, "acted_on": []}
-    save_state(tmp_path, {"labelled_through": "2025-04", "acted_on": ["2025-02"], "decided_at": "2026-01-01T00:00:00+00:00", "reasons": ["r"]})
+    save_state(
+        tmp_path,
+        {
+            "labelled_through": "2025-04",
+            "acted_on": ["2025-02"],
+            "decided_at": "2026-01-01T00:00:00+00:00",
+            "reasons": ["r"],
+        },
+    )
     assert load_state(tmp_path)["labelled_through"] == "2025-04"
     assert [p.name for p in state_path(tmp_path).parent.iterdir()] == ["retrain.json"]  # no temp file left
 
 
 @pytest.mark.parametrize(
     ("text", "match"),
-    [("{not json", "not valid JSON"), ("[]", "JSON object"), ('{"labelled_through": "April"}', "YYYY-MM"), ('{"acted_on": "2025-01"}', "acted_on")],
+    [
+        ("{not json", "not valid JSON"),
+        ("[]", "JSON object"),
+        ('{"labelled_through": "April"}', "YYYY-MM"),
+        ('{"acted_on": "2025-01"}', "acted_on"),
+    ],
 )
 def test_a_broken_state_file_is_an_error_not_a_reset(tmp_path: Path, text: str, match: str) -> None:
     state_path(tmp_path).parent.mkdir(parents=True)
@@ -188,7 +225,10 @@ def monitored(tmp_path: Path) -> Path:
     frame = six_months(4)
     frame.loc[frame["batch_id"] == "2025-02", "drifted_features"] = "loan_amount,interest_rate"
     frame.to_parquet(root / "monitoring" / "history.parquet", index=False)
-    alerts = [{"kind": "drift", "message": "dataset drift: 2 feature(s)", "batch_id": "2025-02"}, {"kind": "data_quality", "message": "q", "batch_id": "2025-05"}]
+    alerts = [
+        {"kind": "drift", "message": "dataset drift: 2 feature(s)", "batch_id": "2025-02"},
+        {"kind": "data_quality", "message": "q", "batch_id": "2025-05"},
+    ]
     (root / "monitoring" / "alerts.jsonl").write_text("".join(json.dumps(a) + "\n" for a in alerts))
     (root / "data" / "production").mkdir(parents=True)
     for k in range(1, 7):
@@ -196,15 +236,21 @@ def monitored(tmp_path: Path) -> Path:
     return project
 
 
-def _args(project: Path, *, if_needed: bool = True, dry_run: bool = False, sets: list[str] | None = None) -> argparse.Namespace:
-    return argparse.Namespace(project=str(project), env="env.test.yaml", set=sets or [], if_needed=if_needed, dry_run=dry_run)
+def _args(
+    project: Path, *, if_needed: bool = True, dry_run: bool = False, sets: list[str] | None = None
+) -> argparse.Namespace:
+    return argparse.Namespace(
+        project=str(project), env="env.test.yaml", set=sets or [], if_needed=if_needed, dry_run=dry_run
+    )
 
 
 class FakeBuild:
     """Stands in for nbops.pipeline.build.run_build: records its overrides, 'reruns' the training tasks, and
     lets monitoring raise a new alert on an old month (as a retrained model can)."""
 
-    def __init__(self, returncode: int = 0, ran: tuple[str, ...] = ("ingest", "features", "train", "evaluate", "register")) -> None:
+    def __init__(
+        self, returncode: int = 0, ran: tuple[str, ...] = ("ingest", "features", "train", "evaluate", "register")
+    ) -> None:
         self.calls: list[dict[str, Any]] = []
         self.returncode = returncode
         self.ran = set(ran)
@@ -219,22 +265,50 @@ class FakeBuild:
         if self.returncode:
             return self.returncode, [TaskOutcome(t.name, t.name == "ingest", t.product) for t in checked.tasks], checked
         Path(products["register"]["registration"]).parent.mkdir(parents=True, exist_ok=True)
-        Path(products["register"]["registration"]).write_text(json.dumps({"version": "v0002", "created": True, "promoted": False, "aliases": {"candidate": "v0002", "production": "v0001"}, "registry": "reg"}))
+        Path(products["register"]["registration"]).write_text(
+            json.dumps(
+                {
+                    "version": "v0002",
+                    "created": True,
+                    "promoted": False,
+                    "aliases": {"candidate": "v0002", "production": "v0001"},
+                    "registry": "reg",
+                }
+            )
+        )
         Path(products["evaluate"]["gate"]).parent.mkdir(parents=True, exist_ok=True)
-        Path(products["evaluate"]["gate"]).write_text(json.dumps({"promote": False, "reason": "candidate roc_auc 0.7000 vs production 0.7600: worse beyond the tolerance, keep production"}))
+        Path(products["evaluate"]["gate"]).write_text(
+            json.dumps(
+                {
+                    "promote": False,
+                    "reason": "candidate roc_auc 0.7000 vs production 0.7600: worse beyond the tolerance, keep production",
+                }
+            )
+        )
         alerts = Path(products["monitor"]["alerts"])
-        alerts.write_text(alerts.read_text() + json.dumps({"kind": "calibration", "message": "c", "batch_id": "2025-01"}) + "\n")
+        alerts.write_text(
+            alerts.read_text() + json.dumps({"kind": "calibration", "message": "c", "batch_id": "2025-01"}) + "\n"
+        )
         return 0, [TaskOutcome(t.name, t.name in self.ran, t.product) for t in checked.tasks], checked
 
 
-def test_retrain_if_needed_runs_the_build_and_records_what_it_acted_on(monitored: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_retrain_if_needed_runs_the_build_and_records_what_it_acted_on(
+    monitored: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     fake = FakeBuild()
     monkeypatch.setattr("nbops.pipeline.build.run_build", fake)
     assert cmd_retrain(_args(monitored)) == 0
     out = capsys.readouterr().out
     assert fake.calls == [{"labelled_through": "2025-04"}]
-    assert "retrain needed: yes" in out and "labels arrived for 2025-01..2025-04" in out and "2025-02: drift in loan_amount, interest_rate" in out
-    assert "Reran 5 of 8 tasks: ingest, features, train, evaluate, register (skipped, up to date: package, batch_score, monitor)" in out
+    assert (
+        "retrain needed: yes" in out
+        and "labels arrived for 2025-01..2025-04" in out
+        and "2025-02: drift in loan_amount, interest_rate" in out
+    )
+    assert (
+        "Reran 5 of 8 tasks: ingest, features, train, evaluate, register (skipped, up to date: package, batch_score, monitor)"
+        in out
+    )
     assert "registered v0002 as candidate; production stays v0001" in out
     assert "promotion gate: candidate roc_auc 0.7000 vs production 0.7600" in out
     state = load_state(monitored / "build" / "test")
@@ -250,7 +324,9 @@ def test_retrain_if_needed_runs_the_build_and_records_what_it_acted_on(monitored
     assert "retrain needed: no" in out and "no new labelled months since 2025-04" in out and "Not retraining." in out
 
 
-def test_dry_run_runs_and_writes_nothing(monitored: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_dry_run_runs_and_writes_nothing(
+    monitored: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     fake = FakeBuild()
     monkeypatch.setattr("nbops.pipeline.build.run_build", fake)
     assert cmd_retrain(_args(monitored, dry_run=True)) == 0
@@ -258,7 +334,9 @@ def test_dry_run_runs_and_writes_nothing(monitored: Path, monkeypatch: pytest.Mo
     assert fake.calls == [] and not state_path(monitored / "build" / "test").exists()
 
 
-def test_without_if_needed_the_build_always_runs(monitored: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_without_if_needed_the_build_always_runs(
+    monitored: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     save_state(monitored / "build" / "test", {"labelled_through": "2025-04", "acted_on": ["2025-02"]})
     fake = FakeBuild()
     monkeypatch.setattr("nbops.pipeline.build.run_build", fake)
@@ -268,7 +346,9 @@ def test_without_if_needed_the_build_always_runs(monitored: Path, monkeypatch: p
     assert fake.calls == [{"labelled_through": "2025-04"}]
 
 
-def test_an_alert_without_new_labels_records_it_and_explains_the_no_op(monitored: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_alert_without_new_labels_records_it_and_explains_the_no_op(
+    monitored: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     save_state(monitored / "build" / "test", {"labelled_through": "2025-04", "acted_on": []})
     fake = FakeBuild(ran=())
     monkeypatch.setattr("nbops.pipeline.build.run_build", fake)
@@ -280,7 +360,9 @@ def test_an_alert_without_new_labels_records_it_and_explains_the_no_op(monitored
     assert load_state(monitored / "build" / "test")["acted_on"] == ["2025-01", "2025-02"]
 
 
-def test_a_failed_build_is_reported_and_retried(monitored: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_failed_build_is_reported_and_retried(
+    monitored: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setattr("nbops.pipeline.build.run_build", FakeBuild(returncode=1))
     assert cmd_retrain(_args(monitored)) == 1
     err = capsys.readouterr().err
@@ -293,7 +375,9 @@ def test_a_failed_build_is_reported_and_retried(monitored: Path, monkeypatch: py
     assert "retrain needed: yes" in capsys.readouterr().out and len(fake.calls) == 1
 
 
-def test_a_labelled_month_without_its_file_fails_before_building(monitored: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_labelled_month_without_its_file_fails_before_building(
+    monitored: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (monitored / "build" / "test" / "data" / "production" / "2025-04.parquet").unlink()
     fake = FakeBuild()
     monkeypatch.setattr("nbops.pipeline.build.run_build", fake)
@@ -319,7 +403,12 @@ def test_retrain_end_to_end(tmp_path: Path) -> None:
     (not needed, nothing runs); build (a no-op: it reads labelled_through from the retrain state)."""
     project = copy_project(tmp_path / "project")
     root = project / "build" / "test"
-    env = ("--env", "env.test.yaml", "--set", "tracking=disabled")  # W&B is tested elsewhere; this saves seconds per stage
+    env = (
+        "--env",
+        "env.test.yaml",
+        "--set",
+        "tracking=disabled",
+    )  # W&B is tested elsewhere; this saves seconds per stage
     proc = nbops(project, "build", *env)
     assert proc.returncode == 0, output_of(proc)[-5000:]
 

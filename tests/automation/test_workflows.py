@@ -84,13 +84,17 @@ def test_workflows_parse_and_use_current_actions_on_python_311(name: str) -> Non
     for job_id, step in steps(wf):
         if "run" in step:  # GitHub runs each script with `bash -e`: it must at least parse
             proc = subprocess.run(["bash", "-n", "-c", step["run"]], capture_output=True, text=True)
-            assert proc.returncode == 0, f"{name}: job {job_id}, step {step.get('name', step['run'][:40])!r}: {proc.stderr}"
+            assert proc.returncode == 0, (
+                f"{name}: job {job_id}, step {step.get('name', step['run'][:40])!r}: {proc.stderr}"
+            )
     used = {step["uses"] for _, step in steps(wf) if "uses" in step}
     assert used <= ACTIONS, used - ACTIONS
     for _, step in steps(wf):
         if step.get("uses", "").startswith("actions/setup-python"):
             version = str(step["with"]["python-version"])
-            assert version == "3.11" or (version == "${{ env.PYTHON_VERSION }}" and wf["env"]["PYTHON_VERSION"] == "3.11")
+            assert version == "3.11" or (
+                version == "${{ env.PYTHON_VERSION }}" and wf["env"]["PYTHON_VERSION"] == "3.11"
+            )
         if step.get("uses", "").startswith("actions/cache") and step["with"]["path"] == ".venv":
             assert "hashFiles('requirements.lock'" in step["with"]["key"] and "python-version" in step["with"]["key"]
 
@@ -114,9 +118,13 @@ def test_every_make_target_and_variable_exists(name: str) -> None:
     for cmd in made:
         for arg in cmd[1:]:
             if "=" in arg:
-                assert arg.split("=", 1)[0] in variables, f"{name}: `{' '.join(cmd)}` sets {arg.split('=')[0]}, which the Makefile does not use"
+                assert arg.split("=", 1)[0] in variables, (
+                    f"{name}: `{' '.join(cmd)}` sets {arg.split('=')[0]}, which the Makefile does not use"
+                )
             else:
-                assert arg in targets, f"{name}: `{' '.join(cmd)}`: no target '{arg}' in the Makefile ({', '.join(sorted(targets))})"
+                assert arg in targets, (
+                    f"{name}: `{' '.join(cmd)}`: no target '{arg}' in the Makefile ({', '.join(sorted(targets))})"
+                )
 
 
 @pytest.mark.parametrize("name", ["ci.yml", "scheduled.yml"])
@@ -157,7 +165,10 @@ def test_scheduled_runs_the_cron_pipeline_and_uploads_reports(tmp_path: Path) ->
     assert all((REPO / o).exists() for o in options)
 
     cmds = [cmd for _, cmd in all_commands(wf)]
-    pipeline = [".venv/bin/nbops", "build", "--env", "env.yaml"], [".venv/bin/nbops", "retrain", "--if-needed", "--env", "env.yaml"]
+    pipeline = (
+        [".venv/bin/nbops", "build", "--env", "env.yaml"],
+        [".venv/bin/nbops", "retrain", "--if-needed", "--env", "env.yaml"],
+    )
     assert cmds.index(pipeline[0]) + 1 == cmds.index(pipeline[1])
     (job,) = wf["jobs"].values()
     uploads = [s for s in job["steps"] if s.get("uses") == "actions/upload-artifact@v4"]
@@ -170,7 +181,13 @@ def test_scheduled_runs_the_cron_pipeline_and_uploads_reports(tmp_path: Path) ->
     output = tmp_path / "github_output"
     for env_file in options:
         output.write_text("")
-        subprocess.run(["bash", "-e", "-c", script], cwd=REPO, check=True, env={**os.environ, "ENV_FILE": env_file, "GITHUB_OUTPUT": str(output)}, timeout=60)
+        subprocess.run(
+            ["bash", "-e", "-c", script],
+            cwd=REPO,
+            check=True,
+            env={**os.environ, "ENV_FILE": env_file, "GITHUB_OUTPUT": str(output)},
+            timeout=60,
+        )
         expected = default_output(check_project(REPO, env_file), REPO).parent
         assert output.read_text() == f"root={expected.parent}\n"
         assert expected.name == "reports"

@@ -29,7 +29,15 @@ from tests.conftest import REPO, copy_project, nbops, output_of
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 VENV = Path(sys.executable).parent.parent  # the worktree's .venv, which `make install` made
 # What `make dashboard` reads besides the project: the Makefile and the files its install step depends on.
 MAKE_FILES = ("Makefile", "requirements.lock", "pyproject.toml", "requirements/overrides.txt")
@@ -55,15 +63,26 @@ def dashboard_copy(dest: Path) -> Path:
     return project
 
 
-def make_dashboard(project: Path, log: Path, *extra: str, timeout: float = 120) -> tuple[subprocess.Popen[str], dict[str, str]]:
+def make_dashboard(
+    project: Path, log: Path, *extra: str, timeout: float = 120
+) -> tuple[subprocess.Popen[str], dict[str, str]]:
     """Run `make dashboard` in ``project`` as a user would (a free port, the test env file, the
     worktree's .venv) and return the process and the links it printed, once Voila answers."""
     make = ["make", "-C", str(project), f"VENV={VENV}", "ENV_FILE=env.test.yaml", f"DASHBOARD_PORT={_free_port()}"]
     stale = subprocess.run([*make, "-q", f"{VENV}/.installed"], capture_output=True, text=True)
     if stale.returncode != 0:
-        pytest.fail(f"{VENV} is older than requirements.lock or pyproject.toml: `make dashboard` would reinstall it from a temporary copy. Run `make install` in {REPO}, then the tests again.")
+        pytest.fail(
+            f"{VENV} is older than requirements.lock or pyproject.toml: `make dashboard` would reinstall it from a temporary copy. Run `make install` in {REPO}, then the tests again."
+        )
     env = {k: v for k, v in os.environ.items() if k not in ("NBOPS_PROJECT", "NBOPS_ENV", "MAKEFLAGS", "MAKELEVEL")}
-    proc = subprocess.Popen([*make, "dashboard", *extra], stdout=subprocess.PIPE, stderr=log.open("w"), text=True, env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        [*make, "dashboard", *extra],
+        stdout=subprocess.PIPE,
+        stderr=log.open("w"),
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
     # A thread reads what make prints (and keeps reading, so a full pipe never blocks the server).
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or ()], daemon=True).start()
@@ -80,7 +99,9 @@ def make_dashboard(project: Path, log: Path, *extra: str, timeout: float = 120) 
             links[m[1]] = m[2]
     if len(links) < 2:
         stop(proc)
-        pytest.fail(f"`make dashboard` printed no monitoring and model links within {timeout:.0f} s; stdout: {printed}; log: {log.read_text()[-3000:]}")
+        pytest.fail(
+            f"`make dashboard` printed no monitoring and model links within {timeout:.0f} s; stdout: {printed}; log: {log.read_text()[-3000:]}"
+        )
     base = "{0.scheme}://{0.netloc}".format(urlsplit(links["monitoring"]))
     while time.monotonic() < deadline:
         assert proc.poll() is None, log.read_text()[-3000:]
@@ -109,7 +130,9 @@ def stop(proc: subprocess.Popen[str]) -> None:
 def dashboard_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project built with two years of monthly production history."""
     project = dashboard_copy(tmp_path_factory.mktemp("dash") / "project")
-    proc = nbops(project, "build", "--env", "env.test.yaml", "--set", "production_months=24", "--set", "tracking=disabled")
+    proc = nbops(
+        project, "build", "--env", "env.test.yaml", "--set", "production_months=24", "--set", "tracking=disabled"
+    )
     assert proc.returncode == 0, output_of(proc)[-4000:]
     return project
 
@@ -179,7 +202,9 @@ def _clipped(page: object, selector: str) -> list[str]:
 def test_make_dashboard_prints_links_that_open_both_dashboards(served: dict[str, str], browser: object) -> None:
     """The links `make dashboard` prints carry one token, Voila's, and open the dashboards (not a login page)."""
     tokens = {name: parse_qs(urlsplit(url).query).get("token", [""])[0] for name, url in served.items()}
-    assert len(set(tokens.values())) == 1 and re.fullmatch(r"[0-9a-f]{32}", tokens["monitoring"]), f"the two links carry different tokens: {served}"
+    assert len(set(tokens.values())) == 1 and re.fullmatch(r"[0-9a-f]{32}", tokens["monitoring"]), (
+        f"the two links carry different tokens: {served}"
+    )
     for name, url in served.items():
         page = _open(browser, url, READY[name])
         assert "/login" not in page.url, f"{url} landed on {page.url}"  # type: ignore[attr-defined]
@@ -196,11 +221,15 @@ def test_dashboard_requires_the_token(served: dict[str, str]) -> None:
 
 def _status_rows(page: object) -> dict[str, dict[str, str]]:
     headers = page.locator(".nbops-status-table thead th").all_inner_texts()  # type: ignore[attr-defined]
-    rows = page.locator(".nbops-status-table tbody tr").evaluate_all("rows => rows.map(r => [...r.cells].map(c => c.innerText.trim()))")  # type: ignore[attr-defined]
+    rows = page.locator(".nbops-status-table tbody tr").evaluate_all(
+        "rows => rows.map(r => [...r.cells].map(c => c.innerText.trim()))"
+    )  # type: ignore[attr-defined]
     return {r[0]: dict(zip(headers, r, strict=True)) for r in rows}
 
 
-def test_monitoring_dashboard_says_what_the_numbers_say(served: dict[str, str], browser: object, built: dict[str, object]) -> None:
+def test_monitoring_dashboard_says_what_the_numbers_say(
+    served: dict[str, str], browser: object, built: dict[str, object]
+) -> None:
     env, history, metadata = built["env"], built["history"], built["metadata"]
     assert isinstance(env, dict) and isinstance(history, pd.DataFrame) and isinstance(metadata, dict)
     page = _open(browser, served["monitoring"], ".nbops-status-table")
@@ -219,10 +248,12 @@ def test_monitoring_dashboard_says_what_the_numbers_say(served: dict[str, str], 
     assert not false_alarms, f"clean months read 'alert': {false_alarms}"
     # The last label_delay months have no labels yet, and say so.
     metric = "ROC AUC"
-    pending = months[-int(env["label_delay"]):]
+    pending = months[-int(env["label_delay"]) :]
     assert all(rows[m][metric] == "labels pending" for m in pending), {m: rows[m][metric] for m in pending}
     labelled = history.dropna(subset=["perf__roc_auc"])
-    assert {m: rows[m][metric] for m in labelled["batch_id"]} == {m: f"{v:.3f}" for m, v in zip(labelled["batch_id"], labelled["perf__roc_auc"], strict=True)}
+    assert {m: rows[m][metric] for m in labelled["batch_id"]} == {
+        m: f"{v:.3f}" for m, v in zip(labelled["batch_id"], labelled["perf__roc_auc"], strict=True)
+    }
 
     # The performance chart carries the alert level (test AUC minus max_auc_drop) and a y-axis label.
     chart = page.locator(".nbops-performance svg")  # type: ignore[attr-defined]
@@ -244,7 +275,9 @@ def test_monitoring_dashboard_says_what_the_numbers_say(served: dict[str, str], 
     # Hover a heatmap cell: its PSI.
     feature = max((c for c in history.columns if c.startswith("psi__")), key=lambda c: history[c].max())
     month = str(history.loc[history[feature].idxmax(), "batch_id"])
-    cell = page.locator(f".nbops-heatmap .nbops-tip[data-feature='{feature.removeprefix('psi__')}'][data-batch='{month}']")  # type: ignore[attr-defined]
+    cell = page.locator(
+        f".nbops-heatmap .nbops-tip[data-feature='{feature.removeprefix('psi__')}'][data-batch='{month}']"
+    )  # type: ignore[attr-defined]
     cell.locator(".nbops-hit").hover()
     cell.locator(".nbops-tip-label").wait_for(state="visible", timeout=5_000)
     assert f"PSI {history[feature].max():.3f}" in cell.locator(".nbops-tip-label").text_content()
@@ -266,16 +299,22 @@ def test_monitoring_dashboard_says_what_the_numbers_say(served: dict[str, str], 
     # Long alert messages wrap between words, never mid-word.
     messages = page.locator(".nbops-alerts-table tbody td.nbops-col-3")  # type: ignore[attr-defined]
     assert messages.count() > 0
-    style = messages.first.evaluate("e => [getComputedStyle(e).wordBreak, getComputedStyle(e).overflowWrap, getComputedStyle(e).whiteSpace]")
+    style = messages.first.evaluate(
+        "e => [getComputedStyle(e).wordBreak, getComputedStyle(e).overflowWrap, getComputedStyle(e).whiteSpace]"
+    )
     assert style == ["normal", "break-word", "normal"], style
     # The charts are sized for the page: as wide as the column, never wider (no stretching past their
     # natural size at 1280 px, no overflow at 800 px).
-    widths = page.evaluate("() => [...document.querySelectorAll('.nbops-page svg.nbops-chart')].map(s => [s.getBoundingClientRect().width, s.viewBox.baseVal.width])")  # type: ignore[attr-defined]
+    widths = page.evaluate(
+        "() => [...document.querySelectorAll('.nbops-page svg.nbops-chart')].map(s => [s.getBoundingClientRect().width, s.viewBox.baseVal.width])"
+    )  # type: ignore[attr-defined]
     assert widths and all(shown <= natural + 0.5 for shown, natural in widths), widths
     _full_page_screenshot(page, REPO / "reports" / "dashboard_monitoring.png")
     page.set_viewport_size({"width": 800, "height": 1000})  # type: ignore[attr-defined]
     page.wait_for_timeout(500)  # type: ignore[attr-defined]
-    overflow = page.evaluate("() => [...document.querySelectorAll('.nbops-page, .nbops-page > *')].filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.className)")  # type: ignore[attr-defined]
+    overflow = page.evaluate(
+        "() => [...document.querySelectorAll('.nbops-page, .nbops-page > *')].filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.className)"
+    )  # type: ignore[attr-defined]
     assert not overflow, f"at 800 px the page is wider than the window: {overflow}"
     page.close()  # type: ignore[attr-defined]
 
@@ -299,7 +338,9 @@ def test_monitoring_feature_picker_redraws_the_distribution(served: dict[str, st
     page.close()  # type: ignore[attr-defined]
 
 
-def test_model_dashboard_speaks_of_the_target_and_its_explorer_responds(served: dict[str, str], browser: object, built: dict[str, object]) -> None:
+def test_model_dashboard_speaks_of_the_target_and_its_explorer_responds(
+    served: dict[str, str], browser: object, built: dict[str, object]
+) -> None:
     metadata = built["metadata"]
     assert isinstance(metadata, dict)
     page = _open(browser, served["model"], ".nbops-threshold-result")
@@ -311,12 +352,16 @@ def test_model_dashboard_speaks_of_the_target_and_its_explorer_responds(served: 
     assert f"actual {target} = {positive}" in confusion, confusion
     explorer = page.inner_text(".nbops-threshold-result")  # type: ignore[attr-defined]
     for word in ("defaulted", "repaid", "declined", "approved", "approval"):
-        assert word not in (confusion + explorer).lower(), f"'{word}' is the built-in credit data's word, not the target's: {explorer}"
+        assert word not in (confusion + explorer).lower(), (
+            f"'{word}' is the built-in credit data's word, not the target's: {explorer}"
+        )
     before = explorer
     cost = page.locator(".widget-text input").first  # type: ignore[attr-defined]
     cost.fill("50000")
     cost.press("Enter")
-    page.wait_for_function("b => document.querySelector('.nbops-threshold-result').innerText !== b", arg=before, timeout=30_000)  # type: ignore[attr-defined]
+    page.wait_for_function(
+        "b => document.querySelector('.nbops-threshold-result').innerText !== b", arg=before, timeout=30_000
+    )  # type: ignore[attr-defined]
     bar = page.locator(".nbops-importance .nbops-tip").first  # type: ignore[attr-defined]
     bar.locator(".nbops-hit").hover()
     bar.locator(".nbops-tip-label").wait_for(state="visible", timeout=5_000)

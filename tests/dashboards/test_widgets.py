@@ -39,11 +39,18 @@ def history(months: int = 6, pending: int = 2, feature: str = "income") -> pd.Da
         labelled = k < months - pending
         rows.append(
             {
-                "batch_id": f"2025-{k + 1:02d}", "rows": 1000, "status": "alert" if k == 1 else "ok",
+                "batch_id": f"2025-{k + 1:02d}",
+                "rows": 1000,
+                "status": "alert" if k == 1 else "ok",
                 "status_reason": "critical: 1 feature(s) drifted" if k == 1 else "within every limit",
-                "labels": "arrived" if labelled else "pending", "drifted_features": feature if k == 1 else "",
-                "prediction_psi": 0.01 * k, "alerts": 1 if k == 1 else 0, f"psi__{feature}": 0.9 if k == 1 else 0.02, "psi__age": 0.15 if k == 2 else 0.01,
-                "perf__roc_auc": 0.80 - 0.01 * k if labelled else np.nan, "perf__labelled_rows": 1000.0 if labelled else np.nan,
+                "labels": "arrived" if labelled else "pending",
+                "drifted_features": feature if k == 1 else "",
+                "prediction_psi": 0.01 * k,
+                "alerts": 1 if k == 1 else 0,
+                f"psi__{feature}": 0.9 if k == 1 else 0.02,
+                "psi__age": 0.15 if k == 2 else 0.01,
+                "perf__roc_auc": 0.80 - 0.01 * k if labelled else np.nan,
+                "perf__labelled_rows": 1000.0 if labelled else np.nan,
             }
         )
     return pd.DataFrame(rows)
@@ -63,7 +70,11 @@ def test_table_formats_numbers_aligns_headers_with_their_columns_and_escapes() -
     root = ET.fromstring(out).find("table")
     heads = root.findall("./thead/tr/th")
     first = root.findall("./tbody/tr")[0].findall("td")
-    assert [h.get("class").split()[0] for h in heads] == [c.get("class").split()[0] for c in first] == ["nbops-text", "nbops-num", "nbops-num", "nbops-text"]
+    assert (
+        [h.get("class").split()[0] for h in heads]
+        == [c.get("class").split()[0] for c in first]
+        == ["nbops-text", "nbops-num", "nbops-num", "nbops-text"]
+    )
 
 
 def test_status_table_says_labels_pending_and_escapes_the_reason() -> None:
@@ -89,11 +100,17 @@ def test_alerts_table_is_latest_and_most_severe_first_and_escaped() -> None:
     out = alerts_table(alerts)
     assert "<img" not in out
     order = ["".join(r.itertext()) for r in ET.fromstring(out).findall("./table/tbody/tr")]
-    assert order[0].startswith("2025-02critical") and order[1].startswith("2025-02warning") and order[2].startswith("2025-01")
+    assert (
+        order[0].startswith("2025-02critical")
+        and order[1].startswith("2025-02warning")
+        and order[2].startswith("2025-01")
+    )
 
 
 def test_heatmap_svg_has_a_status_strip_values_on_hover_and_escapes_names() -> None:
-    h = history(feature=HOSTILE).assign(batch_id=lambda d: d["batch_id"].where(d.index != 3, "</svg><script>x</script>"))
+    h = history(feature=HOSTILE).assign(
+        batch_id=lambda d: d["batch_id"].where(d.index != 3, "</svg><script>x</script>")
+    )
     svg = drift_heatmap_svg(h, 0.2)
     root = parse(svg)
     assert "<script" not in svg and "<img" not in svg
@@ -112,7 +129,14 @@ def test_performance_svg_has_the_alert_level_a_y_label_pending_months_and_point_
     assert "ROC AUC" in "".join(root.find(f".//{SVG}text[@data-role='y-label']").itertext())
     assert len(root.findall(f".//{SVG}rect[@data-role='pending']")) == 1
     values = {t.get("data-batch"): t.get("data-value") for t in root.findall(f".//{SVG}g[@class='nbops-tip']")}
-    assert values == {"2025-01": "0.800", "2025-02": "0.790", "2025-03": "0.780", "2025-04": "0.770", "2025-05": "labels pending", "2025-06": "labels pending"}
+    assert values == {
+        "2025-01": "0.800",
+        "2025-02": "0.790",
+        "2025-03": "0.780",
+        "2025-04": "0.770",
+        "2025-05": "labels pending",
+        "2025-06": "labels pending",
+    }
 
 
 def test_performance_svg_without_labels_says_they_are_pending() -> None:
@@ -121,7 +145,13 @@ def test_performance_svg_without_labels_says_they_are_pending() -> None:
 
 
 def test_distribution_and_bar_charts_escape_their_labels() -> None:
-    svg = distribution_svg([HOSTILE, "b", "unseen", "missing"], np.array([0.5, 0.5, 0, 0]), np.array([0.2, 0.5, 0.3, 0]), feature=HOSTILE, batch="2025-01")
+    svg = distribution_svg(
+        [HOSTILE, "b", "unseen", "missing"],
+        np.array([0.5, 0.5, 0, 0]),
+        np.array([0.2, 0.5, 0.3, 0]),
+        feature=HOSTILE,
+        batch="2025-01",
+    )
     root = parse(svg)
     assert root.get("data-feature") == HOSTILE and "<img" not in svg
     assert "reference 50.0%" in "".join(root.itertext())
@@ -146,7 +176,13 @@ def test_the_model_card_is_rendered_with_raw_html_escaped() -> None:
 
 
 def test_class_labels_come_from_the_schema_or_are_one_and_zero() -> None:
-    schema = TableSchema("churn", "churned", "binary", [ColumnSpec("churned", "categorical", "target", categories=["no", "yes"])], positive_class="yes")
+    schema = TableSchema(
+        "churn",
+        "churned",
+        "binary",
+        [ColumnSpec("churned", "categorical", "target", categories=["no", "yes"])],
+        positive_class="yes",
+    )
     data = DashboardData(Path("."), {}, pd.DataFrame(), [], None, None, [], None, None, schema=schema)
     assert data.class_labels() == ("yes", "no")
     assert DashboardData(Path("."), {}, pd.DataFrame(), [], None, None, [], None, None).class_labels() == ("1", "0")
@@ -157,7 +193,10 @@ def test_threshold_explorer_speaks_of_the_target_not_of_credit(target: str, clas
     rng = np.random.default_rng(0)
     preds = pd.DataFrame({target: rng.integers(0, 2, 200).astype(float), "prediction": rng.random(200)})
     widgets = threshold_explorer(target, classes, preds)
-    text = " ".join(str(getattr(wd, "value", "")) + " " + str(getattr(wd, "description", "")) for wd in [*widgets, *widgets[2].children])
+    text = " ".join(
+        str(getattr(wd, "value", "")) + " " + str(getattr(wd, "description", ""))
+        for wd in [*widgets, *widgets[2].children]
+    )
     assert f"actual {target} = {classes[0]}" in text and f"actual {target} = {classes[1]}" in text
     assert f"cost of a missed {target} = {classes[0]}" in text
     for word in ("defaulted", "repaid", "declined", "approved", "approval"):

@@ -89,9 +89,7 @@ def test_counts_add_up_and_quarantine_holds_exactly_the_bad_rows(tmp_path, csv):
     pd.testing.assert_frame_equal(raw, pd.read_csv(csv, dtype=str), check_dtype=False)
     # The valid rows are the good input rows, typed.
     good = _table().drop(index=list(BAD)).reset_index(drop=True)
-    np.testing.assert_allclose(
-        valid["income"].to_numpy(float), good["income"].astype(float).to_numpy()
-    )
+    np.testing.assert_allclose(valid["income"].to_numpy(float), good["income"].astype(float).to_numpy())
     assert result.validation.n_rows == N
 
 
@@ -156,9 +154,7 @@ def test_too_many_bad_rows_raise_after_writing_the_quarantine(tmp_path, csv):
     products = _products(tmp_path / "out")
     with pytest.raises(DataError) as info:
         ingest(
-            IngestParams(
-                data=str(csv), target="y", tracking="disabled", max_quarantine_fraction=0.01
-            ),
+            IngestParams(data=str(csv), target="y", tracking="disabled", max_quarantine_fraction=0.01),
             project=tmp_path,
             **products,
         )

@@ -68,7 +68,10 @@ def test_labelled_months_are_appended_and_named(tmp_path: Path, production: Path
     assert summary["labelled_rows_read"] == summary["labelled_rows_added"] == 2 * BATCH_ROWS
     assert summary["rows_read"] == HISTORY_ROWS + 2 * BATCH_ROWS
     assert summary["rows_valid"] + summary["rows_quarantined"] == summary["rows_read"]
-    assert [b["file"] for b in summary["labelled_batches"]] == [str(production / "2025-01.csv"), str(production / "2025-02.parquet")]
+    assert [b["file"] for b in summary["labelled_batches"]] == [
+        str(production / "2025-01.csv"),
+        str(production / "2025-02.parquet"),
+    ]
     assert all(len(b["sha256"]) == 64 for b in summary["labelled_batches"])
     assert "labelled production months 2025-01..2025-02" in summary["source"]
     valid = pd.read_parquet(products["valid"])

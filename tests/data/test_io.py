@@ -102,9 +102,7 @@ def test_duplicate_csv_column_names_are_refused_naming_the_column(tmp_path):
 
 def test_duplicate_parquet_column_names_are_refused_naming_the_column(tmp_path):
     path = tmp_path / "dupes.parquet"
-    table = pa.Table.from_arrays(
-        [pa.array([1, 2]), pa.array(["a", "b"]), pa.array([3, 4])], names=["x", "y", "x"]
-    )
+    table = pa.Table.from_arrays([pa.array([1, 2]), pa.array(["a", "b"]), pa.array([3, 4])], names=["x", "y", "x"])
     pq.write_table(table, path)
     assert pq.read_schema(path).names == ["x", "y", "x"]  # the file really holds the duplicate
     with pytest.raises(DataError) as info:

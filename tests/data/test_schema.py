@@ -118,9 +118,7 @@ def test_personal_data_names_are_marked_pii(name):
 
 def test_settings_mark_id_and_pii_columns():
     df = _raw().assign(contact=lambda d: d["grade"])
-    schema = infer_schema(
-        df, dataset="d", target="y", id_columns=["income"], pii_columns=["contact"]
-    )
+    schema = infer_schema(df, dataset="d", target="y", id_columns=["income"], pii_columns=["contact"])
     assert schema.column("income").role == "id"
     assert schema.column("contact").role == "pii"
 
@@ -222,9 +220,7 @@ def test_save_load_round_trip(tmp_path):
 
 
 def test_load_refuses_an_unknown_role(tmp_path):
-    schema = TableSchema(
-        "d", "y", "binary", [ColumnSpec("x", "numeric"), ColumnSpec("y", "numeric", "target")]
-    )
+    schema = TableSchema("d", "y", "binary", [ColumnSpec("x", "numeric"), ColumnSpec("y", "numeric", "target")])
     raw = schema.to_dict()
     raw["columns"][0]["role"] = "secret"
     path = tmp_path / "d.schema.yaml"
@@ -247,9 +243,7 @@ def test_load_refuses_an_unknown_role(tmp_path):
     ],
 )
 def test_load_refuses_a_broken_schema(tmp_path, edit, words):
-    schema = TableSchema(
-        "d", "y", "binary", [ColumnSpec("x", "numeric"), ColumnSpec("y", "numeric", "target")]
-    )
+    schema = TableSchema("d", "y", "binary", [ColumnSpec("x", "numeric"), ColumnSpec("y", "numeric", "target")])
     raw = schema.to_dict()
     edit(raw)
     path = tmp_path / "d.schema.yaml"

@@ -74,9 +74,7 @@ def psi(reference: pd.Series, current: pd.Series, bins: int = 10) -> float:
         edges = np.unique(np.quantile(ref_v[~np.isnan(ref_v)], np.linspace(0, 1, bins + 1)[1:-1]))
 
         def hist(v: np.ndarray) -> np.ndarray:
-            counts = np.bincount(
-                np.searchsorted(edges, v[~np.isnan(v)], side="right"), minlength=len(edges) + 1
-            )
+            counts = np.bincount(np.searchsorted(edges, v[~np.isnan(v)], side="right"), minlength=len(edges) + 1)
             return np.append(counts, np.isnan(v).sum()) / len(v)
 
         p, q = hist(ref_v), hist(cur_v)
@@ -209,8 +207,7 @@ def test_different_seeds_differ() -> None:
 def test_ids_are_unique_across_history_and_batches() -> None:
     tables = [simulate_history(rows=20_000, seed=3)[0]]
     tables += [
-        simulate_batch(k, rows=5_000, seed=3, drift=d)[0]
-        for k, d in [(1, "none"), (2, "shock"), (12, "gradual")]
+        simulate_batch(k, rows=5_000, seed=3, drift=d)[0] for k, d in [(1, "none"), (2, "shock"), (12, "gradual")]
     ]
     ids = pd.concat([t[ID_COLUMN] for t in tables], ignore_index=True)
     assert ids.is_unique
@@ -282,9 +279,7 @@ def test_write_round_trip_and_sidecar(tmp_path: Path, suffix: str) -> None:
     assert sorted(p.name for p in out.parent.iterdir()) == sorted([out.name, truth_path.name])
 
 
-def test_write_overwrites_and_leaves_no_temp_files_on_failure(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_write_overwrites_and_leaves_no_temp_files_on_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     df, truth = simulate_history(rows=200, seed=0)
     out = tmp_path / "history.parquet"
     write_simulation(df, truth, out)
@@ -345,9 +340,7 @@ def test_cli_writes_drifted_batch(tmp_path: Path) -> None:
     assert {d["name"] for d in truth["drifted_features"]} == EXPECTED_DRIFTED["shock"]
 
 
-def test_cli_drift_without_batch_is_an_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_drift_without_batch_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "x.csv"
     assert main(["--drift", "shock", "--out", str(out)]) == 2
     err = capsys.readouterr().err
@@ -367,9 +360,7 @@ def test_cli_drift_without_batch_is_an_error(
         ["--out", "x.xlsx"],
     ],
 )
-def test_cli_bad_arguments_exit_2(
-    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
-) -> None:
+def test_cli_bad_arguments_exit_2(argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
     assert "error" in capsys.readouterr().err
@@ -403,9 +394,7 @@ def test_unnamed_columns_keep_the_reference_process_exactly(drift: str) -> None:
 
 @pytest.mark.parametrize("drift", SCENARIOS)
 @pytest.mark.parametrize("batch", [1, 6])
-def test_named_features_move_and_others_do_not(
-    history: pd.DataFrame, drift: str, batch: int
-) -> None:
+def test_named_features_move_and_others_do_not(history: pd.DataFrame, drift: str, batch: int) -> None:
     small, truth = simulate_batch(batch, rows=1_000, seed=1, drift=drift)
     large, _ = simulate_batch(batch, rows=5_000, seed=2, drift=drift)
     named = {d.name for d in truth.drifted_features}
@@ -476,9 +465,9 @@ def test_signal_is_learnable(model) -> None:
 
 
 def test_nonlinear_utilisation_hinge(history: pd.DataFrame) -> None:
-    rate = history.groupby(
-        pd.cut(history["credit_utilization"], [0, 0.4, 0.6, 0.8, 1.0, 1.5]), observed=True
-    )[TARGET].mean()
+    rate = history.groupby(pd.cut(history["credit_utilization"], [0, 0.4, 0.6, 0.8, 1.0, 1.5]), observed=True)[
+        TARGET
+    ].mean()
     slope_low = rate.iloc[2] - rate.iloc[1]
     slope_high = rate.iloc[3] - rate.iloc[2]
     assert slope_high > 2 * slope_low > 0

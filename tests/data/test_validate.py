@@ -26,9 +26,7 @@ def _schema(**target) -> TableSchema:
             ColumnSpec("email", "text", "pii"),
             ColumnSpec("month", "time", "time", nullable=False),
             ColumnSpec("income", "numeric", "feature", nullable=True, min=0.0, max=1000.0),
-            ColumnSpec(
-                "grade", "categorical", "feature", nullable=False, categories=["A", "B", "C"]
-            ),
+            ColumnSpec("grade", "categorical", "feature", nullable=False, categories=["A", "B", "C"]),
             ColumnSpec("y", target.get("target_kind", "numeric"), "target", nullable=False),
         ],
     )
@@ -64,9 +62,7 @@ def test_clean_table_is_all_valid_and_typed():
     np.testing.assert_allclose(result.valid["income"], raw["income"].astype(float))
     assert pd.api.types.is_datetime64_any_dtype(result.valid["month"])
     assert result.valid["grade"].tolist() == raw["grade"].tolist()
-    np.testing.assert_array_equal(
-        result.valid["y"].to_numpy(float), raw["y"].astype(float).to_numpy()
-    )
+    np.testing.assert_array_equal(result.valid["y"].to_numpy(float), raw["y"].astype(float).to_numpy())
     assert result.reasons.empty
 
 
@@ -142,9 +138,7 @@ def test_pii_columns_are_absent_from_the_valid_rows():
 
 def test_string_labels_map_the_positive_class_to_one():
     raw = _clean().assign(y=["yes" if i % 3 == 0 else "no" for i in range(12)])
-    result = validate_table(
-        raw, _schema(positive_class="yes", target_kind="categorical"), file=FILE
-    )
+    result = validate_table(raw, _schema(positive_class="yes", target_kind="categorical"), file=FILE)
     expected = (raw["y"] == "yes").astype(float).to_numpy()
     np.testing.assert_array_equal(result.valid["y"].to_numpy(float), expected)
 
@@ -152,9 +146,7 @@ def test_string_labels_map_the_positive_class_to_one():
 def test_a_stray_label_is_quarantined_not_the_real_negative_class():
     labels = ["maybe"] + ["no" if i % 3 else "yes" for i in range(1, 12)]
     raw = _clean().assign(y=labels)
-    result = validate_table(
-        raw, _schema(positive_class="yes", target_kind="categorical"), file=FILE
-    )
+    result = validate_table(raw, _schema(positive_class="yes", target_kind="categorical"), file=FILE)
     assert result.quarantine[ROW_COLUMN].tolist() == [1]
     assert "'maybe'" in result.quarantine[REASON_COLUMN].iloc[0]
 
@@ -273,9 +265,7 @@ def tables_with_bad_cells(draw):
     return raw, bad_rows
 
 
-@settings(
-    max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
-)
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tables_with_bad_cells())
 def test_rows_are_never_lost_or_duplicated(case):
     raw, bad_rows = case

@@ -62,7 +62,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(venv: dict[str, Any], folder: Path, *, token: str | None = None, log_dir: Path | None = None) -> Iterator[Server]:
+def running_server(
+    venv: dict[str, Any], folder: Path, *, token: str | None = None, log_dir: Path | None = None
+) -> Iterator[Server]:
     """Start ``python -m <package> serve`` from the scoring venv; always terminate it."""
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -89,7 +91,9 @@ def wait_until_healthy(server: Server) -> None:
     last = ""
     for _ in range(STARTUP_SECONDS * 10):  # bounded in count and in time
         if server.process.poll() is not None:
-            pytest.fail(f"the server exited with {server.process.returncode}:\n{server.output.read_text(errors='replace')[-3000:]}")
+            pytest.fail(
+                f"the server exited with {server.process.returncode}:\n{server.output.read_text(errors='replace')[-3000:]}"
+            )
         try:
             r = httpx.get(server.url + "/health", timeout=2.0)
             if r.status_code == 200:
@@ -100,7 +104,9 @@ def wait_until_healthy(server: Server) -> None:
         if time.monotonic() > deadline:
             break
         time.sleep(0.1)
-    pytest.fail(f"GET /health did not answer 200 within {STARTUP_SECONDS} s (last: {last}):\n{server.output.read_text(errors='replace')[-3000:]}")
+    pytest.fail(
+        f"GET /health did not answer 200 within {STARTUP_SECONDS} s (last: {last}):\n{server.output.read_text(errors='replace')[-3000:]}"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -199,8 +205,12 @@ def rows(scoring_venv: dict[str, Any], facts: dict[str, Any]) -> Rows:
     df = pd.read_parquet(split_path(scoring_venv))
     positions = facts["positions"]
     assert len(positions) >= 64 and len(facts["predictions"]) == len(positions)
-    assert any(df.iloc[positions][[f["name"] for f in facts["schema"]["fields"]]].isna().any(axis=1)), "no row with a missing value"
-    columns = [f["name"] for f in facts["schema"]["fields"]] + [c for c in facts["schema"]["passthrough"] if c in df.columns]
+    assert any(df.iloc[positions][[f["name"] for f in facts["schema"]["fields"]]].isna().any(axis=1)), (
+        "no row with a missing value"
+    )
+    columns = [f["name"] for f in facts["schema"]["fields"]] + [
+        c for c in facts["schema"]["passthrough"] if c in df.columns
+    ]
     records = [{c: json_safe(v) for c, v in df.iloc[p][columns].items()} for p in positions]
     return Rows(positions, records, facts["predictions"], facts["version"])
 
@@ -210,7 +220,9 @@ def names(facts: dict[str, Any]) -> list[str]:
     return [f["name"] for f in facts["schema"]["fields"]]
 
 
-def post_predict(client: httpx.Client, body: Any = None, *, content: bytes | None = None, headers: dict[str, Any] | None = None) -> httpx.Response:
+def post_predict(
+    client: httpx.Client, body: Any = None, *, content: bytes | None = None, headers: dict[str, Any] | None = None
+) -> httpx.Response:
     if content is None:
         content = json.dumps(body, allow_nan=True).encode()
     return client.post("/predict", content=content, headers={"Content-Type": "application/json", **(headers or {})})
@@ -238,7 +250,9 @@ def test_health_is_ok_with_the_packaged_model_version(client: httpx.Client, scor
     assert r.json() == {"status": "ok", "model_version": scoring_venv["model_version"]}
 
 
-def test_metadata_has_version_task_type_features_and_input_schema(client: httpx.Client, facts: dict[str, Any], scoring_venv: dict[str, Any]) -> None:
+def test_metadata_has_version_task_type_features_and_input_schema(
+    client: httpx.Client, facts: dict[str, Any], scoring_venv: dict[str, Any]
+) -> None:
     r = client.get("/metadata")
     assert r.status_code == 200, r.text
     meta = r.json()
@@ -306,9 +320,23 @@ def test_openapi_documents_the_predict_body_from_the_input_schema(client: httpx.
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # As in tests/dashboards/test_voila.py: Debian's chromium, never a downloaded browser.
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-CONTENT_TYPES = {".js": "javascript", ".css": "text/css", ".png": "image/png", ".ico": "image/", ".json": "application/json"}
+CONTENT_TYPES = {
+    ".js": "javascript",
+    ".css": "text/css",
+    ".png": "image/png",
+    ".ico": "image/",
+    ".json": "application/json",
+}
 
 
 class References(HTMLParser):
@@ -334,7 +362,9 @@ def check_docs_page(base: str, html: str) -> list[str]:
     ours = urlsplit(base).netloc
     absolute = re.findall(r"""(?:https?:)?//[^\s'"<>)]+""", html)
     elsewhere = [u for u in absolute if urlsplit(u if u.startswith("http") else "http:" + u).netloc != ours]
-    assert not elsewhere, f"the docs page at {base}/docs names other hosts (a user offline cannot load them): {elsewhere}"
+    assert not elsewhere, (
+        f"the docs page at {base}/docs names other hosts (a user offline cannot load them): {elsewhere}"
+    )
     refs = docs_references(html)
     kinds = {Path(urlsplit(r).path).suffix for r in refs}
     assert {".js", ".css", ".json"} <= kinds, f"expected a script, a stylesheet and the OpenAPI document among {refs}"
@@ -342,17 +372,25 @@ def check_docs_page(base: str, html: str) -> list[str]:
         url = urljoin(base + "/docs", ref)
         assert urlsplit(url).netloc == ours, f"{ref!r} resolves to {url}, not to the API at {base}"
         r = httpx.get(url, timeout=TIMEOUT)
-        assert r.status_code == 200 and r.content, f"GET {url} (referenced by /docs) answered {r.status_code} with {len(r.content)} bytes"
+        assert r.status_code == 200 and r.content, (
+            f"GET {url} (referenced by /docs) answered {r.status_code} with {len(r.content)} bytes"
+        )
         suffix = Path(urlsplit(url).path).suffix
-        assert suffix in CONTENT_TYPES, f"/docs references {ref!r}, which is none of the expected kinds {sorted(CONTENT_TYPES)}"
-        assert CONTENT_TYPES[suffix] in r.headers.get("content-type", ""), f"GET {url}: content-type {r.headers.get('content-type')!r}, expected {CONTENT_TYPES[suffix]}"
+        assert suffix in CONTENT_TYPES, (
+            f"/docs references {ref!r}, which is none of the expected kinds {sorted(CONTENT_TYPES)}"
+        )
+        assert CONTENT_TYPES[suffix] in r.headers.get("content-type", ""), (
+            f"GET {url}: content-type {r.headers.get('content-type')!r}, expected {CONTENT_TYPES[suffix]}"
+        )
     return refs
 
 
 def docs_example(spec: dict[str, Any]) -> dict[str, Any]:
     """The record in /predict's documented request-body example (what Swagger UI's 'Try it out' starts from)."""
     media = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
-    assert "example" in media, f"/predict's request body has no example (found keys {sorted(media)}); a user would type every field by hand"
+    assert "example" in media, (
+        f"/predict's request body has no example (found keys {sorted(media)}); a user would type every field by hand"
+    )
     example = media["example"]
     assert isinstance(example, dict) and list(example) == ["records"] and len(example["records"]) == 1, example
     return example["records"][0]
@@ -360,7 +398,9 @@ def docs_example(spec: dict[str, Any]) -> dict[str, Any]:
 
 def test_docs_reference_no_external_url_and_every_asset_answers_200(client: httpx.Client, server: Server) -> None:
     r = client.get("/docs")
-    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html"), f"{r.status_code} {r.headers.get('content-type')}"
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html"), (
+        f"{r.status_code} {r.headers.get('content-type')}"
+    )
     refs = check_docs_page(server.url, r.text)
     assert any(ref.startswith("/docs/assets/") for ref in refs), refs
 
@@ -369,7 +409,9 @@ def test_redoc_is_not_offered_because_it_loads_from_a_cdn(client: httpx.Client) 
     assert client.get("/redoc").status_code == 404
 
 
-def test_the_docs_example_is_the_training_medians_and_most_frequent_levels(client: httpx.Client, facts: dict[str, Any], scoring_venv: dict[str, Any]) -> None:
+def test_the_docs_example_is_the_training_medians_and_most_frequent_levels(
+    client: httpx.Client, facts: dict[str, Any], scoring_venv: dict[str, Any]
+) -> None:
     spec = client.get("/openapi.json").json()
     record = docs_example(spec)
     names = [f["name"] for f in facts["schema"]["fields"]]
@@ -381,10 +423,16 @@ def test_the_docs_example_is_the_training_medians_and_most_frequent_levels(clien
         column = train[f["name"]].dropna()
         if f["kind"] == "numeric":
             median = float(column.median())
-            assert abs(record[f["name"]] - median) <= max(0.5 if float(record[f["name"]]).is_integer() else 0.0, 1e-5 * abs(median)), (f["name"], record[f["name"]], median)
+            assert abs(record[f["name"]] - median) <= max(
+                0.5 if float(record[f["name"]]).is_integer() else 0.0, 1e-5 * abs(median)
+            ), (f["name"], record[f["name"]], median)
         else:
             counts = column.astype(str).value_counts()
-            assert record[f["name"]] in set(counts[counts == counts.max()].index), (f["name"], record[f["name"]], counts.head(3).to_dict())
+            assert record[f["name"]] in set(counts[counts == counts.max()].index), (
+                f["name"],
+                record[f["name"]],
+                counts.head(3).to_dict(),
+            )
 
 
 def test_the_docs_example_scores_200(client: httpx.Client, facts: dict[str, Any]) -> None:
@@ -392,7 +440,11 @@ def test_the_docs_example_scores_200(client: httpx.Client, facts: dict[str, Any]
     r = post_predict(client, {"records": [record]})
     assert r.status_code == 200, f"POST /predict with the docs' own example answered {r.status_code}: {r.text[:500]}"
     body = r.json()
-    assert body["model_version"] == facts["version"] and len(body["predictions"]) == 1 and math.isfinite(body["predictions"][0])
+    assert (
+        body["model_version"] == facts["version"]
+        and len(body["predictions"]) == 1
+        and math.isfinite(body["predictions"][0])
+    )
 
 
 @pytest.fixture
@@ -433,14 +485,18 @@ def offline_page(browser: Any) -> tuple[Any, Traffic]:
     return page, traffic
 
 
-def test_swagger_ui_renders_offline_and_try_it_out_scores_the_example(browser: Any, server: Server, facts: dict[str, Any], tmp_path: Path) -> None:
+def test_swagger_ui_renders_offline_and_try_it_out_scores_the_example(
+    browser: Any, server: Server, facts: dict[str, Any], tmp_path: Path
+) -> None:
     page, traffic = offline_page(browser)
     page.goto(server.url + "/docs", wait_until="domcontentloaded")
     predict = page.locator(".opblock-post", has=page.locator(".opblock-summary-path", has_text="/predict"))
     try:
         predict.wait_for(timeout=60_000)
     except Exception as exc:  # playwright's TimeoutError: say what the page could not load
-        pytest.fail(f"Swagger UI did not list POST /predict within 60 s ({type(exc).__name__}); requests to other hosts aborted: {traffic.blocked}; failed: {traffic.failed}")
+        pytest.fail(
+            f"Swagger UI did not list POST /predict within 60 s ({type(exc).__name__}); requests to other hosts aborted: {traffic.blocked}; failed: {traffic.failed}"
+        )
     listed = page.locator(".opblock-summary-path").all_inner_texts()
     assert {"/predict", "/health", "/metadata", "/metrics"} <= set(listed), listed
     predict.locator(".opblock-summary").click()
@@ -453,7 +509,9 @@ def test_swagger_ui_renders_offline_and_try_it_out_scores_the_example(browser: A
     status.wait_for(timeout=30_000)
     status.scroll_into_view_if_needed()
     page.screenshot(path=str(tmp_path / "docs-try-it-out.png"), full_page=True)
-    assert status.inner_text().strip() == "200", f"Execute answered {status.inner_text()!r} (screenshot: {tmp_path / 'docs-try-it-out.png'})"
+    assert status.inner_text().strip() == "200", (
+        f"Execute answered {status.inner_text()!r} (screenshot: {tmp_path / 'docs-try-it-out.png'})"
+    )
     answer = json.loads(predict.locator(".live-responses-table .response-col_description pre").first.inner_text())
     assert answer["model_version"] == facts["version"] and len(answer["predictions"]) == 1, answer
     assert traffic.blocked == [], f"/docs tried to reach other hosts: {traffic.blocked}"
@@ -487,7 +545,14 @@ def test_make_serve_docs_work_offline_and_show_no_personal_data(tmp_path: Path) 
     project = copy_project(tmp_path / "project")
     table = own_table(2000)
     table.to_csv(project / "customers.csv", index=False)
-    settings = ["data=customers.csv", "target=churned", "pii_columns=[email]", "id_columns=[customer_id]", "time_column=none", "tracking=disabled"]
+    settings = [
+        "data=customers.csv",
+        "target=churned",
+        "pii_columns=[email]",
+        "id_columns=[customer_id]",
+        "time_column=none",
+        "tracking=disabled",
+    ]
     overrides = [a for s in settings for a in ("--set", s)]
     proc = nbops(project, "build", "--env", "env.test.yaml", *overrides)
     assert proc.returncode == 0, output_of(proc)[-5000:]
@@ -495,7 +560,15 @@ def test_make_serve_docs_work_offline_and_show_no_personal_data(tmp_path: Path) 
     env = {k: v for k, v in os.environ.items() if not k.startswith("NBOPS_")}
     output = tmp_path / "serve.out"
     # What `make serve ENV_FILE=env.test.yaml ARGS="--set ... --port P"` runs, in the project.
-    command = [str(Path(sys.executable).parent / "nbops"), "serve", "--env", "env.test.yaml", *overrides, "--port", str(port)]
+    command = [
+        str(Path(sys.executable).parent / "nbops"),
+        "serve",
+        "--env",
+        "env.test.yaml",
+        *overrides,
+        "--port",
+        str(port),
+    ]
     with output.open("wb") as out:
         serving = subprocess.Popen(command, cwd=project, env=env, stdout=out, stderr=subprocess.STDOUT)
     server = Server(f"http://127.0.0.1:{port}", None, None, serving, output)
@@ -503,7 +576,9 @@ def test_make_serve_docs_work_offline_and_show_no_personal_data(tmp_path: Path) 
         wait_until_healthy(server)
         spec_text = httpx.get(server.url + "/openapi.json", timeout=TIMEOUT).text
         record = docs_example(json.loads(spec_text))
-        assert sorted(record) == ["colour", "x1", "x2"], f"the example should hold exactly the features, found {sorted(record)}"
+        assert sorted(record) == ["colour", "x1", "x2"], (
+            f"the example should hold exactly the features, found {sorted(record)}"
+        )
         docs = httpx.get(server.url + "/docs", timeout=TIMEOUT)
         assert docs.status_code == 200, docs.status_code
         check_docs_page(server.url, docs.text)
@@ -520,14 +595,20 @@ def test_make_serve_docs_work_offline_and_show_no_personal_data(tmp_path: Path) 
 
 
 @pytest.mark.parametrize("passthrough", [True, False], ids=["with-id-and-month", "features-only"])
-def test_predictions_equal_model_predict_in_the_scoring_venv(client: httpx.Client, rows: Rows, names: list[str], passthrough: bool) -> None:
+def test_predictions_equal_model_predict_in_the_scoring_venv(
+    client: httpx.Client, rows: Rows, names: list[str], passthrough: bool
+) -> None:
     records = rows.records if passthrough else rows.features_only(names)
     r = post_predict(client, {"records": records})
     assert r.status_code == 200, f"{r.status_code} {r.text[:500]}"
     out = r.json()
     assert out["model_version"] == rows.version
     assert len(out["predictions"]) == len(records)
-    bad = [(i, got, want) for i, (got, want) in enumerate(zip(out["predictions"], rows.expected, strict=True)) if not close(got, want)]
+    bad = [
+        (i, got, want)
+        for i, (got, want) in enumerate(zip(out["predictions"], rows.expected, strict=True))
+        if not close(got, want)
+    ]
     assert not bad, f"{len(bad)} predictions differ from m.predict(df): {bad[:5]}"
     # one record at a time (the single-row path) gives the same numbers
     for i in range(0, len(records), 9):
@@ -557,8 +638,30 @@ def test_malformed_json_is_400(client: httpx.Client) -> None:
 
 @pytest.mark.parametrize(
     "content",
-    [b"[1, 2, 3]", b'"records"', b"42", b"null", b"{}", b'{"rows": []}', b'{"records": {"age": 30}}', b'{"records": "x"}', b'{"records": []}', b'{"records": [], "extra": 1}'],
-    ids=["list", "string", "number", "null", "empty-object", "missing-records", "records-object", "records-string", "records-empty", "extra-key"],
+    [
+        b"[1, 2, 3]",
+        b'"records"',
+        b"42",
+        b"null",
+        b"{}",
+        b'{"rows": []}',
+        b'{"records": {"age": 30}}',
+        b'{"records": "x"}',
+        b'{"records": []}',
+        b'{"records": [], "extra": 1}',
+    ],
+    ids=[
+        "list",
+        "string",
+        "number",
+        "null",
+        "empty-object",
+        "missing-records",
+        "records-object",
+        "records-string",
+        "records-empty",
+        "extra-key",
+    ],
 )
 def test_a_body_of_the_wrong_shape_is_422(client: httpx.Client, content: bytes) -> None:
     body = assert_problem_response(post_predict(client, content=content), 422)
@@ -608,13 +711,26 @@ def mistakes(fields: dict[str, dict[str, Any]]) -> dict[str, tuple[str, Any]]:
 
 DELETE = object()
 MISTAKE_KINDS = [
-    "missing-field", "unknown-field", "string-in-numeric", "bool-in-numeric", "object-in-numeric", "number-in-categorical",
-    "null-in-required-categorical", "NaN-in-non-nullable", "Infinity", "-Infinity", "unseen-category", "below-minimum", "above-maximum",
+    "missing-field",
+    "unknown-field",
+    "string-in-numeric",
+    "bool-in-numeric",
+    "object-in-numeric",
+    "number-in-categorical",
+    "null-in-required-categorical",
+    "NaN-in-non-nullable",
+    "Infinity",
+    "-Infinity",
+    "unseen-category",
+    "below-minimum",
+    "above-maximum",
 ]
 
 
 @pytest.mark.parametrize("kind", MISTAKE_KINDS)
-def test_a_bad_record_is_422_naming_the_record_and_the_field(client: httpx.Client, rows: Rows, fields: dict[str, dict[str, Any]], kind: str) -> None:
+def test_a_bad_record_is_422_naming_the_record_and_the_field(
+    client: httpx.Client, rows: Rows, fields: dict[str, dict[str, Any]], kind: str
+) -> None:
     field, mutation = mistakes(fields)[kind]
     records = [dict(r) for r in rows.records[:4]]
     if mutation is DELETE:
@@ -633,7 +749,9 @@ def test_a_bad_record_is_422_naming_the_record_and_the_field(client: httpx.Clien
     assert f"record {BAD}" in body["error"] and field in body["error"]
 
 
-def test_every_bad_record_is_reported_not_just_the_first(client: httpx.Client, rows: Rows, fields: dict[str, dict[str, Any]]) -> None:
+def test_every_bad_record_is_reported_not_just_the_first(
+    client: httpx.Client, rows: Rows, fields: dict[str, dict[str, Any]]
+) -> None:
     with_min = pick(fields, kind="numeric", min=...)
     categorical = pick(fields, kind="categorical", categories=...)
     records = [dict(r) for r in rows.records[:6]]
@@ -644,7 +762,9 @@ def test_every_bad_record_is_reported_not_just_the_first(client: httpx.Client, r
     assert found == {(1, with_min), (4, categorical)}, body["problems"]
 
 
-def test_an_integer_beyond_the_float_range_is_422_not_500(client: httpx.Client, rows: Rows, fields: dict[str, dict[str, Any]]) -> None:
+def test_an_integer_beyond_the_float_range_is_422_not_500(
+    client: httpx.Client, rows: Rows, fields: dict[str, dict[str, Any]]
+) -> None:
     """Regression: math.isinf(10**400) raised OverflowError in the validator (a 500)."""
     field = pick(fields, kind="numeric", nullable=False)
     records = [dict(r) for r in rows.records[:3]]
@@ -693,7 +813,9 @@ def auth_client(auth_server: Server) -> Iterator[httpx.Client]:
     [None, "Bearer wrong-token", "Bearer", "Basic {token}", "bearer-{token}", "Bearer {token}x", "{token}"],
     ids=["no-header", "wrong-token", "scheme-only", "basic-scheme", "no-space", "token-suffix", "no-scheme"],
 )
-def test_predict_without_the_right_bearer_token_is_401(auth_client: httpx.Client, auth_server: Server, rows: Rows, header: str | None) -> None:
+def test_predict_without_the_right_bearer_token_is_401(
+    auth_client: httpx.Client, auth_server: Server, rows: Rows, header: str | None
+) -> None:
     headers = {} if header is None else {"Authorization": header.format(token=auth_server.token)}
     r = post_predict(auth_client, {"records": rows.records[:2]}, headers=headers)
     body = assert_problem_response(r, 401)
@@ -702,7 +824,9 @@ def test_predict_without_the_right_bearer_token_is_401(auth_client: httpx.Client
 
 
 def test_predict_with_the_bearer_token_is_200(auth_client: httpx.Client, auth_server: Server, rows: Rows) -> None:
-    r = post_predict(auth_client, {"records": rows.records[:3]}, headers={"Authorization": f"Bearer {auth_server.token}"})
+    r = post_predict(
+        auth_client, {"records": rows.records[:3]}, headers={"Authorization": f"Bearer {auth_server.token}"}
+    )
     assert r.status_code == 200, f"{r.status_code} {r.text[:300]}"
     preds = r.json()["predictions"]
     assert all(close(a, b) for a, b in zip(preds, rows.expected[:3], strict=True))
@@ -710,7 +834,9 @@ def test_predict_with_the_bearer_token_is_200(auth_client: httpx.Client, auth_se
 
 def test_a_non_ascii_bearer_token_is_401_not_500(auth_client: httpx.Client, rows: Rows) -> None:
     """Regression: hmac.compare_digest(str, str) raised TypeError on non-ASCII text (a 500)."""
-    r = post_predict(auth_client, {"records": rows.records[:1]}, headers={"Authorization": "Bearer caf\u00e9".encode("utf-8")})
+    r = post_predict(
+        auth_client, {"records": rows.records[:1]}, headers={"Authorization": "Bearer caf\u00e9".encode("utf-8")}
+    )
     assert r.status_code < 500, f"{r.status_code} {r.text[:300]}"
     assert_problem_response(r, 401)
 
@@ -729,7 +855,9 @@ def log_lines(folder: Path) -> list[dict[str, Any]]:
     return out
 
 
-def test_the_prediction_log_has_one_json_line_per_scored_request(client: httpx.Client, server: Server, rows: Rows, names: list[str]) -> None:
+def test_the_prediction_log_has_one_json_line_per_scored_request(
+    client: httpx.Client, server: Server, rows: Rows, names: list[str]
+) -> None:
     assert server.log_dir is not None
     before = len(log_lines(server.log_dir))
     sent: list[tuple[list[dict[str, Any]], list[float]]] = []
@@ -742,7 +870,9 @@ def test_the_prediction_log_has_one_json_line_per_scored_request(client: httpx.C
             assert post_predict(client, content=b"{oops").status_code == 400
             assert post_predict(client, {"records": [{"age": "x"}]}).status_code == 422
     lines = log_lines(server.log_dir)
-    assert len(lines) - before == len(batches), f"{len(lines) - before} new log lines for {len(batches)} scored requests"
+    assert len(lines) - before == len(batches), (
+        f"{len(lines) - before} new log lines for {len(batches)} scored requests"
+    )
     for entry, (batch, preds) in zip(lines[before:], sent, strict=True):
         assert entry["model_version"] == rows.version
         assert entry["records"] == batch
@@ -787,10 +917,16 @@ def test_metrics_is_prometheus_text(client: httpx.Client) -> None:
     r = client.get("/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     samples = parse_metrics(r.text)
-    for family, kind in [("nbops_requests_total", "counter"), ("nbops_request_latency_seconds", "histogram"), ("nbops_prediction_score", "histogram")]:
+    for family, kind in [
+        ("nbops_requests_total", "counter"),
+        ("nbops_request_latency_seconds", "histogram"),
+        ("nbops_prediction_score", "histogram"),
+    ]:
         assert f"# TYPE {family} {kind}" in r.text
     assert metric(samples, "nbops_requests_total", path="/health", status="200") >= 1
-    assert metric(samples, "nbops_request_latency_seconds_bucket", le="+Inf") == metric(samples, "nbops_request_latency_seconds_count")
+    assert metric(samples, "nbops_request_latency_seconds_bucket", le="+Inf") == metric(
+        samples, "nbops_request_latency_seconds_count"
+    )
     parser = pytest.importorskip("prometheus_client.parser")
     names = {f.name for f in parser.text_string_to_metric_families(r.text)}
     assert {"nbops_requests", "nbops_request_latency_seconds", "nbops_prediction_score"} <= names
@@ -804,7 +940,11 @@ def test_metrics_count_what_was_sent(client: httpx.Client, rows: Rows) -> None:
         r = post_predict(client, {"records": rows.records[start : start + n]})
         assert r.status_code == 200, f"{r.status_code} {r.text[:300]}"
         start += n
-    bad = {400: [b"{"], 422: [b"[]", b'{"records": []}', json.dumps({"records": [{"x": 1}]}).encode()], 413: [json.dumps({"records": [rows.records[0]] * (MAX_RECORDS + 1)}).encode()]}
+    bad = {
+        400: [b"{"],
+        422: [b"[]", b'{"records": []}', json.dumps({"records": [{"x": 1}]}).encode()],
+        413: [json.dumps({"records": [rows.records[0]] * (MAX_RECORDS + 1)}).encode()],
+    }
     for status, contents in bad.items():
         for content in contents:
             assert post_predict(client, content=content).status_code == status
@@ -829,7 +969,7 @@ def test_metrics_count_what_was_sent(client: httpx.Client, rows: Rows) -> None:
 def test_metrics_stay_valid_prometheus_text_after_odd_paths(auth_server: Server) -> None:
     """Regression: raw paths became unescaped labels (run on the auth server, whose metrics no other test reads)."""
     with httpx.Client(base_url=auth_server.url, timeout=TIMEOUT) as c:
-        for path in ("/no-such-page", '/a%22b', "/back%5Cslash", "/new%0Aline"):
+        for path in ("/no-such-page", "/a%22b", "/back%5Cslash", "/new%0Aline"):
             assert c.get(path).status_code == 404
         r = c.get("/metrics")
     assert r.status_code == 200
@@ -854,7 +994,15 @@ async def hammer(url: str, records: list[dict[str, Any]]) -> tuple[list[tuple[in
                 k = i % len(records)
                 try:
                     r = await c.post("/predict", json={"records": [records[k]]})
-                    results.append((k, r.status_code, r.json() if r.headers.get("content-type", "").startswith("application/json") else r.text[:200]))
+                    results.append(
+                        (
+                            k,
+                            r.status_code,
+                            r.json()
+                            if r.headers.get("content-type", "").startswith("application/json")
+                            else r.text[:200],
+                        )
+                    )
                 except httpx.HTTPError as exc:
                     results.append((k, -1, repr(exc)))
 
@@ -868,9 +1016,13 @@ def test_load_5000_single_record_requests_at_concurrency_32(server: Server, clie
     assert first.status_code == 200, f"{first.status_code} {first.text[:300]}"  # fail fast
     results, seconds = asyncio.run(hammer(server.url, rows.records))
     rate = len(results) / seconds
-    print(f"\nload test: {len(results)} requests at concurrency {LOAD_CONCURRENCY} in {seconds:.2f} s = {rate:,.0f} requests/s")
+    print(
+        f"\nload test: {len(results)} requests at concurrency {LOAD_CONCURRENCY} in {seconds:.2f} s = {rate:,.0f} requests/s"
+    )
     assert len(results) == LOAD_REQUESTS
-    errors = [(k, s, b) for k, s, b in results if s != 200 or not isinstance(b, dict) or len(b.get("predictions", [])) != 1]
+    errors = [
+        (k, s, b) for k, s, b in results if s != 200 or not isinstance(b, dict) or len(b.get("predictions", [])) != 1
+    ]
     assert not errors, f"{len(errors)} errors, e.g. {errors[:3]}"
     wrong = [(k, b["predictions"][0]) for k, _, b in results if not close(b["predictions"][0], rows.expected[k])]
     assert not wrong, f"{len(wrong)} answers differ from m.predict(df) for their row: {wrong[:3]}"

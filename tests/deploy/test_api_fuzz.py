@@ -48,7 +48,18 @@ def fuzz_server(scoring_venv: dict[str, Any], tmp_path_factory: pytest.TempPathF
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("NBOPS_")}
     env["NBOPS_MAX_RECORDS"] = str(MAX_RECORDS)
-    cmd = [str(scoring_venv["python"]), "-m", str(scoring_venv["package"]), "serve", "--host", "127.0.0.1", "--port", str(port), "--prediction-log", str(folder / "log")]
+    cmd = [
+        str(scoring_venv["python"]),
+        "-m",
+        str(scoring_venv["package"]),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--prediction-log",
+        str(folder / "log"),
+    ]
     output = folder / "server.out"
     with output.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=folder)
@@ -64,7 +75,9 @@ def fuzz_server(scoring_venv: dict[str, Any], tmp_path_factory: pytest.TempPathF
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"no 200 from /health within {STARTUP_SECONDS} s:\n{output.read_text(errors='replace')[-3000:]}")
+                pytest.fail(
+                    f"no 200 from /health within {STARTUP_SECONDS} s:\n{output.read_text(errors='replace')[-3000:]}"
+                )
             time.sleep(0.1)
         else:
             pytest.fail(f"no 200 from /health:\n{output.read_text(errors='replace')[-3000:]}")
@@ -92,7 +105,11 @@ def valid_record(schema: dict[str, Any]) -> dict[str, Any]:
     for f in schema["fields"]:
         if f["kind"] == "numeric":
             lo, hi = f["min"], f["max"]
-            record[f["name"]] = (lo + hi) / 2 if lo is not None and hi is not None else (lo + 1.0 if lo is not None else (hi - 1.0 if hi is not None else 1.0))
+            record[f["name"]] = (
+                (lo + hi) / 2
+                if lo is not None and hi is not None
+                else (lo + 1.0 if lo is not None else (hi - 1.0 if hi is not None else 1.0))
+            )
         else:
             record[f["name"]] = f["categories"][0] if f["categories"] else "a"
     return record
@@ -101,7 +118,9 @@ def valid_record(schema: dict[str, Any]) -> dict[str, Any]:
 def assert_predict_reachable(client: httpx.Client, schema: dict[str, Any]) -> None:
     """A valid record scores: the fuzzing below reaches the validator and the model."""
     r = client.post("/predict", json={"records": [valid_record(schema)]})
-    assert r.status_code == 200, f"a valid record was not scored ({r.status_code} {r.text[:300]}): fuzzing /predict would test nothing"
+    assert r.status_code == 200, (
+        f"a valid record was not scored ({r.status_code} {r.text[:300]}): fuzzing /predict would test nothing"
+    )
     assert len(r.json()["predictions"]) == 1
 
 
@@ -127,7 +146,9 @@ def check_response(r: httpx.Response, body: Any) -> None:
 # --- schemathesis over /openapi.json ---------------------------------------------------------------
 
 
-def test_schemathesis_finds_no_server_error(fuzz_server: str, client: httpx.Client, input_schema: dict[str, Any], tmp_path: Path) -> None:
+def test_schemathesis_finds_no_server_error(
+    fuzz_server: str, client: httpx.Client, input_schema: dict[str, Any], tmp_path: Path
+) -> None:
     assert SCHEMATHESIS.exists(), f"{SCHEMATHESIS} is not installed (it is in the dev extra)"
     assert_predict_reachable(client, input_schema)
     cmd = [
@@ -157,14 +178,21 @@ NUMBERS = st.one_of(
     st.sampled_from([10**400, -(10**400), 2**63, -(2**63) - 1, 1e308, -1e308, 5e-324, -0.0]),
 )
 SCALARS = st.one_of(st.none(), st.booleans(), NUMBERS, TEXT)
-JSON = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4), max_leaves=12)
+JSON = st.recursive(
+    SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4), max_leaves=12
+)
 FUZZ = settings(
     max_examples=200,
     deadline=None,
     derandomize=True,  # the same examples every run
     phases=[Phase.explicit, Phase.generate],  # no shrinking, so bounded in time: the failing body is in the message
     database=None,  # nothing written into the repository
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much, HealthCheck.large_base_example],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+        HealthCheck.large_base_example,
+    ],
 )
 
 
@@ -213,7 +241,9 @@ def record_strategy(schema: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]
     return st.one_of(st.just(base), mutated, every_field_random)
 
 
-def test_random_records_with_the_feature_names_never_get_a_5xx(client: httpx.Client, input_schema: dict[str, Any]) -> None:
+def test_random_records_with_the_feature_names_never_get_a_5xx(
+    client: httpx.Client, input_schema: dict[str, Any]
+) -> None:
     assert_predict_reachable(client, input_schema)
     bodies = st.fixed_dictionaries({"records": st.lists(record_strategy(input_schema), min_size=1, max_size=5)})
 

@@ -42,10 +42,7 @@ def test_one_prediction_per_batch_row_in_the_batch_order(products):
     assert len(batch) > 0
     assert len(scored) == len(batch)
     assert batch["application_id"].is_unique
-    assert (
-        scored["application_id"].astype(str).tolist()
-        == batch["application_id"].astype(str).tolist()
-    )
+    assert scored["application_id"].astype(str).tolist() == batch["application_id"].astype(str).tolist()
 
 
 def test_scores_are_probabilities_from_the_packaged_version(products):
@@ -62,9 +59,7 @@ def test_scores_are_what_the_production_model_gives_the_batch(products):
     production = Registry(products["registration"]["registry"]).alias("production")
     model = ScoringModel.from_folder(production.path)
     expected = model.predict(products["batch"])
-    np.testing.assert_allclose(
-        products["scored"]["prediction"].to_numpy(dtype=float), expected, rtol=0, atol=1e-12
-    )
+    np.testing.assert_allclose(products["scored"]["prediction"].to_numpy(dtype=float), expected, rtol=0, atol=1e-12)
 
 
 def test_summary_agrees_with_the_predictions_file(products):
@@ -84,15 +79,11 @@ def test_the_batch_is_a_month_after_all_training_data(products):
     root = products["root"]
     batch_months = _months(products["batch"]["month"])
     assert batch_months.notna().all()
-    train_months = _months(
-        pd.read_parquet(root / "data/processed/train.parquet", columns=["month"])["month"]
-    )
+    train_months = _months(pd.read_parquet(root / "data/processed/train.parquet", columns=["month"])["month"])
     assert train_months.notna().all() and len(train_months) > 0
     assert batch_months.min() > train_months.max()
     # and after the held-out months too: the batch is new data, not a slice of the history
-    test_months = _months(
-        pd.read_parquet(root / "data/processed/test.parquet", columns=["month"])["month"]
-    )
+    test_months = _months(pd.read_parquet(root / "data/processed/test.parquet", columns=["month"])["month"])
     assert batch_months.min() > test_months.max()
     # the scored file carries the batch's month through unchanged
     assert _months(products["scored"]["month"]).tolist() == batch_months.tolist()

@@ -106,9 +106,7 @@ def run_script(
     return run_venv(venv, str(path), json.dumps(cfg), cwd=cwd, env=env)
 
 
-def score(
-    venv: dict[str, Any], source: Path, dest: Path, *extra: str
-) -> subprocess.CompletedProcess[str]:
+def score(venv: dict[str, Any], source: Path, dest: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     """``python -m <pkg> score SOURCE DEST`` in the scoring venv."""
     return run_venv(
         venv,
@@ -166,13 +164,9 @@ def inputs(packaged_project: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     folder = tmp_path_factory.mktemp("wheel-inputs")
     test = pd.read_parquet(packaged_project / PROCESSED / "test.parquet")
     rng = np.random.default_rng(20240917)
-    big = (
-        test.drop(columns=["default"]).iloc[rng.integers(0, len(test), ROWS)].reset_index(drop=True)
-    )
+    big = test.drop(columns=["default"]).iloc[rng.integers(0, len(test), ROWS)].reset_index(drop=True)
     big["application_id"] = [f"B{i:08d}" for i in range(ROWS)]
-    assert big["education"].isna().any(), (
-        "the batch should carry missing categories (the test split does)"
-    )
+    assert big["education"].isna().any(), "the batch should carry missing categories (the test split does)"
     big.to_parquet(folder / "big.parquet", index=False)
     # CSV cannot carry a missing category through the scorer (see the xfail below): fill them.
     filled = big.assign(education=big["education"].fillna("bachelor"))
@@ -247,9 +241,7 @@ def venv_results(scoring_venv, inputs, packaged_project, tmp_path_factory) -> di
 # -- the wheel file --------------------------------------------------------------------------------
 
 
-def test_metadata_requires_only_the_four_scoring_libraries_and_a_serve_extra(
-    metadata_headers, scoring_venv
-):
+def test_metadata_requires_only_the_four_scoring_libraries_and_a_serve_extra(metadata_headers, scoring_venv):
     assert metadata_headers["Name"] == scoring_venv["package"]
     core, extras, other = set(), {}, []
     for req in metadata_headers.get_all("Requires-Dist") or []:
@@ -276,25 +268,17 @@ def test_wheel_modules_import_nothing_from_the_notebook_stack(wheel_files, scori
     allowed = set(sys.stdlib_module_names) | CORE | {n.replace("-", "_") for n in SERVE}  # import names
     for name, source in modules.items():
         imported = top_level_imports(source)
-        assert not imported & FORBIDDEN_IMPORTS, (
-            f"{name} imports {sorted(imported & FORBIDDEN_IMPORTS)}"
-        )
-        assert imported <= allowed, (
-            f"{name} imports undeclared packages {sorted(imported - allowed)}"
-        )
+        assert not imported & FORBIDDEN_IMPORTS, f"{name} imports {sorted(imported & FORBIDDEN_IMPORTS)}"
+        assert imported <= allowed, f"{name} imports undeclared packages {sorted(imported - allowed)}"
     # nothing that could be unpickled, and no compiled leftovers from the build machine
     assert not [n for n in wheel_files if re.search(r"\.(pkl|pickle|joblib|pyc|so)$", n)]
 
 
-def test_wheel_carries_the_registered_model_files_with_checksums(
-    wheel_files, scoring_venv, packaged_project
-):
+def test_wheel_carries_the_registered_model_files_with_checksums(wheel_files, scoring_venv, packaged_project):
     package = scoring_venv["package"]
     version = production_version(packaged_project)
     art = {
-        n.split("/artifacts/", 1)[1]: data
-        for n, data in wheel_files.items()
-        if n.startswith(f"{package}/artifacts/")
+        n.split("/artifacts/", 1)[1]: data for n, data in wheel_files.items() if n.startswith(f"{package}/artifacts/")
     }
     for name in (
         "model.txt",
@@ -318,9 +302,7 @@ def test_wheel_carries_the_registered_model_files_with_checksums(
     } <= set(manifest["files"])
     for name, digest in manifest["files"].items():
         assert hashlib.sha256(art[name]).hexdigest() == digest, name
-        assert art[name] == version.file(name).read_bytes(), (
-            f"artifacts/{name} differs from the registry's"
-        )
+        assert art[name] == version.file(name).read_bytes(), f"artifacts/{name} differs from the registry's"
     # the model is LightGBM text, loadable as such
     assert art["model.txt"].startswith(b"tree\n")
     assert lgb.Booster(model_str=art["model.txt"].decode()).num_trees() > 0
@@ -341,11 +323,7 @@ def test_wheel_record_lists_every_file_with_its_hash(wheel_files):
     for name, (_, hash_, size) in listed.items():
         if name == record_name:
             continue
-        digest = (
-            base64.urlsafe_b64encode(hashlib.sha256(wheel_files[name]).digest())
-            .rstrip(b"=")
-            .decode()
-        )
+        digest = base64.urlsafe_b64encode(hashlib.sha256(wheel_files[name]).digest()).rstrip(b"=").decode()
         assert hash_ == f"sha256={digest}", name
         assert int(size) == len(wheel_files[name]), name
 
@@ -393,9 +371,7 @@ def test_venv_holds_the_wheel_and_its_dependencies_but_no_notebook_stack(scoring
     assert forbidden == []
 
 
-def test_load_gives_the_production_version_and_a_lightgbm_booster(
-    venv_results, packaged_project, scoring_venv
-):
+def test_load_gives_the_production_version_and_a_lightgbm_booster(venv_results, packaged_project, scoring_venv):
     production = production_version(packaged_project).version
     assert venv_results["version"] == production
     assert venv_results["model_version_constant"] == production
@@ -412,9 +388,7 @@ def test_no_notebook_stack_module_is_loaded_by_scoring(venv_results):
     assert "lightgbm" in venv_results["modules"]  # the list is real
 
 
-def test_transform_is_exactly_the_pipelines_feature_transform(
-    venv_results, inputs, packaged_project
-):
+def test_transform_is_exactly_the_pipelines_feature_transform(venv_results, inputs, packaged_project):
     pipeline = FeatureTransform.load(packaged_project / "build/test/models/feature_transform.json")
     for key, frame in (("transform_test", inputs["test"]), ("transform_probe", inputs["probe"])):
         expected = pipeline.transform(frame)
@@ -430,9 +404,7 @@ def test_transform_is_exactly_the_pipelines_feature_transform(
     names = pipeline.feature_names
     assert np.isnan(probe[n, names.index("region")])
     assert np.isnan(probe[n + 1, names.index("employment_type")])
-    assert np.isnan(probe[n + 2, names.index("annual_income")]) and np.isnan(
-        probe[n + 2, names.index("loan_purpose")]
-    )
+    assert np.isnan(probe[n + 2, names.index("annual_income")]) and np.isnan(probe[n + 2, names.index("loan_purpose")])
 
 
 def test_predict_on_a_frame_and_on_records_agree_exactly(venv_results):
@@ -488,9 +460,7 @@ def test_loading_and_predicting_never_unpickle(scoring_venv, packaged_project, t
     result = json.loads(proc.stdout)
     assert result["patched"]
     assert result["version"] == production_version(packaged_project).version
-    evaluated = pd.read_parquet(packaged_project / PROCESSED / "test_predictions.parquet")[
-        "prediction"
-    ].to_numpy()
+    evaluated = pd.read_parquet(packaged_project / PROCESSED / "test_predictions.parquet")["prediction"].to_numpy()
     assert np.max(np.abs(np.array(result["predictions"]) - evaluated)) <= 1e-9
 
 
@@ -540,14 +510,10 @@ def _tampered_copy(installed: Path, tmp_path: Path, tamper) -> Path:
 
 def _load_from(scoring_venv, root: Path, tmp_path: Path) -> dict[str, Any]:
     cfg = {"package": scoring_venv["package"]}
-    proc = run_script(
-        scoring_venv, INTEGRITY_SCRIPT, cfg, cwd=tmp_path, env=_venv_env(PYTHONPATH=str(root))
-    )
+    proc = run_script(scoring_venv, INTEGRITY_SCRIPT, cfg, cwd=tmp_path, env=_venv_env(PYTHONPATH=str(root)))
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
-    assert Path(result["file"]).is_relative_to(root), (
-        "the tampered copy was not the package imported"
-    )
+    assert Path(result["file"]).is_relative_to(root), "the tampered copy was not the package imported"
     return result
 
 
@@ -556,9 +522,7 @@ def test_a_changed_model_file_is_refused(scoring_venv, installed_package_dir, tm
         with (artifacts / "model.txt").open("ab") as fh:
             fh.write(b"\n")
 
-    result = _load_from(
-        scoring_venv, _tampered_copy(installed_package_dir, tmp_path, append_byte), tmp_path
-    )
+    result = _load_from(scoring_venv, _tampered_copy(installed_package_dir, tmp_path, append_byte), tmp_path)
     assert result["error"] == "IntegrityError" and result["is_integrity_error"], result
     assert "model.txt" in result["message"]
     assert "checksum" in result["message"]
@@ -574,9 +538,7 @@ def test_a_changed_feature_transform_is_refused(scoring_venv, installed_package_
         data["categorical"][name] = list(reversed(data["categorical"][name]))
         path.write_text(json.dumps(data, indent=2) + "\n")
 
-    result = _load_from(
-        scoring_venv, _tampered_copy(installed_package_dir, tmp_path, swap_levels), tmp_path
-    )
+    result = _load_from(scoring_venv, _tampered_copy(installed_package_dir, tmp_path, swap_levels), tmp_path)
     assert result["error"] == "IntegrityError" and result["is_integrity_error"], result
     assert "feature_transform.json" in result["message"]
     assert "checksum" in result["message"]
@@ -592,9 +554,7 @@ def _out_dir(tmp_path: Path) -> Path:
     return out
 
 
-def test_score_csv_to_parquet_in_chunks(
-    scoring_venv, inputs, venv_results, packaged_project, tmp_path
-):
+def test_score_csv_to_parquet_in_chunks(scoring_venv, inputs, venv_results, packaged_project, tmp_path):
     source = tmp_path / "batch.csv"
     inputs["filled"].to_csv(source, index=False)
     # batch.py reads CSV in blocks of max(1 MiB, 200 bytes x chunk rows): make sure there are several.
@@ -606,19 +566,12 @@ def test_score_csv_to_parquet_in_chunks(
     assert sorted(p.name for p in out.iterdir()) == ["scored.parquet"]
     scored = pd.read_parquet(dest)
     assert len(scored) == ROWS
-    assert (
-        scored["application_id"].astype(str).tolist() == inputs["filled"]["application_id"].tolist()
-    )
+    assert scored["application_id"].astype(str).tolist() == inputs["filled"]["application_id"].tolist()
     assert (scored["model_version"] == production_version(packaged_project).version).all()
-    assert (
-        np.max(np.abs(scored["prediction"].to_numpy(dtype=float) - venv_results["predict_filled"]))
-        <= 1e-12
-    )
+    assert np.max(np.abs(scored["prediction"].to_numpy(dtype=float) - venv_results["predict_filled"])) <= 1e-12
 
 
-def test_score_parquet_to_csv_in_chunks(
-    scoring_venv, inputs, venv_results, packaged_project, tmp_path
-):
+def test_score_parquet_to_csv_in_chunks(scoring_venv, inputs, venv_results, packaged_project, tmp_path):
     source = tmp_path / "batch.parquet"
     inputs["big"].to_parquet(source, index=False)
     out = _out_dir(tmp_path)
@@ -633,10 +586,7 @@ def test_score_parquet_to_csv_in_chunks(
     assert len(scored) == ROWS
     assert scored["application_id"].tolist() == inputs["big"]["application_id"].tolist()
     assert (scored["model_version"] == production_version(packaged_project).version).all()
-    assert (
-        np.max(np.abs(scored["prediction"].to_numpy(dtype=float) - venv_results["predict_big"]))
-        <= 1e-12
-    )
+    assert np.max(np.abs(scored["prediction"].to_numpy(dtype=float) - venv_results["predict_big"])) <= 1e-12
 
 
 def test_score_csv_with_missing_categories(scoring_venv, inputs, venv_results, tmp_path):
@@ -646,15 +596,10 @@ def test_score_csv_with_missing_categories(scoring_venv, inputs, venv_results, t
     proc = score(scoring_venv, source, out / "scored.parquet", "--chunk-rows", str(CHUNK_ROWS))
     assert proc.returncode == 0, proc.stderr[-2000:]
     scored = pd.read_parquet(out / "scored.parquet")
-    assert (
-        np.max(np.abs(scored["prediction"].to_numpy(dtype=float) - venv_results["predict_big"]))
-        <= 1e-12
-    )
+    assert np.max(np.abs(scored["prediction"].to_numpy(dtype=float) - venv_results["predict_big"])) <= 1e-12
 
 
-def _with_text_in_numeric_column(
-    frame: pd.DataFrame, row: int, column: str, text: str
-) -> pd.DataFrame:
+def _with_text_in_numeric_column(frame: pd.DataFrame, row: int, column: str, text: str) -> pd.DataFrame:
     bad = frame.copy()
     bad[column] = bad[column].astype(object)
     bad.loc[row, column] = text
@@ -672,17 +617,11 @@ def _assert_refused(proc: subprocess.CompletedProcess[str], out: Path) -> None:
     [
         ("parquet", "csv"),
         ("parquet", "parquet"),
-        pytest.param(
-            "csv",
-            "csv"),
+        pytest.param("csv", "csv"),
     ],
 )
-def test_score_names_the_row_and_column_of_a_non_number(
-    scoring_venv, inputs, tmp_path, source_kind, dest_kind
-):
-    bad = _with_text_in_numeric_column(
-        inputs["filled"], BAD_ROW, "annual_income", "twelve thousand"
-    )
+def test_score_names_the_row_and_column_of_a_non_number(scoring_venv, inputs, tmp_path, source_kind, dest_kind):
+    bad = _with_text_in_numeric_column(inputs["filled"], BAD_ROW, "annual_income", "twelve thousand")
     source = tmp_path / f"bad.{source_kind}"
     if source_kind == "csv":
         bad.to_csv(source, index=False)
@@ -752,9 +691,7 @@ def test_score_refuses_a_file_without_rows(scoring_venv, inputs, tmp_path, sourc
     ("source_name", "dest_name", "named"),
     [("batch.tsv", "scored.csv", ".tsv"), ("batch.parquet", "scored.json", ".json")],
 )
-def test_score_refuses_an_unknown_file_type(
-    scoring_venv, inputs, tmp_path, source_name, dest_name, named
-):
+def test_score_refuses_an_unknown_file_type(scoring_venv, inputs, tmp_path, source_name, dest_name, named):
     source = tmp_path / source_name
     if source_name.endswith(".parquet"):
         inputs["big"].head(100).to_parquet(source, index=False)

@@ -17,9 +17,7 @@ from nbops.runtime.transform import FeatureTransform
 
 def _rows(n: int = 400, seed: int = 0, months: int = 24) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    month = pd.to_datetime("2023-01-01") + pd.to_timedelta(
-        rng.integers(0, months, n) * 31, unit="D"
-    )
+    month = pd.to_datetime("2023-01-01") + pd.to_timedelta(rng.integers(0, months, n) * 31, unit="D")
     month = month.to_period("M").to_timestamp()
     return pd.DataFrame(
         {
@@ -97,9 +95,7 @@ def test_random_split_shares_are_close_to_the_fractions(seed):
 @pytest.mark.parametrize("n", [0, 1, 29])
 def test_too_few_rows_raise(n):
     with pytest.raises(ValueError, match=f"{n} valid rows are too few"):
-        split_rows(
-            _rows().head(n), time_column=None, valid_fraction=0.15, test_fraction=0.15, seed=0
-        )
+        split_rows(_rows().head(n), time_column=None, valid_fraction=0.15, test_fraction=0.15, seed=0)
 
 
 def test_thirty_rows_are_enough():
@@ -169,9 +165,7 @@ def test_build_features_without_time_column_splits_at_random(tmp_path):
     out = {name: tmp_path / f"{name}.parquet" for name in (*SPLITS, "transform", "summary")}
     out["transform"] = tmp_path / "transform.json"
     out["summary"] = tmp_path / "summary.json"
-    result = build_features(
-        FeaturesParams(seed=3), schema=_schema(time_column=None), valid_rows=valid_rows, out=out
-    )
+    result = build_features(FeaturesParams(seed=3), schema=_schema(time_column=None), valid_rows=valid_rows, out=out)
     assert result.split.method == "random"
     assert "from" not in result.summary["splits"]["train"]
     _assert_partition(df, result.split)
@@ -183,9 +177,15 @@ def test_build_features_without_time_column_splits_at_random(tmp_path):
 def _binary_table(n: int = 569, positive_share: float = 0.4, seed: int = 0, months: int | None = None) -> pd.DataFrame:
     """A generated binary table (the size of the one that showed the problem: 569 rows, ~40% positive)."""
     rng = np.random.default_rng(seed)
-    df = pd.DataFrame({"uid": np.arange(n), "x": rng.normal(size=n), "y": (rng.random(n) < positive_share).astype(float)})
+    df = pd.DataFrame(
+        {"uid": np.arange(n), "x": rng.normal(size=n), "y": (rng.random(n) < positive_share).astype(float)}
+    )
     if months:
-        df["month"] = (pd.to_datetime("2023-01-01") + pd.to_timedelta(rng.integers(0, months, n) * 31, unit="D")).to_period("M").to_timestamp()
+        df["month"] = (
+            (pd.to_datetime("2023-01-01") + pd.to_timedelta(rng.integers(0, months, n) * 31, unit="D"))
+            .to_period("M")
+            .to_timestamp()
+        )
     return df
 
 

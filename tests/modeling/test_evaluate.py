@@ -72,9 +72,7 @@ def test_binary_metrics_match_direct_computation():
     y, p = _example()
     m = binary_metrics(y, p)
     assert m["roc_auc"] == pytest.approx(_auc(y, p), abs=1e-12)
-    assert m["log_loss"] == pytest.approx(
-        -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)), rel=1e-12
-    )
+    assert m["log_loss"] == pytest.approx(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)), rel=1e-12)
     assert m["brier"] == pytest.approx(np.mean((p - y) ** 2), rel=1e-12)
     assert m["ks"] == pytest.approx(_ks(y, p), abs=1e-12)
     assert m["pr_auc"] == pytest.approx(_average_precision(y, p), abs=1e-12)
@@ -122,9 +120,7 @@ def test_regression_metrics_match_numpy():
     m = regression_metrics(y, p)
     assert m["rmse"] == pytest.approx(np.sqrt(np.mean((y - p) ** 2)), rel=1e-12)
     assert m["mae"] == pytest.approx(np.mean(np.abs(y - p)), rel=1e-12)
-    assert m["r2"] == pytest.approx(
-        1 - np.sum((y - p) ** 2) / np.sum((y - y.mean()) ** 2), rel=1e-12
-    )
+    assert m["r2"] == pytest.approx(1 - np.sum((y - p) ** 2) / np.sum((y - y.mean()) ** 2), rel=1e-12)
     assert m["mean_target"] == pytest.approx(y.mean())
 
 
@@ -203,9 +199,7 @@ def test_segment_metrics_one_row_per_level_and_counts_sum_to_the_rows():
 def test_segment_metrics_keep_the_largest_levels_and_named_columns():
     rows = _rows(400, 0)
     p = np.full(len(rows), 0.5)
-    seg = segment_metrics(
-        SCHEMA, rows, p, EvaluateParams(segment_columns=["grade"], max_segments=2)
-    )
+    seg = segment_metrics(SCHEMA, rows, p, EvaluateParams(segment_columns=["grade"], max_segments=2))
     assert set(seg["segment"]) == {"grade"}
     top2 = rows["grade"].fillna("(missing)").value_counts().head(2)
     assert dict(zip(seg["level"], seg["rows"], strict=True)) == top2.to_dict()
@@ -246,9 +240,7 @@ def test_shap_importance_ranks_the_informative_feature_above_noise():
     contrib = booster.predict(x, pred_contrib=True)
     assert contrib.shape == (300, len(transform.feature_names) + 1)
     # SHAP values plus the bias add up to the raw score.
-    np.testing.assert_allclose(
-        contrib.sum(axis=1), booster.predict(x, raw_score=True), rtol=1e-6, atol=1e-6
-    )
+    np.testing.assert_allclose(contrib.sum(axis=1), booster.predict(x, raw_score=True), rtol=1e-6, atol=1e-6)
     importance = shap_importance(contrib, transform.feature_names)
     assert importance["feature"].iloc[0] == "signal"
     ranked = importance.set_index("feature")["mean_abs_shap"]
@@ -376,25 +368,47 @@ def _evaluate(tmp_path, schema: TableSchema):
     out = {name: tmp_path / f"{name}.parquet" for name in ("segments", "importance", "predictions")}
     out["metrics"] = tmp_path / "metrics.json"
     out["plots"] = tmp_path / "plots"
-    return evaluate_model(EvaluateParams(shap_sample=100), schema=schema, transform=transform, booster=booster, test_rows=_rows(200, 9), out=out)
+    return evaluate_model(
+        EvaluateParams(shap_sample=100),
+        schema=schema,
+        transform=transform,
+        booster=booster,
+        test_rows=_rows(200, 9),
+        out=out,
+    )
 
 
 def _labels(fig) -> str:
     ax = fig.axes[0]
     legend = ax.get_legend()
-    return " | ".join([ax.get_xlabel(), ax.get_ylabel(), ax.get_title(), *([t.get_text() for t in legend.get_texts()] if legend else [])])
+    return " | ".join(
+        [
+            ax.get_xlabel(),
+            ax.get_ylabel(),
+            ax.get_title(),
+            *([t.get_text() for t in legend.get_texts()] if legend else []),
+        ]
+    )
 
 
 def test_class_labels_name_the_target_and_its_positive_class():
     assert class_labels(SCHEMA) == ("y = 0", "y = 1")
-    labelled = TableSchema("toy", "churned", "binary", [ColumnSpec("churned", "categorical", "target", categories=["no", "yes"])], positive_class="yes")
+    labelled = TableSchema(
+        "toy",
+        "churned",
+        "binary",
+        [ColumnSpec("churned", "categorical", "target", categories=["no", "yes"])],
+        positive_class="yes",
+    )
     assert class_labels(labelled) == ("churned = no", "churned = yes")
 
 
 def test_calibration_axis_names_the_target_not_defaults(tmp_path):
     result = _evaluate(tmp_path, SCHEMA)
     assert result.figures["calibration"].axes[0].get_ylabel() == "observed rate of y = 1"
-    assert "y = 0" in _labels(result.figures["score_distribution"]) and "y = 1" in _labels(result.figures["score_distribution"])
+    assert "y = 0" in _labels(result.figures["score_distribution"]) and "y = 1" in _labels(
+        result.figures["score_distribution"]
+    )
     assert result.outcome == "y = 1" and result.target == "y" and result.task_type == "binary"
     for name, fig in result.figures.items():
         assert "default" not in _labels(fig).lower(), f"{name} speaks of the built-in credit data: {_labels(fig)}"
@@ -402,7 +416,10 @@ def test_calibration_axis_names_the_target_not_defaults(tmp_path):
 
 
 def test_a_labelled_target_is_named_with_its_positive_label(tmp_path):
-    columns = [c if c.name != "y" else ColumnSpec("y", "categorical", "target", categories=["stayed", "left"]) for c in SCHEMA.columns]
+    columns = [
+        c if c.name != "y" else ColumnSpec("y", "categorical", "target", categories=["stayed", "left"])
+        for c in SCHEMA.columns
+    ]
     schema = TableSchema("toy", "y", "binary", columns, time_column="month", positive_class="left")
     result = _evaluate(tmp_path, schema)
     assert result.figures["calibration"].axes[0].get_ylabel() == "observed rate of y = left"

@@ -24,7 +24,9 @@ NOT_FEATURES = ("--exclude", ID_COLUMN, "--exclude", TIME_COLUMN, "--exclude", T
 
 def nbops(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PLOOMBER_STATS_ENABLED": "false"}
-    return subprocess.run([sys.executable, "-m", "nbops", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "nbops", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +74,13 @@ def test_drift_json_on_two_tables(files):
     drifted = {f["name"] for f in out["features"] if f["drifted"]}
     assert truth_of(files["shock"]) <= drifted
     # The same comparison done in process gives the same scores.
-    expected = compare(profile_of_table(pd.read_parquet(files["ref"]), exclude=(ID_COLUMN, TIME_COLUMN, TARGET)), pd.read_csv(files["shock"]))
-    assert {f["name"]: f["score"] for f in out["features"]} == pytest.approx({f.name: f.score for f in expected.features}, abs=1e-6)
+    expected = compare(
+        profile_of_table(pd.read_parquet(files["ref"]), exclude=(ID_COLUMN, TIME_COLUMN, TARGET)),
+        pd.read_csv(files["shock"]),
+    )
+    assert {f["name"]: f["score"] for f in out["features"]} == pytest.approx(
+        {f.name: f.score for f in expected.features}, abs=1e-6
+    )
 
 
 def test_identifier_column_is_never_profiled(files):

@@ -82,7 +82,11 @@ def references(pool) -> dict[int, ReferenceProfile]:
 
 
 def run(pool, references, rows: int, jobs: list[tuple[int, str, int]]) -> list[dict]:
-    return pool.map(monitor_simulated_batch, [(references[seed], seed, scenario, k, rows) for seed, scenario, k in jobs], chunksize=1)
+    return pool.map(
+        monitor_simulated_batch,
+        [(references[seed], seed, scenario, k, rows) for seed, scenario, k in jobs],
+        chunksize=1,
+    )
 
 
 # --------------------------------------------------------------------------- tests
@@ -105,11 +109,15 @@ def test_named_drifted_features_are_flagged(pool, references, rows, seeds):
         assert r["expected"] <= r["profiled"]
         named[r["scenario"]] += len(r["expected"])
         found[r["scenario"]] += len(r["expected"] & r["flagged"])
-        missed += [f"{r['scenario']}/k={r['k']}/seed={r['seed']}: {name}" for name in sorted(r["expected"] - r["flagged"])]
+        missed += [
+            f"{r['scenario']}/k={r['k']}/seed={r['seed']}: {name}" for name in sorted(r["expected"] - r["flagged"])
+        ]
     total_named, total_found = sum(named.values()), sum(found.values())
     recall = total_found / total_named
     per_scenario = ", ".join(f"{s} {found[s]}/{named[s]}" for s in DRIFT_SCENARIOS)
-    print(f"\n[ground truth] {rows:,} rows, {seeds} seeds x {len(DRIFT_SCENARIOS)} scenarios x k in {BATCHES}: recall {recall:.3f} ({total_found}/{total_named}; {per_scenario})")
+    print(
+        f"\n[ground truth] {rows:,} rows, {seeds} seeds x {len(DRIFT_SCENARIOS)} scenarios x k in {BATCHES}: recall {recall:.3f} ({total_found}/{total_named}; {per_scenario})"
+    )
     assert recall >= MIN_RECALL, f"recall {recall:.3f} < {MIN_RECALL}; missed: {missed[:20]}"
 
 
@@ -121,7 +129,11 @@ def test_clean_batches_rarely_raise_dataset_drift(pool, references, rows, seeds)
     for r in results:
         assert r["expected"] == set(), f"{r['scenario']} should leave every feature distribution unchanged"
         assert r["missing_columns"] == []
-    alarmed = [f"{r['scenario']}/k={r['k']}/seed={r['seed']}: {sorted(r['flagged'])}" for r in results if r["dataset_drift"]]
+    alarmed = [
+        f"{r['scenario']}/k={r['k']}/seed={r['seed']}: {sorted(r['flagged'])}" for r in results if r["dataset_drift"]
+    ]
     rate = len(alarmed) / len(results)
-    print(f"\n[ground truth] {rows:,} rows, {seeds} seeds, clean batches (none, concept): false alarms {len(alarmed)}/{len(results)} = {rate:.3f}")
+    print(
+        f"\n[ground truth] {rows:,} rows, {seeds} seeds, clean batches (none, concept): false alarms {len(alarmed)}/{len(results)} = {rate:.3f}"
+    )
     assert rate <= MAX_FALSE_ALARM_RATE, f"false-alarm rate {rate:.3f} > {MAX_FALSE_ALARM_RATE}: {alarmed}"

@@ -120,7 +120,9 @@ def test_bin_shares_by_hand():
     # bins (-inf, 1.5], (1.5, 5], (5, inf), then missing
     np.testing.assert_allclose(bin_shares(values, np.array([1.5, 5.0])), [0.2, 0.4, 0.2, 0.2])
     # a value on an edge belongs to the bin the edge closes: (-inf, e0]
-    np.testing.assert_allclose(bin_shares(np.array([1.5, 5.0, 5.0001]), np.array([1.5, 5.0])), [1 / 3, 1 / 3, 1 / 3, 0.0])
+    np.testing.assert_allclose(
+        bin_shares(np.array([1.5, 5.0, 5.0001]), np.array([1.5, 5.0])), [1 / 3, 1 / 3, 1 / 3, 0.0]
+    )
 
 
 def test_category_shares_by_hand():
@@ -173,7 +175,10 @@ def test_profile_round_trip_dict_and_file(reference_frame, tmp_path):
     assert loaded == original
     assert loaded.features == ["x", "y", "grade"]
     batch = reference_frame.assign(x=reference_frame["x"] + 300)
-    assert compare(loaded, batch, predictions=predictions).to_dict() == compare(original, batch, predictions=predictions).to_dict()
+    assert (
+        compare(loaded, batch, predictions=predictions).to_dict()
+        == compare(original, batch, predictions=predictions).to_dict()
+    )
 
 
 def test_profile_of_another_format_version_is_refused(profile):
@@ -214,7 +219,9 @@ def test_small_shift_is_below_the_threshold_and_thresholds_apply(reference_frame
     assert 0 < score < 0.2 and not report.dataset_drift
     strict = compare(profile, shifted, DriftThresholds(psi=score / 2))
     assert strict.drifted == ["x"] and strict.dataset_drift
-    lenient = compare(profile, reference_frame.assign(x=reference_frame["x"] + 500), DriftThresholds(min_drifted_features=2))
+    lenient = compare(
+        profile, reference_frame.assign(x=reference_frame["x"] + 500), DriftThresholds(min_drifted_features=2)
+    )
     assert lenient.drifted == ["x"] and not lenient.dataset_drift
 
 

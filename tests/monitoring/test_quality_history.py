@@ -45,7 +45,9 @@ def small_schema() -> InputSchema:
 def test_check_quality_counts_every_kind_of_problem(small_schema):
     batch = pd.DataFrame(
         {
-            "age": pd.Series([30, "abc", 17, 101, None, "45", "x?"], dtype=object),  # 2 not numbers, 2 out of range, 1 missing
+            "age": pd.Series(
+                [30, "abc", 17, 101, None, "45", "x?"], dtype=object
+            ),  # 2 not numbers, 2 out of range, 1 missing
             "income": [1.0, -5.0, 2.0, np.nan, 3.0, 4.0, 1e9],  # 1 below the minimum, no maximum
             "grade": pd.Series(["A", "D", "B", "E", "D", None, "C"], dtype="str"),  # 3 rows unseen (D, E, D)
             # "region" is missing
@@ -105,7 +107,14 @@ def test_new_category_batch_reports_the_unseen_purpose():
 
 
 def test_zero_row_batch_says_so(small_schema):
-    empty = pd.DataFrame({"age": pd.Series([], dtype=float), "income": [], "grade": pd.Series([], dtype="str"), "region": pd.Series([], dtype="str")})
+    empty = pd.DataFrame(
+        {
+            "age": pd.Series([], dtype=float),
+            "income": [],
+            "grade": pd.Series([], dtype="str"),
+            "region": pd.Series([], dtype="str"),
+        }
+    )
     report = check_quality(empty, small_schema)
     assert report.rows == 0
     assert report.issues == ["the batch has no rows"]
@@ -124,7 +133,9 @@ def test_upsert_history_replaces_a_batch_row_and_appends_new_ones(tmp_path):
     upsert_history(path, [{"batch_id": "2025-02", "month": "2025-02", "status": "ok", "rows": 10, "psi__age": 0.01}])
     upsert_history(path, [{"batch_id": "2025-01", "month": "2025-01", "status": "ok", "rows": 7}])
     # The same batch again (labels arrived): later values win, fields not sent are kept, new fields added.
-    returned = upsert_history(path, [{"batch_id": "2025-02", "month": "2025-02", "rows": 12, "perf__roc_auc": 0.71, "psi__age": None}])
+    returned = upsert_history(
+        path, [{"batch_id": "2025-02", "month": "2025-02", "rows": 12, "perf__roc_auc": 0.71, "psi__age": None}]
+    )
     history = read_history(path)
     assert list(returned["batch_id"]) == list(history["batch_id"])
     assert list(history["batch_id"]) == ["2025-01", "2025-02"]  # one row per batch, in month order
@@ -171,8 +182,14 @@ def model_and_profile():
     history, _ = simulate_history(rows=20_000, seed=3)
     transform = FeatureTransform.fit(history, NUMERIC, CATEGORICAL)
     x = transform.transform(history)
-    data = lgb.Dataset(x, history[TARGET].to_numpy(), categorical_feature=transform.categorical_indices, free_raw_data=False)
-    booster = lgb.train({"objective": "binary", "num_leaves": 15, "learning_rate": 0.1, "num_threads": 1, "verbose": -1, "seed": 0}, data, num_boost_round=60)
+    data = lgb.Dataset(
+        x, history[TARGET].to_numpy(), categorical_feature=transform.categorical_indices, free_raw_data=False
+    )
+    booster = lgb.train(
+        {"objective": "binary", "num_leaves": 15, "learning_rate": 0.1, "num_threads": 1, "verbose": -1, "seed": 0},
+        data,
+        num_boost_round=60,
+    )
     model = ScoringModel(booster, transform, input_schema(TABLE_SCHEMA), {"version": "vtest", "task_type": "binary"})
     profile = build_reference_profile(history, NUMERIC, CATEGORICAL, booster.predict(x))
     return model, profile
@@ -187,7 +204,15 @@ def labelled_batch() -> pd.DataFrame:
 def test_monitor_batch_missing_columns_is_an_alert_not_comparable(model_and_profile, labelled_batch):
     model, profile = model_and_profile
     batch = labelled_batch.drop(columns=["annual_income", "region"])
-    result = monitor_batch("b-missing", batch, model=model, profile=profile, reference_metrics={"roc_auc": 0.8}, rules=AlertRules(), target=TARGET)
+    result = monitor_batch(
+        "b-missing",
+        batch,
+        model=model,
+        profile=profile,
+        reference_metrics={"roc_auc": 0.8},
+        rules=AlertRules(),
+        target=TARGET,
+    )
     assert result.row["status"] == "alert"
     assert result.row["status_reason"] == "critical: not comparable: 2 columns are missing ('annual_income', 'region')"
     assert result.drift is None and result.performance is None
@@ -199,10 +224,14 @@ def test_monitor_batch_missing_columns_is_an_alert_not_comparable(model_and_prof
 
 def test_monitor_zero_row_batch_is_an_alert(model_and_profile, labelled_batch):
     model, profile = model_and_profile
-    result = monitor_batch("b-empty", labelled_batch.iloc[:0], model=model, profile=profile, reference_metrics={}, rules=AlertRules())
+    result = monitor_batch(
+        "b-empty", labelled_batch.iloc[:0], model=model, profile=profile, reference_metrics={}, rules=AlertRules()
+    )
     assert result.row["status"] == "alert" and result.row["rows"] == 0
     assert "not comparable" in result.row["status_reason"]
-    assert any(a["kind"] == "data_quality" and "no rows" in a["message"] and a["severity"] == "critical" for a in result.alerts)
+    assert any(
+        a["kind"] == "data_quality" and "no rows" in a["message"] and a["severity"] == "critical" for a in result.alerts
+    )
 
 
 def test_monitor_batch_with_bad_values_reports_them_and_still_monitors(model_and_profile, labelled_batch):
@@ -225,7 +254,16 @@ def test_monitor_batch_with_labels_reports_sklearn_auc(model_and_profile, labell
     predictions = model.booster.predict(model.transform(labelled_batch))
     auc = roc_auc_score(labelled_batch[TARGET], predictions)
     assert 0.6 < auc < 1.0  # the model learned something: a meaningful reference for the next test
-    result = monitor_batch("2025-01", labelled_batch, model=model, profile=profile, reference_metrics={"roc_auc": auc}, rules=AlertRules(), target=TARGET, month="2025-01")
+    result = monitor_batch(
+        "2025-01",
+        labelled_batch,
+        model=model,
+        profile=profile,
+        reference_metrics={"roc_auc": auc},
+        rules=AlertRules(),
+        target=TARGET,
+        month="2025-01",
+    )
     assert result.row["status"] == "ok" and result.row["labels"] == "arrived"
     assert result.row["perf__roc_auc"] == pytest.approx(auc, rel=1e-12)
     assert result.row["perf__labelled_rows"] == len(labelled_batch)
@@ -233,10 +271,27 @@ def test_monitor_batch_with_labels_reports_sklearn_auc(model_and_profile, labell
     assert not [a for a in result.alerts if a["kind"] == "performance"]
     # Given predictions are used as they are.
     given = np.clip(predictions + np.random.default_rng(0).normal(0, 0.05, len(predictions)), 0, 1)
-    other = monitor_batch("2025-01", labelled_batch, model=model, profile=profile, reference_metrics={"roc_auc": auc}, rules=AlertRules(), target=TARGET, predictions=given)
+    other = monitor_batch(
+        "2025-01",
+        labelled_batch,
+        model=model,
+        profile=profile,
+        reference_metrics={"roc_auc": auc},
+        rules=AlertRules(),
+        target=TARGET,
+        predictions=given,
+    )
     assert other.row["perf__roc_auc"] == pytest.approx(roc_auc_score(labelled_batch[TARGET], given), rel=1e-12)
     # Without labels there is no performance, and no performance alert.
-    unlabelled = monitor_batch("2025-01", labelled_batch.drop(columns=[TARGET]), model=model, profile=profile, reference_metrics={"roc_auc": auc}, rules=AlertRules(), target=TARGET)
+    unlabelled = monitor_batch(
+        "2025-01",
+        labelled_batch.drop(columns=[TARGET]),
+        model=model,
+        profile=profile,
+        reference_metrics={"roc_auc": auc},
+        rules=AlertRules(),
+        target=TARGET,
+    )
     assert unlabelled.performance is None and not any(k.startswith("perf__") for k in unlabelled.row)
     assert unlabelled.row["labels"] == "pending"
 
@@ -245,10 +300,20 @@ def test_performance_alert_fires_when_auc_falls_far_below_the_reference(model_an
     model, profile = model_and_profile
     predictions = model.booster.predict(model.transform(labelled_batch))
     reference_auc = roc_auc_score(labelled_batch[TARGET], predictions)
-    shuffled = labelled_batch.assign(**{TARGET: np.random.default_rng(1).permutation(labelled_batch[TARGET].to_numpy())})
+    shuffled = labelled_batch.assign(
+        **{TARGET: np.random.default_rng(1).permutation(labelled_batch[TARGET].to_numpy())}
+    )
     shuffled_auc = roc_auc_score(shuffled[TARGET], predictions)
     assert shuffled_auc < reference_auc - AlertRules().max_auc_drop  # labels unrelated to the scores
-    result = monitor_batch("2025-02", shuffled, model=model, profile=profile, reference_metrics={"roc_auc": reference_auc}, rules=AlertRules(), target=TARGET)
+    result = monitor_batch(
+        "2025-02",
+        shuffled,
+        model=model,
+        profile=profile,
+        reference_metrics={"roc_auc": reference_auc},
+        rules=AlertRules(),
+        target=TARGET,
+    )
     assert result.row["perf__roc_auc"] == pytest.approx(shuffled_auc, rel=1e-12)
     perf = [a for a in result.alerts if a["kind"] == "performance"]
     # The drop is far more than twice the allowed 0.05: critical.
@@ -262,7 +327,9 @@ def test_monitoring_rows_and_alerts_are_idempotent_per_batch(model_and_profile, 
     history, alerts = tmp_path / "history.parquet", tmp_path / "alerts.jsonl"
     batch = labelled_batch.assign(loan_amount=labelled_batch["loan_amount"] * 3)  # drifts: one drift alert
     for _ in range(2):  # a retried job
-        result = monitor_batch("2025-03", batch, model=model, profile=profile, reference_metrics={}, rules=AlertRules(), month="2025-03")
+        result = monitor_batch(
+            "2025-03", batch, model=model, profile=profile, reference_metrics={}, rules=AlertRules(), month="2025-03"
+        )
         upsert_history(history, [result.row])
         replace_alerts(alerts, "2025-03", result.alerts)
     rows = read_history(history)

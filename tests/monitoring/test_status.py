@@ -23,7 +23,16 @@ def quality(rows: int = 1000, missing: tuple[str, ...] = (), **bad: tuple[str, i
         if name in missing:
             continue
         kind, count = bad.get(name, ("", 0))
-        columns.append(ColumnQuality(name, 0.0, count if kind == "wrong_type" else 0, count if kind == "out_of_range" else 0, count if kind == "unseen" else 0, ["'x'"] if count else []))
+        columns.append(
+            ColumnQuality(
+                name,
+                0.0,
+                count if kind == "wrong_type" else 0,
+                count if kind == "out_of_range" else 0,
+                count if kind == "unseen" else 0,
+                ["'x'"] if count else [],
+            )
+        )
     return QualityReport(rows, list(missing), columns)
 
 
@@ -36,11 +45,26 @@ def drift(scores: dict[str, float] | None = None, prediction: float = 0.01, rule
 
     features = [fd(n, s) for n, s in scores.items()]
     n = sum(f.drifted for f in features)
-    return DriftReport(1000, features, fd("prediction", prediction, "prediction"), n >= rules.drift.min_drifted_features, rules.drift)
+    return DriftReport(
+        1000, features, fd("prediction", prediction, "prediction"), n >= rules.drift.min_drifted_features, rules.drift
+    )
 
 
-def assess(q: QualityReport | None = None, d: DriftReport | None = None, perf: dict[str, float] | None = None, rules: AlertRules = RULES, reference: dict[str, float] | None = None):
-    return assess_batch(q or quality(), d if d is not None else drift(rules=rules), perf, "binary", reference or {"roc_auc": 0.80}, rules)
+def assess(
+    q: QualityReport | None = None,
+    d: DriftReport | None = None,
+    perf: dict[str, float] | None = None,
+    rules: AlertRules = RULES,
+    reference: dict[str, float] | None = None,
+):
+    return assess_batch(
+        q or quality(),
+        d if d is not None else drift(rules=rules),
+        perf,
+        "binary",
+        reference or {"roc_auc": 0.80},
+        rules,
+    )
 
 
 def severities(a) -> dict[str, list[str]]:
@@ -70,7 +94,9 @@ def test_the_watch_level_is_at_most_half_the_threshold() -> None:
     assert assess(d=drift({"income": 0.04}, rules=rules), rules=rules).status == "ok"
 
 
-@pytest.mark.parametrize(("psi", "severity"), [(0.20, "warning"), (0.39, "warning"), (0.40, "critical"), (1.96, "critical")])
+@pytest.mark.parametrize(
+    ("psi", "severity"), [(0.20, "warning"), (0.39, "warning"), (0.40, "critical"), (1.96, "critical")]
+)
 def test_drift_severity_grows_with_the_psi_relative_to_the_threshold(psi: float, severity: str) -> None:
     a = assess(d=drift({"income": psi}))
     assert a.status == "alert"
@@ -90,20 +116,28 @@ def test_features_over_the_threshold_without_batch_drift_are_watch() -> None:
     assert "fewer than the 2 that make the batch drifted (income)" in a.reason
 
 
-@pytest.mark.parametrize(("psi", "status", "severity"), [(0.12, "watch", None), (0.25, "alert", "warning"), (0.5, "alert", "critical")])
+@pytest.mark.parametrize(
+    ("psi", "status", "severity"), [(0.12, "watch", None), (0.25, "alert", "warning"), (0.5, "alert", "critical")]
+)
 def test_prediction_drift_is_graded(psi: float, status: str, severity: str | None) -> None:
     a = assess(d=drift(prediction=psi))
     assert a.status == status
     assert severities(a).get("prediction_drift") == ([severity] if severity else None)
 
 
-@pytest.mark.parametrize(("rows", "count", "status", "severity"), [(1000, 5, "watch", "info"), (1000, 50, "alert", "warning"), (10_000, 1_212, "alert", "critical")])
+@pytest.mark.parametrize(
+    ("rows", "count", "status", "severity"),
+    [(1000, 5, "watch", "info"), (1000, 50, "alert", "warning"), (10_000, 1_212, "alert", "critical")],
+)
 def test_unseen_categories_are_graded_by_their_share_of_rows(rows: int, count: int, status: str, severity: str) -> None:
     a = assess(q=quality(rows, purpose=("unseen", count)))
     assert a.status == status
     [alert] = a.alerts
     assert (alert["kind"], alert["severity"]) == ("data_quality", severity)
-    assert f"'purpose': {count:,} rows with categories not in the schema ({count / rows:.1%} of {rows:,} rows" in alert["message"]
+    assert (
+        f"'purpose': {count:,} rows with categories not in the schema ({count / rows:.1%} of {rows:,} rows"
+        in alert["message"]
+    )
 
 
 @pytest.mark.parametrize("kind", ["wrong_type", "out_of_range"])
@@ -121,7 +155,9 @@ def test_a_batch_that_cannot_be_compared_is_a_critical_alert() -> None:
     assert empty.status == "alert" and "no rows" in empty.reason
 
 
-@pytest.mark.parametrize(("auc", "severity"), [(0.76, None), (0.74, "warning"), (0.71, "warning"), (0.69, "critical"), (0.59, "critical")])
+@pytest.mark.parametrize(
+    ("auc", "severity"), [(0.76, None), (0.74, "warning"), (0.71, "warning"), (0.69, "critical"), (0.59, "critical")]
+)
 def test_performance_alert_severity_is_the_drop_relative_to_the_allowed_drop(auc: float, severity: str | None) -> None:
     a = assess(perf={"roc_auc": auc, "calibration_error": 0.01})
     assert severities(a).get("performance") == ([severity] if severity else None)
@@ -142,16 +178,35 @@ def test_regression_performance_is_graded_on_the_rmse_increase() -> None:
 
 
 def test_the_worst_signal_decides_and_every_reason_is_given() -> None:
-    a = assess(q=quality(1000, purpose=("unseen", 3)), d=drift({"income": 0.9, "age": 0.15}, prediction=0.3), perf={"roc_auc": 0.78, "calibration_error": 0.07})
+    a = assess(
+        q=quality(1000, purpose=("unseen", 3)),
+        d=drift({"income": 0.9, "age": 0.15}, prediction=0.3),
+        perf={"roc_auc": 0.78, "calibration_error": 0.07},
+    )
     assert a.status == "alert"
-    assert severities(a) == {"data_quality": ["info"], "drift": ["critical"], "prediction_drift": ["warning"], "calibration": ["warning"]}
+    assert severities(a) == {
+        "data_quality": ["info"],
+        "drift": ["critical"],
+        "prediction_drift": ["warning"],
+        "calibration": ["warning"],
+    }
     # critical first, then warnings; watch-level signals do not lower an alert.
     assert a.reason.index("critical:") < a.reason.index("warning:")
     assert "income at PSI 0.90" in a.reason and "calibration error 0.070" in a.reason
 
 
 def test_retrain_reads_the_same_kinds_and_never_retrains_on_info_or_quality() -> None:
-    history = pd.DataFrame([{"batch_id": "2025-01", "month": "2025-01", "drifted_features": "income", "labels_arrived_at": float("nan")}, {"batch_id": "2025-02", "month": "2025-02", "drifted_features": "", "labels_arrived_at": float("nan")}])
+    history = pd.DataFrame(
+        [
+            {
+                "batch_id": "2025-01",
+                "month": "2025-01",
+                "drifted_features": "income",
+                "labels_arrived_at": float("nan"),
+            },
+            {"batch_id": "2025-02", "month": "2025-02", "drifted_features": "", "labels_arrived_at": float("nan")},
+        ]
+    )
     drifted = [dict(x, batch_id="2025-01") for x in assess(d=drift({"income": 1.9})).alerts]
     small = [dict(x, batch_id="2025-02") for x in assess(q=quality(1000, purpose=("unseen", 3))).alerts]
     d = decide(history, drifted + small, {"labelled_through": None, "acted_on": []})
@@ -171,7 +226,10 @@ def test_a_history_written_before_statuses_were_graded_reads_back_graded(tmp_pat
     ).to_parquet(path)
     history = read_history(path).set_index("batch_id")
     assert history["status"].to_dict() == {"2025-01": "ok", "2025-02": "alert", "2025-03": "alert", "2025-04": "alert"}
-    assert "not comparable" in history.loc["2025-03", "status_reason"] and "monitor the batch again" in history.loc["2025-02", "status_reason"]
+    assert (
+        "not comparable" in history.loc["2025-03", "status_reason"]
+        and "monitor the batch again" in history.loc["2025-02", "status_reason"]
+    )
     # Rows graded by this version are left as they are.
     pd.DataFrame([{"batch_id": "2025-05", "status": "watch", "status_reason": "x", "alerts": 1}]).to_parquet(path)
     assert read_history(path)["status"].tolist() == ["watch"]

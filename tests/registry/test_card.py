@@ -108,11 +108,7 @@ def test_markdown_card_has_identity_data_metrics_gate_and_lineage(task):
     assert "`income`, `grade`, `region`" in md
     assert "loan_id, email" in md
     metrics = _section(md, "Metrics (test split)")
-    headline = (
-        ["roc_auc", "pr_auc", "log_loss", "brier", "ks"]
-        if task == "binary"
-        else ["rmse", "mae", "r2"]
-    )
+    headline = ["roc_auc", "pr_auc", "log_loss", "brier", "ks"] if task == "binary" else ["rmse", "mae", "r2"]
     for name in headline:
         assert f"| {name} | {meta['metrics'][name]:.4f} |" in metrics, name
     assert meta["gate"]["reason"] in _section(md, "Promotion")
@@ -133,9 +129,7 @@ def test_markdown_card_lists_the_five_weakest_segments_worst_first(task):
     weakest = _section(md, "Weakest segments")
     levels = re.findall(r"^\| grade \| (L\d) \|", weakest, flags=re.M)
     # binary: lowest AUC first (L0..L4); regression: highest RMSE first (L6..L2)
-    assert levels == (
-        ["L0", "L1", "L2", "L3", "L4"] if task == "binary" else ["L6", "L5", "L4", "L3", "L2"]
-    )
+    assert levels == (["L0", "L1", "L2", "L3", "L4"] if task == "binary" else ["L6", "L5", "L4", "L3", "L2"])
     assert "zz" not in weakest  # a segment without the metric is not ranked
     metric = "roc_auc" if task == "binary" else "rmse"
     assert weakest.splitlines()[0].startswith(f"| segment | level | rows | {metric} |")
@@ -143,9 +137,7 @@ def test_markdown_card_lists_the_five_weakest_segments_worst_first(task):
 
 
 def test_markdown_card_without_segments_gate_or_lineage_says_so():
-    meta = _metadata(
-        gate={}, git_commit=None, lock_sha256=None, wandb_run_id=None, excluded_columns=[]
-    )
+    meta = _metadata(gate={}, git_commit=None, lock_sha256=None, wandb_run_id=None, excluded_columns=[])
     md = model_card_markdown(meta, pd.DataFrame())
     assert "No segment metrics." in _section(md, "Weakest segments")
     assert "not evaluated" in _section(md, "Promotion")
@@ -294,18 +286,14 @@ def test_register_model_stores_a_verified_version_with_its_card(tmp_path, git_pr
     assert aliases["history"][-1]["reason"].startswith("promotion gate: no production model yet")
     # the registered folder loads and scores like the model that was trained
     model = ScoringModel.from_folder(version.path)
-    expected = lgb.Booster(model_file=str(model_file)).predict(
-        FeatureTransform.load(transform_file).transform(df)
-    )
+    expected = lgb.Booster(model_file=str(model_file)).predict(FeatureTransform.load(transform_file).transform(df))
     np.testing.assert_allclose(model.predict(df[["income", "grade"]]), expected, rtol=1e-12)
 
 
 def test_register_model_again_and_a_held_candidate(tmp_path, git_project):
     registry = Registry(tmp_path / "registry" / "credit_risk")
     first = _products(tmp_path / "m1", rounds=5)
-    _register(
-        registry, git_project, *first[:2], decide("binary", {"roc_auc": 0.8}, None, None, 0.005)
-    )
+    _register(registry, git_project, *first[:2], decide("binary", {"roc_auc": 0.8}, None, None, 0.005))
     # the identical model again: the existing version, re-marked as candidate, not promoted again
     again = _register(
         registry,

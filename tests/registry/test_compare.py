@@ -75,7 +75,9 @@ def test_unknown_version_lists_the_registered_ones(tmp_path: Path) -> None:
         ("roc_auc", 0.8, None, "n/a"),
     ],
 )
-def test_delta_is_candidate_minus_production_judged_by_direction(metric: str, candidate: float, production: float | None, expected: str) -> None:
+def test_delta_is_candidate_minus_production_judged_by_direction(
+    metric: str, candidate: float, production: float | None, expected: str
+) -> None:
     assert delta_cell(metric, candidate, production) == expected
 
 
@@ -159,7 +161,10 @@ def test_report_numbers_equal_metrics_recomputed_independently(two_versions: Pat
     promote = cand["roc_auc"] - prod["roc_auc"] >= -tolerance
     assert f"promotion tolerance: {tolerance:g}" in md
     assert f"**{'promote' if promote else 'keep production'}**" in md
-    meta = {v: json.loads((two_versions / REGISTRY / "versions" / v / "metadata.json").read_text()) for v in ("v0001", "v0002")}
+    meta = {
+        v: json.loads((two_versions / REGISTRY / "versions" / v / "metadata.json").read_text())
+        for v in ("v0001", "v0002")
+    }
     for v, m in meta.items():
         assert f"| {v} | {m['created_at']} | `{m['data']['fingerprint'][:12]}` |" in md
 
@@ -179,10 +184,27 @@ def test_report_numbers_equal_metrics_recomputed_independently(two_versions: Pat
 
 
 @pytest.mark.slow
-def test_same_version_missing_production_and_unknown_version(two_versions: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_same_version_missing_production_and_unknown_version(
+    two_versions: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("NBOPS_PROJECT", raising=False)
     out = tmp_path / "same.md"
-    assert main(["--project", str(two_versions), "compare", "--env", "env.test.yaml", "--candidate", "production", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--project",
+                str(two_versions),
+                "compare",
+                "--env",
+                "env.test.yaml",
+                "--candidate",
+                "production",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     md = out.read_text()
     assert "**The candidate is the production model** (v0001)" in md
     assert "| metric | candidate |" in md and "delta" not in md.split("## By segment")[0].split("## Overall")[1]

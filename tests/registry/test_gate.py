@@ -24,9 +24,7 @@ def test_gate_metrics_per_task():
     assert GATE_METRIC == {"binary": ("roc_auc", True), "regression": ("rmse", False)}
 
 
-@pytest.mark.parametrize(
-    ("task", "metric", "value"), [("binary", "roc_auc", 0.71), ("regression", "rmse", 3.5)]
-)
+@pytest.mark.parametrize(("task", "metric", "value"), [("binary", "roc_auc", 0.71), ("regression", "rmse", 3.5)])
 def test_first_model_is_promoted(task, metric, value):
     d = decide(task, {metric: value, "other": 1.0}, None, None, 0.005)
     assert d.promote is True
@@ -152,9 +150,7 @@ def _register(root: Path, task: str) -> tuple[Registry, lgb.Booster, FeatureTran
         lgb.Dataset(ft.transform(train), train["y"], categorical_feature=ft.categorical_indices),
         num_boost_round=15,
     )
-    schema = InputSchema(
-        [FieldSpec("x", "numeric"), FieldSpec("grade", "categorical", categories=["A", "B", "C"])]
-    )
+    schema = InputSchema([FieldSpec("x", "numeric"), FieldSpec("grade", "categorical", categories=["A", "B", "C"])])
     files = {
         "model.txt": booster.model_to_string().encode(),
         "feature_transform.json": json.dumps(ft.to_dict()).encode(),
@@ -174,16 +170,12 @@ def test_production_metrics_on_a_holdout_match_a_direct_computation(tmp_path, ta
     # the production model picks its own columns by name: column order and extra columns do not matter
     shuffled = holdout.assign(extra=1.0)[["extra", "y", "grade", "x"]]
     got = production_metrics_on(production, shuffled, "y", task)
-    expected = task_metrics(
-        task, holdout["y"].to_numpy(float), booster.predict(ft.transform(holdout))
-    )
+    expected = task_metrics(task, holdout["y"].to_numpy(float), booster.predict(ft.transform(holdout)))
     assert got.keys() == expected.keys()
     assert got == pytest.approx(expected, rel=1e-12)
     metric = GATE_METRIC[task][0]
     assert metric in got
-    assert (
-        (got[metric] > 0.6) if task == "binary" else (got[metric] < 1.5)
-    )  # the tiny model learned something
+    assert (got[metric] > 0.6) if task == "binary" else (got[metric] < 1.5)  # the tiny model learned something
     # and the gate accepts them as the production side
     d = decide(task, got, got, "v0001", 0.0)
     assert d.promote is True and d.production == got[metric]

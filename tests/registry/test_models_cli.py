@@ -34,9 +34,7 @@ def _files(rounds: int) -> dict[str, bytes]:
     df = pd.DataFrame({"x": rng.normal(size=n), "grade": rng.choice(["A", "B"], n)})
     df["y"] = (rng.random(n) < 1 / (1 + np.exp(-2 * df["x"]))).astype(float)
     booster, ft = train_tiny_booster(df, ["x"], ["grade"], "y", rounds)
-    schema = InputSchema(
-        [FieldSpec("x", "numeric"), FieldSpec("grade", "categorical", categories=["A", "B"])]
-    )
+    schema = InputSchema([FieldSpec("x", "numeric"), FieldSpec("grade", "categorical", categories=["A", "B"])])
     return {
         "model.txt": booster.model_to_string().encode(),
         "feature_transform.json": json.dumps(ft.to_dict()).encode(),
@@ -151,10 +149,7 @@ def test_models_show_prints_metadata_and_verifies_files(runs):
     assert meta["data"]["fingerprint"] == FINGERPRINTS[0]
     assert meta["git_commit"] == COMMITS[0]
     assert tail, out  # the verification line is there
-    assert (
-        str(runs["shared"] / "registry" / "credit_risk" / "versions" / "v0001" / "card.html")
-        in tail
-    )
+    assert str(runs["shared"] / "registry" / "credit_risk" / "versions" / "v0001" / "card.html") in tail
 
 
 def test_models_show_unknown_version_exits_2_naming_the_registered_ones(runs):
@@ -201,9 +196,7 @@ def test_package_builds_a_wheel_of_the_version(runs):
         assert "credit_risk_model/_runtime/model.py" in names
         assert "credit_risk_model-1.dist-info/METADATA" in names
         for path in version_dir.iterdir():
-            assert zf.read(f"credit_risk_model/artifacts/{path.name}") == path.read_bytes(), (
-                path.name
-            )
+            assert zf.read(f"credit_risk_model/artifacts/{path.name}") == path.read_bytes(), path.name
         manifest = json.loads(zf.read(f"credit_risk_model/artifacts/{MANIFEST}"))
         assert manifest["version"] == "v0001"
         assert 'MODEL_VERSION = "v0001"' in zf.read("credit_risk_model/__init__.py").decode()

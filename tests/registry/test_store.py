@@ -35,9 +35,7 @@ def _model_files(rounds: int, seed: int = 0) -> dict[str, bytes]:
     """A tiny real LightGBM model (text), its transform and input schema, as registry files."""
     df = _frame(seed=seed)
     booster, ft = train_tiny_booster(df, ["x"], ["grade"], "y", rounds, seed)
-    schema = InputSchema(
-        [FieldSpec("x", "numeric"), FieldSpec("grade", "categorical", categories=["A", "B", "C"])]
-    )
+    schema = InputSchema([FieldSpec("x", "numeric"), FieldSpec("grade", "categorical", categories=["A", "B", "C"])])
     return {
         "model.txt": booster.model_to_string().encode(),
         "feature_transform.json": json.dumps(ft.to_dict()).encode(),
@@ -107,9 +105,7 @@ def test_identical_model_returns_existing_version(reg, models):
     first, created = reg.register(models[0], _meta(0))
     reg.register(models[1], _meta(1))
     # same model file, even with different other files and metadata: the existing version
-    again, created_again = reg.register(
-        {**models[0], "metrics.json": b"{}"}, {**_meta(9), "note": "retrained"}
-    )
+    again, created_again = reg.register({**models[0], "metrics.json": b"{}"}, {**_meta(9), "note": "retrained"})
     assert created is True and created_again is False
     assert again.version == first.version == "v0001"
     assert again.metadata["note"] == "model 0"  # the stored version was not touched
@@ -145,9 +141,7 @@ def test_version_files_are_read_only(reg, models):
     assert len(paths) == len(models[0]) + 2
     for path in paths:
         mode = stat.S_IMODE(path.stat().st_mode)
-        assert mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH) == 0, (
-            f"{path.name} is writable ({oct(mode)})"
-        )
+        assert mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH) == 0, f"{path.name} is writable ({oct(mode)})"
 
 
 def test_derived_files_see_the_final_metadata_and_are_checksummed(reg, models):
@@ -318,16 +312,11 @@ def _register_many(root: str, batch: list[dict[str, bytes]], barrier, queue) -> 
 
 
 def test_concurrent_registration_from_two_processes_gets_distinct_versions(reg, models):
-    ctx = multiprocessing.get_context(
-        "fork"
-    )  # children reuse the imported modules: no re-import cost
+    ctx = multiprocessing.get_context("fork")  # children reuse the imported modules: no re-import cost
     barrier = ctx.Barrier(2)
     queue = ctx.Queue()
     batches = [models[0::2], models[1::2]]
-    procs = [
-        ctx.Process(target=_register_many, args=(str(reg.root), batch, barrier, queue))
-        for batch in batches
-    ]
+    procs = [ctx.Process(target=_register_many, args=(str(reg.root), batch, barrier, queue)) for batch in batches]
     for p in procs:
         p.start()
     results = [queue.get(timeout=60) for _ in procs]
@@ -337,9 +326,7 @@ def test_concurrent_registration_from_two_processes_gets_distinct_versions(reg, 
     got = [v for r in results for v in r]
     assert sorted(got) == [f"v{i:04d}" for i in range(1, 7)]
     assert [v.version for v in reg.versions()] == [f"v{i:04d}" for i in range(1, 7)]
-    assert sorted(v.metadata["model_sha256"] for v in reg.versions()) == sorted(
-        _sha(m["model.txt"]) for m in models
-    )
+    assert sorted(v.metadata["model_sha256"] for v in reg.versions()) == sorted(_sha(m["model.txt"]) for m in models)
     assert all(not name.startswith(".") for name in _listing(reg))
     for v in reg.versions():
         reg.verify(v.version)
@@ -356,9 +343,7 @@ def test_set_candidate_and_promote_record_history_with_reasons(reg, models):
     assert reg.promote("v0002", "better auc") == "v0001"
     data = json.loads((reg.root / "aliases.json").read_text())
     assert data["candidate"] == "v0002" and data["production"] == "v0002"
-    history = [
-        {k: e[k] for k in ("alias", "version", "previous", "reason")} for e in data["history"]
-    ]
+    history = [{k: e[k] for k in ("alias", "version", "previous", "reason")} for e in data["history"]]
     assert history == [
         {
             "alias": "candidate",

@@ -41,20 +41,34 @@ def test_build_with_the_dask_engine_matches_the_pandas_build(packaged_project: P
     root = project / ROOT
 
     train = json.loads((root / "models/train_summary.json").read_text())["summary"]
-    assert train["engine"] == "dask" and train["dask_workers"] == 2 and train["dask_scheduler"].startswith("tcp://127.0.0.1:")
+    assert (
+        train["engine"] == "dask"
+        and train["dask_workers"] == 2
+        and train["dask_scheduler"].startswith("tcp://127.0.0.1:")
+    )
     assert json.loads((root / "reports/batch_score_summary.json").read_text())["engine"] == "dask"
     assert json.loads((root / "reports/monitoring_summary.json").read_text())["engine"] == "dask"
 
     got, want = metrics(project), metrics(packaged_project)
     for name, tol in TOLERANCE.items():
-        assert abs(got[name] - want[name]) <= tol, f"{name}: dask {got[name]:.4f} vs pandas {want[name]:.4f} (tolerance {tol})"
+        assert abs(got[name] - want[name]) <= tol, (
+            f"{name}: dask {got[name]:.4f} vs pandas {want[name]:.4f} (tolerance {tol})"
+        )
     assert got["rows"] == want["rows"]
 
     # The batch the dask engine scored, scored again by the wheel as a deployment would: identical.
     manifest = json.loads((root / "dist/package.json").read_text())
     check = tmp_path / "wheel_scored.parquet"
-    score_with_wheel(Path(manifest["wheel"]), manifest["package"], root / "data/batches/batch.parquet", check, tmp_path / "summary.json")
-    pd.testing.assert_frame_equal(pd.read_parquet(root / "data/scored/batch_predictions.parquet"), pd.read_parquet(check), check_exact=True)
+    score_with_wheel(
+        Path(manifest["wheel"]),
+        manifest["package"],
+        root / "data/batches/batch.parquet",
+        check,
+        tmp_path / "summary.json",
+    )
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(root / "data/scored/batch_predictions.parquet"), pd.read_parquet(check), check_exact=True
+    )
 
     # Feature drift does not depend on the model: every month's PSI equals the pandas build's.
     ours = pd.read_parquet(root / "monitoring/history.parquet").set_index("batch_id").sort_index()

@@ -40,7 +40,16 @@ from nbops.runtime.integrity import PROFILE_FILE
 from nbops.runtime.model import ScoringModel
 from nbops.runtime.transform import FeatureTransform
 
-NUMERIC = ["age", "annual_income", "debt_to_income", "credit_utilization", "num_delinquencies_2y", "months_since_last_delinquency", "interest_rate", "loan_amount"]
+NUMERIC = [
+    "age",
+    "annual_income",
+    "debt_to_income",
+    "credit_utilization",
+    "num_delinquencies_2y",
+    "months_since_last_delinquency",
+    "interest_rate",
+    "loan_amount",
+]
 CATEGORICAL = ["employment_type", "home_ownership", "loan_purpose", "region", "education"]
 MEAN_STD_RTOL = 1e-12  # the only profile fields summed in another order than numpy's
 
@@ -61,7 +70,12 @@ def test_the_local_cluster_listens_on_loopback_only(client) -> None:
 
     me = psutil.Process()
     pids = {int(p) for p in client.run(lambda: __import__("os").getpid()).values()}
-    listening = [(p.pid, c.laddr) for p in [me, *me.children(recursive=True)] for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+    listening = [
+        (p.pid, c.laddr)
+        for p in [me, *me.children(recursive=True)]
+        for c in p.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN
+    ]
     assert pids <= {pid for pid, _ in listening}  # the workers were found among the children
     assert listening and all(addr.ip == "127.0.0.1" for _, addr in listening), listening
 
@@ -80,7 +94,14 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> dict:
     booster, transform = train_tiny_booster(df, NUMERIC, CATEGORICAL, "default", rounds=20)
     path = write_parquet(df, folder / "history.parquet", 4_000)
     predictions = booster.predict(transform.transform(df))
-    return {"df": df, "path": path, "booster": booster, "transform": transform, "profile": build_reference_profile(df, NUMERIC, CATEGORICAL, predictions), "folder": folder}
+    return {
+        "df": df,
+        "path": path,
+        "booster": booster,
+        "transform": transform,
+        "profile": build_reference_profile(df, NUMERIC, CATEGORICAL, predictions),
+        "folder": folder,
+    }
 
 
 def flatten(data: object, prefix: str = "") -> dict[str, object]:
@@ -96,7 +117,9 @@ def test_reference_profile_equals_the_pandas_one(client, reference) -> None:
     pieces = plan_pieces(reference["path"])
     assert len(pieces) == 8
     features = frame(reference["path"], pieces, NUMERIC + CATEGORICAL)
-    got = dask_profile.reference_profile(client, features, NUMERIC, CATEGORICAL, model_ref(reference["booster"], reference["transform"]))
+    got = dask_profile.reference_profile(
+        client, features, NUMERIC, CATEGORICAL, model_ref(reference["booster"], reference["transform"])
+    )
     want, have = flatten(reference["profile"].to_dict()), flatten(got.to_dict())
     assert want.keys() == have.keys()
     for key, value in want.items():
@@ -119,9 +142,16 @@ def test_drift_equals_the_pandas_drift(client, reference, scenario: str, tmp_pat
         got = dask_profile.compare(client, profile, frame(path, plan_pieces(path)), DriftThresholds(0.2, 1))
         assert got.missing_columns == ["region"]
     else:
-        want = compare(profile, batch, DriftThresholds(0.2, 1), reference["booster"].predict(reference["transform"].transform(batch)))
+        want = compare(
+            profile,
+            batch,
+            DriftThresholds(0.2, 1),
+            reference["booster"].predict(reference["transform"].transform(batch)),
+        )
         parts = frame(path, plan_pieces(path))
-        got = dask_profile.compare(client, profile, parts, DriftThresholds(0.2, 1), dask_profile.predictions_of(client, parts, ref))
+        got = dask_profile.compare(
+            client, profile, parts, DriftThresholds(0.2, 1), dask_profile.predictions_of(client, parts, ref)
+        )
     assert got.to_dict() == want.to_dict()  # PSI, Wasserstein, Jensen-Shannon, missing rates, decisions
     if scenario == "shock":
         assert got.dataset_drift and len(got.drifted) >= 4
@@ -133,14 +163,23 @@ def production(packaged_project: Path) -> dict:
     version = Registry(registration["registry"]).alias("production")
     assert version is not None
     manifest = json.loads((packaged_project / "build/test/dist/package.json").read_text())
-    return {"version": version, "model": ScoringModel.from_folder(version.path), "profile": ReferenceProfile.load(version.file(PROFILE_FILE)), "wheel": Path(manifest["wheel"]), "package": manifest["package"], "project": packaged_project}
+    return {
+        "version": version,
+        "model": ScoringModel.from_folder(version.path),
+        "profile": ReferenceProfile.load(version.file(PROFILE_FILE)),
+        "wheel": Path(manifest["wheel"]),
+        "package": manifest["package"],
+        "project": packaged_project,
+    }
 
 
 def test_scoring_equals_the_wheels_scorer(client, production, tmp_path: Path) -> None:
     batch, _ = simulate_batch(2, rows=12_345, seed=5, drift="gradual")
     source = write_parquet(batch, tmp_path / "batch.parquet", 3_000)
     score_file(production["model"], source, tmp_path / "pandas.parquet", progress=False)
-    result = score_parquet(client, scorer_from_wheel(production["wheel"], production["package"]), source, tmp_path / "dask.parquet")
+    result = score_parquet(
+        client, scorer_from_wheel(production["wheel"], production["package"]), source, tmp_path / "dask.parquet"
+    )
     assert result.rows == 12_345 and result.partitions == 5
     want, got = pd.read_parquet(tmp_path / "pandas.parquet"), pd.read_parquet(tmp_path / "dask.parquet")
     pd.testing.assert_frame_equal(got, want, check_exact=True)  # same model: identical predictions
@@ -169,15 +208,37 @@ def test_a_bad_row_is_named_by_its_row_number_and_nothing_is_written(client, pro
 
 
 @pytest.mark.parametrize(("scenario", "labelled"), [("shock", False), ("new-category", True), ("none", True)])
-def test_monitoring_a_month_equals_the_pandas_monitor(client, production, scenario: str, labelled: bool, tmp_path: Path) -> None:
+def test_monitoring_a_month_equals_the_pandas_monitor(
+    client, production, scenario: str, labelled: bool, tmp_path: Path
+) -> None:
     model, profile = production["model"], production["profile"]
     metrics = production["version"].metadata["metrics"]
     rules = AlertRules(DriftThresholds(0.2, 1), 0.05, 0.05)
     df, _ = simulate_batch(3, rows=6_000, seed=42, drift=scenario)
     path = write_parquet(df, tmp_path / "month.parquet", 1_500)
     target = "default" if labelled else None
-    want = monitor_batch("m", df if labelled else df.drop(columns=["default"]), model=model, profile=profile, reference_metrics=metrics, rules=rules, target=target, month="2025-03")
-    got = monitor_batch_dask(client, "m", path, model=model, profile=profile, reference_metrics=metrics, rules=rules, target=target, month="2025-03", exclude=() if labelled else ("default",))
+    want = monitor_batch(
+        "m",
+        df if labelled else df.drop(columns=["default"]),
+        model=model,
+        profile=profile,
+        reference_metrics=metrics,
+        rules=rules,
+        target=target,
+        month="2025-03",
+    )
+    got = monitor_batch_dask(
+        client,
+        "m",
+        path,
+        model=model,
+        profile=profile,
+        reference_metrics=metrics,
+        rules=rules,
+        target=target,
+        month="2025-03",
+        exclude=() if labelled else ("default",),
+    )
     for row in (want.row, got.row):
         row.pop("monitored_at")
     assert got.row == want.row
@@ -219,19 +280,38 @@ def test_training_writes_the_pandas_products_and_is_reproducible(client, product
     params = TrainParams(num_boost_round=40, early_stopping_rounds=10, engine="dask")
     pandas_summary = json.loads((root / "models/train_summary.json").read_text())
     out0 = tmp_path / "here"
-    r0 = train_model_dask(client, params, schema=schema, transform=transform, train_rows=root / "data/processed/train.parquet", valid_rows=root / "data/processed/valid.parquet", model_out=out0 / "model.txt", summary_out=out0 / "summary.json")
+    r0 = train_model_dask(
+        client,
+        params,
+        schema=schema,
+        transform=transform,
+        train_rows=root / "data/processed/train.parquet",
+        valid_rows=root / "data/processed/valid.parquet",
+        model_out=out0 / "model.txt",
+        summary_out=out0 / "summary.json",
+    )
     script = tmp_path / "train.py"
     script.write_text(TRAIN_SCRIPT)
     for seed in ("1", "2"):
         out = tmp_path / f"hashseed{seed}"
         out.mkdir()
-        proc = subprocess.run([sys.executable, str(script), str(root), str(out)], env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, str(script), str(root), str(out)],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
-        assert (out / "model.txt").read_bytes() == (out0 / "model.txt").read_bytes(), f"PYTHONHASHSEED={seed} trained another model"
+        assert (out / "model.txt").read_bytes() == (out0 / "model.txt").read_bytes(), (
+            f"PYTHONHASHSEED={seed} trained another model"
+        )
     text = (out0 / "model.txt").read_text()
     assert "[machines:" not in text and "[local_listen_port:" not in text and "[tree_learner: data]" in text
     saved = json.loads((out0 / "summary.json").read_text())
-    assert set(pandas_summary["summary"]) <= set(saved["summary"]) and set(pandas_summary["booster_params"]) <= set(saved["booster_params"])
+    assert set(pandas_summary["summary"]) <= set(saved["summary"]) and set(pandas_summary["booster_params"]) <= set(
+        saved["booster_params"]
+    )
     assert lgb.Booster(model_file=str(out0 / "model.txt")).current_iteration() == r0.best_iteration
     curve = r0.history["valid"]["binary_logloss"]
     assert len(curve) == r0.summary["trees_trained"] == 40 and len(r0.history["train"]["binary_logloss"]) == 40
@@ -254,27 +334,59 @@ def test_partitioned_ingest_and_split_equal_the_pandas_stages(client, tmp_path: 
 
     raw, _ = simulate_history(rows=20_000, seed=9)
     raw["age"] = raw["age"].astype(float)
-    raw.loc[[10, 7_001, 19_999], "age"] = -1.0          # quarantined, in three partitions
-    raw.loc[12_345, "home_ownership"] = "castle"          # an unseen category
+    raw.loc[[10, 7_001, 19_999], "age"] = -1.0  # quarantined, in three partitions
+    raw.loc[12_345, "home_ownership"] = "castle"  # an unseen category
     source = write_parquet(raw, tmp_path / "raw.parquet", 3_000)
     schema = simulator_schema()
     want = validate_table(raw, schema, file=str(source))
-    got = ingest_partitioned(client, source, schema, tmp_path / "valid", tmp_path / "quarantine", max_partition_rows=3_000)
+    got = ingest_partitioned(
+        client, source, schema, tmp_path / "valid", tmp_path / "quarantine", max_partition_rows=3_000
+    )
     assert (got["rows_read"], got["rows_valid"], got["rows_quarantined"]) == (20_000, 19_996, 4)
     assert got["fingerprint"] == fingerprint(want.valid)
-    pd.testing.assert_frame_equal(pd.concat([pd.read_parquet(p) for p in sorted((tmp_path / "valid").glob("*.parquet"), key=lambda p: int(p.name.split(".")[1]))], ignore_index=True), want.valid)
-    quarantine = pd.concat([pd.read_parquet(p) for p in (tmp_path / "quarantine").glob("*.parquet")]).sort_values("_row", ignore_index=True)
+    pd.testing.assert_frame_equal(
+        pd.concat(
+            [
+                pd.read_parquet(p)
+                for p in sorted((tmp_path / "valid").glob("*.parquet"), key=lambda p: int(p.name.split(".")[1]))
+            ],
+            ignore_index=True,
+        ),
+        want.valid,
+    )
+    quarantine = pd.concat([pd.read_parquet(p) for p in (tmp_path / "quarantine").glob("*.parquet")]).sort_values(
+        "_row", ignore_index=True
+    )
     pd.testing.assert_frame_equal(quarantine, want.quarantine)
     assert {(r["column"], r["rows"]) for r in got["quarantine_reasons"]} == {("age", 3), ("home_ownership", 1)}
     assert sorted(r for e in got["quarantine_reasons"] for r in e["first_rows"]) == [11, 7002, 12346, 20000]
 
     params = FeaturesParams()
     out = {k: tmp_path / k for k in ("train", "valid_split", "test")}
-    transform, summary = split_partitioned(client, tmp_path / "valid", schema, params, {"train": out["train"], "valid": out["valid_split"], "test": out["test"], "transform": tmp_path / "transform.json"})
-    split = split_rows(want.valid, time_column=schema.time_column, valid_fraction=params.valid_fraction, test_fraction=params.test_fraction, seed=params.seed)
+    transform, summary = split_partitioned(
+        client,
+        tmp_path / "valid",
+        schema,
+        params,
+        {
+            "train": out["train"],
+            "valid": out["valid_split"],
+            "test": out["test"],
+            "transform": tmp_path / "transform.json",
+        },
+    )
+    split = split_rows(
+        want.valid,
+        time_column=schema.time_column,
+        valid_fraction=params.valid_fraction,
+        test_fraction=params.test_fraction,
+        seed=params.seed,
+    )
     for name, folder in (("train", out["train"]), ("valid", out["valid_split"]), ("test", out["test"])):
         parts = sorted(folder.glob("*.parquet"), key=lambda p: int(p.name.split(".")[1]))
-        pd.testing.assert_frame_equal(pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True), getattr(split, name))
+        pd.testing.assert_frame_equal(
+            pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True), getattr(split, name)
+        )
         assert summary["splits"][name]["rows"] == len(getattr(split, name))
     numeric = [c.name for c in schema.features if c.kind == "numeric"]
     categorical = [c.name for c in schema.features if c.kind == "categorical"]

@@ -30,7 +30,12 @@ def distributed_quantiles(parts: list[np.ndarray], grid: int):
 def test_quantiles_over_partitions_are_bit_identical_to_numpy(seed: int) -> None:
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 20_000))
-    x = [rng.normal(size=n), rng.integers(0, 4, size=n).astype(float), np.exp(3 * rng.normal(size=n)), np.round(rng.random(n), 2)][seed % 4]
+    x = [
+        rng.normal(size=n),
+        rng.integers(0, 4, size=n).astype(float),
+        np.exp(3 * rng.normal(size=n)),
+        np.round(rng.random(n), 2),
+    ][seed % 4]
     parts = np.split(x, np.sort(rng.integers(0, n + 1, size=int(rng.integers(0, 9)))))  # empty parts too
     res = distributed_quantiles(parts, grid=int(rng.integers(2, 300)))
     assert np.array_equal(res.values, np.quantile(x, PROBS))
@@ -60,14 +65,23 @@ def test_moments_combine_to_numpys_mean_and_std() -> None:
 
 
 def write(path: Path, n: int, row_group_size: int, start: int = 0) -> Path:
-    pq.write_table(pa.table({"i": np.arange(start, start + n), "s": [f"v{k}" for k in range(start, start + n)]}), path, row_group_size=row_group_size)
+    pq.write_table(
+        pa.table({"i": np.arange(start, start + n), "s": [f"v{k}" for k in range(start, start + n)]}),
+        path,
+        row_group_size=row_group_size,
+    )
     return path
 
 
 def test_pieces_know_their_rows_and_offsets(tmp_path: Path) -> None:
     path = write(tmp_path / "t.parquet", 10_000, 3_000)
     pieces = plan_pieces(path)
-    assert [(p.row_groups, p.offset, p.rows) for p in pieces] == [((0,), 0, 3000), ((1,), 3000, 3000), ((2,), 6000, 3000), ((3,), 9000, 1000)]
+    assert [(p.row_groups, p.offset, p.rows) for p in pieces] == [
+        ((0,), 0, 3000),
+        ((1,), 3000, 3000),
+        ((2,), 6000, 3000),
+        ((3,), 9000, 1000),
+    ]
     whole = pd.concat([read_piece(p) for p in pieces])
     assert whole["i"].tolist() == list(range(10_000)) and whole.index.tolist() == list(range(10_000))
     # small tables are cut into row slices so every worker gets a share; big groups are bounded
@@ -86,7 +100,17 @@ def test_a_folder_is_read_in_part_order(tmp_path: Path) -> None:
     (folder / "_metadata").write_text("ignored")
     assert [p.name for p in parquet_files(folder)] == ["part.1.parquet", "part.2.parquet", "part.10.parquet"]
     dest = merge_parts(folder, tmp_path / "merged.parquet")
-    assert dest == 9 and pd.read_parquet(tmp_path / "merged.parquet")["i"].tolist() == [100, 101, 102, 200, 201, 202, 1000, 1001, 1002]
+    assert dest == 9 and pd.read_parquet(tmp_path / "merged.parquet")["i"].tolist() == [
+        100,
+        101,
+        102,
+        200,
+        201,
+        202,
+        1000,
+        1001,
+        1002,
+    ]
 
 
 def test_what_the_dask_engine_cannot_read_is_named(tmp_path: Path) -> None:
@@ -100,15 +124,21 @@ def test_what_the_dask_engine_cannot_read_is_named(tmp_path: Path) -> None:
 
 def test_early_stopping_rule_is_lightgbms() -> None:
     assert early_stopping_point([5, 4, 3, 3, 3, 3], 3, False) == (3, 6)  # no strict improvement for 3 rounds
-    assert early_stopping_point([5, 4, 3, 2], 3, False) == (4, 4)       # never triggered: the argmin
+    assert early_stopping_point([5, 4, 3, 2], 3, False) == (4, 4)  # never triggered: the argmin
     assert early_stopping_point([0.5, 0.7, 0.6, 0.65], 2, True) == (2, 4)
 
 
 def test_worker_records_combine_into_the_global_curve() -> None:
     """Shard means weighted by shard size: the mean over all rows."""
     per_worker = {
-        "a": [(0, [("valid", "binary_logloss", 0.5, False)], {"valid": 100}), (1, [("valid", "binary_logloss", 0.4, False)], {"valid": 100})],
-        "b": [(0, [("valid", "binary_logloss", 0.2, False)], {"valid": 300}), (1, [("valid", "binary_logloss", 0.1, False)], {"valid": 300})],
+        "a": [
+            (0, [("valid", "binary_logloss", 0.5, False)], {"valid": 100}),
+            (1, [("valid", "binary_logloss", 0.4, False)], {"valid": 100}),
+        ],
+        "b": [
+            (0, [("valid", "binary_logloss", 0.2, False)], {"valid": 300}),
+            (1, [("valid", "binary_logloss", 0.1, False)], {"valid": 300}),
+        ],
         "c": [(0, [], {})],  # a worker without validation rows
     }
     history, higher = combine_records(per_worker)
@@ -118,4 +148,7 @@ def test_worker_records_combine_into_the_global_curve() -> None:
 
 def test_network_ports_are_stripped_from_the_model_text() -> None:
     text = "tree\n...\nparameters:\n[tree_learner: data]\n[machines: 127.0.0.1:41000,127.0.0.1:41001]\n[local_listen_port: 41000]\n[num_machines: 2]\nend of parameters\n"
-    assert strip_network_params(text) == "tree\n...\nparameters:\n[tree_learner: data]\n[num_machines: 2]\nend of parameters\n"
+    assert (
+        strip_network_params(text)
+        == "tree\n...\nparameters:\n[tree_learner: data]\n[num_machines: 2]\nend of parameters\n"
+    )

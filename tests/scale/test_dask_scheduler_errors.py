@@ -41,7 +41,12 @@ def test_closed_port_is_a_clear_error_within_seconds() -> None:
     assert elapsed < SECONDS, f"took {elapsed:.1f} s"
     assert address in message
     assert "connection refused" in message
-    assert "what to do:" in message and "dask scheduler" in message and "dask_scheduler: local" in message and "engine: pandas" in message
+    assert (
+        "what to do:" in message
+        and "dask scheduler" in message
+        and "dask_scheduler: local" in message
+        and "engine: pandas" in message
+    )
 
 
 def test_a_port_that_does_not_speak_dask_times_out_within_seconds() -> None:
@@ -80,7 +85,12 @@ def test_a_port_that_does_not_speak_dask_times_out_within_seconds() -> None:
 
 @pytest.mark.parametrize(
     ("address", "found"),
-    [("udp://10.0.0.5:8786", "scheme 'udp'"), ("tcp://10.0.0.5", "needs a host and a port"), ("tcp://10.0.0.5:port", "found 'tcp://10.0.0.5:port'"), ("just-a-name", "needs a host and a port")],
+    [
+        ("udp://10.0.0.5:8786", "scheme 'udp'"),
+        ("tcp://10.0.0.5", "needs a host and a port"),
+        ("tcp://10.0.0.5:port", "found 'tcp://10.0.0.5:port'"),
+        ("just-a-name", "needs a host and a port"),
+    ],
 )
 def test_malformed_addresses_say_what_is_expected(address: str, found: str) -> None:
     with pytest.raises(ConfigError, match="expected 'local', or a scheduler address such as tcp://") as info:
@@ -105,8 +115,6 @@ def test_pandas_engine_imports_no_dask(project: Path) -> None:
 
 def start(*args: str) -> subprocess.Popen:
     return subprocess.Popen([str(DASK), *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
 
 
 def wait_listening(port: int, seconds: float = 30.0) -> None:
@@ -135,7 +143,19 @@ def test_a_real_scheduler_without_then_with_a_worker(monkeypatch: pytest.MonkeyP
             get_client(ComputeParams(engine="dask", dask_scheduler=address))
         assert time.perf_counter() - t0 < SECONDS and address in str(info.value)
         monkeypatch.delenv("NBOPS_DASK_CONNECT_TIMEOUT")
-        worker = start("worker", address, "--nthreads", "1", "--nworkers", "1", "--host", "127.0.0.1", "--no-dashboard", "--name", "w0")
+        worker = start(
+            "worker",
+            address,
+            "--nthreads",
+            "1",
+            "--nworkers",
+            "1",
+            "--host",
+            "127.0.0.1",
+            "--no-dashboard",
+            "--name",
+            "w0",
+        )
         deadline = time.monotonic() + 60
         while True:  # the worker takes a few seconds to join
             try:

@@ -19,8 +19,12 @@ COMMANDS = ("check", "build", "automation", "models", "monitoring", "simulate")
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
-    parser = argparse.ArgumentParser(prog="nbops", description="Notebook-native MLOps: run, check and inspect the pipeline.")
-    parser.add_argument("--project", default=None, help="project folder (default: the nearest folder above holding pipeline.yaml)")
+    parser = argparse.ArgumentParser(
+        prog="nbops", description="Notebook-native MLOps: run, check and inspect the pipeline."
+    )
+    parser.add_argument(
+        "--project", default=None, help="project folder (default: the nearest folder above holding pipeline.yaml)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
@@ -37,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return simulate(argv[1:])
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         return int(args.func(args))
     except NbopsError as exc:

@@ -16,13 +16,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     add_env_args(p)
     p.add_argument("--force", action="store_true", help="rerun every task even if up to date")
     p.add_argument("--until", metavar="TASK", help="build only TASK and the tasks it depends on")
-    p.add_argument("--task", metavar="TASK", help="build only TASK (its upstream products must exist): what each Airflow task runs")
+    p.add_argument(
+        "--task", metavar="TASK", help="build only TASK (its upstream products must exist): what each Airflow task runs"
+    )
     p.set_defaults(func=run)
     p = sub.add_parser("why", help="say why a task reran in the last build, or why it would (or would not) run now")
     add_env_args(p)
     p.add_argument("task", nargs="?", help="a task in pipeline.yaml (default: every task)")
     p.set_defaults(func=why)
-    p = sub.add_parser("plot", help="draw the pipeline (tasks, products, what the next build will run) as SVG + HTML, offline")
+    p = sub.add_parser(
+        "plot", help="draw the pipeline (tasks, products, what the next build will run) as SVG + HTML, offline"
+    )
     add_env_args(p)
     p.add_argument("--out", default=None, help="folder for pipeline.svg and pipeline.html (default: <root>/reports)")
     p.set_defaults(func=plot)
@@ -58,7 +62,11 @@ class BuildProgress:
         if self.task is None:
             return
         failed = self.task in self.failed
-        self._line(f"  {'✗' if failed else '✓'} {self.task:<12} {(at or time.time()) - self.started:6.1f} s" + (" failed" if failed else ""), final=True)
+        self._line(
+            f"  {'✗' if failed else '✓'} {self.task:<12} {(at or time.time()) - self.started:6.1f} s"
+            + (" failed" if failed else ""),
+            final=True,
+        )
         self.task = None
 
     def _line(self, text: str, final: bool = False) -> None:
@@ -83,7 +91,15 @@ def run(args: argparse.Namespace) -> int:
     from nbops.pipeline.build import failure_text, run_build, summary_text
 
     display = BuildProgress()
-    code, outcomes, checked = run_build(project_of(args), args.env, overrides(args.set), force=args.force, until=args.until, task=args.task, on_event=display)
+    code, outcomes, checked = run_build(
+        project_of(args),
+        args.env,
+        overrides(args.set),
+        force=args.force,
+        until=args.until,
+        task=args.task,
+        on_event=display,
+    )
     display.finish()
     if code != 0:
         print(failure_text(checked), file=sys.stderr)
@@ -114,7 +130,9 @@ def plot(args: argparse.Namespace) -> int:
     root = Path(checked.settings.root)
     failure = (last_build_record(root) or {}).get("failure")
     out = Path(args.out) if args.out else root / "reports"
-    svg, page = write_pipeline_picture(checked.tasks, root, project, out if out.is_absolute() else project / out, failure)
+    svg, page = write_pipeline_picture(
+        checked.tasks, root, project, out if out.is_absolute() else project / out, failure
+    )
     for s in task_states(checked.tasks, root, project, failure):
         print(f"  {s.name:<12} {s.state}" + (f": {'; '.join(s.reasons)}" if s.state == "will run" else ""))
     print(f"pipeline picture: {page} (and {svg.name} beside it); it needs no network to open")

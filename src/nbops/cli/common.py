@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 
 def add_env_args(p: argparse.ArgumentParser) -> None:
     """``--env FILE`` and repeatable ``--set KEY=VALUE``: the values a command runs with."""
-    p.add_argument("--env", default="env.yaml", help="env file beside pipeline.yaml (env.test.yaml for the small sample)")
+    p.add_argument(
+        "--env", default="env.yaml", help="env file beside pipeline.yaml (env.test.yaml for the small sample)"
+    )
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override an env key (repeatable)")
 
 
@@ -54,7 +56,9 @@ def registry_of(args: argparse.Namespace) -> tuple[Registry, CheckedProject]:
     project = project_of(args)
     checked = check_project(project, args.env, overrides(args.set))
     root = Path(checked.settings.root)
-    return registry_for(registry_dir(root if root.is_absolute() else project / root), dataset_name(checked.settings)), checked
+    return registry_for(
+        registry_dir(root if root.is_absolute() else project / root), dataset_name(checked.settings)
+    ), checked
 
 
 def text_table(rows: list[dict[str, Any]], columns: list[str]) -> str:

@@ -43,7 +43,16 @@ def models(args: argparse.Namespace) -> int:
         for v in versions:
             tags = [a for a in ("production", "candidate") if aliases.get(a) == v.version]
             metric = v.metadata.get("gate", {}).get("metric", "")
-            rows.append({"version": v.version, "aliases": ",".join(tags), "created": v.metadata.get("created_at", ""), metric or "metric": f"{v.metadata['metrics'].get(metric, float('nan')):.4f}" if metric else "", "data": v.metadata["data"]["fingerprint"][:12], "git": (v.metadata.get("git_commit") or "")[:8]})
+            rows.append(
+                {
+                    "version": v.version,
+                    "aliases": ",".join(tags),
+                    "created": v.metadata.get("created_at", ""),
+                    metric or "metric": f"{v.metadata['metrics'].get(metric, float('nan')):.4f}" if metric else "",
+                    "data": v.metadata["data"]["fingerprint"][:12],
+                    "git": (v.metadata.get("git_commit") or "")[:8],
+                }
+            )
         print(f"registry {registry.root}")
         print(text_table(rows, list(rows[0])))
         return 0
@@ -92,6 +101,8 @@ def serve(args: argparse.Namespace) -> int:
         raise NbopsError(f"no production model in {registry.root} to serve; run `make run` first")
     model = ScoringModel.from_folder(version.path)
     log_dir = args.prediction_log or str(Path(checked.settings.root) / "data" / "prediction_log")
-    print(f"serving {version.metadata['package']} {version.version} on http://{args.host}:{args.port} (docs at /docs); prediction log in {log_dir}")
+    print(
+        f"serving {version.metadata['package']} {version.version} on http://{args.host}:{args.port} (docs at /docs); prediction log in {log_dir}"
+    )
     serve_model(model, host=args.host, port=args.port, log_dir=log_dir)
     return 0

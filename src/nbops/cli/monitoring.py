@@ -14,7 +14,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p = sub.add_parser("drift", help="compare two tables (or a stored reference profile and a table) for drift")
     p.add_argument("reference", help="a CSV/Parquet table, or a reference_profile.json from a model version")
     p.add_argument("current", help="the CSV/Parquet table to compare")
-    p.add_argument("--json", action="store_true", help="print {dataset_drift, features: [{name, method, score, drifted}]}")
+    p.add_argument(
+        "--json", action="store_true", help="print {dataset_drift, features: [{name, method, score, drifted}]}"
+    )
     p.add_argument("--psi-threshold", type=float, default=0.2)
     p.add_argument("--min-drifted", type=int, default=1, help="drifted features that make the dataset drifted")
     p.add_argument("--exclude", action="append", default=[], help="columns to leave out (ids, target)")
@@ -32,20 +34,34 @@ def drift(args: argparse.Namespace) -> int:
     reference = Path(args.reference)
     current = read_frame(args.current)
     if current.empty:
-        raise NbopsError(f"{args.current} has no rows: there is nothing to compare (a batch with no rows is a data-quality problem, not drift)")
+        raise NbopsError(
+            f"{args.current} has no rows: there is nothing to compare (a batch with no rows is a data-quality problem, not drift)"
+        )
     if reference.suffix.lower() == ".json" and not reference.exists():
         raise NbopsError(f"{reference}: file not found")
-    profile = ReferenceProfile.load(reference) if reference.suffix == ".json" else profile_of_table(read_frame(reference), exclude=tuple(args.exclude))
+    profile = (
+        ReferenceProfile.load(reference)
+        if reference.suffix == ".json"
+        else profile_of_table(read_frame(reference), exclude=tuple(args.exclude))
+    )
     report = compare(profile, current, DriftThresholds(psi=args.psi_threshold, min_drifted_features=args.min_drifted))
     if args.json:
-        out: dict[str, object] = {"dataset_drift": report.dataset_drift, "features": [{"name": f.name, "method": f.method, "score": round(f.score, 6), "drifted": f.drifted} for f in report.features]}
+        out: dict[str, object] = {
+            "dataset_drift": report.dataset_drift,
+            "features": [
+                {"name": f.name, "method": f.method, "score": round(f.score, 6), "drifted": f.drifted}
+                for f in report.features
+            ],
+        }
         if report.missing_columns:
             out["missing_columns"] = report.missing_columns
         print(json.dumps(out))
         return 0
     frame = report.frame()[["name", "kind", "method", "score", "drifted", "wasserstein", "jensen_shannon"]]
     print(frame.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    print(f"\ndataset drift: {report.dataset_drift} ({len(report.drifted)} of {len(report.features)} features at PSI >= {args.psi_threshold:g})")
+    print(
+        f"\ndataset drift: {report.dataset_drift} ({len(report.drifted)} of {len(report.features)} features at PSI >= {args.psi_threshold:g})"
+    )
     if report.missing_columns:
         print(f"missing columns: {', '.join(report.missing_columns)}")
     return 0
@@ -58,14 +74,30 @@ def monitor(args: argparse.Namespace) -> int:
     registry, checked = registry_of(args)
     task = next((t for t in checked.tasks if t.name == "monitor"), None)
     if task is None:
-        raise NbopsError("pipeline.yaml has no monitor task: `nbops monitor` records into its history and alerts products")
-    params = validate_params(MonitorParams, {k: v for k, v in task.params.items() if k in MonitorParams.model_fields}, where="task 'monitor' in pipeline.yaml")
+        raise NbopsError(
+            "pipeline.yaml has no monitor task: `nbops monitor` records into its history and alerts products"
+        )
+    params = validate_params(
+        MonitorParams,
+        {k: v for k, v in task.params.items() if k in MonitorParams.model_fields},
+        where="task 'monitor' in pipeline.yaml",
+    )
     batches, history, alerts = (Path(task.product[k]) for k in ("batches", "history", "alerts"))
-    outcomes = monitor_pending(params, registry, batches=batches, prediction_log=Path(checked.settings.root) / "data" / "prediction_log", history=history, alerts=alerts)
+    outcomes = monitor_pending(
+        params,
+        registry,
+        batches=batches,
+        prediction_log=Path(checked.settings.root) / "data" / "prediction_log",
+        history=history,
+        alerts=alerts,
+    )
     if not outcomes:
         print(f"nothing to monitor: every batch in {batches} is in {history}")
         return 0
     for o in outcomes:
-        print(f"{o.batch_id}: {o.rows:,} rows, {o.status} ({o.reason}), {len(o.alerts)} alert(s)" + "".join(f"\n  - {a['severity']}: {a['message']}" for a in o.alerts))
+        print(
+            f"{o.batch_id}: {o.rows:,} rows, {o.status} ({o.reason}), {len(o.alerts)} alert(s)"
+            + "".join(f"\n  - {a['severity']}: {a['message']}" for a in o.alerts)
+        )
     print(f"history: {history}\nalerts: {alerts}")
     return 0

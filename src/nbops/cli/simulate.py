@@ -13,10 +13,11 @@ from nbops.data.simulate import SCENARIOS, simulate_batch, simulate_history, wri
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     # Parsed by main() itself (argparse cannot pass "--rows" through REMAINDER); listed for --help.
-    p = sub.add_parser("simulate", help="write a simulated credit-risk table (see `nbops simulate --help`)", add_help=False)
+    p = sub.add_parser(
+        "simulate", help="write a simulated credit-risk table (see `nbops simulate --help`)", add_help=False
+    )
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=lambda args: main(args.rest))
-
 
 
 def _positive_int(text: str) -> int:
@@ -56,15 +57,9 @@ def _build_parser() -> argparse.ArgumentParser:
         default="none",
         help="drift scenario for --batch (default none)",
     )
-    parser.add_argument(
-        "--batch", type=_positive_int, default=None, help="monthly batch K >= 1 after the history"
-    )
-    parser.add_argument(
-        "--start", default="2023-01", help="first history month YYYY-MM (default 2023-01)"
-    )
-    parser.add_argument(
-        "--months", type=_positive_int, default=24, help="months in the history (default 24)"
-    )
+    parser.add_argument("--batch", type=_positive_int, default=None, help="monthly batch K >= 1 after the history")
+    parser.add_argument("--start", default="2023-01", help="first history month YYYY-MM (default 2023-01)")
+    parser.add_argument("--months", type=_positive_int, default=24, help="months in the history (default 24)")
     parser.add_argument("--out", required=True, help="output path (.csv, .parquet or .pq)")
     return parser
 
@@ -109,9 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     try:
         if args.batch is None:
-            df, truth = simulate_history(
-                rows=args.rows, seed=args.seed, start=args.start, months=args.months
-            )
+            df, truth = simulate_history(rows=args.rows, seed=args.seed, start=args.start, months=args.months)
         else:
             df, truth = simulate_batch(
                 args.batch,
@@ -135,5 +128,3 @@ def main(argv: list[str] | None = None) -> int:
         f"wrote truth to {truth_path}\n"
     )
     return 0
-
-

@@ -16,7 +16,13 @@ from nbops.errors import ConfigError
 # (name, lowest, highest, names) of the five fields; 0 and 7 are both Sunday
 MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-FIELDS = (("minute", 0, 59, ()), ("hour", 0, 23, ()), ("day of month", 1, 31, ()), ("month", 1, 12, MONTHS), ("day of week", 0, 7, DAYS))
+FIELDS = (
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day of month", 1, 31, ()),
+    ("month", 1, 12, MONTHS),
+    ("day of week", 0, 7, DAYS),
+)
 _RANGE_STEP = re.compile(r"^(?:(?P<low>\w+)(?:-(?P<high>\w+))?|\*)(?:/(?P<step>\d+))?$")
 
 
@@ -75,7 +81,11 @@ def _explain(value: str, low: int, high: int, names: tuple[str, ...]) -> str:
                 if not low <= int(end) <= high:
                     return f"{int(end)} is out of range {low}-{high}"
             elif end not in names:
-                return f"{end!r} is neither a number nor one of the names {', '.join(names)}" if names else f"{end!r} is not a number"
+                return (
+                    f"{end!r} is neither a number nor one of the names {', '.join(names)}"
+                    if names
+                    else f"{end!r} is not a number"
+                )
     return "not accepted by the cron grammar"
 
 

@@ -28,8 +28,15 @@ class StageParams(BaseModel):
 class ComputeParams(StageParams):
     """Where the heavy stages compute: pandas in-process (default) or a Dask cluster."""
 
-    engine: Literal["pandas", "dask"] = Field("pandas", description="pandas: one process; dask: lightgbm.dask training, dask.dataframe scoring, profiles and drift")
-    dask_scheduler: str = Field("local", min_length=1, description="'local' starts a LocalCluster on 127.0.0.1; or a scheduler address such as tcp://10.0.0.5:8786")
+    engine: Literal["pandas", "dask"] = Field(
+        "pandas",
+        description="pandas: one process; dask: lightgbm.dask training, dask.dataframe scoring, profiles and drift",
+    )
+    dask_scheduler: str = Field(
+        "local",
+        min_length=1,
+        description="'local' starts a LocalCluster on 127.0.0.1; or a scheduler address such as tcp://10.0.0.5:8786",
+    )
     dask_workers: int = Field(2, ge=1, description="workers of the local cluster (ignored for a remote scheduler)")
 
 
@@ -41,14 +48,31 @@ class IngestParams(StageParams):
     seed: int = Field(42, ge=0, description="random seed for simulation, splits and training")
     target: str = Field("default", min_length=1, description="name of the target column")
     task_type: TaskType = Field("auto", description="binary or regression; auto infers it from the target")
-    time_column: str | None = Field("auto", description="column ordering the rows in time; 'auto' detects one, 'none' (or null) for a random split")
-    id_columns: list[str] = Field(default_factory=list, description="identifier columns: kept in the data, never a feature")
-    pii_columns: list[str] = Field(default_factory=list, description="personal data: never reaches the model, reports or W&B")
-    data_version: str = Field("", description="size and modification time of the data file; set by nbops build so a changed file reruns ingest")
-    schema_file: str = Field("auto", description="schema YAML; 'auto' uses schemas/<dataset>.schema.yaml, inferred on first use")
+    time_column: str | None = Field(
+        "auto", description="column ordering the rows in time; 'auto' detects one, 'none' (or null) for a random split"
+    )
+    id_columns: list[str] = Field(
+        default_factory=list, description="identifier columns: kept in the data, never a feature"
+    )
+    pii_columns: list[str] = Field(
+        default_factory=list, description="personal data: never reaches the model, reports or W&B"
+    )
+    data_version: str = Field(
+        "",
+        description="size and modification time of the data file; set by nbops build so a changed file reruns ingest",
+    )
+    schema_file: str = Field(
+        "auto", description="schema YAML; 'auto' uses schemas/<dataset>.schema.yaml, inferred on first use"
+    )
     max_quarantine_fraction: float = Field(0.2, ge=0, le=1, description="fail when more rows than this are quarantined")
-    labelled_through: str | None = Field(None, description="production months with arrived labels up to this one (YYYY-MM) join the training data; set by `nbops retrain`")
-    labelled_batches: str = Field("build/interactive/data/production", description="folder of monitored production batches (derived from root in pipeline.yaml)")
+    labelled_through: str | None = Field(
+        None,
+        description="production months with arrived labels up to this one (YYYY-MM) join the training data; set by `nbops retrain`",
+    )
+    labelled_batches: str = Field(
+        "build/interactive/data/production",
+        description="folder of monitored production batches (derived from root in pipeline.yaml)",
+    )
     tracking: Literal["offline", "online", "disabled"] = Field("offline", description="W&B mode")
 
 
@@ -81,9 +105,15 @@ class TrainParams(ComputeParams):
 class EvaluateParams(StageParams):
     """Parameters of the evaluate stage (which also applies the promotion gate)."""
 
-    promotion_tolerance: float = Field(0.005, ge=0, description="how much worse than production a candidate may be on the gate metric and still be promoted")
+    promotion_tolerance: float = Field(
+        0.005,
+        ge=0,
+        description="how much worse than production a candidate may be on the gate metric and still be promoted",
+    )
 
-    segment_columns: list[str] = Field(default_factory=list, description="columns to break metrics down by; empty: the categorical features and time")
+    segment_columns: list[str] = Field(
+        default_factory=list, description="columns to break metrics down by; empty: the categorical features and time"
+    )
     max_segments: int = Field(12, ge=1, description="levels shown per segment column")
     shap_sample: int = Field(2000, ge=10, description="rows explained in the SHAP summary")
     tracking: Literal["offline", "online", "disabled"] = "offline"
@@ -98,13 +128,17 @@ class RegisterParams(ComputeParams):
 class PackageParams(StageParams):
     """Parameters of the package stage."""
 
-    package_alias: Literal["production", "candidate"] = Field("production", description="which version the wheel carries")
+    package_alias: Literal["production", "candidate"] = Field(
+        "production", description="which version the wheel carries"
+    )
 
 
 class BatchScoreParams(ComputeParams):
     """Parameters of the batch-score stage: which new batch to score with the packaged model."""
 
-    data: str = Field("simulate", description="'simulate' scores a simulated monthly batch; otherwise the test split is scored")
+    data: str = Field(
+        "simulate", description="'simulate' scores a simulated monthly batch; otherwise the test split is scored"
+    )
     batch: int = Field(1, ge=1, description="which month after the training history to simulate")
     batch_rows: int = Field(10_000, ge=1)
     # Ploomber renders "none" as None; both mean no drift.
@@ -118,12 +152,21 @@ Scenario = Literal["none", "shock", "gradual", "new-category", "concept"]
 class MonitorParams(ComputeParams):
     """Parameters of the monitor stage: the production months to simulate and the alert thresholds."""
 
-    data: str = Field("simulate", description="'simulate' monitors simulated production months; otherwise the test split")
-    production_months: int = Field(12, ge=1, le=120, description="months after the training history to simulate and monitor")
+    data: str = Field(
+        "simulate", description="'simulate' monitors simulated production months; otherwise the test split"
+    )
+    production_months: int = Field(
+        12, ge=1, le=120, description="months after the training history to simulate and monitor"
+    )
     production_rows: int = Field(5000, ge=1, description="rows per simulated month")
-    drift_schedule: list[Scenario | None] = Field(default_factory=list, description="the drift scenario of each production month, in order; missing months have none")
+    drift_schedule: list[Scenario | None] = Field(
+        default_factory=list,
+        description="the drift scenario of each production month, in order; missing months have none",
+    )
     label_delay: int = Field(2, ge=0, description="months before a batch's labels arrive")
-    psi_threshold: float = Field(0.2, gt=0, description="PSI at or above which a feature has drifted (0.1 watch, 0.25 act)")
+    psi_threshold: float = Field(
+        0.2, gt=0, description="PSI at or above which a feature has drifted (0.1 watch, 0.25 act)"
+    )
     min_drifted_features: int = Field(1, ge=1, description="drifted features that make the whole batch drifted")
     max_auc_drop: float = Field(0.05, ge=0, description="alert when a batch's ROC AUC is this far below the test AUC")
     max_calibration_error: float = Field(0.05, ge=0)
@@ -143,7 +186,16 @@ STAGES: dict[str, type[StageParams]] = {
 }
 
 
-class EnvSettings(IngestParams, FeaturesParams, TrainParams, EvaluateParams, RegisterParams, PackageParams, BatchScoreParams, MonitorParams):
+class EnvSettings(
+    IngestParams,
+    FeaturesParams,
+    TrainParams,
+    EvaluateParams,
+    RegisterParams,
+    PackageParams,
+    BatchScoreParams,
+    MonitorParams,
+):
     """Every key ``env.yaml`` may hold: the stage parameters plus where and how the pipeline runs.
 
     ``labelled_batches`` is not an env key: pipeline.yaml derives it from ``root``. The model registry
@@ -151,8 +203,12 @@ class EnvSettings(IngestParams, FeaturesParams, TrainParams, EvaluateParams, Reg
     """
 
     root: str = Field(".", description="folder under which data/, models/ and reports/ are written")
-    executor: Literal["papermill", "ploomber-engine"] = Field("papermill", description="how Ploomber runs each notebook")
-    schedule: str = Field("0 6 * * *", description="cron expression (5 fields) for `nbops schedule install` and `nbops export airflow`")
+    executor: Literal["papermill", "ploomber-engine"] = Field(
+        "papermill", description="how Ploomber runs each notebook"
+    )
+    schedule: str = Field(
+        "0 6 * * *", description="cron expression (5 fields) for `nbops schedule install` and `nbops export airflow`"
+    )
 
     @field_validator("schedule")
     @classmethod
@@ -193,9 +249,7 @@ def _annotation_text(annotation: Any) -> str:
     )
 
 
-def validate_params(
-    model: type[StageParams], values: Mapping[str, Any], *, where: str
-) -> StageParams:
+def validate_params(model: type[StageParams], values: Mapping[str, Any], *, where: str) -> StageParams:
     """Build ``model`` from ``values``; on failure raise one ConfigError listing every bad key.
 
     Args:

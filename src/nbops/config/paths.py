@@ -28,9 +28,7 @@ def project_root(start: str | Path | None = None) -> Path:
     if env:
         root = Path(env).expanduser().resolve()
         if not (root / PIPELINE_FILE).exists():
-            raise ConfigError(
-                f"NBOPS_PROJECT={env} has no {PIPELINE_FILE}; point it at the nbops project folder"
-            )
+            raise ConfigError(f"NBOPS_PROJECT={env} has no {PIPELINE_FILE}; point it at the nbops project folder")
         return root
     here = Path(start or Path.cwd()).resolve()
     for folder in (here, *here.parents):

@@ -98,7 +98,9 @@ def builtin_placeholders(env_file: Path) -> dict[str, Any]:
     return {"here": str(env_file.parent.resolve()), "cwd": str(Path.cwd()), "user": getpass.getuser()}
 
 
-def load_env(project: Path, env_file: str | Path = "env.yaml", overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def load_env(
+    project: Path, env_file: str | Path = "env.yaml", overrides: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """Load the env file, apply overrides, and render placeholders inside its own values."""
     path = (project / env_file).resolve()
     raw = load_yaml(path)

@@ -99,10 +99,15 @@ def load_dashboard_data(env_file: str | None = None) -> DashboardData:
     p = tasks["monitor"].params if "monitor" in tasks else {}
     defaults = AlertRules()
     rules = AlertRules(
-        DriftThresholds(float(p.get("psi_threshold", defaults.drift.psi)), int(p.get("min_drifted_features", defaults.drift.min_drifted_features))),
+        DriftThresholds(
+            float(p.get("psi_threshold", defaults.drift.psi)),
+            int(p.get("min_drifted_features", defaults.drift.min_drifted_features)),
+        ),
         float(p.get("max_auc_drop", defaults.max_auc_drop)),
         float(p.get("max_calibration_error", defaults.max_calibration_error)),
     )
     schema_path = products.get("ingest", {}).get("schema")
     schema = TableSchema.load(schema_path) if schema_path and schema_path.exists() else None
-    return DashboardData(project, products, history, alerts, registry, production, versions, profile, last_run, rules, schema)
+    return DashboardData(
+        project, products, history, alerts, registry, production, versions, profile, last_run, rules, schema
+    )

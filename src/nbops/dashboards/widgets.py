@@ -72,8 +72,21 @@ STYLE = f"""
 """
 TONES = {"good": "#e3f2e1", "warn": "#fdf0c6", "bad": "#f9d6d5", "neutral": "#eef1f5"}
 STATUS_TONES = {"ok": "good", "watch": "warn", "alert": "bad"}
-PILLS = {"ok": ("#e3f2e1", "#1e6b2c"), "watch": ("#fdf0c6", "#7a5b00"), "alert": ("#f9d6d5", "#9b1c1c"), "info": ("#e6eefb", "#1c4f9b"), "warning": ("#fdf0c6", "#7a5b00"), "critical": ("#9b1c1c", "#ffffff")}
-KIND_WORDS = {"data_quality": "data quality", "drift": "drift", "prediction_drift": "prediction drift", "performance": "performance", "calibration": "calibration"}
+PILLS = {
+    "ok": ("#e3f2e1", "#1e6b2c"),
+    "watch": ("#fdf0c6", "#7a5b00"),
+    "alert": ("#f9d6d5", "#9b1c1c"),
+    "info": ("#e6eefb", "#1c4f9b"),
+    "warning": ("#fdf0c6", "#7a5b00"),
+    "critical": ("#9b1c1c", "#ffffff"),
+}
+KIND_WORDS = {
+    "data_quality": "data quality",
+    "drift": "drift",
+    "prediction_drift": "prediction drift",
+    "performance": "performance",
+    "calibration": "calibration",
+}
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 
 
@@ -134,7 +147,16 @@ def number_format(series: pd.Series) -> Callable[[Any], str] | None:
     return decimal
 
 
-def table_html(df: pd.DataFrame, max_rows: int = 60, *, cls: str = "", cells: Mapping[str, Callable[[Any], str]] | None = None, widths: Mapping[str, str] | None = None, nowrap: Sequence[str] = (), empty: str = "Nothing to show.") -> str:
+def table_html(
+    df: pd.DataFrame,
+    max_rows: int = 60,
+    *,
+    cls: str = "",
+    cells: Mapping[str, Callable[[Any], str]] | None = None,
+    widths: Mapping[str, str] | None = None,
+    nowrap: Sequence[str] = (),
+    empty: str = "Nothing to show.",
+) -> str:
     """``df`` as an HTML table: numbers right-aligned under right-aligned headers, formatted per
     column (ints as ints, floats to three decimals), text left-aligned and wrapped between words.
 
@@ -148,9 +170,14 @@ def table_html(df: pd.DataFrame, max_rows: int = 60, *, cls: str = "", cells: Ma
     widths = widths or {}
     shown = df.head(max_rows)
     formats = {c: (None if c in cells else number_format(shown[c])) for c in shown.columns}
-    align = {c: ("nbops-num" if formats[c] is not None else "nbops-text") + (" nbops-nowrap" if c in nowrap else "") for c in shown.columns}
+    align = {
+        c: ("nbops-num" if formats[c] is not None else "nbops-text") + (" nbops-nowrap" if c in nowrap else "")
+        for c in shown.columns
+    }
     head = "".join(
-        f"<th class='{align[c]} nbops-col-{i}'" + (f" style='width:{widths[c]}'" if c in widths else "") + f" scope='col'>{esc(c)}</th>"
+        f"<th class='{align[c]} nbops-col-{i}'"
+        + (f" style='width:{widths[c]}'" if c in widths else "")
+        + f" scope='col'>{esc(c)}</th>"
         for i, c in enumerate(shown.columns)
     )
     body = []
@@ -175,7 +202,9 @@ def table_html(df: pd.DataFrame, max_rows: int = 60, *, cls: str = "", cells: Ma
 
 
 def empty_state(title: str, message: str) -> w.HTML:
-    return w.HTML(f"{STYLE}<div class='nbops-empty' style='padding:24px;border:2px dashed #bbb;border-radius:8px;font-family:system-ui,sans-serif;max-width:{PAGE_WIDTH}px'><h3>{esc(title)}</h3><p>{esc(message)}</p></div>")
+    return w.HTML(
+        f"{STYLE}<div class='nbops-empty' style='padding:24px;border:2px dashed #bbb;border-radius:8px;font-family:system-ui,sans-serif;max-width:{PAGE_WIDTH}px'><h3>{esc(title)}</h3><p>{esc(message)}</p></div>"
+    )
 
 
 def page(children: Sequence[w.Widget], name: str) -> w.VBox:
@@ -222,7 +251,10 @@ def status_table(history: pd.DataFrame, metric: str, limit: float | None = None)
     # a history written before it existed has no such column: there, no metric means pending.
     labels = h["labels"].astype(object) if "labels" in h.columns else pd.Series("pending", index=h.index, dtype=object)
     perf = pd.to_numeric(h[metric], errors="coerce") if metric in h.columns else pd.Series(np.nan, index=h.index)
-    perf_text = [f"{v:.3f}" if math.isfinite(v) else ("labels pending" if lab == "pending" else "–") for v, lab in zip(perf, labels, strict=True)]
+    perf_text = [
+        f"{v:.3f}" if math.isfinite(v) else ("labels pending" if lab == "pending" else "–")
+        for v, lab in zip(perf, labels, strict=True)
+    ]
     drifted = h["drifted_features"].astype(object) if "drifted_features" in h.columns else pd.Series("", index=h.index)
     frame = pd.DataFrame(
         {
@@ -257,9 +289,12 @@ def status_table(history: pd.DataFrame, metric: str, limit: float | None = None)
         return f"<span class='nbops-muted'>{esc(v)}</span>" if str(v) in ok else esc(v)
 
     return table_html(
-        frame, max_rows=len(frame), cls="nbops-status-table",
+        frame,
+        max_rows=len(frame),
+        cls="nbops-status-table",
         cells={"status": lambda v: pill(str(v)) if isinstance(v, str) and v else "–", name: perf_cell, "why": why_cell},
-        widths={"why": "38%", "drifted features": "22%"}, nowrap=("batch", "status"),
+        widths={"why": "38%", "drifted features": "22%"},
+        nowrap=("batch", "status"),
     )
 
 
@@ -277,7 +312,9 @@ def alerts_table(alerts: Sequence[Mapping[str, Any]]) -> str:
             "message": [str(a.get("message", "")) for a in rows],
         }
     )
-    return table_html(frame, max_rows=200, cls="nbops-alerts-table", cells={"severity": pill}, nowrap=("batch", "severity", "kind"))
+    return table_html(
+        frame, max_rows=200, cls="nbops-alerts-table", cells={"severity": pill}, nowrap=("batch", "severity", "kind")
+    )
 
 
 def distribution_chart(data: DashboardData, feature: str, batch_id: str) -> str:
@@ -287,7 +324,9 @@ def distribution_chart(data: DashboardData, feature: str, batch_id: str) -> str:
         from nbops.monitoring.svg import message_chart
 
         return message_chart("distribution", f"No batch file for {batch_id}")
-    batch = pd.read_parquet(path, columns=[feature]) if path.suffix == ".parquet" else pd.read_csv(path, usecols=[feature])
+    batch = (
+        pd.read_parquet(path, columns=[feature]) if path.suffix == ".parquet" else pd.read_csv(path, usecols=[feature])
+    )
     labels, reference, current = distribution_shares(data.profile, feature, batch[feature])
     return distribution_svg(labels, reference, current, feature=feature, batch=batch_id)
 
@@ -295,7 +334,10 @@ def distribution_chart(data: DashboardData, feature: str, batch_id: str) -> str:
 def monitoring_dashboard(data: DashboardData) -> w.Widget:
     """The stakeholder view of the model in production."""
     if data.production is None:
-        return empty_state("No model in production yet", "Run `make run`: it trains, registers and promotes a model, then monitors the simulated production months. This page shows them as soon as they exist.")
+        return empty_state(
+            "No model in production yet",
+            "Run `make run`: it trains, registers and promotes a model, then monitors the simulated production months. This page shows them as soon as they exist.",
+        )
     prod = data.production
     meta = prod.metadata
     gate_metric = meta.get("gate", {}).get("metric", "")
@@ -305,7 +347,9 @@ def monitoring_dashboard(data: DashboardData) -> w.Widget:
                 "version": v.version,
                 "alias": "production" if v.version == prod.version else "",
                 "created": str(v.metadata.get("created_at", "")).replace("T", " ").removesuffix("Z"),
-                metric_name(gate_metric) if gate_metric else "gate metric": v.metadata["metrics"].get(gate_metric, np.nan),
+                metric_name(gate_metric) if gate_metric else "gate metric": v.metadata["metrics"].get(
+                    gate_metric, np.nan
+                ),
                 "data fingerprint": v.metadata["data"]["fingerprint"][:12],
             }
             for v in reversed(data.versions)
@@ -313,19 +357,37 @@ def monitoring_dashboard(data: DashboardData) -> w.Widget:
     )
     model_box = w.HTML(
         f"<p>In production: <b>{esc(meta['package'])} {esc(prod.version)}</b> ({esc(meta['task_type'])}, target <code>{esc(meta['target'])}</code>). "
-        f"Last monitoring run: <b class='nbops-last-run'>{esc(data.last_run_text)}</b>.</p>" + table_html(version_rows, 10, cls="nbops-versions-table", nowrap=("version", "alias", "created"))
+        f"Last monitoring run: <b class='nbops-last-run'>{esc(data.last_run_text)}</b>.</p>"
+        + table_html(version_rows, 10, cls="nbops-versions-table", nowrap=("version", "alias", "created"))
     )
     history = data.history
     if history.empty or "status" not in history.columns:
-        return page([model_box, empty_state("No batch monitored yet", "The monitor stage (or `nbops monitor`) adds a row per batch. Drift, data quality and performance appear here after the first one.")], "monitoring")
+        return page(
+            [
+                model_box,
+                empty_state(
+                    "No batch monitored yet",
+                    "The monitor stage (or `nbops monitor`) adds a row per batch. Drift, data quality and performance appear here after the first one.",
+                ),
+            ],
+            "monitoring",
+        )
     rules = data.rules
     task_type = meta["task_type"]
     metric = _perf_column(history, task_type)
     status = history["status"].astype(object)
     n_alert, n_watch = int((status == "alert").sum()), int((status == "watch").sum())
     critical = sum(1 for a in data.alerts if a.get("severity") == "critical")
-    perf = pd.to_numeric(history[metric], errors="coerce") if metric in history.columns else pd.Series(np.nan, index=history.index)
-    pending = int((history["labels"].astype(object) == "pending").sum()) if "labels" in history.columns else int(perf.isna().sum())
+    perf = (
+        pd.to_numeric(history[metric], errors="coerce")
+        if metric in history.columns
+        else pd.Series(np.nan, index=history.index)
+    )
+    pending = (
+        int((history["labels"].astype(object) == "pending").sum())
+        if "labels" in history.columns
+        else int(perf.isna().sum())
+    )
     latest = history.iloc[-1]
     latest_status = str(latest.get("status", ""))
     labelled = perf.dropna()
@@ -336,7 +398,11 @@ def monitoring_dashboard(data: DashboardData) -> w.Widget:
         + tile(f"latest batch {latest['batch_id']}", latest_status, STATUS_TONES.get(latest_status, "neutral"))
         + tile("batches on alert", f"{n_alert} of {len(history)}", "bad" if n_alert else "good")
         + tile("batches to watch", f"{n_watch}", "warn" if n_watch else "good")
-        + tile(f"alerts: {len(data.alerts)} in all", f"{critical} critical", "bad" if critical else ("warn" if data.alerts else "good"))
+        + tile(
+            f"alerts: {len(data.alerts)} in all",
+            f"{critical} critical",
+            "bad" if critical else ("warn" if data.alerts else "good"),
+        )
         + tile(f"latest labelled {metric_name(metric)}{latest_labelled}", latest_perf)
         + tile("labels pending", f"{pending} batch{'es' if pending != 1 else ''}")
         + "</div>"
@@ -346,13 +412,20 @@ def monitoring_dashboard(data: DashboardData) -> w.Widget:
     heatmap = chart(drift_heatmap_svg(history, rules.drift.psi), "heatmap")
     performance = chart(performance_svg(history, metric, reference, limit[1] if limit else None), "performance")
     features = list(data.profile.features) if data.profile else []
-    ranked = sorted(features, key=lambda f: -float(pd.to_numeric(history.get(f"psi__{f}", pd.Series([0.0])), errors="coerce").max() or 0.0))
+    ranked = sorted(
+        features,
+        key=lambda f: -float(pd.to_numeric(history.get(f"psi__{f}", pd.Series([0.0])), errors="coerce").max() or 0.0),
+    )
     batches = [b for b in history["batch_id"].astype(str) if data.batch_path(b) is not None]
-    feature_picker = w.Dropdown(options=ranked, value=ranked[0] if ranked else None, description="feature", layout=w.Layout(width="380px"))
+    feature_picker = w.Dropdown(
+        options=ranked, value=ranked[0] if ranked else None, description="feature", layout=w.Layout(width="380px")
+    )
     # Open on the most drifted feature, in the batch where it drifted most.
     start_batch = batches[-1] if batches else None
     if ranked and f"psi__{ranked[0]}" in history.columns and batches:
-        scores = pd.to_numeric(history.set_index(history["batch_id"].astype(str))[f"psi__{ranked[0]}"], errors="coerce").reindex(batches)
+        scores = pd.to_numeric(
+            history.set_index(history["batch_id"].astype(str))[f"psi__{ranked[0]}"], errors="coerce"
+        ).reindex(batches)
         if scores.notna().any():
             start_batch = str(scores.astype(float).idxmax())
     batch_picker = w.Dropdown(options=batches, value=start_batch, description="batch", layout=w.Layout(width="260px"))
@@ -366,20 +439,39 @@ def monitoring_dashboard(data: DashboardData) -> w.Widget:
     batch_picker.observe(redraw, names="value")
     redraw()
     psi = rules.drift.psi
-    limit_text = f"; alert {'below' if task_type == 'binary' else 'above'} {limit[1]:.3f} (the test value {'minus' if task_type == 'binary' else 'plus'} the allowed {'drop' if task_type == 'binary' else 'increase'})" if limit else ""
+    limit_text = (
+        f"; alert {'below' if task_type == 'binary' else 'above'} {limit[1]:.3f} (the test value {'minus' if task_type == 'binary' else 'plus'} the allowed {'drop' if task_type == 'binary' else 'increase'})"
+        if limit
+        else ""
+    )
     return page(
         [
             model_box,
             tiles,
-            section("Drift by batch", f"Population Stability Index of each feature against the training reference; a batch drifts at PSI ≥ {psi:g} in at least {rules.drift.min_drifted_features} feature(s). The top strip is each batch's status. Hover a cell for its value."),
+            section(
+                "Drift by batch",
+                f"Population Stability Index of each feature against the training reference; a batch drifts at PSI ≥ {psi:g} in at least {rules.drift.min_drifted_features} feature(s). The top strip is each batch's status. Hover a cell for its value.",
+            ),
             heatmap,
-            section("Performance over time", f"{metric_name(metric)} of each batch once its labels have arrived{limit_text}. Hover a point for its value."),
+            section(
+                "Performance over time",
+                f"{metric_name(metric)} of each batch once its labels have arrived{limit_text}. Hover a point for its value.",
+            ),
             performance,
-            section("Status by batch", "Latest first. alert: an alert of severity warning or critical; watch: a signal below the alert level (PSI from 0.1, a small share of bad values); ok: within every limit."),
+            section(
+                "Status by batch",
+                "Latest first. alert: an alert of severity warning or critical; watch: a signal below the alert level (PSI from 0.1, a small share of bad values); ok: within every limit.",
+            ),
             w.HTML(status_table(history, metric, limit[1] if limit else None)),
-            section("Alerts", "critical: at least twice past its limit (or a batch that cannot be compared); warning: past its limit; info: a small share of bad values."),
+            section(
+                "Alerts",
+                "critical: at least twice past its limit (or a batch that cannot be compared); warning: past its limit; info: a small share of bad values.",
+            ),
             w.HTML(alerts_table(data.alerts)),
-            section("Reference against a batch", "Share of rows per bin (numeric features: the training deciles) or level, in training and in the chosen batch."),
+            section(
+                "Reference against a batch",
+                "Share of rows per bin (numeric features: the training deciles) or level, in training and in the chosen batch.",
+            ),
             w.HBox([feature_picker, batch_picker]),
             distribution,
         ],
@@ -390,7 +482,9 @@ def monitoring_dashboard(data: DashboardData) -> w.Widget:
 # --------------------------------------------------------------------------- the model
 
 
-def confusion_at(threshold: float, y: np.ndarray, p: np.ndarray, cost_missed: float, cost_false_flag: float) -> dict[str, float]:
+def confusion_at(
+    threshold: float, y: np.ndarray, p: np.ndarray, cost_missed: float, cost_false_flag: float
+) -> dict[str, float]:
     """Decisions at a score threshold: rows scoring at or above it are flagged as the positive class."""
     flagged = p >= threshold
     tp = int(np.sum(flagged & (y == 1)))
@@ -399,7 +493,10 @@ def confusion_at(threshold: float, y: np.ndarray, p: np.ndarray, cost_missed: fl
     tn = int(np.sum(~flagged & (y == 0)))
     passed = tn + fn
     return {
-        "tp": tp, "fp": fp, "fn": fn, "tn": tn,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "tn": tn,
         "flagged_rate": (tp + fp) / max(len(y), 1),
         "positive_rate_unflagged": fn / passed if passed else 0.0,
         "precision": tp / (tp + fp) if tp + fp else 0.0,
@@ -428,16 +525,40 @@ def model_dashboard(data: DashboardData) -> w.Widget:
     metrics = json.loads(prod.file("metrics.json").read_text())
     segments = pd.DataFrame(metrics.get("segments", []))
     first = [c for c in ("segment", "level", "rows") if c in segments.columns]
-    segments = segments[first + [c for c in segments.columns if c not in first]].rename(columns=lambda c: c if c in first else metric_name(c))
+    segments = segments[first + [c for c in segments.columns if c not in first]].rename(
+        columns=lambda c: c if c in first else metric_name(c)
+    )
     evaluate = data.products.get("evaluate", {})
     # The card opens with its own title ("Model card: <package> <version>").
-    children: list[w.Widget] = [card, section("Metrics by segment", "On the test split; small segments are noisy, read them with their row counts."), w.HTML(table_html(segments, 80, cls="nbops-segments-table", nowrap=("segment",)))]
+    children: list[w.Widget] = [
+        card,
+        section("Metrics by segment", "On the test split; small segments are noisy, read them with their row counts."),
+        w.HTML(table_html(segments, 80, cls="nbops-segments-table", nowrap=("segment",))),
+    ]
     importance = evaluate.get("importance")
     shap_png = evaluate.get("plots")
-    children.append(section("What drives the predictions (SHAP)", "Mean absolute SHAP value per feature on a sample of the test split (hover a bar for its value), then how each feature's values push the score."))
+    children.append(
+        section(
+            "What drives the predictions (SHAP)",
+            "Mean absolute SHAP value per feature on a sample of the test split (hover a bar for its value), then how each feature's values push the score.",
+        )
+    )
     if importance and importance.exists():
         imp = pd.read_parquet(importance).sort_values("mean_abs_shap", ascending=False).head(20)
-        children.append(chart(hbar_chart(imp["feature"].astype(str).tolist(), imp["mean_abs_shap"].astype(float).tolist(), kind="importance", title="Mean |SHAP| per feature", value_label="mean |SHAP value| (log-odds)" if meta["task_type"] == "binary" else "mean |SHAP value|"), "importance"))
+        children.append(
+            chart(
+                hbar_chart(
+                    imp["feature"].astype(str).tolist(),
+                    imp["mean_abs_shap"].astype(float).tolist(),
+                    kind="importance",
+                    title="Mean |SHAP| per feature",
+                    value_label="mean |SHAP value| (log-odds)"
+                    if meta["task_type"] == "binary"
+                    else "mean |SHAP value|",
+                ),
+                "importance",
+            )
+        )
     if shap_png and (shap_png / "shap_summary.png").exists():
         children.append(png_widget(shap_png / "shap_summary.png"))
     predictions_path = evaluate.get("predictions")
@@ -453,9 +574,29 @@ def threshold_explorer(target: str, classes: tuple[str, str], preds: pd.DataFram
     pos, neg = f"{target} = {positive}", f"{target} = {negative}"
     y = preds[target].to_numpy(dtype=float)
     p = preds["prediction"].to_numpy(dtype=float)
-    slider = w.FloatSlider(value=float(np.quantile(p, 0.8)), min=0.0, max=float(min(1.0, p.max() + 0.01)), step=0.005, description="flag at score ≥", readout_format=".3f", continuous_update=False, style={"description_width": "120px"}, layout=w.Layout(width="560px"))
-    missed = w.FloatText(value=5000.0, description=f"cost of a missed {pos}", style={"description_width": "initial"}, layout=w.Layout(width="330px"))
-    false_flag = w.FloatText(value=500.0, description=f"cost of flagging a {neg}", style={"description_width": "initial"}, layout=w.Layout(width="330px"))
+    slider = w.FloatSlider(
+        value=float(np.quantile(p, 0.8)),
+        min=0.0,
+        max=float(min(1.0, p.max() + 0.01)),
+        step=0.005,
+        description="flag at score ≥",
+        readout_format=".3f",
+        continuous_update=False,
+        style={"description_width": "120px"},
+        layout=w.Layout(width="560px"),
+    )
+    missed = w.FloatText(
+        value=5000.0,
+        description=f"cost of a missed {pos}",
+        style={"description_width": "initial"},
+        layout=w.Layout(width="330px"),
+    )
+    false_flag = w.FloatText(
+        value=500.0,
+        description=f"cost of flagging a {neg}",
+        style={"description_width": "initial"},
+        layout=w.Layout(width="330px"),
+    )
     result = w.HTML()
     result.add_class("nbops-threshold-result")
     base_rate = float(np.mean(y)) if len(y) else 0.0
@@ -467,7 +608,11 @@ def threshold_explorer(target: str, classes: tuple[str, str], preds: pd.DataFram
             + tile("rows flagged", f"{r['flagged_rate']:.1%}")
             + tile(f"{pos} among the flagged", f"{r['precision']:.1%}")
             + tile(f"{pos} caught", f"{r['recall']:.1%}")
-            + tile(f"{pos} among the not flagged", f"{r['positive_rate_unflagged']:.2%}", "warn" if r["positive_rate_unflagged"] > base_rate else "good")
+            + tile(
+                f"{pos} among the not flagged",
+                f"{r['positive_rate_unflagged']:.2%}",
+                "warn" if r["positive_rate_unflagged"] > base_rate else "good",
+            )
             + tile("expected cost (test rows)", f"{r['expected_cost']:,.0f}")
             + "</div>"
             + "<table class='nbops-confusion'><tr><th>test rows</th>"
@@ -479,5 +624,7 @@ def threshold_explorer(target: str, classes: tuple[str, str], preds: pd.DataFram
     for control in (slider, missed, false_flag):
         control.observe(update, names="value")
     update()
-    intro = w.HTML(f"<h3>Decision threshold explorer</h3><p class='nbops-caption'>Rows scoring at or above the threshold are flagged as <code>{esc(pos)}</code>. Move the slider and set what each mistake costs to see the trade-off on the {len(y):,} test rows ({esc(pos)} in {base_rate:.1%} of them).</p>")
+    intro = w.HTML(
+        f"<h3>Decision threshold explorer</h3><p class='nbops-caption'>Rows scoring at or above the threshold are flagged as <code>{esc(pos)}</code>. Move the slider and set what each mistake costs to see the trade-off on the {len(y):,} test rows ({esc(pos)} in {base_rate:.1%} of them).</p>"
+    )
     return [intro, slider, w.HBox([missed, false_flag]), result]

@@ -169,7 +169,11 @@ def ingest(
     """
     df, source = load_source(params, project, raw)
     # Errors name the file as the filesystem sees it; the summary, as the user named it.
-    source_file = str(Path(params.data) if Path(params.data).is_absolute() else project / params.data) if params.data != "simulate" else str(raw)
+    source_file = (
+        str(Path(params.data) if Path(params.data).is_absolute() else project / params.data)
+        if params.data != "simulate"
+        else str(raw)
+    )
     path = schema_path(params, project)
     created = False
     if path.exists():
@@ -207,20 +211,40 @@ def ingest(
     labelled: list[LabelledBatch] | None = None
     skipped: list[dict[str, str]] = []
     if through is not None:
-        result, labelled, skipped = append_labelled_batches(result, schema, folder=_folder(params.labelled_batches, project), through=through)
+        result, labelled, skipped = append_labelled_batches(
+            result, schema, folder=_folder(params.labelled_batches, project), through=through
+        )
         source += f" + labelled production months {_month_span([b.month for b in labelled])}" if labelled else ""
     write_parquet(result.quarantine, quarantine)
     write_parquet(result.valid, valid)
     prof = profile_table(result.valid, schema)
     write_json(prof, profile)
-    out = IngestResult(source, schema, path, created, result, fingerprint(result.valid), file_sha256(raw), prof, through, labelled, skipped)
+    out = IngestResult(
+        source,
+        schema,
+        path,
+        created,
+        result,
+        fingerprint(result.valid),
+        file_sha256(raw),
+        prof,
+        through,
+        labelled,
+        skipped,
+    )
     write_json(out.summary(), summary)
     if result.n_quarantined:
         top = result.reasons.iloc[0]
         where = next((b.file for b in labelled or [] if b.month == top.get("batch")), source_file)
         log.warning(
             "%s: quarantined %d of %d rows (%s); most common: column '%s', %s, rows %s",
-            where, result.n_quarantined, result.n_rows, quarantine, top["column"], top["problem"], top["first_rows"],
+            where,
+            result.n_quarantined,
+            result.n_rows,
+            quarantine,
+            top["column"],
+            top["problem"],
+            top["first_rows"],
         )
     share = result.n_quarantined / result.n_rows
     if share > params.max_quarantine_fraction:
@@ -229,14 +253,20 @@ def ingest(
         if labelled:
             # Row numbers restart in each file: name every file that holds quarantined rows.
             in_batches = sum(b.rows_quarantined for b in labelled)
-            bad_files = ", ".join(([source_file] if result.n_quarantined > in_batches else []) + [b.file for b in labelled if b.rows_quarantined])
+            bad_files = ", ".join(
+                ([source_file] if result.n_quarantined > in_batches else [])
+                + [b.file for b in labelled if b.rows_quarantined]
+            )
         raise DataError(
             f"{share:.0%} of rows failed validation, more than max_quarantine_fraction={params.max_quarantine_fraction:g}",
             file=bad_files,
             column=str(result.reasons.iloc[0]["column"]),
             rows=bad_rows,
             expected="values that match the schema " + str(path),
-            found="; ".join((f"{r.batch}: " if labelled else "") + f"{r.column}: {r.problem} ({r.rows} rows)" for r in result.reasons.head(5).itertuples()),
+            found="; ".join(
+                (f"{r.batch}: " if labelled else "") + f"{r.column}: {r.problem} ({r.rows} rows)"
+                for r in result.reasons.head(5).itertuples()
+            ),
             hint=f"inspect {quarantine} (every bad row with its reason), then fix the data or the schema; rows {format_rows(bad_rows, 3)} are the first",
         )
     return out
@@ -367,7 +397,9 @@ def append_labelled_batches(
         quarantines.append(_tag(checked.quarantine, month, 1))
         reasons.append(_tag(checked.reasons, month, 0, name="batch"))
         n_rows += len(df)
-        batches.append(LabelledBatch(month, str(path), file_sha256(path), len(df), len(checked.valid), checked.n_quarantined))
+        batches.append(
+            LabelledBatch(month, str(path), file_sha256(path), len(df), len(checked.valid), checked.n_quarantined)
+        )
         log.info("%s: %d labelled rows added, %d quarantined", month, len(checked.valid), checked.n_quarantined)
     combined = ValidationResult(
         valid=pd.concat(valids, ignore_index=True),

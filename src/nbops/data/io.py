@@ -46,7 +46,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if not path.exists():
         raise DataError("data file not found", file=str(path), hint="check the `data` key in env.yaml or DATA=...")
     if path.stat().st_size == 0:
-        raise DataError("the file is empty (0 bytes)", file=str(path), expected="a header row and at least one data row")
+        raise DataError(
+            "the file is empty (0 bytes)", file=str(path), expected="a header row and at least one data row"
+        )
     if suffix == ".csv":
         header = _csv_header(path)
         _refuse_duplicates(header, path)

@@ -105,14 +105,28 @@ def profile_tables(profile: dict[str, Any], top: int = 3) -> dict[str, pd.DataFr
     """
     numeric, categorical, other = [], [], []
     for name, entry in profile["columns"].items():
-        common = {"column": name, "role": entry["role"], "missing": _percent(entry["missing_rate"]), "distinct": entry["distinct"]}
+        common = {
+            "column": name,
+            "role": entry["role"],
+            "missing": _percent(entry["missing_rate"]),
+            "distinct": entry["distinct"],
+        }
         if "mean" in entry:
             numeric.append({**common, **{k: entry[k] for k in ("mean", "min", "p01", "median", "p99", "max")}})
         elif entry["kind"] == "categorical":
             shares = entry.get("top") or {}
-            categorical.append({**common, f"top {top} categories": ", ".join(f"{k} {_percent(v)}" for k, v in list(shares.items())[:top])})
+            categorical.append(
+                {
+                    **common,
+                    f"top {top} categories": ", ".join(f"{k} {_percent(v)}" for k, v in list(shares.items())[:top]),
+                }
+            )
         else:
             span = f"{entry['min']} to {entry['max']}" if "min" in entry and "max" in entry else ""
             other.append({**common, "kind": entry["kind"], "range": span})
-    tables = {"Numeric columns": pd.DataFrame(numeric), "Categorical columns": pd.DataFrame(categorical), "Identifiers, times and text": pd.DataFrame(other)}
+    tables = {
+        "Numeric columns": pd.DataFrame(numeric),
+        "Categorical columns": pd.DataFrame(categorical),
+        "Identifiers, times and text": pd.DataFrame(other),
+    }
     return {title: frame for title, frame in tables.items() if not frame.empty}

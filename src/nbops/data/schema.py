@@ -143,7 +143,12 @@ class TableSchema:
                     found=f"kind={col.kind!r}, role={col.role!r}",
                 )
         if schema.task_type not in ("binary", "regression"):
-            raise DataError("unsupported task_type in the schema", file=source, expected="binary or regression", found=repr(schema.task_type))
+            raise DataError(
+                "unsupported task_type in the schema",
+                file=source,
+                expected="binary or regression",
+                found=repr(schema.task_type),
+            )
         if schema.target not in schema.names:
             raise DataError("the schema does not list its target column", file=source, column=schema.target)
         return schema
@@ -264,7 +269,11 @@ def infer_schema(
         parsed_share = numeric.notna().sum() / max(series.notna().sum(), 1)
         if parsed_share >= PARSE_SHARE:
             lo = float(np.nanmin(numeric)) if numeric.notna().any() else None
-            columns.append(ColumnSpec(name, "numeric", "feature", nullable=nullable, min=0.0 if lo is not None and lo >= 0 else None))
+            columns.append(
+                ColumnSpec(
+                    name, "numeric", "feature", nullable=nullable, min=0.0 if lo is not None and lo >= 0 else None
+                )
+            )
             continue
         levels = series.dropna().astype(str)
         n_unique = levels.nunique()
@@ -273,7 +282,9 @@ def infer_schema(
             notes.append(f"'{name}' has a different value on every row and was marked id")
         elif n_unique > MAX_CATEGORIES:
             columns.append(ColumnSpec(name, "text", "ignore", nullable=nullable))
-            notes.append(f"'{name}' has {n_unique:,} distinct values and was set to ignore; encode it yourself to use it")
+            notes.append(
+                f"'{name}' has {n_unique:,} distinct values and was set to ignore; encode it yourself to use it"
+            )
         else:
             cats = sorted(levels.unique().tolist())
             columns.append(ColumnSpec(name, "categorical", "feature", nullable=nullable, categories=cats))

@@ -293,9 +293,7 @@ def _draw_codes(rng: np.random.Generator, probs: np.ndarray, n: int) -> np.ndarr
     return np.minimum(codes, len(probs) - 1).astype(np.int8)
 
 
-def _draw_grouped_codes(
-    rng: np.random.Generator, groups: np.ndarray, table: np.ndarray
-) -> np.ndarray:
+def _draw_grouped_codes(rng: np.random.Generator, groups: np.ndarray, table: np.ndarray) -> np.ndarray:
     """Draw category codes whose probabilities depend on a small group index."""
     u = rng.random(groups.shape[0])
     codes = np.empty(groups.shape[0], dtype=np.int8)
@@ -460,9 +458,7 @@ def _generate_features(rng: np.random.Generator, n: int) -> dict[str, np.ndarray
     savings[rng.random(n) < 0.05] = np.nan
     f["savings_balance"] = savings
 
-    log_dti = (
-        np.log(0.17) - 0.3 * (log_inc - 11.0) + 0.25 * (util - 0.38) + rng.normal(0.0, 0.42, n)
-    )
+    log_dti = np.log(0.17) - 0.3 * (log_inc - 11.0) + 0.25 * (util - 0.38) + rng.normal(0.0, 0.42, n)
     f["debt_to_income"] = np.round(np.clip(np.exp(log_dti), 0.0, 2.0), 4)
 
     purpose = _draw_grouped_codes(
@@ -521,9 +517,7 @@ def _logit(f: dict[str, np.ndarray], concept: bool) -> np.ndarray:
     recent = np.nan_to_num(f["months_since_last_delinquency"], nan=99.0) <= 6.0
     age = f["age"].astype(np.float64)
     savings = f["savings_balance"]
-    savings_term = np.where(
-        np.isnan(savings), 0.15, -0.25 * np.log1p(np.nan_to_num(savings) / 1000.0)
-    )
+    savings_term = np.where(np.isnan(savings), 0.15, -0.25 * np.log1p(np.nan_to_num(savings) / 1000.0))
     loan_to_income = f["loan_amount"] / np.maximum(f["annual_income"], 1000.0)
 
     common = (
@@ -569,9 +563,7 @@ def _gradual_growth(batch: int) -> float:
     return 1.0 - math.exp(-(batch - 1) / 6.0)
 
 
-def _apply_drift(
-    f: dict[str, np.ndarray], drift: str, batch: int, rng: np.random.Generator
-) -> list[DriftedFeature]:
+def _apply_drift(f: dict[str, np.ndarray], drift: str, batch: int, rng: np.random.Generator) -> list[DriftedFeature]:
     """Apply a covariate-drift scenario in place; return the truthful list of changed features."""
     n = f["age"].shape[0]
     if drift in ("none", "concept"):
@@ -585,17 +577,15 @@ def _apply_drift(
         )
         delinq = f["num_delinquencies_2y"]
         newly = (delinq == 0) & (rng.random(n) < _SHOCK_NEW_DELINQ_PROB)
-        new_events = np.where(
-            newly, 1 + rng.poisson(_SHOCK_NEW_DELINQ_EXTRA_MEAN, n), 0
-        ) + np.where(delinq > 0, rng.poisson(_SHOCK_EXTRA_DELINQ_MEAN, n), 0)
+        new_events = np.where(newly, 1 + rng.poisson(_SHOCK_NEW_DELINQ_EXTRA_MEAN, n), 0) + np.where(
+            delinq > 0, rng.poisson(_SHOCK_EXTRA_DELINQ_MEAN, n), 0
+        )
         f["num_delinquencies_2y"] = (delinq + new_events).astype(np.int64)
         recent = rng.integers(0, _SHOCK_RECENT_MONTHS, n).astype(np.float64)
-        f["months_since_last_delinquency"] = np.where(
-            new_events > 0, recent, f["months_since_last_delinquency"]
+        f["months_since_last_delinquency"] = np.where(new_events > 0, recent, f["months_since_last_delinquency"])
+        f["num_credit_inquiries_6m"] = (f["num_credit_inquiries_6m"] + rng.poisson(_SHOCK_EXTRA_INQ_MEAN, n)).astype(
+            np.int64
         )
-        f["num_credit_inquiries_6m"] = (
-            f["num_credit_inquiries_6m"] + rng.poisson(_SHOCK_EXTRA_INQ_MEAN, n)
-        ).astype(np.int64)
         return [
             DriftedFeature("annual_income", "scale", f"annual_income multiplied by {factor}"),
             DriftedFeature(
@@ -606,8 +596,7 @@ def _apply_drift(
             DriftedFeature(
                 "credit_utilization",
                 "shift",
-                f"credit_utilization mapped to {_SHOCK_UTIL_FACTOR} * u + {_SHOCK_UTIL_ADD}"
-                " (capped at 1.5)",
+                f"credit_utilization mapped to {_SHOCK_UTIL_FACTOR} * u + {_SHOCK_UTIL_ADD} (capped at 1.5)",
             ),
             DriftedFeature(
                 "num_delinquencies_2y",
@@ -632,9 +621,7 @@ def _apply_drift(
         log_shift = 0.45 + 0.55 * growth
         factor = math.exp(log_shift)
         rate_add = 3.0 + 3.0 * growth
-        f["loan_amount"] = np.clip(
-            np.round(f["loan_amount"] * factor / 50.0) * 50.0, 0.0, 1_000_000.0
-        )
+        f["loan_amount"] = np.clip(np.round(f["loan_amount"] * factor / 50.0) * 50.0, 0.0, 1_000_000.0)
         f["interest_rate"] = np.round(np.clip(f["interest_rate"] + rate_add, 0.0, 100.0), 2)
         return [
             DriftedFeature(
@@ -772,9 +759,7 @@ def simulate_history(
     labels = [_month_label(year, month, i) for i in range(months)]
     weights = 1.015 ** np.arange(months)
     counts = _rng(seed, 0, _STREAM_MONTHS).multinomial(rows, weights / weights.sum())
-    df, truth = _simulate(
-        n=rows, seed=seed, batch=0, drift="none", month_labels=labels, month_counts=counts
-    )
+    df, truth = _simulate(n=rows, seed=seed, batch=0, drift="none", month_labels=labels, month_counts=counts)
     logger.info(
         "simulated history: %d rows, %s..%s, default rate %.4f",
         rows,
@@ -836,9 +821,7 @@ def simulate_batch(
     seed = _check_int("seed", seed, 0)
     months = _check_int("months", months, 1)
     if drift not in SCENARIOS:
-        raise ValueError(
-            f"unknown drift scenario {drift!r}; expected one of {', '.join(SCENARIOS)}"
-        )
+        raise ValueError(f"unknown drift scenario {drift!r}; expected one of {', '.join(SCENARIOS)}")
     year, month = _parse_start(start)
     label = _month_label(year, month, months - 1 + batch)
     df, truth = _simulate(
@@ -886,9 +869,7 @@ def _atomic_write(path: Path, write: Any) -> None:
         raise
 
 
-def write_simulation(
-    df: pd.DataFrame, truth: SimulationTruth, out: str | Path
-) -> tuple[Path, Path]:
+def write_simulation(df: pd.DataFrame, truth: SimulationTruth, out: str | Path) -> tuple[Path, Path]:
     """Write a simulated table and its truth sidecar, atomically.
 
     The format follows the suffix (``.csv``, ``.parquet`` or ``.pq``, case
@@ -910,8 +891,7 @@ def write_simulation(
     suffix = out.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise ValueError(
-            f"unsupported output suffix {out.suffix!r} for {out}; "
-            f"supported suffixes: {', '.join(SUPPORTED_SUFFIXES)}"
+            f"unsupported output suffix {out.suffix!r} for {out}; supported suffixes: {', '.join(SUPPORTED_SUFFIXES)}"
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     truth_path = truth_path_for(out)

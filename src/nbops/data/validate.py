@@ -78,7 +78,9 @@ def validate_table(raw: pd.DataFrame, schema: TableSchema, *, file: str) -> Vali
     quarantine.insert(0, ROW_COLUMN, np.flatnonzero(bad) + 1)
     quarantine[REASON_COLUMN] = reason_by_row.reindex(raw.index[bad]).to_numpy()
     quarantine = quarantine.reset_index(drop=True)
-    result = ValidationResult(valid=valid, quarantine=quarantine, reasons=_summarise(per_row, raw.index), n_rows=len(raw))
+    result = ValidationResult(
+        valid=valid, quarantine=quarantine, reasons=_summarise(per_row, raw.index), n_rows=len(raw)
+    )
     if schema.task_type == "binary" and len(valid):
         classes = valid[schema.target].unique()
         if len(classes) < 2:
@@ -131,7 +133,9 @@ def _coerce(column: pd.Series, spec: ColumnSpec, schema: TableSchema) -> tuple[p
     present = column.notna()
     name = spec.name
 
-    def flag(mask: pd.Series, describe: Callable[[pd.Series], pd.Series] | str, values: pd.Series | None = None) -> None:
+    def flag(
+        mask: pd.Series, describe: Callable[[pd.Series], pd.Series] | str, values: pd.Series | None = None
+    ) -> None:
         mask = pd.Series(np.asarray(mask, dtype=bool), index=column.index)
         if not mask.any():
             return
@@ -203,7 +207,9 @@ def _summarise(per_row: pd.Series, index: pd.Index) -> pd.DataFrame:
         return pd.DataFrame(columns=["column", "problem", "rows", "first_rows"])
     frame = pd.DataFrame({"row": index.get_indexer(per_row.index) + 1, "message": per_row.to_numpy()})
     frame["column"] = frame["message"].str.split(":", n=1).str[0]
-    frame["problem"] = frame["message"].str.replace(r"'[^']*'|-?\d[\d.e+-]*", "…", regex=True).str.split(":", n=1).str[1].str.strip()
+    frame["problem"] = (
+        frame["message"].str.replace(r"'[^']*'|-?\d[\d.e+-]*", "…", regex=True).str.split(":", n=1).str[1].str.strip()
+    )
     grouped = frame.groupby(["column", "problem"], sort=False)["row"]
     summary = grouped.agg(rows="size", first_rows=lambda r: ", ".join(map(str, sorted(r)[:5]))).reset_index()
     return summary.sort_values("rows", ascending=False, ignore_index=True)

@@ -17,7 +17,12 @@ from nbops.errors import NbopsError
 def score_with_wheel(wheel: Path, package: str, source: Path, dest: Path, summary_out: Path) -> dict[str, Any]:
     """Run ``python -m <package> score`` with only the wheel on the path; summarise the scores."""
     env = {**os.environ, "PYTHONPATH": str(wheel)}
-    proc = subprocess.run([sys.executable, "-m", package, "score", str(source), str(dest), "--quiet"], capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", package, "score", str(source), str(dest), "--quiet"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     if proc.returncode != 0:
         raise NbopsError(f"scoring {source} with {wheel.name} failed:\n{proc.stderr.strip()}")
     scores = pd.read_parquet(dest)["prediction"]

@@ -20,7 +20,16 @@ import nbops.runtime
 from nbops.registry.store import ModelVersion
 from nbops.runtime.integrity import MANIFEST
 
-RUNTIME_MODULES = ("__init__.py", "integrity.py", "model.py", "schema.py", "transform.py", "batch.py", "serve.py", "cli.py")
+RUNTIME_MODULES = (
+    "__init__.py",
+    "integrity.py",
+    "model.py",
+    "schema.py",
+    "transform.py",
+    "batch.py",
+    "serve.py",
+    "cli.py",
+)
 ZIP_DATE = (2020, 1, 1, 0, 0, 0)
 CORE_REQUIREMENTS = ("numpy", "pandas", "pyarrow", "lightgbm")
 # fastapi-offline: Swagger UI's and ReDoc's files, so /docs needs no CDN.
@@ -59,13 +68,13 @@ def load() -> ScoringModel:
 __all__ = ["InputError", "IntegrityError", "MODEL_VERSION", "RUN_IDENTITY", "ScoringModel", "load"]
 '''
 
-MAIN_TEMPLATE = '''import sys
+MAIN_TEMPLATE = """import sys
 
 from . import load
 from ._runtime.cli import main
 
 sys.exit(main(load, "{package}"))
-'''
+"""
 
 
 def train_identity(meta: dict) -> str | None:
@@ -94,7 +103,13 @@ def build_wheel(model: ModelVersion, dist: str | Path) -> Path:
     files: dict[str, bytes] = {}
     for module in RUNTIME_MODULES:
         files[f"{package}/_runtime/{module}"] = (runtime_dir / module).read_bytes()
-    files[f"{package}/__init__.py"] = INIT_TEMPLATE.format(package=package, version=model.version, task_type=meta["task_type"], wheel_version=wheel_version, run_identity=train_identity(meta)).encode()
+    files[f"{package}/__init__.py"] = INIT_TEMPLATE.format(
+        package=package,
+        version=model.version,
+        task_type=meta["task_type"],
+        wheel_version=wheel_version,
+        run_identity=train_identity(meta),
+    ).encode()
     files[f"{package}/__main__.py"] = MAIN_TEMPLATE.format(package=package).encode()
     manifest = json.loads((model.path / MANIFEST).read_text())
     for name in [*sorted(manifest["files"]), MANIFEST]:  # exactly the registered files

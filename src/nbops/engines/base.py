@@ -24,7 +24,17 @@ class Engine(Protocol):
 
     name: str
 
-    def train(self, params: TrainParams, *, schema: TableSchema, transform: FeatureTransform, train_rows: Path, valid_rows: Path, model_out: Path, summary_out: Path) -> TrainResult:
+    def train(
+        self,
+        params: TrainParams,
+        *,
+        schema: TableSchema,
+        transform: FeatureTransform,
+        train_rows: Path,
+        valid_rows: Path,
+        model_out: Path,
+        summary_out: Path,
+    ) -> TrainResult:
         """Train LightGBM with early stopping; write the model (LightGBM text) and its summary."""
         ...
 

@@ -22,10 +22,28 @@ class PandasEngine:
 
     name = "pandas"
 
-    def train(self, params: TrainParams, *, schema: TableSchema, transform: FeatureTransform, train_rows: Path, valid_rows: Path, model_out: Path, summary_out: Path) -> TrainResult:
+    def train(
+        self,
+        params: TrainParams,
+        *,
+        schema: TableSchema,
+        transform: FeatureTransform,
+        train_rows: Path,
+        valid_rows: Path,
+        model_out: Path,
+        summary_out: Path,
+    ) -> TrainResult:
         from nbops.modeling.train import train_model
 
-        return train_model(params, schema=schema, transform=transform, train_rows=pd.read_parquet(train_rows), valid_rows=pd.read_parquet(valid_rows), model_out=model_out, summary_out=summary_out)
+        return train_model(
+            params,
+            schema=schema,
+            transform=transform,
+            train_rows=pd.read_parquet(train_rows),
+            valid_rows=pd.read_parquet(valid_rows),
+            model_out=model_out,
+            summary_out=summary_out,
+        )
 
     def reference_profile(self, train_rows: Path, transform_file: Path, model_file: Path) -> ReferenceProfile:
         import lightgbm as lgb
@@ -36,7 +54,9 @@ class PandasEngine:
         rows = pd.read_parquet(train_rows)
         transform = FeatureTransform.load(transform_file)
         booster = lgb.Booster(model_file=str(model_file))
-        return build_reference_profile(rows, transform.numeric, list(transform.categorical), booster.predict(transform.transform(rows)))
+        return build_reference_profile(
+            rows, transform.numeric, list(transform.categorical), booster.predict(transform.transform(rows))
+        )
 
     def score_wheel(self, wheel: Path, package: str, source: Path, dest: Path, summary_out: Path) -> dict[str, Any]:
         from nbops.deploy.batch import score_with_wheel
@@ -61,4 +81,13 @@ class PandasEngine:
         frame = pd.read_parquet(source)
         if not labelled:
             frame = frame.drop(columns=[target], errors="ignore")
-        return monitor_batch(batch_id, frame, model=model, profile=profile, reference_metrics=reference_metrics, rules=rules, target=target if labelled else None, month=month)
+        return monitor_batch(
+            batch_id,
+            frame,
+            model=model,
+            profile=profile,
+            reference_metrics=reference_metrics,
+            rules=rules,
+            target=target if labelled else None,
+            month=month,
+        )

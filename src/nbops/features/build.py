@@ -84,13 +84,18 @@ def split_table(summary: dict[str, Any]) -> pd.DataFrame:
     table["target_mean"] = table["target_mean"].astype(float)
     if "target" in summary:
         outcome = outcome_label(summary["target"], summary.get("positive_class"), summary.get("task_type", "binary"))
-        table = table.rename(columns={"target_mean": f"rate of {outcome}" if summary.get("task_type") == "binary" else f"mean {outcome}"})
+        table = table.rename(
+            columns={"target_mean": f"rate of {outcome}" if summary.get("task_type") == "binary" else f"mean {outcome}"}
+        )
     return table
 
 
 def levels_table(transform: FeatureTransform) -> pd.DataFrame:
     """The categorical levels the transform learned from the training split, one row per feature."""
     return pd.DataFrame(
-        [{"feature": name, "levels": len(levels), "learned from the training split": levels} for name, levels in transform.categorical.items()],
+        [
+            {"feature": name, "levels": len(levels), "learned from the training split": levels}
+            for name, levels in transform.categorical.items()
+        ],
         columns=["feature", "levels", "learned from the training split"],
     )

@@ -70,7 +70,14 @@ def split_rows(
         test_mask = (t >= test_start).to_numpy()
         valid_mask = ((t >= valid_start) & (t < test_start)).to_numpy()
         if test_mask.all() or valid_mask.sum() == 0 or (~(test_mask | valid_mask)).sum() == 0:
-            fallback = split_rows(df, time_column=None, valid_fraction=valid_fraction, test_fraction=test_fraction, seed=seed, stratify=stratify)
+            fallback = split_rows(
+                df,
+                time_column=None,
+                valid_fraction=valid_fraction,
+                test_fraction=test_fraction,
+                seed=seed,
+                stratify=stratify,
+            )
             fallback.method = "random (too few distinct times)"
             return fallback
         train_mask = ~(test_mask | valid_mask)
@@ -95,7 +102,9 @@ def split_rows(
     )
 
 
-def _stratified_masks(codes: np.ndarray, u: np.ndarray, valid_fraction: float, test_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+def _stratified_masks(
+    codes: np.ndarray, u: np.ndarray, valid_fraction: float, test_fraction: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Test and validation masks that take each class's share of both sets.
 
     The same uniform numbers as the plain random split decide which rows: within each class the rows

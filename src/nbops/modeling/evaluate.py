@@ -80,7 +80,9 @@ def class_labels(schema: TableSchema) -> tuple[str, str]:
     if schema.positive_class is not None:
         categories = schema.column(schema.target).categories or []
         negative = next((c for c in categories if c != schema.positive_class), f"not {schema.positive_class}")
-    return outcome_label(schema.target, "0" if schema.positive_class is None else negative), outcome_label(schema.target, schema.positive_class)
+    return outcome_label(schema.target, "0" if schema.positive_class is None else negative), outcome_label(
+        schema.target, schema.positive_class
+    )
 
 
 @dataclass
@@ -139,11 +141,15 @@ def evaluate_model(
     predictions[PREDICTION] = p
     outcome = class_labels(schema)[1] if schema.task_type == "binary" else schema.target
     figures = (
-        binary_figures(y, p, classes=class_labels(schema)) if schema.task_type == "binary" else regression_figures(y, p, target=schema.target)
+        binary_figures(y, p, classes=class_labels(schema))
+        if schema.task_type == "binary"
+        else regression_figures(y, p, target=schema.target)
     )
     figures["shap_importance"] = importance_figure(importance)
     figures["shap_summary"] = shap_summary_figure(contrib, _sample(x, params.shap_sample), transform.feature_names)
-    write_json({"task_type": schema.task_type, "metrics": headline, "headline": HEADLINE[schema.task_type]}, out["metrics"])
+    write_json(
+        {"task_type": schema.task_type, "metrics": headline, "headline": HEADLINE[schema.task_type]}, out["metrics"]
+    )
     write_parquet(segments, out["segments"])
     write_parquet(importance, out["importance"])
     write_parquet(predictions, out["predictions"])
@@ -152,7 +158,9 @@ def evaluate_model(
     plots = {name: folder / f"{name}.png" for name in figures}
     for name, fig in figures.items():
         fig.savefig(plots[name], dpi=200)  # shown at its physical size: sharp on dense screens
-    return Evaluation(headline, segments, importance, predictions, figures, plots, schema.task_type, schema.target, outcome)
+    return Evaluation(
+        headline, segments, importance, predictions, figures, plots, schema.task_type, schema.target, outcome
+    )
 
 
 def _sample(x: np.ndarray, n: int) -> np.ndarray:
@@ -165,7 +173,8 @@ def _sample(x: np.ndarray, n: int) -> np.ndarray:
 def segment_metrics(schema: TableSchema, rows: pd.DataFrame, p: np.ndarray, params: EvaluateParams) -> pd.DataFrame:
     """Metrics per level of each segment column (default: categorical features and the time column)."""
     columns = params.segment_columns or (
-        [c.name for c in schema.features if c.kind == "categorical"] + ([schema.time_column] if schema.time_column else [])
+        [c.name for c in schema.features if c.kind == "categorical"]
+        + ([schema.time_column] if schema.time_column else [])
     )
     y = rows[schema.target].to_numpy(float)
     frames = []
@@ -187,9 +196,8 @@ def segment_metrics(schema: TableSchema, rows: pd.DataFrame, p: np.ndarray, para
 def shap_importance(contrib: np.ndarray, names: list[str]) -> pd.DataFrame:
     """Mean absolute SHAP value per feature (the last column of ``contrib`` is the bias)."""
     mean_abs = np.abs(contrib[:, :-1]).mean(axis=0)
-    return (
-        pd.DataFrame({"feature": names, "mean_abs_shap": mean_abs})
-        .sort_values("mean_abs_shap", ascending=False, ignore_index=True)
+    return pd.DataFrame({"feature": names, "mean_abs_shap": mean_abs}).sort_values(
+        "mean_abs_shap", ascending=False, ignore_index=True
     )
 
 
@@ -214,7 +222,16 @@ def shap_summary_figure(contrib: np.ndarray, x: np.ndarray, names: list[str], to
     for row, j in enumerate(order):
         values = x[:, j]
         ranks = pd.Series(values).rank(pct=True).to_numpy()
-        points = ax.scatter(contrib[:, j], row + rng.uniform(-0.3, 0.3, len(values)), c=np.nan_to_num(ranks, nan=0.5), cmap="coolwarm", vmin=0, vmax=1, s=4, alpha=0.6)
+        points = ax.scatter(
+            contrib[:, j],
+            row + rng.uniform(-0.3, 0.3, len(values)),
+            c=np.nan_to_num(ranks, nan=0.5),
+            cmap="coolwarm",
+            vmin=0,
+            vmax=1,
+            s=4,
+            alpha=0.6,
+        )
     ax.set_yticks(range(len(order)), [names[j] for j in order])
     ax.axvline(0, color="grey", linewidth=0.8)
     ax.set_xlabel("SHAP value (impact on the model output)")
@@ -227,7 +244,9 @@ def shap_summary_figure(contrib: np.ndarray, x: np.ndarray, names: list[str], to
     return fig
 
 
-def binary_figures(y: np.ndarray, p: np.ndarray, classes: tuple[str, str] = ("negative", "positive")) -> dict[str, Figure]:
+def binary_figures(
+    y: np.ndarray, p: np.ndarray, classes: tuple[str, str] = ("negative", "positive")
+) -> dict[str, Figure]:
     """ROC, precision-recall, calibration and score distribution by class.
 
     Args:
@@ -322,8 +341,16 @@ def segments_table(segments: pd.DataFrame, task_type: str, outcome: str) -> pd.D
     Args:
         outcome: the positive class (``default = 1``) for a binary target, the target's name otherwise.
     """
-    names = {"positive_rate": f"rate of {outcome}", "mean_target": f"mean {outcome}", "mean_prediction": "mean prediction"}
-    order = ["segment", "level", "rows"] + [m for m in HEADLINE[task_type] if m in segments.columns] + [c for c in names if c in segments.columns]
+    names = {
+        "positive_rate": f"rate of {outcome}",
+        "mean_target": f"mean {outcome}",
+        "mean_prediction": "mean prediction",
+    }
+    order = (
+        ["segment", "level", "rows"]
+        + [m for m in HEADLINE[task_type] if m in segments.columns]
+        + [c for c in names if c in segments.columns]
+    )
     frame = segments[[c for c in order if c in segments.columns]].copy()
     if "rows" in frame.columns:
         frame["rows"] = frame["rows"].astype(int)

@@ -86,8 +86,16 @@ def train_model(
     x_train = transform.transform(train_rows)
     x_valid = transform.transform(valid_rows)
     categorical = transform.categorical_indices
-    dtrain = lgb.Dataset(x_train, label=train_rows[schema.target].to_numpy(float), feature_name=transform.feature_names, categorical_feature=categorical, free_raw_data=False)
-    dvalid = lgb.Dataset(x_valid, label=valid_rows[schema.target].to_numpy(float), reference=dtrain, categorical_feature=categorical)
+    dtrain = lgb.Dataset(
+        x_train,
+        label=train_rows[schema.target].to_numpy(float),
+        feature_name=transform.feature_names,
+        categorical_feature=categorical,
+        free_raw_data=False,
+    )
+    dvalid = lgb.Dataset(
+        x_valid, label=valid_rows[schema.target].to_numpy(float), reference=dtrain, categorical_feature=categorical
+    )
     history: dict[str, dict[str, list[float]]] = {}
     bar = Progress(params.num_boost_round, "boosting", unit="tree")
 

@@ -19,8 +19,14 @@ def read_frame(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in BATCH_SUFFIXES:
-        hint = "a reference profile (.json) is accepted only as the REFERENCE" if suffix == ".json" else "convert it to CSV or Parquet"
-        raise DataError("unknown file type", file=str(path), expected=", ".join(BATCH_SUFFIXES), found=f"'{path.suffix}'", hint=hint)
+        hint = (
+            "a reference profile (.json) is accepted only as the REFERENCE"
+            if suffix == ".json"
+            else "convert it to CSV or Parquet"
+        )
+        raise DataError(
+            "unknown file type", file=str(path), expected=", ".join(BATCH_SUFFIXES), found=f"'{path.suffix}'", hint=hint
+        )
     if not path.exists():
         raise DataError("file not found", file=str(path))
     if suffix in (".parquet", ".pq"):
@@ -39,7 +45,9 @@ def read_prediction_log(path: str | Path) -> pd.DataFrame:
             continue
         entry = json.loads(line)
         for record, score in zip(entry["records"], entry["predictions"], strict=True):
-            rows.append({**record, "prediction": score, "model_version": entry.get("model_version"), "ts": entry.get("ts")})
+            rows.append(
+                {**record, "prediction": score, "model_version": entry.get("model_version"), "ts": entry.get("ts")}
+            )
     return pd.DataFrame(rows)
 
 

@@ -32,8 +32,8 @@ _INNER = slice(1, N_QUANTILES - 1)  # quantiles 1%..99%: the extremes are too no
 class DriftThresholds:
     """When a feature, the predictions and the batch count as drifted."""
 
-    psi: float = 0.2                 # act; 0.1 is the usual "watch" level
-    min_drifted_features: int = 1    # dataset-level drift when at least this many features drift
+    psi: float = 0.2  # act; 0.1 is the usual "watch" level
+    min_drifted_features: int = 1  # dataset-level drift when at least this many features drift
 
 
 @dataclass
@@ -76,8 +76,20 @@ class DriftReport:
         }
 
     def frame(self) -> pd.DataFrame:
-        columns = ["name", "kind", "method", "score", "drifted", "wasserstein", "jensen_shannon", "missing_reference", "missing_current"]
-        return pd.DataFrame([asdict(f) for f in self.features], columns=columns).sort_values("score", ascending=False, ignore_index=True)
+        columns = [
+            "name",
+            "kind",
+            "method",
+            "score",
+            "drifted",
+            "wasserstein",
+            "jensen_shannon",
+            "missing_reference",
+            "missing_current",
+        ]
+        return pd.DataFrame([asdict(f) for f in self.features], columns=columns).sort_values(
+            "score", ascending=False, ignore_index=True
+        )
 
 
 def psi(reference: np.ndarray, current: np.ndarray) -> float:
@@ -111,7 +123,12 @@ def wasserstein_from_quantiles(reference_q: np.ndarray, current: np.ndarray, sca
     return float(np.mean(np.abs(q[_INNER] - np.asarray(reference_q)[_INNER])) / spread)
 
 
-def compare(profile: ReferenceProfile, batch: pd.DataFrame, thresholds: DriftThresholds | None = None, predictions: np.ndarray | None = None) -> DriftReport:
+def compare(
+    profile: ReferenceProfile,
+    batch: pd.DataFrame,
+    thresholds: DriftThresholds | None = None,
+    predictions: np.ndarray | None = None,
+) -> DriftReport:
     """Compare ``batch`` with ``profile``; features missing from the batch are reported, not guessed."""
     thresholds = thresholds or DriftThresholds()
     rows: list[FeatureDrift] = []
@@ -123,7 +140,19 @@ def compare(profile: ReferenceProfile, batch: pd.DataFrame, thresholds: DriftThr
         edges = np.asarray(ref.edges)
         cur = bin_shares(values, edges)
         score = psi(ref.shares, cur)
-        rows.append(FeatureDrift(name, "numeric", "psi", score, score >= thresholds.psi, wasserstein_from_quantiles(np.asarray(ref.quantiles), values, ref.iqr), jensen_shannon(ref.shares, cur), ref.missing_rate, float(np.isnan(values).mean()) if len(values) else 0.0))
+        rows.append(
+            FeatureDrift(
+                name,
+                "numeric",
+                "psi",
+                score,
+                score >= thresholds.psi,
+                wasserstein_from_quantiles(np.asarray(ref.quantiles), values, ref.iqr),
+                jensen_shannon(ref.shares, cur),
+                ref.missing_rate,
+                float(np.isnan(values).mean()) if len(values) else 0.0,
+            )
+        )
     for name, ref in profile.categorical.items():
         if name in missing_columns:
             continue
@@ -131,15 +160,44 @@ def compare(profile: ReferenceProfile, batch: pd.DataFrame, thresholds: DriftThr
         # The reference keeps its own "other" share: levels beyond the profile's cap are not drift.
         reference = np.asarray(ref.shares)
         score = psi(reference, cur)
-        rows.append(FeatureDrift(name, "categorical", "psi", score, score >= thresholds.psi, None, jensen_shannon(reference, cur), ref.missing_rate, float(batch[name].isna().mean()) if len(batch) else 0.0))
+        rows.append(
+            FeatureDrift(
+                name,
+                "categorical",
+                "psi",
+                score,
+                score >= thresholds.psi,
+                None,
+                jensen_shannon(reference, cur),
+                ref.missing_rate,
+                float(batch[name].isna().mean()) if len(batch) else 0.0,
+            )
+        )
     prediction = None
     if predictions is not None and profile.prediction is not None:
         p = np.asarray(predictions, dtype=np.float64)
         cur = bin_shares(p, np.asarray(profile.prediction["edges"]))
         score = psi(profile.prediction["shares"], cur)
-        prediction = FeatureDrift("prediction", "prediction", "psi", score, score >= thresholds.psi, wasserstein_from_quantiles(np.asarray(profile.prediction["quantiles"]), p, 0.0), jensen_shannon(profile.prediction["shares"], cur), 0.0, float(np.isnan(p).mean()))
+        prediction = FeatureDrift(
+            "prediction",
+            "prediction",
+            "psi",
+            score,
+            score >= thresholds.psi,
+            wasserstein_from_quantiles(np.asarray(profile.prediction["quantiles"]), p, 0.0),
+            jensen_shannon(profile.prediction["shares"], cur),
+            0.0,
+            float(np.isnan(p).mean()),
+        )
     n_drifted = sum(f.drifted for f in rows)
-    return DriftReport(len(batch), rows, prediction, n_drifted >= thresholds.min_drifted_features or bool(missing_columns), thresholds, missing_columns)
+    return DriftReport(
+        len(batch),
+        rows,
+        prediction,
+        n_drifted >= thresholds.min_drifted_features or bool(missing_columns),
+        thresholds,
+        missing_columns,
+    )
 
 
 def profile_of_table(df: pd.DataFrame, exclude: tuple[str, ...] = ()) -> ReferenceProfile:

@@ -39,18 +39,28 @@ def normalise_status(history: pd.DataFrame) -> pd.DataFrame:
     """
     if history.empty or "status" not in history.columns:
         return history
-    legacy = history["status_reason"].isna() if "status_reason" in history.columns else pd.Series(True, index=history.index)
+    legacy = (
+        history["status_reason"].isna() if "status_reason" in history.columns else pd.Series(True, index=history.index)
+    )
     if not legacy.any():
         return history
     history = history.copy()
-    alerts = pd.to_numeric(history["alerts"], errors="coerce").fillna(0) if "alerts" in history.columns else pd.Series(0, index=history.index)
+    alerts = (
+        pd.to_numeric(history["alerts"], errors="coerce").fillna(0)
+        if "alerts" in history.columns
+        else pd.Series(0, index=history.index)
+    )
     broken = history["status"].isin(_BROKEN)
     flagged = legacy & (broken | (alerts > 0))
     history["status"] = history["status"].astype(object)
     history["status_reason"] = history.get("status_reason", pd.Series(pd.NA, index=history.index)).astype(object)
     history.loc[flagged, "status"] = "alert"
-    history.loc[legacy & broken, "status_reason"] = "not comparable (recorded before statuses were graded; monitor the batch again)"
-    history.loc[flagged & ~broken, "status_reason"] = "has alerts (recorded before statuses were graded; monitor the batch again)"
+    history.loc[legacy & broken, "status_reason"] = (
+        "not comparable (recorded before statuses were graded; monitor the batch again)"
+    )
+    history.loc[flagged & ~broken, "status_reason"] = (
+        "has alerts (recorded before statuses were graded; monitor the batch again)"
+    )
     return history
 
 

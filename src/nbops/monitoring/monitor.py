@@ -23,9 +23,9 @@ class AlertRules:
     """Thresholds for alerts (from env.yaml)."""
 
     drift: DriftThresholds = field(default_factory=DriftThresholds)
-    max_auc_drop: float = 0.05          # alert when a batch's ROC AUC is this far below the test AUC
+    max_auc_drop: float = 0.05  # alert when a batch's ROC AUC is this far below the test AUC
     max_calibration_error: float = 0.05
-    max_rmse_increase: float = 0.2      # relative to the test RMSE
+    max_rmse_increase: float = 0.2  # relative to the test RMSE
 
 
 @dataclass
@@ -66,7 +66,9 @@ def monitor_batch(
     if predictions is None:
         predictions = score_for_monitoring(model, batch)
     drift = compare(profile, batch, rules.drift, predictions)
-    labels = batch[target].to_numpy(dtype=float, na_value=np.nan) if target is not None and target in batch.columns else None
+    labels = (
+        batch[target].to_numpy(dtype=float, na_value=np.nan) if target is not None and target in batch.columns else None
+    )
     return summarise_batch(batch_id, month, model, quality, drift, predictions, labels, reference_metrics, rules)
 
 
@@ -83,7 +85,13 @@ def summarise_batch(
 ) -> BatchMonitoring:
     """The history row and the alerts of a batch from what was measured on it (in one process or on
     a cluster): quality, drift (None for a batch too broken to compare), predictions and labels."""
-    row: dict[str, Any] = {"batch_id": batch_id, "month": month, "rows": quality.rows, "model_version": model.version, "monitored_at": time.time()}
+    row: dict[str, Any] = {
+        "batch_id": batch_id,
+        "month": month,
+        "rows": quality.rows,
+        "model_version": model.version,
+        "monitored_at": time.time(),
+    }
     row["quality_issues"] = len(quality.issues)
     performance = None
     if drift is None or predictions is None:
@@ -113,10 +121,10 @@ def summarise_batch(
 
 STATUSES = ("ok", "watch", "alert")
 SEVERITIES = ("info", "warning", "critical")
-WATCH_PSI = 0.1              # the usual "watch" level of PSI (capped at half the alert threshold)
-CRITICAL_FACTOR = 2.0        # an alert is critical at this multiple of its threshold
-MANY_DRIFTED = 3             # this many drifted features (or twice min_drifted_features) is critical
-QUALITY_WATCH_SHARE = 0.01   # bad values in under 1% of the rows: info (watch)
+WATCH_PSI = 0.1  # the usual "watch" level of PSI (capped at half the alert threshold)
+CRITICAL_FACTOR = 2.0  # an alert is critical at this multiple of its threshold
+MANY_DRIFTED = 3  # this many drifted features (or twice min_drifted_features) is critical
+QUALITY_WATCH_SHARE = 0.01  # bad values in under 1% of the rows: info (watch)
 QUALITY_CRITICAL_SHARE = 0.10  # in 10% of the rows or more: critical
 
 
@@ -195,15 +203,30 @@ def assess_batch(
     if quality.missing_columns:
         names = quality.missing_columns
         shown = ", ".join(f"'{n}'" for n in names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-        reasons["critical"].append(f"not comparable: column {shown} is missing" if len(names) == 1 else f"not comparable: {len(names)} columns are missing ({shown})")
+        reasons["critical"].append(
+            f"not comparable: column {shown} is missing"
+            if len(names) == 1
+            else f"not comparable: {len(names)} columns are missing ({shown})"
+        )
     for c in quality.columns:
-        for count, what in ((c.wrong_type, "values are not numbers"), (c.out_of_range, "values outside the declared range"), (c.unseen, "rows with categories not in the schema")):
+        for count, what in (
+            (c.wrong_type, "values are not numbers"),
+            (c.out_of_range, "values outside the declared range"),
+            (c.unseen, "rows with categories not in the schema"),
+        ):
             if not count:
                 continue
             share = count / rows if rows else 1.0
-            severity = "info" if share < QUALITY_WATCH_SHARE else ("warning" if share < QUALITY_CRITICAL_SHARE else "critical")
+            severity = (
+                "info" if share < QUALITY_WATCH_SHARE else ("warning" if share < QUALITY_CRITICAL_SHARE else "critical")
+            )
             examples = f"; e.g. {', '.join(c.examples)}" if c.examples else ""
-            add("data_quality", severity, f"'{c.name}': {count:,} {what} ({share:.1%} of {rows:,} rows{examples})", f"'{c.name}': {share:.1%} of rows {what.removeprefix('values ').removeprefix('rows ')}")
+            add(
+                "data_quality",
+                severity,
+                f"'{c.name}': {count:,} {what} ({share:.1%} of {rows:,} rows{examples})",
+                f"'{c.name}': {share:.1%} of rows {what.removeprefix('values ').removeprefix('rows ')}",
+            )
     if drift is not None:
         threshold = rules.drift.psi
         drifted = sorted((f for f in drift.features if f.drifted), key=lambda f: -f.score)
@@ -212,20 +235,31 @@ def assess_batch(
             many = max(MANY_DRIFTED, 2 * rules.drift.min_drifted_features)
             severity = "critical" if (worst.score >= CRITICAL_FACTOR * threshold or len(drifted) >= many) else "warning"
             add(
-                "drift", severity,
-                f"dataset drift: {len(drifted)} feature(s) over PSI {threshold:g}: " + ", ".join(f"{f.name} ({f.score:.2f})" for f in drifted),
+                "drift",
+                severity,
+                f"dataset drift: {len(drifted)} feature(s) over PSI {threshold:g}: "
+                + ", ".join(f"{f.name} ({f.score:.2f})" for f in drifted),
                 f"{len(drifted)} feature(s) drifted (worst: {worst.name} at PSI {worst.score:.2f}; alert at {threshold:g})",
             )
         elif drifted:
-            watch.append(f"{len(drifted)} feature(s) over PSI {threshold:g}, fewer than the {rules.drift.min_drifted_features} that make the batch drifted ({', '.join(f.name for f in drifted)})")
+            watch.append(
+                f"{len(drifted)} feature(s) over PSI {threshold:g}, fewer than the {rules.drift.min_drifted_features} that make the batch drifted ({', '.join(f.name for f in drifted)})"
+            )
         level = watch_level(threshold)
         near = sorted((f for f in drift.features if level <= f.score < threshold), key=lambda f: -f.score)
         if near:
-            shown = ", ".join(f"{f.name} {f.score:.3f}" for f in near[:3]) + (f" and {len(near) - 3} more" if len(near) > 3 else "")
+            shown = ", ".join(f"{f.name} {f.score:.3f}" for f in near[:3]) + (
+                f" and {len(near) - 3} more" if len(near) > 3 else ""
+            )
             watch.append(f"PSI between {level:g} and {threshold:g}: {shown}")
         pred = drift.prediction
         if pred is not None and pred.drifted:
-            add("prediction_drift", graded(pred.score, threshold), f"prediction distribution moved (PSI {pred.score:.2f})", f"predictions moved (PSI {pred.score:.2f})")
+            add(
+                "prediction_drift",
+                graded(pred.score, threshold),
+                f"prediction distribution moved (PSI {pred.score:.2f})",
+                f"predictions moved (PSI {pred.score:.2f})",
+            )
         elif pred is not None and pred.score >= level:
             watch.append(f"predictions PSI {pred.score:.3f} (watch from {level:g})")
     if performance is not None:
@@ -233,7 +267,9 @@ def assess_batch(
             add(alert["kind"], alert["severity"], alert["message"], alert["reason"])
     if reasons["warning"] or reasons["critical"]:
         status = "alert"
-        said = [f"{s}: {r}" for s in ("critical", "warning") for r in reasons[s]] + [f"watch: {r}" for r in watch + reasons["info"]]
+        said = [f"{s}: {r}" for s in ("critical", "warning") for r in reasons[s]] + [
+            f"watch: {r}" for r in watch + reasons["info"]
+        ]
     elif reasons["info"] or watch:
         status = "watch"
         said = watch + reasons["info"]
@@ -253,19 +289,42 @@ def performance_limit(task_type: str, reference: dict[str, float], rules: AlertR
     return ("rmse", ref * (1 + rules.max_rmse_increase)) if ref else None
 
 
-def performance_alerts(task_type: str, performance: dict[str, float], reference: dict[str, float], rules: AlertRules) -> list[dict[str, Any]]:
+def performance_alerts(
+    task_type: str, performance: dict[str, float], reference: dict[str, float], rules: AlertRules
+) -> list[dict[str, Any]]:
     """Alerts for a batch whose labelled performance fell below the model's test performance, each
     with a severity and a short ``reason`` (critical at twice the allowed drop, increase or error)."""
     out = []
     if task_type == "binary":
         auc, ref = performance.get("roc_auc"), reference.get("roc_auc")
         if auc is not None and ref is not None and auc < ref - rules.max_auc_drop:
-            out.append({"kind": "performance", "severity": graded(ref - auc, rules.max_auc_drop), "message": f"ROC AUC {auc:.3f} is {ref - auc:.3f} below the test AUC {ref:.3f} (alert below {ref - rules.max_auc_drop:.3f})", "reason": f"ROC AUC {auc:.3f}, {ref - auc:.3f} below test"})
+            out.append(
+                {
+                    "kind": "performance",
+                    "severity": graded(ref - auc, rules.max_auc_drop),
+                    "message": f"ROC AUC {auc:.3f} is {ref - auc:.3f} below the test AUC {ref:.3f} (alert below {ref - rules.max_auc_drop:.3f})",
+                    "reason": f"ROC AUC {auc:.3f}, {ref - auc:.3f} below test",
+                }
+            )
         ce = performance.get("calibration_error")
         if ce is not None and ce > rules.max_calibration_error:
-            out.append({"kind": "calibration", "severity": graded(ce, rules.max_calibration_error), "message": f"calibration error {ce:.3f} over {rules.max_calibration_error:g} (observed rate {performance.get('observed_rate', float('nan')):.3f}, mean prediction {performance.get('mean_prediction', float('nan')):.3f})", "reason": f"calibration error {ce:.3f}"})
+            out.append(
+                {
+                    "kind": "calibration",
+                    "severity": graded(ce, rules.max_calibration_error),
+                    "message": f"calibration error {ce:.3f} over {rules.max_calibration_error:g} (observed rate {performance.get('observed_rate', float('nan')):.3f}, mean prediction {performance.get('mean_prediction', float('nan')):.3f})",
+                    "reason": f"calibration error {ce:.3f}",
+                }
+            )
     else:
         rmse, ref = performance.get("rmse"), reference.get("rmse")
         if rmse is not None and ref and rmse > ref * (1 + rules.max_rmse_increase):
-            out.append({"kind": "performance", "severity": graded(rmse / ref - 1, rules.max_rmse_increase), "message": f"RMSE {rmse:.3f} is {rmse / ref - 1:.0%} above the test RMSE {ref:.3f}", "reason": f"RMSE {rmse:.3f}, {rmse / ref - 1:.0%} above test"})
+            out.append(
+                {
+                    "kind": "performance",
+                    "severity": graded(rmse / ref - 1, rules.max_rmse_increase),
+                    "message": f"RMSE {rmse:.3f} is {rmse / ref - 1:.0%} above the test RMSE {ref:.3f}",
+                    "reason": f"RMSE {rmse:.3f}, {rmse / ref - 1:.0%} above test",
+                }
+            )
     return out

@@ -22,6 +22,8 @@ def batch_performance(task_type: str, labels: np.ndarray, predictions: np.ndarra
         # Expected calibration error over deciles of the score, and observed vs predicted rate.
         order = np.argsort(p)
         bins = np.array_split(order, min(10, len(order)))
-        metrics["calibration_error"] = float(sum(abs(y[b].mean() - p[b].mean()) * len(b) for b in bins if len(b)) / len(p))
+        metrics["calibration_error"] = float(
+            sum(abs(y[b].mean() - p[b].mean()) * len(b) for b in bins if len(b)) / len(p)
+        )
         metrics["observed_rate"] = float(y.mean())
     return metrics

@@ -25,7 +25,19 @@ from nbops.monitoring.svg import GRID, Chart, esc, message_chart, nice_ticks, te
 # PSI bands: stable, watch, drifted, severe (the same colours in the PNG and the SVG).
 BAND_COLOURS = ("#e6f2e1", "#fbe3a1", "#f08a5d", "#b83b5e")
 STATUS_COLOURS = {"ok": "#2f9e44", "watch": "#f2b705", "alert": "#c92a2a"}
-METRIC_NAMES = {"roc_auc": "ROC AUC", "pr_auc": "PR AUC", "log_loss": "log loss", "brier": "Brier score", "ks": "KS", "rmse": "RMSE", "mae": "MAE", "r2": "R²", "calibration_error": "calibration error", "positive_rate": "positive rate", "mean_prediction": "mean prediction"}
+METRIC_NAMES = {
+    "roc_auc": "ROC AUC",
+    "pr_auc": "PR AUC",
+    "log_loss": "log loss",
+    "brier": "Brier score",
+    "ks": "KS",
+    "rmse": "RMSE",
+    "mae": "MAE",
+    "r2": "R²",
+    "calibration_error": "calibration error",
+    "positive_rate": "positive rate",
+    "mean_prediction": "mean prediction",
+}
 LINE, BAD, REFERENCE = "#2b6cb0", "#c92a2a", "#7b8794"
 
 
@@ -49,7 +61,12 @@ def psi_bands(threshold: float) -> list[tuple[float, float, str]]:
     """(low, high, name) of the PSI bands: stable, watch (from :func:`watch_level`), drifted (from the
     threshold), severe (from twice the threshold, where a drift alert turns critical)."""
     watch = watch_level(threshold)
-    return [(0.0, watch, "stable"), (watch, threshold, "watch"), (threshold, 2 * threshold, "drifted"), (2 * threshold, math.inf, "severe")]
+    return [
+        (0.0, watch, "stable"),
+        (watch, threshold, "watch"),
+        (threshold, 2 * threshold, "drifted"),
+        (2 * threshold, math.inf, "severe"),
+    ]
 
 
 def psi_band(value: float, threshold: float) -> int:
@@ -59,7 +76,12 @@ def psi_band(value: float, threshold: float) -> int:
 
 def band_labels(threshold: float) -> list[str]:
     (_, w, _), _, _, _ = psi_bands(threshold)
-    return [f"stable < {w:g}", f"watch {w:g}–{threshold:g}", f"drifted {threshold:g}–{2 * threshold:g}", f"severe ≥ {2 * threshold:g}"]
+    return [
+        f"stable < {w:g}",
+        f"watch {w:g}–{threshold:g}",
+        f"drifted {threshold:g}–{2 * threshold:g}",
+        f"severe ≥ {2 * threshold:g}",
+    ]
 
 
 @dataclass
@@ -81,21 +103,40 @@ class PerformanceSeries:
         return value > self.limit if self.lower_is_better else value < self.limit
 
 
-def performance_series(history: pd.DataFrame, metric: str, reference: float | None, limit: float | None) -> PerformanceSeries:
+def performance_series(
+    history: pd.DataFrame, metric: str, reference: float | None, limit: float | None
+) -> PerformanceSeries:
     """The series the performance charts draw: every batch, its metric once labelled, and whether its
     labels are still pending (no metric yet for a batch that could be compared)."""
     batches = history["batch_id"].astype(str).tolist() if "batch_id" in history.columns else []
-    values = pd.to_numeric(history[metric], errors="coerce").to_numpy(dtype=float) if metric in history.columns else np.full(len(batches), np.nan)
+    values = (
+        pd.to_numeric(history[metric], errors="coerce").to_numpy(dtype=float)
+        if metric in history.columns
+        else np.full(len(batches), np.nan)
+    )
     if "labels" in history.columns:
         pending = (history["labels"].astype(object) == "pending").to_numpy()
     else:
         pending = np.isnan(values)
-    rows = pd.to_numeric(history.get("perf__labelled_rows", pd.Series(np.nan, index=history.index)), errors="coerce").to_numpy(dtype=float)
+    rows = pd.to_numeric(
+        history.get("perf__labelled_rows", pd.Series(np.nan, index=history.index)), errors="coerce"
+    ).to_numpy(dtype=float)
     key = metric.removeprefix("perf__")
-    return PerformanceSeries(batches, values, pending & np.isnan(values), rows, key, reference, limit, key in ("rmse", "mae", "log_loss", "brier", "calibration_error"))
+    return PerformanceSeries(
+        batches,
+        values,
+        pending & np.isnan(values),
+        rows,
+        key,
+        reference,
+        limit,
+        key in ("rmse", "mae", "log_loss", "brier", "calibration_error"),
+    )
 
 
-def distribution_shares(profile: ReferenceProfile, feature: str, values: pd.Series) -> tuple[list[str], np.ndarray, np.ndarray]:
+def distribution_shares(
+    profile: ReferenceProfile, feature: str, values: pd.Series
+) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(bin labels, reference shares, batch shares) of ``feature``: the reference's deciles for a
     numeric feature, its levels (then unseen, missing) for a categorical one."""
     if feature in profile.numeric:
@@ -103,7 +144,11 @@ def distribution_shares(profile: ReferenceProfile, feature: str, values: pd.Seri
         edges = np.asarray(ref.edges)
         current = bin_shares(numeric_values(values), edges)
         if len(edges):
-            labels = [f"≤ {compact(edges[0])}"] + [f"{compact(a)}–{compact(b)}" for a, b in zip(edges[:-1], edges[1:], strict=True)] + [f"> {compact(edges[-1])}", "missing"]
+            labels = (
+                [f"≤ {compact(edges[0])}"]
+                + [f"{compact(a)}–{compact(b)}" for a, b in zip(edges[:-1], edges[1:], strict=True)]
+                + [f"> {compact(edges[-1])}", "missing"]
+            )
         else:
             labels = ["all", "missing"]
         return labels, np.asarray(ref.shares, dtype=float), current
@@ -136,19 +181,47 @@ def drift_heatmap(history: pd.DataFrame, threshold: float = 0.2) -> Figure:
         return fig
     fig = Figure(figsize=(10, 2.2 + 0.22 * m.shape[0]), layout="constrained")
     strip, ax = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [1, max(m.shape[0], 1)]})
-    statuses = history.set_index(history["batch_id"].astype(str))["status"].astype(object).reindex(m.columns) if "status" in history.columns else pd.Series("", index=m.columns)
-    codes = np.array([[("ok", "watch", "alert").index(v) if v in ("ok", "watch", "alert") else np.nan for v in statuses]], dtype=float)
-    strip.imshow(np.ma.masked_invalid(codes), aspect="auto", cmap=ListedColormap([STATUS_COLOURS[k] for k in ("ok", "watch", "alert")]), vmin=-0.5, vmax=2.5, interpolation="nearest")
+    statuses = (
+        history.set_index(history["batch_id"].astype(str))["status"].astype(object).reindex(m.columns)
+        if "status" in history.columns
+        else pd.Series("", index=m.columns)
+    )
+    codes = np.array(
+        [[("ok", "watch", "alert").index(v) if v in ("ok", "watch", "alert") else np.nan for v in statuses]],
+        dtype=float,
+    )
+    strip.imshow(
+        np.ma.masked_invalid(codes),
+        aspect="auto",
+        cmap=ListedColormap([STATUS_COLOURS[k] for k in ("ok", "watch", "alert")]),
+        vmin=-0.5,
+        vmax=2.5,
+        interpolation="nearest",
+    )
     strip.set_yticks([0], ["status"], fontsize=8, fontweight="bold")
     strip.tick_params(axis="x", bottom=False)
     cmap = ListedColormap(list(BAND_COLOURS)).with_extremes(bad="#eeeeee")
     bounds = [low for low, _, _ in psi_bands(threshold)] + [max(10.0, float(np.nanmax(m.values)) + 1)]
-    ax.imshow(np.ma.masked_invalid(m.values), aspect="auto", cmap=cmap, norm=BoundaryNorm(bounds, cmap.N), interpolation="nearest")
+    ax.imshow(
+        np.ma.masked_invalid(m.values),
+        aspect="auto",
+        cmap=cmap,
+        norm=BoundaryNorm(bounds, cmap.N),
+        interpolation="nearest",
+    )
     ax.set_yticks(range(m.shape[0]), m.index, fontsize=8)
     ax.set_xticks(range(m.shape[1]), m.columns, rotation=60, ha="right", fontsize=8)
     for (i, j), value in np.ndenumerate(m.values):
         if np.isfinite(value) and value >= threshold:
-            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6.5, color="white" if value >= 2 * threshold else "black")
+            ax.text(
+                j,
+                i,
+                f"{value:.2f}",
+                ha="center",
+                va="center",
+                fontsize=6.5,
+                color="white" if value >= 2 * threshold else "black",
+            )
     fig.suptitle(f"Feature drift (PSI) by batch; alert at PSI ≥ {threshold:g}", fontsize=10)
     handles = [Patch(color=c, label=t) for c, t in zip(BAND_COLOURS, band_labels(threshold), strict=True)]
     handles += [Patch(color=STATUS_COLOURS[k], label=f"status {k}") for k in ("ok", "watch", "alert")]
@@ -156,7 +229,9 @@ def drift_heatmap(history: pd.DataFrame, threshold: float = 0.2) -> Figure:
     return fig
 
 
-def performance_over_time(history: pd.DataFrame, metric: str = "perf__roc_auc", reference: float | None = None, limit: float | None = None) -> Figure:
+def performance_over_time(
+    history: pd.DataFrame, metric: str = "perf__roc_auc", reference: float | None = None, limit: float | None = None
+) -> Figure:
     """A performance metric per batch once labels arrived, with the test-set value, the alert level
     and the batches whose labels are still pending."""
     s = performance_series(history, metric, reference, limit)
@@ -171,11 +246,19 @@ def performance_over_time(history: pd.DataFrame, metric: str = "perf__roc_auc", 
     ax.plot(x[known], s.values[known], color=LINE, marker="o", markersize=4, label=f"{metric_name(s.metric)} per batch")
     bad = np.array([s.breached(v) for v in s.values])
     if bad.any():
-        ax.plot(x[bad], s.values[bad], linestyle="none", marker="o", markersize=6, color=BAD, label="past the alert level")
+        ax.plot(
+            x[bad], s.values[bad], linestyle="none", marker="o", markersize=6, color=BAD, label="past the alert level"
+        )
     if reference is not None:
         ax.axhline(reference, color=REFERENCE, linestyle="--", linewidth=1, label=f"test split {reference:.3f}")
     if limit is not None:
-        ax.axhline(limit, color=BAD, linestyle=":", linewidth=1.2, label=f"alert {'above' if s.lower_is_better else 'below'} {limit:.3f}")
+        ax.axhline(
+            limit,
+            color=BAD,
+            linestyle=":",
+            linewidth=1.2,
+            label=f"alert {'above' if s.lower_is_better else 'below'} {limit:.3f}",
+        )
     pending = np.flatnonzero(s.pending)
     for i in pending:
         ax.axvspan(i - 0.5, i + 0.5, color="#e9ecef", zorder=0, label="labels pending" if i == pending[0] else None)
@@ -220,8 +303,16 @@ def drift_heatmap_svg(history: pd.DataFrame, threshold: float = 0.2, standalone:
         return message_chart("heatmap", "No monitored batch yet", standalone=standalone)
     batches = list(m.columns)
     by_batch = history.set_index(history["batch_id"].astype(str))
-    status = by_batch["status"].astype(object).reindex(batches) if "status" in by_batch.columns else pd.Series("", index=batches)
-    reason = by_batch["status_reason"].astype(object).reindex(batches) if "status_reason" in by_batch.columns else pd.Series("", index=batches)
+    status = (
+        by_batch["status"].astype(object).reindex(batches)
+        if "status" in by_batch.columns
+        else pd.Series("", index=batches)
+    )
+    reason = (
+        by_batch["status_reason"].astype(object).reindex(batches)
+        if "status_reason" in by_batch.columns
+        else pd.Series("", index=batches)
+    )
     axis = batch_axis(history)
     label_w, cell_w, width = axis.left, axis.step, axis.width
     row_h = 20.0
@@ -231,7 +322,13 @@ def drift_heatmap_svg(history: pd.DataFrame, threshold: float = 0.2, standalone:
     rotate = cell_w < 60
     label_room = max(text_width(b, 11) for b in batches) * (0.8 if rotate else 0) + 24
     height = grid_bottom + label_room
-    chart = Chart(width, height, kind="heatmap", title=f"Feature drift (PSI) by batch; alert at PSI ≥ {threshold:g}", attrs={"data-threshold": f"{threshold:g}"})
+    chart = Chart(
+        width,
+        height,
+        kind="heatmap",
+        title=f"Feature drift (PSI) by batch; alert at PSI ≥ {threshold:g}",
+        attrs={"data-threshold": f"{threshold:g}"},
+    )
     swatch = '<rect width="18" height="12" rx="2" fill="{}"/>'
     x = chart.legend([(swatch.format(c), t) for c, t in zip(BAND_COLOURS, band_labels(threshold), strict=True)], 0, 16)
     chart.legend([(swatch.format(STATUS_COLOURS[s]), s) for s in ("ok", "watch", "alert")], x + 10, 16)
@@ -241,7 +338,13 @@ def drift_heatmap_svg(history: pd.DataFrame, threshold: float = 0.2, standalone:
         value = str(status.get(batch) or "")
         chart.rect(x + 1, strip_top, cell_w - 2, row_h, STATUS_COLOURS.get(value, "#ced4da"), 'rx="2"')
         said = str(reason.get(batch)) if isinstance(reason.get(batch), str) else ""
-        chart.tip(f'<rect class="nbops-hit" x="{x:.1f}" y="{strip_top:.1f}" width="{cell_w:.1f}" height="{row_h:.1f}"/>', [f"{batch}: {value or 'not graded'}", *([said] if said else [])], x + cell_w / 2, strip_top, f'data-batch="{esc(batch)}" data-status="{esc(value)}"')
+        chart.tip(
+            f'<rect class="nbops-hit" x="{x:.1f}" y="{strip_top:.1f}" width="{cell_w:.1f}" height="{row_h:.1f}"/>',
+            [f"{batch}: {value or 'not graded'}", *([said] if said else [])],
+            x + cell_w / 2,
+            strip_top,
+            f'data-batch="{esc(batch)}" data-status="{esc(value)}"',
+        )
         cx, cy = x + cell_w / 2, grid_bottom + 14
         if rotate:
             chart.text(cx + 4, cy - 2, batch, anchor="end", size=11, rotate=-50, cls="nbops-muted")
@@ -260,13 +363,28 @@ def drift_heatmap_svg(history: pd.DataFrame, threshold: float = 0.2, standalone:
                 band = psi_band(value, threshold)
                 chart.rect(x, y, cell_w, row_h, BAND_COLOURS[band], 'stroke="#ffffff"')
                 if band >= 2 and cell_w >= 28:
-                    chart.text(x + cell_w / 2, y + row_h / 2 + 4, f"{value:.2f}", anchor="middle", size=10, fill="#ffffff" if band == 3 else "#1f2933")
+                    chart.text(
+                        x + cell_w / 2,
+                        y + row_h / 2 + 4,
+                        f"{value:.2f}",
+                        anchor="middle",
+                        size=10,
+                        fill="#ffffff" if band == 3 else "#1f2933",
+                    )
                 lines = [f"{batch} · {feature}", f"PSI {value:.3f}: {psi_bands(threshold)[band][2]}"]
-            chart.tip(f'<rect class="nbops-hit" x="{x:.1f}" y="{y:.1f}" width="{cell_w:.1f}" height="{row_h:.1f}"/>', lines, x + cell_w / 2, y, f'data-feature="{esc(feature)}" data-batch="{esc(batch)}"')
+            chart.tip(
+                f'<rect class="nbops-hit" x="{x:.1f}" y="{y:.1f}" width="{cell_w:.1f}" height="{row_h:.1f}"/>',
+                lines,
+                x + cell_w / 2,
+                y,
+                f'data-feature="{esc(feature)}" data-batch="{esc(batch)}"',
+            )
     return chart.render(standalone)
 
 
-def performance_svg(history: pd.DataFrame, metric: str, reference: float | None, limit: float | None, standalone: bool = False) -> str:
+def performance_svg(
+    history: pd.DataFrame, metric: str, reference: float | None, limit: float | None, standalone: bool = False
+) -> str:
     """The performance chart as SVG: the metric per labelled batch (past the alert level in red), the
     test-split value, the alert level, a y-axis label, and a grey band over the batches whose labels
     are pending. Each point and pending batch says its value or state on hover."""
@@ -274,7 +392,11 @@ def performance_svg(history: pd.DataFrame, metric: str, reference: float | None,
     name = metric_name(s.metric)
     if not np.isfinite(s.values).any():
         pending = int(s.pending.sum())
-        return message_chart("performance", f"No labelled batch yet: labels pending for {pending} batch(es); they arrive a few months after a batch is scored", standalone=standalone)
+        return message_chart(
+            "performance",
+            f"No labelled batch yet: labels pending for {pending} batch(es); they arrive a few months after a batch is scored",
+            standalone=standalone,
+        )
     axis = batch_axis(history)
     width, height = axis.width, 340.0
     top, bottom = 44.0, 62.0
@@ -309,49 +431,113 @@ def performance_svg(history: pd.DataFrame, metric: str, reference: float | None,
         bx, bw = x0 + step_x * a, step_x * (b - a + 1)
         chart.rect(bx, y0, bw, y1 - y0, "#eef0f3", 'data-role="pending"')
         if bw >= 96:
-            chart.text(bx + bw / 2, y0 + 16, "labels pending", anchor="middle", size=11, cls="nbops-muted", extra='data-role="pending-label"')
+            chart.text(
+                bx + bw / 2,
+                y0 + 16,
+                "labels pending",
+                anchor="middle",
+                size=11,
+                cls="nbops-muted",
+                extra='data-role="pending-label"',
+            )
         else:
-            chart.text(bx + bw / 2 + 4, y0 + 8, "labels pending", anchor="end", size=11, cls="nbops-muted", rotate=-90, extra='data-role="pending-label"')
+            chart.text(
+                bx + bw / 2 + 4,
+                y0 + 8,
+                "labels pending",
+                anchor="end",
+                size=11,
+                cls="nbops-muted",
+                rotate=-90,
+                extra='data-role="pending-label"',
+            )
     for t in ticks:
         chart.line(x0, ypos(t), x1, ypos(t))
         chart.text(x0 - 8, ypos(t) + 4, tick_text(t, step_y), anchor="end", cls="nbops-muted")
     chart.line(x0, y1, x1, y1, stroke="#9aa5b1")
-    chart.text(x0 - 56, (y0 + y1) / 2, f"{name} (labelled rows)", anchor="middle", rotate=-90, weight="600", cls="nbops-axis-label", extra='data-role="y-label"')
+    chart.text(
+        x0 - 56,
+        (y0 + y1) / 2,
+        f"{name} (labelled rows)",
+        anchor="middle",
+        rotate=-90,
+        weight="600",
+        cls="nbops-axis-label",
+        extra='data-role="y-label"',
+    )
     every = max(1, math.ceil(n / 36))
     for i, batch in enumerate(s.batches):
         if i % every == 0:
             chart.text(xpos(i) + 4, y1 + 14, batch, anchor="end", size=11, rotate=-50, cls="nbops-muted")
     if reference is not None:
-        chart.line(x0, ypos(reference), x1, ypos(reference), stroke=REFERENCE, width=1.2, dash="6 4", extra='data-role="reference"')
+        chart.line(
+            x0,
+            ypos(reference),
+            x1,
+            ypos(reference),
+            stroke=REFERENCE,
+            width=1.2,
+            dash="6 4",
+            extra='data-role="reference"',
+        )
     if limit is not None:
         chart.line(x0, ypos(limit), x1, ypos(limit), stroke=BAD, width=1.5, dash="3 3", extra='data-role="alert-level"')
     points = [(xpos(i), ypos(float(v))) for i, v in enumerate(s.values) if math.isfinite(v)]
     if len(points) > 1:
-        chart.add('<polyline fill="none" stroke="{}" stroke-width="2" points="{}"/>'.format(LINE, " ".join(f"{px:.1f},{py:.1f}" for px, py in points)))
+        chart.add(
+            '<polyline fill="none" stroke="{}" stroke-width="2" points="{}"/>'.format(
+                LINE, " ".join(f"{px:.1f},{py:.1f}" for px, py in points)
+            )
+        )
     for i, v in enumerate(s.values):
         if not math.isfinite(v):
             continue
         px, py = xpos(i), ypos(float(v))
         bad = s.breached(float(v))
-        chart.add(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="{5 if bad else 4}" fill="{BAD if bad else LINE}" stroke="#ffffff" stroke-width="1.5"/>')
-        state = (f"past the alert level ({limit:.3f})" if bad else f"within the alert level ({limit:.3f})") if limit is not None else ""
+        chart.add(
+            f'<circle cx="{px:.1f}" cy="{py:.1f}" r="{5 if bad else 4}" fill="{BAD if bad else LINE}" stroke="#ffffff" stroke-width="1.5"/>'
+        )
+        state = (
+            (f"past the alert level ({limit:.3f})" if bad else f"within the alert level ({limit:.3f})")
+            if limit is not None
+            else ""
+        )
         rows = f"{int(s.rows[i]):,} labelled rows" if math.isfinite(s.rows[i]) else ""
-        chart.tip(f'<circle class="nbops-hit" cx="{px:.1f}" cy="{py:.1f}" r="9"/>', [s.batches[i], f"{name} {v:.3f}", *(t for t in (state, rows) if t)], px, py - 6, f'data-batch="{esc(s.batches[i])}" data-value="{v:.3f}"')
+        chart.tip(
+            f'<circle class="nbops-hit" cx="{px:.1f}" cy="{py:.1f}" r="9"/>',
+            [s.batches[i], f"{name} {v:.3f}", *(t for t in (state, rows) if t)],
+            px,
+            py - 6,
+            f'data-batch="{esc(s.batches[i])}" data-value="{v:.3f}"',
+        )
     for i in np.flatnonzero(s.pending):
-        chart.tip(f'<rect class="nbops-hit" x="{x0 + step_x * i:.1f}" y="{y0:.1f}" width="{step_x:.1f}" height="{y1 - y0:.1f}"/>', [s.batches[i], "labels pending: no performance yet"], xpos(int(i)), y0 + 40, f'data-batch="{esc(s.batches[i])}" data-value="labels pending"')
+        chart.tip(
+            f'<rect class="nbops-hit" x="{x0 + step_x * i:.1f}" y="{y0:.1f}" width="{step_x:.1f}" height="{y1 - y0:.1f}"/>',
+            [s.batches[i], "labels pending: no performance yet"],
+            xpos(int(i)),
+            y0 + 40,
+            f'data-batch="{esc(s.batches[i])}" data-value="labels pending"',
+        )
     line = '<line x1="0" y1="6" x2="18" y2="6" stroke="{}" stroke-width="2"{}/>'
     items = [(line.format(LINE, "") + f'<circle cx="9" cy="6" r="3.5" fill="{LINE}"/>', f"{name} per batch")]
     if reference is not None:
         items.append((line.format(REFERENCE, ' stroke-dasharray="6 4"'), f"test split {reference:.3f}"))
     if limit is not None:
-        items.append((line.format(BAD, ' stroke-dasharray="3 3"'), f"alert {'above' if s.lower_is_better else 'below'} {limit:.3f}"))
+        items.append(
+            (
+                line.format(BAD, ' stroke-dasharray="3 3"'),
+                f"alert {'above' if s.lower_is_better else 'below'} {limit:.3f}",
+            )
+        )
     if runs:
         items.append(('<rect width="18" height="12" fill="#eef0f3" stroke="#ced4da"/>', "labels pending"))
     chart.legend(items, x0, 20)
     return chart.render(standalone)
 
 
-def distribution_svg(labels: Sequence[str], reference: np.ndarray, current: np.ndarray, *, feature: str, batch: str) -> str:
+def distribution_svg(
+    labels: Sequence[str], reference: np.ndarray, current: np.ndarray, *, feature: str, batch: str
+) -> str:
     """Reference against one batch as grouped bars (share of rows per bin or level), each pair with
     both shares on hover."""
     width, height = 1000.0, 330.0
@@ -368,12 +554,27 @@ def distribution_svg(labels: Sequence[str], reference: np.ndarray, current: np.n
     def ypos(v: float) -> float:
         return y1 - v / ticks[-1] * (y1 - y0)
 
-    chart = Chart(width, height, kind="distribution", title=f"{feature}: training reference against {batch}", attrs={"data-feature": feature, "data-batch": batch})
+    chart = Chart(
+        width,
+        height,
+        kind="distribution",
+        title=f"{feature}: training reference against {batch}",
+        attrs={"data-feature": feature, "data-batch": batch},
+    )
     chart.text(x0, 16, f"{feature}: training reference against {batch}", weight="600", size=13)
     for t in ticks:
         chart.line(x0, ypos(t), x1, ypos(t))
         chart.text(x0 - 8, ypos(t) + 4, tick_text(t, step_y, percent=True), anchor="end", cls="nbops-muted")
-    chart.text(16, (y0 + y1) / 2, "share of rows", anchor="middle", rotate=-90, weight="600", cls="nbops-axis-label", extra='data-role="y-label"')
+    chart.text(
+        16,
+        (y0 + y1) / 2,
+        "share of rows",
+        anchor="middle",
+        rotate=-90,
+        weight="600",
+        cls="nbops-axis-label",
+        extra='data-role="y-label"',
+    )
     group = (x1 - x0) / max(len(labels), 1)
     bar = min(group * 0.38, 40)
     for i, (label, r, c) in enumerate(zip(labels, reference, current, strict=True)):
@@ -384,9 +585,17 @@ def distribution_svg(labels: Sequence[str], reference: np.ndarray, current: np.n
             chart.text(gx + 4, y1 + 14, str(label), anchor="end", size=11, rotate=-40, cls="nbops-muted")
         else:
             chart.text(gx, y1 + 16, str(label), anchor="middle", size=11, cls="nbops-muted")
-        chart.tip(f'<rect class="nbops-hit" x="{gx - group / 2:.1f}" y="{y0:.1f}" width="{group:.1f}" height="{y1 - y0:.1f}"/>', [f"{feature}: {label}", f"reference {r:.1%}", f"{batch} {c:.1%}"], gx, min(ypos(r), ypos(c)), f'data-bin="{esc(label)}"')
+        chart.tip(
+            f'<rect class="nbops-hit" x="{gx - group / 2:.1f}" y="{y0:.1f}" width="{group:.1f}" height="{y1 - y0:.1f}"/>',
+            [f"{feature}: {label}", f"reference {r:.1%}", f"{batch} {c:.1%}"],
+            gx,
+            min(ypos(r), ypos(c)),
+            f'data-bin="{esc(label)}"',
+        )
     chart.line(x0, y1, x1, y1, stroke="#9aa5b1")
     swatch = '<rect width="18" height="12" rx="2" fill="{}"/>'
     legend_w = sum(24 + text_width(t) + 18 for t in ("reference (training)", batch))
-    chart.legend([(swatch.format("#7aa6d6"), "reference (training)"), (swatch.format("#e07b39"), batch)], x1 - legend_w, 16)
+    chart.legend(
+        [(swatch.format("#7aa6d6"), "reference (training)"), (swatch.format("#e07b39"), batch)], x1 - legend_w, 16
+    )
     return chart.render()

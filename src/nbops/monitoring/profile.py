@@ -24,9 +24,9 @@ SCORE_EDGES = np.linspace(0.0, 1.0, 11)
 
 @dataclass
 class NumericProfile:
-    edges: list[float]          # inner bin edges (len = bins - 1); bins are (-inf, e0], (e0, e1], ... (e_last, inf)
-    shares: list[float]         # share of rows per bin, then the missing share last
-    quantiles: list[float]      # N_QUANTILES quantiles of the non-missing values
+    edges: list[float]  # inner bin edges (len = bins - 1); bins are (-inf, e0], (e0, e1], ... (e_last, inf)
+    shares: list[float]  # share of rows per bin, then the missing share last
+    quantiles: list[float]  # N_QUANTILES quantiles of the non-missing values
     missing_rate: float
     mean: float
     std: float
@@ -38,7 +38,7 @@ class NumericProfile:
 @dataclass
 class CategoricalProfile:
     levels: list[str]
-    shares: list[float]         # share per level, then "other" (unseen), then missing
+    shares: list[float]  # share per level, then "other" (unseen), then missing
     missing_rate: float
 
 
@@ -68,7 +68,9 @@ class ReferenceProfile:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ReferenceProfile:
         if data.get("version") != PROFILE_VERSION:
-            raise ValueError(f"reference profile format {data.get('version')} is not supported (expected {PROFILE_VERSION})")
+            raise ValueError(
+                f"reference profile format {data.get('version')} is not supported (expected {PROFILE_VERSION})"
+            )
         return cls(
             rows=data["rows"],
             numeric={k: NumericProfile(**v) for k, v in data["numeric"].items()},
@@ -120,7 +122,9 @@ def category_shares(series: pd.Series, levels: list[str]) -> np.ndarray:
 def profile_numeric(values: np.ndarray) -> NumericProfile:
     present = values[~np.isnan(values)]
     if present.size == 0:
-        return NumericProfile([], [0.0, 1.0], [], 1.0, float("nan"), float("nan"), float("nan"), float("nan"), float("nan"))
+        return NumericProfile(
+            [], [0.0, 1.0], [], 1.0, float("nan"), float("nan"), float("nan"), float("nan"), float("nan")
+        )
     edges = np.unique(np.quantile(present, np.linspace(0, 1, N_BINS + 1)[1:-1]))
     q = np.quantile(present, np.linspace(0, 1, N_QUANTILES))
     return NumericProfile(
@@ -142,7 +146,9 @@ def profile_categorical(series: pd.Series, max_levels: int = 50) -> CategoricalP
     return CategoricalProfile(levels, category_shares(series, levels).tolist(), float(series.isna().mean()))
 
 
-def build_reference_profile(df: pd.DataFrame, numeric: list[str], categorical: list[str], predictions: np.ndarray | None = None) -> ReferenceProfile:
+def build_reference_profile(
+    df: pd.DataFrame, numeric: list[str], categorical: list[str], predictions: np.ndarray | None = None
+) -> ReferenceProfile:
     """Profile the training rows (and, if given, the model's predictions on them)."""
     profile = ReferenceProfile(rows=len(df))
     for name in numeric:

@@ -16,10 +16,10 @@ from nbops.runtime.schema import InputSchema
 class ColumnQuality:
     name: str
     missing_rate: float
-    wrong_type: int          # values that are not a number in a numeric column
-    out_of_range: int        # numbers outside the declared [min, max]
-    unseen: int              # categories the schema does not list
-    examples: list[str]      # a few offending values (never for a clean column)
+    wrong_type: int  # values that are not a number in a numeric column
+    out_of_range: int  # numbers outside the declared [min, max]
+    unseen: int  # categories the schema does not list
+    examples: list[str]  # a few offending values (never for a clean column)
 
 
 @dataclass
@@ -39,13 +39,22 @@ class QualityReport:
             if c.wrong_type:
                 out.append(f"'{c.name}': {c.wrong_type} values are not numbers (e.g. {', '.join(c.examples)})")
             if c.out_of_range:
-                out.append(f"'{c.name}': {c.out_of_range} values outside the declared range (e.g. {', '.join(c.examples)})")
+                out.append(
+                    f"'{c.name}': {c.out_of_range} values outside the declared range (e.g. {', '.join(c.examples)})"
+                )
             if c.unseen:
-                out.append(f"'{c.name}': {c.unseen} rows with categories not in the schema (e.g. {', '.join(c.examples)})")
+                out.append(
+                    f"'{c.name}': {c.unseen} rows with categories not in the schema (e.g. {', '.join(c.examples)})"
+                )
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "missing_columns": self.missing_columns, "columns": [asdict(c) for c in self.columns], "issues": self.issues}
+        return {
+            "rows": self.rows,
+            "missing_columns": self.missing_columns,
+            "columns": [asdict(c) for c in self.columns],
+            "issues": self.issues,
+        }
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame([asdict(c) for c in self.columns])

@@ -83,7 +83,9 @@ def tick_text(value: float, step: float, percent: bool = False) -> str:
 class Chart:
     """An SVG canvas in ``viewBox`` units: marks go to the body, hover targets and labels on top."""
 
-    def __init__(self, width: float, height: float, *, kind: str, title: str, attrs: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, width: float, height: float, *, kind: str, title: str, attrs: dict[str, str] | None = None
+    ) -> None:
         self.width, self.height = float(width), float(height)
         self.kind, self.title = kind, title
         self.attrs = attrs or {}
@@ -94,17 +96,46 @@ class Chart:
         self.body.append(markup)
 
     def rect(self, x: float, y: float, w: float, h: float, fill: str, extra: str = "") -> None:
-        self.add(f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(w, 0):.1f}" height="{max(h, 0):.1f}" fill="{fill}" {extra}/>')
+        self.add(
+            f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(w, 0):.1f}" height="{max(h, 0):.1f}" fill="{fill}" {extra}/>'
+        )
 
-    def line(self, x1: float, y1: float, x2: float, y2: float, stroke: str = GRID, width: float = 1, dash: str | None = None, extra: str = "") -> None:
+    def line(
+        self,
+        x1: float,
+        y1: float,
+        x2: float,
+        y2: float,
+        stroke: str = GRID,
+        width: float = 1,
+        dash: str | None = None,
+        extra: str = "",
+    ) -> None:
         dashed = f' stroke-dasharray="{dash}"' if dash else ""
-        self.add(f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="{stroke}" stroke-width="{width}"{dashed} {extra}/>')
+        self.add(
+            f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="{stroke}" stroke-width="{width}"{dashed} {extra}/>'
+        )
 
-    def text(self, x: float, y: float, text: str, *, anchor: str = "start", size: float = 12, weight: str = "normal", rotate: float = 0, cls: str = "", fill: str | None = None, extra: str = "") -> None:
+    def text(
+        self,
+        x: float,
+        y: float,
+        text: str,
+        *,
+        anchor: str = "start",
+        size: float = 12,
+        weight: str = "normal",
+        rotate: float = 0,
+        cls: str = "",
+        fill: str | None = None,
+        extra: str = "",
+    ) -> None:
         transform = f' transform="rotate({rotate:g} {x:.1f} {y:.1f})"' if rotate else ""
         klass = f' class="{cls}"' if cls else ""
         colour = f' style="fill:{fill}"' if fill else ""
-        self.add(f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" font-size="{size:g}" font-weight="{weight}"{transform}{klass}{colour} {extra}>{esc(text)}</text>')
+        self.add(
+            f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" font-size="{size:g}" font-weight="{weight}"{transform}{klass}{colour} {extra}>{esc(text)}</text>'
+        )
 
     def tip(self, hit: str, lines: Sequence[str], x: float, y: float, extra: str = "") -> None:
         """A hover target (``hit``: SVG markup with class ``nbops-hit``) whose label shows ``lines``
@@ -115,7 +146,10 @@ class Chart:
         left = min(max(x - w / 2, 2.0), self.width - w - 2)
         top = y - h - 10 if y - h - 10 >= 2 else min(y + 12, self.height - h - 2)
         bold = ' font-weight="600"'
-        spans = "".join(f'<tspan x="{left + 8:.1f}" y="{top + 18 * (i + 1):.1f}"{bold if i == 0 else ""}>{esc(t)}</tspan>' for i, t in enumerate(shown))
+        spans = "".join(
+            f'<tspan x="{left + 8:.1f}" y="{top + 18 * (i + 1):.1f}"{bold if i == 0 else ""}>{esc(t)}</tspan>'
+            for i, t in enumerate(shown)
+        )
         title = esc("\n".join(lines))
         self.tips.append(
             f'<g class="nbops-tip" tabindex="0" {extra}><title>{title}</title>{hit}'
@@ -134,13 +168,14 @@ class Chart:
         """The chart as markup: inline (scales to its container, at most its natural width) or as a
         standalone .svg file (its natural size)."""
         attrs = "".join(f' {k}="{esc(v)}"' for k, v in self.attrs.items())
-        size = f'width="{self.width:g}" height="{self.height:g}"' if standalone else f'width="100%" style="max-width:{self.width:g}px;height:auto;display:block"'
+        size = (
+            f'width="{self.width:g}" height="{self.height:g}"'
+            if standalone
+            else f'width="100%" style="max-width:{self.width:g}px;height:auto;display:block"'
+        )
         return (
             f'<svg xmlns="http://www.w3.org/2000/svg" class="nbops-chart nbops-{self.kind}" viewBox="0 0 {self.width:g} {self.height:g}" {size} role="img" aria-label="{esc(self.title)}"{attrs}>'
-            f"<title>{esc(self.title)}</title><style>{CSS}</style>"
-            + "".join(self.body)
-            + "".join(self.tips)
-            + "</svg>"
+            f"<title>{esc(self.title)}</title><style>{CSS}</style>" + "".join(self.body) + "".join(self.tips) + "</svg>"
         )
 
 
@@ -152,7 +187,16 @@ def message_chart(kind: str, message: str, width: float = 1000, height: float = 
     return chart.render(standalone)
 
 
-def hbar_chart(names: Sequence[str], values: Sequence[float], *, kind: str, title: str, value_label: str, fmt: str = "{:.3f}", colour: str = "#3b7dd8") -> str:
+def hbar_chart(
+    names: Sequence[str],
+    values: Sequence[float],
+    *,
+    kind: str,
+    title: str,
+    value_label: str,
+    fmt: str = "{:.3f}",
+    colour: str = "#3b7dd8",
+) -> str:
     """Horizontal bars, largest first as given, each with its value on hover and at the bar's end."""
     label_w = max([text_width(n) for n in names] + [60]) + 16
     row = 24
@@ -177,5 +221,11 @@ def hbar_chart(names: Sequence[str], values: Sequence[float], *, kind: str, titl
         chart.text(x0 - 8, y + row / 2 + 4, name, anchor="end")
         chart.rect(x0, y + 4, w, row - 8, colour, 'rx="2"')
         chart.text(x0 + w + 6, y + row / 2 + 4, fmt.format(value), cls="nbops-muted")
-        chart.tip(f'<rect class="nbops-hit" x="{x0 - label_w + 4:.1f}" y="{y:.1f}" width="{x1 - x0 + label_w - 4:.1f}" height="{row:.1f}"/>', [name, f"{value_label}: {fmt.format(value)}"], x0 + w, y, f'data-value="{esc(fmt.format(value))}"')
+        chart.tip(
+            f'<rect class="nbops-hit" x="{x0 - label_w + 4:.1f}" y="{y:.1f}" width="{x1 - x0 + label_w - 4:.1f}" height="{row:.1f}"/>',
+            [name, f"{value_label}: {fmt.format(value)}"],
+            x0 + w,
+            y,
+            f'data-value="{esc(fmt.format(value))}"',
+        )
     return chart.render()

@@ -59,7 +59,11 @@ def validate_dag_id(dag_id: str) -> str:
     """Refuse an id Airflow would reject at parse time, where the error is far from its cause."""
     if not dag_id or len(dag_id) > MAX_ID_LENGTH or not AIRFLOW_ID.match(dag_id):
         bad = sorted(set(re.sub(r"[A-Za-z0-9_.-]", "", dag_id)))
-        found = f"{dag_id!r}" + (f" (not allowed: {' '.join(repr(c) for c in bad)})" if bad else "") if dag_id else "an empty id"
+        found = (
+            f"{dag_id!r}" + (f" (not allowed: {' '.join(repr(c) for c in bad)})" if bad else "")
+            if dag_id
+            else "an empty id"
+        )
         if len(dag_id) > MAX_ID_LENGTH:
             found += f" ({len(dag_id)} characters)"
         raise ConfigError(
@@ -222,7 +226,9 @@ def render_dag(
     try:
         compile(text, f"{dag_id}.py", "exec")
     except SyntaxError as exc:  # a bug in this module, never the user's doing
-        raise NbopsError(f"the generated DAG file does not compile ({exc}); this is a bug in nbops, please report it") from exc
+        raise NbopsError(
+            f"the generated DAG file does not compile ({exc}); this is a bug in nbops, please report it"
+        ) from exc
     return text
 
 
@@ -309,7 +315,16 @@ def export_airflow(
     for pair in set_pairs:
         command += ["--set", pair]
     reexport = f"cd {shlex.quote(str(project))} && {shlex.quote(executable)} {shlex.join(command[1:])}"
-    text = render_dag(dag_id=dag_id, schedule=cron, project=project, env_file=env_file, executable=executable, tasks=checked.tasks, set_pairs=set_pairs, reexport=reexport)
+    text = render_dag(
+        dag_id=dag_id,
+        schedule=cron,
+        project=project,
+        env_file=env_file,
+        executable=executable,
+        tasks=checked.tasks,
+        set_pairs=set_pairs,
+        reexport=reexport,
+    )
     path = out / f"{dag_id}.py"
     write_atomically(path, text)
     return AirflowExport(path, dag_id, cron, project, env_file, executable, [t.name for t in checked.tasks])
@@ -326,11 +341,13 @@ def usage_text(result: AirflowExport) -> str:
         "use it:",
         f"  copy it into your Airflow dags/ folder, or point Airflow at this folder: export AIRFLOW__CORE__DAGS_FOLDER={folder}",
         f"  try one run without a scheduler: airflow dags test {result.dag_id}",
-        f"  change project, env file or nbops at trigger time: airflow dags trigger {result.dag_id} --conf '{{\"env\": \"env.yaml\"}}'",
+        f'  change project, env file or nbops at trigger time: airflow dags trigger {result.dag_id} --conf \'{{"env": "env.yaml"}}\'',
         "  the file is generated: do not edit it by hand; re-export after changing pipeline.yaml or the env file",
     ]
     if not Path(result.executable).exists():
-        lines.append(f"warning: {result.executable} does not exist here; set the DAG param 'nbops' to the project's nbops")
+        lines.append(
+            f"warning: {result.executable} does not exist here; set the DAG param 'nbops' to the project's nbops"
+        )
     return "\n".join(lines)
 
 

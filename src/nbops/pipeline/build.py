@@ -58,7 +58,9 @@ def ploomber_command() -> list[str]:
         return [str(exe)]
     found = shutil.which("ploomber")
     if not found:
-        raise ConfigError("the `ploomber` command is not installed; run `make install` (it installs the pinned pipeline extras)")
+        raise ConfigError(
+            "the `ploomber` command is not installed; run `make install` (it installs the pinned pipeline extras)"
+        )
     return [found]
 
 
@@ -75,7 +77,9 @@ def write_generated_env(project: Path, checked: CheckedProject) -> Path:
     return path
 
 
-def resolve_project(project: Path, env_file: str = "env.yaml", overrides: Mapping[str, Any] | None = None) -> CheckedProject:
+def resolve_project(
+    project: Path, env_file: str = "env.yaml", overrides: Mapping[str, Any] | None = None
+) -> CheckedProject:
     """Check the project with the values ``nbops build`` derives: ``data_version`` (the data file's
     size and time) and ``labelled_through`` (from the last ``nbops retrain``), unless overridden."""
     overrides = dict(overrides or {})
@@ -144,7 +148,9 @@ def run_build(
         if value is not None and value not in names:
             raise ConfigError(f"{flag} {value}: no such task in pipeline.yaml; the tasks are {', '.join(names)}")
     if until is not None and task is not None:
-        raise ConfigError("give either --until TASK (the task and its upstream) or --task TASK (that task alone), not both")
+        raise ConfigError(
+            "give either --until TASK (the task and its upstream) or --task TASK (that task alone), not both"
+        )
     reasons = lineage.changes(checked.tasks, root)
     ids = lineage.identities(checked.tasks)
     if not force and until is None and task is None:
@@ -164,12 +170,27 @@ def run_build(
         IDENTITIES_ENV: json.dumps({name: ids[name]["identity"] for name in names}),
         # Ploomber's render warns about parameters its static analysis cannot see used (nbops.pipeline.context
         # reads them from globals()); nbops check has already validated them.
-        "PYTHONWARNINGS": ",".join(f"ignore::UserWarning:{m}" for m in ("ploomber.dag.dag", "ploomber.sources.notebooksource", "ploomber.spec.dagspec")),
+        "PYTHONWARNINGS": ",".join(
+            f"ignore::UserWarning:{m}"
+            for m in ("ploomber.dag.dag", "ploomber.sources.notebooksource", "ploomber.spec.dagspec")
+        ),
     }
     if task is not None:
         if not force and not reasons[task]:
             # Idempotent: an Airflow retry of a task that already succeeded changes nothing.
-            return 0, [TaskOutcome(t.name, False, t.product, [f"up to date (run identity {ids[t.name]['identity']})"] if t.name == task else []) for t in checked.tasks], checked
+            return (
+                0,
+                [
+                    TaskOutcome(
+                        t.name,
+                        False,
+                        t.product,
+                        [f"up to date (run identity {ids[t.name]['identity']})"] if t.name == task else [],
+                    )
+                    for t in checked.tasks
+                ],
+                checked,
+            )
         # `ploomber task` refuses a task it considers up to date; nbops decided it must run.
         cmd = [*ploomber_command(), "task", task, "--entry-point", str(project / "pipeline.yaml"), "--force"]
     else:
@@ -190,8 +211,18 @@ def run_build(
             if outcome.ran:
                 lineage.stamp_ploomber_metadata(spec, ids[spec.name]["identity"], build_id)
         scope = None if until is None and task is None else ({task} if task else upstream_closure(checked, until or ""))
-        lineage.save_state(root, checked.tasks, build_id, ran={o.name: o.ran for o in outcomes}, reasons=reasons, only=scope)
-    record: dict[str, Any] = {"build_id": build_id, "env_file": env_file, "returncode": returncode, "tasks": {o.name: o.ran for o in outcomes}, "only": task, "until": until, "log": str(log_path)}
+        lineage.save_state(
+            root, checked.tasks, build_id, ran={o.name: o.ran for o in outcomes}, reasons=reasons, only=scope
+        )
+    record: dict[str, Any] = {
+        "build_id": build_id,
+        "env_file": env_file,
+        "returncode": returncode,
+        "tasks": {o.name: o.ran for o in outcomes},
+        "only": task,
+        "until": until,
+        "log": str(log_path),
+    }
     if returncode != 0:
         record["failure"] = build_failure(events_path, log_path)
     _append_build_log(root, record)
@@ -217,13 +248,17 @@ def data_version(project: Path, env_file: str, overrides: Mapping[str, Any]) -> 
     return f"size{st.st_size}-mtime{st.st_mtime_ns}"
 
 
-def task_outcomes(checked: CheckedProject, started: float, reasons: Mapping[str, list[str]] | None = None) -> list[TaskOutcome]:
+def task_outcomes(
+    checked: CheckedProject, started: float, reasons: Mapping[str, list[str]] | None = None
+) -> list[TaskOutcome]:
     """A task ran in this build when its executed notebook is newer than the build's start."""
     outcomes = []
     for task in checked.tasks:
         nb = Path(task.product.get("nb", ""))
         ran = nb.exists() and nb.stat().st_mtime >= started - 1e-3
-        outcomes.append(TaskOutcome(task.name, ran, task.product, list((reasons or {}).get(task.name, [])) if ran else []))
+        outcomes.append(
+            TaskOutcome(task.name, ran, task.product, list((reasons or {}).get(task.name, [])) if ran else [])
+        )
     return outcomes
 
 
@@ -239,12 +274,17 @@ def summary_text(outcomes: list[TaskOutcome], checked: CheckedProject) -> str:
     lines = ["", "=" * 72]
     ran = [o.name for o in outcomes if o.ran]
     if not ran and any(not Path(o.products.get("nb", "")).exists() for o in outcomes):
-        lines.append(f"No task ran; not built yet: {', '.join(o.name for o in outcomes if not Path(o.products.get('nb', '')).exists())}")
+        lines.append(
+            f"No task ran; not built yet: {', '.join(o.name for o in outcomes if not Path(o.products.get('nb', '')).exists())}"
+        )
     elif not ran:
         lines.append(f"Nothing changed: all {len(outcomes)} tasks are up to date and were skipped.")
     else:
         skipped = [o.name for o in outcomes if not o.ran]
-        lines.append(f"Ran {len(ran)} of {len(outcomes)} tasks: {', '.join(ran)}" + (f" (skipped, up to date: {', '.join(skipped)})" if skipped else ""))
+        lines.append(
+            f"Ran {len(ran)} of {len(outcomes)} tasks: {', '.join(ran)}"
+            + (f" (skipped, up to date: {', '.join(skipped)})" if skipped else "")
+        )
         new = [o.name for o in outcomes if o.ran and o.reasons == ["never built"]]
         if new:
             lines.append(f"  never built before: {', '.join(new)}")
@@ -262,13 +302,19 @@ def summary_text(outcomes: list[TaskOutcome], checked: CheckedProject) -> str:
     ingest = Path(products.get("ingest", {}).get("summary", ""))
     if ingest.is_file():
         s = json.loads(ingest.read_text())
-        lines.append(f"Data: {s['rows_read']:,} rows read, {s['rows_valid']:,} valid, {s['rows_quarantined']:,} quarantined; fingerprint {s['fingerprint'][:12]}")
+        lines.append(
+            f"Data: {s['rows_read']:,} rows read, {s['rows_valid']:,} valid, {s['rows_quarantined']:,} quarantined; fingerprint {s['fingerprint'][:12]}"
+        )
         if s.get("schema_created") and "ingest" in ran_now:
-            lines.append(f"  Schema inferred from the data on first use: {_relative(Path(s['schema_file']), checked)}. Review it (types, ranges, categories, id and pii columns): it is used as written from now on.")
+            lines.append(
+                f"  Schema inferred from the data on first use: {_relative(Path(s['schema_file']), checked)}. Review it (types, ranges, categories, id and pii columns): it is used as written from now on."
+            )
     registration = Path(products.get("register", {}).get("registration", ""))
     if registration.is_file():
         r = json.loads(registration.read_text())
-        lines.append(f"Registry: this build's model is {r['version']}; production is {r['aliases']['production']} ({_relative(Path(r['registry']), checked)})")
+        lines.append(
+            f"Registry: this build's model is {r['version']}; production is {r['aliases']['production']} ({_relative(Path(r['registry']), checked)})"
+        )
         gate_path = Path(products.get("evaluate", {}).get("gate", ""))
         if "register" in ran_now and gate_path.is_file():
             note = gate_note(json.loads(gate_path.read_text()), r)
@@ -277,11 +323,17 @@ def summary_text(outcomes: list[TaskOutcome], checked: CheckedProject) -> str:
     package = Path(products.get("package", {}).get("manifest", ""))
     if package.is_file():
         p = json.loads(package.read_text())
-        lines.append(f"Wheel: {_relative(Path(p['wheel']), checked)} (model {p['model_version']}); `make serve` serves it")
+        lines.append(
+            f"Wheel: {_relative(Path(p['wheel']), checked)} (model {p['model_version']}); `make serve` serves it"
+        )
     reports = Path(checked.settings.root) / "reports"
     shown = _relative(reports, checked)
-    lines.append(f"Reports: {shown}/ (executed notebooks as .ipynb and .html; the pipeline's picture: {shown}/pipeline.html)")
-    lines.append(f"Next: open {shown}/04_evaluate.html and {shown}/model_card/card.html, `make dashboard`, or `make lab` to explore the notebooks.")
+    lines.append(
+        f"Reports: {shown}/ (executed notebooks as .ipynb and .html; the pipeline's picture: {shown}/pipeline.html)"
+    )
+    lines.append(
+        f"Next: open {shown}/04_evaluate.html and {shown}/model_card/card.html, `make dashboard`, or `make lab` to explore the notebooks."
+    )
     lines.append("=" * 72)
     return "\n".join(lines)
 
@@ -308,7 +360,14 @@ def gate_note(gate: Mapping[str, Any], registration: Mapping[str, Any]) -> str |
     return None
 
 
-def _run_ploomber(cmd: list[str], project: Path, env: Mapping[str, str], log_path: Path, events_path: Path, on_event: Callable[[dict[str, Any]], None] | None) -> int:
+def _run_ploomber(
+    cmd: list[str],
+    project: Path,
+    env: Mapping[str, str],
+    log_path: Path,
+    events_path: Path,
+    on_event: Callable[[dict[str, Any]], None] | None,
+) -> int:
     """Run Ploomber with its output in ``log_path``, passing the stages' events to ``on_event`` live."""
     done = threading.Event()
 
@@ -331,7 +390,15 @@ def _run_ploomber(cmd: list[str], project: Path, env: Mapping[str, str], log_pat
     reader.start()
     with log_path.open("w") as out:
         try:
-            proc = subprocess.run(cmd, cwd=project, env=dict(env), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+            proc = subprocess.run(
+                cmd,
+                cwd=project,
+                env=dict(env),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                text=True,
+            )
         finally:
             done.set()
             reader.join(timeout=5)
@@ -339,7 +406,15 @@ def _run_ploomber(cmd: list[str], project: Path, env: Mapping[str, str], log_pat
 
 
 # Exceptions Ploomber wraps a task's failure in: the task's own error is the one before them.
-_WRAPPERS = {"TaskBuildError", "DAGBuildError", "BuildError", "RenderError", "DAGRenderError", "CalledProcessError", "PapermillExecutionError"}
+_WRAPPERS = {
+    "TaskBuildError",
+    "DAGBuildError",
+    "BuildError",
+    "RenderError",
+    "DAGRenderError",
+    "CalledProcessError",
+    "PapermillExecutionError",
+}
 _EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?([A-Za-z_]\w*(?:Error|Exception|Interrupt|Exit)):\s?(.*)$")
 
 
@@ -349,7 +424,13 @@ def build_failure(events_path: Path, log_path: Path) -> dict[str, Any]:
     started = [e["task"] for e in events.read_events(events_path)[0] if e.get("event") == "start" and e.get("task")]
     if reported:
         last = reported[-1]
-        return {"task": last.get("task"), "error": last.get("error"), "message": last.get("message", ""), "nbops": bool(last.get("nbops")), "log": str(log_path)}
+        return {
+            "task": last.get("task"),
+            "error": last.get("error"),
+            "message": last.get("message", ""),
+            "nbops": bool(last.get("nbops")),
+            "log": str(log_path),
+        }
     try:
         lines = log_path.read_text(errors="replace").splitlines()
     except FileNotFoundError:
@@ -401,7 +482,9 @@ def failure_text(checked: CheckedProject, record: Mapping[str, Any] | None = Non
     if task:
         source = next((t.source for t in checked.tasks if t.name == task), None)
         where = f" ({_relative(source, checked)})" if source else ""
-        lines.append(f"The build failed in task '{task}'{where}: the products of the tasks that succeeded are kept, and once it is fixed the next build resumes from '{task}'.")
+        lines.append(
+            f"The build failed in task '{task}'{where}: the products of the tasks that succeeded are kept, and once it is fixed the next build resumes from '{task}'."
+        )
     else:
         lines.append("The build failed before any task ran.")
     lines.append(f"Full log (Ploomber's output and the traceback): {log_file}")
@@ -410,7 +493,11 @@ def failure_text(checked: CheckedProject, record: Mapping[str, Any] | None = Non
     if failure.get("nbops"):
         lines.append(f"error: {message}")
     else:
-        lines.append(f"error: {failure.get('error', 'unknown error')}: {message}" if message else f"error: {failure.get('error', 'unknown error')}")
+        lines.append(
+            f"error: {failure.get('error', 'unknown error')}: {message}"
+            if message
+            else f"error: {failure.get('error', 'unknown error')}"
+        )
         lines.append(f"  this is not one of nbops' own checks: the traceback in {log_file} shows where it was raised")
     return "\n".join(lines)
 

@@ -53,7 +53,9 @@ def check_project(
         raise ConfigError("\n".join(problems))
     env = load_env(project, env_file, overrides)
     for key in TASK_ONLY & set(env):
-        problems.append(f"{env_file}: '{key}' is derived in pipeline.yaml from 'root'; remove it from the env file and set 'root' instead")
+        problems.append(
+            f"{env_file}: '{key}' is derived in pipeline.yaml from 'root'; remove it from the env file and set 'root' instead"
+        )
     settings = None
     try:
         settings = validate_params(EnvSettings, env, where=env_file)
@@ -116,11 +118,19 @@ def table_columns(path: Path) -> list[str]:
     from nbops.errors import DataError
 
     if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-        raise DataError("unknown file type", file=str(path), expected=f"a table ending in {', '.join(SUPPORTED_SUFFIXES)}", found=f"'{path.suffix or '(no suffix)'}'", hint="convert the file to CSV or Parquet")
+        raise DataError(
+            "unknown file type",
+            file=str(path),
+            expected=f"a table ending in {', '.join(SUPPORTED_SUFFIXES)}",
+            found=f"'{path.suffix or '(no suffix)'}'",
+            hint="convert the file to CSV or Parquet",
+        )
     if not path.exists():
         raise DataError("data file not found", file=str(path), hint="check the `data` key in env.yaml or DATA=...")
     if path.stat().st_size == 0:
-        raise DataError("the file is empty (0 bytes)", file=str(path), expected="a header row and at least one data row")
+        raise DataError(
+            "the file is empty (0 bytes)", file=str(path), expected="a header row and at least one data row"
+        )
     if path.suffix.lower() == ".csv":
         names = _csv_header(path)
     else:
@@ -151,7 +161,9 @@ def _check_task(task: TaskSpec, names: set[str]) -> list[str]:
             problems.append(unknown_key_message(key, sorted(declared), where=f"{where} params"))
     for up in task.upstream:
         if up not in names:
-            problems.append(f"{task.source.name}: upstream '{up}' is not a task in pipeline.yaml ({', '.join(sorted(names))})")
+            problems.append(
+                f"{task.source.name}: upstream '{up}' is not a task in pipeline.yaml ({', '.join(sorted(names))})"
+            )
     try:
         validate_params(model, {k: v for k, v in task.params.items() if k in declared}, where=f"{where} params")
     except ConfigError as exc:

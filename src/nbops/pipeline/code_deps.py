@@ -68,7 +68,13 @@ def _graph(root: str, stamp: str) -> tuple[dict[str, Path], dict[str, frozenset[
 def module_graph(root: Path | None = None) -> tuple[dict[str, Path], dict[str, frozenset[str]]]:
     """Every module of the package (name -> file) and the nbops names each one imports."""
     base = (root or package_dir()).resolve()
-    stamp = json.dumps([(str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(base.rglob("*.py")) if "__pycache__" not in p.parts])
+    stamp = json.dumps(
+        [
+            (str(p), p.stat().st_mtime_ns, p.stat().st_size)
+            for p in sorted(base.rglob("*.py"))
+            if "__pycache__" not in p.parts
+        ]
+    )
     return _graph(str(base), stamp)
 
 
@@ -107,4 +113,6 @@ def library_fingerprint(code: str, root: Path | None = None) -> dict[str, str]:
     inside the package (``modeling/train.py``)."""
     base = (root or package_dir()).resolve()
     modules = closure(imports_in_code(code), base)
-    return {str(path.relative_to(base)): hashlib.sha256(path.read_bytes()).hexdigest()[:16] for path in modules.values()}
+    return {
+        str(path.relative_to(base)): hashlib.sha256(path.read_bytes()).hexdigest()[:16] for path in modules.values()
+    }

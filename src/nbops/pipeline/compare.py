@@ -27,7 +27,9 @@ def load_test_split(checked: CheckedProject, project: Path, env_file: str = "env
     tasks = {t.name: t for t in checked.tasks}
     missing = [t for t in ("ingest", "features") if t not in tasks]
     if missing:
-        raise NbopsError(f"pipeline.yaml has no task {', '.join(missing)}: `nbops compare` scores the features task's test split, cut from the ingest task's data")
+        raise NbopsError(
+            f"pipeline.yaml has no task {', '.join(missing)}: `nbops compare` scores the features task's test split, cut from the ingest task's data"
+        )
 
     def product(task: str, key: str) -> Path:
         path = Path(tasks[task].product[key])
@@ -36,7 +38,9 @@ def load_test_split(checked: CheckedProject, project: Path, env_file: str = "env
     test, schema = product("features", "test"), product("ingest", "schema")
     for path in (test, schema):
         if not path.exists():
-            raise NbopsError(f"{path} does not exist: the comparison scores the latest test split, which a build writes. Run `nbops build --env {env_file}` first")
+            raise NbopsError(
+                f"{path} does not exist: the comparison scores the latest test split, which a build writes. Run `nbops build --env {env_file}` first"
+            )
     summary = product("ingest", "summary")
     fingerprint = json.loads(summary.read_text()).get("fingerprint") if summary.exists() else None
     split_file = product("features", "summary")
@@ -50,10 +54,23 @@ def default_output(checked: CheckedProject, project: Path) -> Path:
     return (root if root.is_absolute() else project / root) / "reports" / "compare.md"
 
 
-def compare_project(registry: Registry, checked: CheckedProject, project: Path, env_file: str, *, candidate: str | None = None, production: str | None = None, out: Path | None = None) -> tuple[str, Path]:
+def compare_project(
+    registry: Registry,
+    checked: CheckedProject,
+    project: Path,
+    env_file: str,
+    *,
+    candidate: str | None = None,
+    production: str | None = None,
+    out: Path | None = None,
+) -> tuple[str, Path]:
     """Compare two versions on the project's latest test split; write the Markdown and return it."""
     evaluate = next((t for t in checked.tasks if t.name == "evaluate"), None)
-    params = validate_params(EvaluateParams, {k: v for k, v in (evaluate.params if evaluate else {}).items() if k in EvaluateParams.model_fields}, where="task 'evaluate' in pipeline.yaml")
+    params = validate_params(
+        EvaluateParams,
+        {k: v for k, v in (evaluate.params if evaluate else {}).items() if k in EvaluateParams.model_fields},
+        where="task 'evaluate' in pipeline.yaml",
+    )
     comparison = compare(registry, load_test_split(checked, project, env_file), params, candidate, production)
     text = render_markdown(comparison)
     dest = out or default_output(checked, project)

@@ -167,7 +167,9 @@ def stage(name: str, namespace: Mapping[str, Any]) -> Stage[Any]:
     return resolved
 
 
-def _injected_interactive(name: str, params: Any, product: dict[str, Path], upstream: dict[str, dict[str, Path]]) -> Stage[Any]:
+def _injected_interactive(
+    name: str, params: Any, product: dict[str, Path], upstream: dict[str, dict[str, Path]]
+) -> Stage[Any]:
     """A notebook Ploomber's Jupyter extension injected, run outside a build (JupyterLab).
 
     Upstream paths stay the pipeline's, so the notebook explores the real data and model; every
@@ -187,7 +189,12 @@ def _injected_interactive(name: str, params: Any, product: dict[str, Path], upst
         root=interactive_root,
         pipeline_root=root,
     )
-    log.info("'%s' runs outside a pipeline build: reading the pipeline's products under %s, writing under %s", name, root, interactive_root)
+    log.info(
+        "'%s' runs outside a pipeline build: reading the pipeline's products under %s, writing under %s",
+        name,
+        root,
+        interactive_root,
+    )
     _show_interactive(resolved, upstream_root=root)
     return resolved
 
@@ -269,11 +276,13 @@ def _show_interactive(stage: Stage[Any], *, upstream_root: Path) -> None:
         else f" · W&amp;B <b>{html.escape(tracking)}</b>"
         + (f" (set <code>{TRACKING_ENV}=offline</code> to log)" if tracking == "disabled" else "")
     )
-    display(HTML(
-        f"<p><b>interactive run</b> (not a pipeline build): reads upstream products under "
-        f"{shown(upstream_root)}, writes its products under {shown(stage.project / INTERACTIVE_ROOT)}"
-        f"{wandb}</p>"
-    ))
+    display(
+        HTML(
+            f"<p><b>interactive run</b> (not a pipeline build): reads upstream products under "
+            f"{shown(upstream_root)}, writes its products under {shown(stage.project / INTERACTIVE_ROOT)}"
+            f"{wandb}</p>"
+        )
+    )
 
 
 def _show_identity(stage: Stage[Any]) -> None:
@@ -289,7 +298,11 @@ def _show_identity(stage: Stage[Any]) -> None:
     if get_ipython() is None:
         return
     build = os.environ.get(BUILD_ID_ENV, "")
-    display(Markdown(f"*run identity* `{stage.identity}` · *build* `{build}` · `nbops why {stage.name}` explains why it ran"))
+    display(
+        Markdown(
+            f"*run identity* `{stage.identity}` · *build* `{build}` · `nbops why {stage.name}` explains why it ran"
+        )
+    )
 
 
 class _ReportLog(logging.StreamHandler):  # type: ignore[type-arg]

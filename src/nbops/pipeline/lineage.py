@@ -150,7 +150,9 @@ def save_state(
             "build_id": build_id,
             "recorded_at": time.time(),
             # the last build that ran the task, and why; a skipped task keeps the one before
-            "last_run": {"build_id": build_id, "at": time.time(), "reasons": why} if did_run else previous.get("last_run"),
+            "last_run": {"build_id": build_id, "at": time.time(), "reasons": why}
+            if did_run
+            else previous.get("last_run"),
             "last_build": {"build_id": build_id, "ran": did_run, "reasons": why},
         }
     path = root / STATE_FILE
@@ -190,7 +192,9 @@ def changes(tasks: list[TaskSpec], root: Path) -> dict[str, list[str]]:
             if old.get("library") != new["library"]:
                 reasons.append(_library_change(before.get("library_files") or {}, now["library_files"]))
             if old.get("options", new["options"]) != new["options"]:
-                reasons.append(f"the task's settings in pipeline.yaml changed ({', '.join(sorted(task.options)) or 'removed'})")
+                reasons.append(
+                    f"the task's settings in pipeline.yaml changed ({', '.join(sorted(task.options)) or 'removed'})"
+                )
             if old.get("lock") != new["lock"]:
                 reasons.append(f"the environment changed ({LOCK_FILE})")
             if before.get("products") != product_state(task.product):
@@ -213,7 +217,9 @@ def _library_change(old: Mapping[str, str], new: Mapping[str, str]) -> str:
     changed = sorted(f for f in set(old) | set(new) if old.get(f) != new.get(f))
     if not changed:
         return "library code changed"
-    shown = ", ".join(f"src/nbops/{f}" for f in changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
+    shown = ", ".join(f"src/nbops/{f}" for f in changed[:4]) + (
+        f" and {len(changed) - 4} more" if len(changed) > 4 else ""
+    )
     return f"library code changed ({shown})"
 
 
@@ -227,7 +233,11 @@ def _param_change(key: str, old: str | None, new: Any) -> str:
 
 def _product_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     gone = [Path(p).name for p, st in new.items() if st is None and not Path(p).name.endswith(".metadata")]
-    edited = [Path(p).name for p, st in new.items() if st is not None and old.get(p) != st and not Path(p).name.endswith(".metadata")]
+    edited = [
+        Path(p).name
+        for p, st in new.items()
+        if st is not None and old.get(p) != st and not Path(p).name.endswith(".metadata")
+    ]
     if gone:
         return f"a product was removed since the last build ({', '.join(gone)})"
     if edited:
@@ -278,10 +288,16 @@ def why_text(tasks: list[TaskSpec], root: Path, task: str | None = None) -> str:
             why = "; ".join(last_build.get("reasons") or []) or "forced or first recorded build"
             lines.append(f"  last build {last_build.get('build_id')}: ran because {why}")
         elif last_build:
-            lines.append(f"  last build {last_build.get('build_id')}: skipped, up to date (identity {rec['identity']} unchanged)")
+            lines.append(
+                f"  last build {last_build.get('build_id')}: skipped, up to date (identity {rec['identity']} unchanged)"
+            )
             if last_run:
-                lines.append(f"  last ran in build {last_run.get('build_id')} because {'; '.join(last_run.get('reasons') or []) or 'forced or first recorded build'}")
-        lines.append(f"  products made by run {rec['identity']} (stamped in Ploomber's metadata, its W&B run and report)")
+                lines.append(
+                    f"  last ran in build {last_run.get('build_id')} because {'; '.join(last_run.get('reasons') or []) or 'forced or first recorded build'}"
+                )
+        lines.append(
+            f"  products made by run {rec['identity']} (stamped in Ploomber's metadata, its W&B run and report)"
+        )
         if pending[t.name]:
             lines.append(f"  next build: will run, because {'; '.join(pending[t.name])}")
         else:

@@ -27,6 +27,7 @@ BOX_WIDTH, PRODUCTS_WIDTH, COLUMN_GAP, ROW_GAP, MARGIN, LEFT_LANE = 250, 250, 40
 LINE = 15  # px per text line
 BOX_HEIGHT = 3 * LINE + 22
 
+
 @dataclass
 class TaskState:
     """One task as the picture shows it."""
@@ -46,7 +47,9 @@ class TaskState:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def task_states(tasks: list[TaskSpec], root: Path, project: Path, failure: dict[str, Any] | None = None) -> list[TaskState]:
+def task_states(
+    tasks: list[TaskSpec], root: Path, project: Path, failure: dict[str, Any] | None = None
+) -> list[TaskState]:
     """Each task's state, from the same run identities and records as ``nbops why``.
 
     Args:
@@ -75,7 +78,9 @@ def task_states(tasks: list[TaskSpec], root: Path, project: Path, failure: dict[
                 upstream=list(t.upstream),
                 source=_relative(str(t.source), project),
                 identity=ids[t.name]["identity"],
-                error=str((failure or {}).get("message") or "").splitlines()[0] if state == "failed" and failure else None,
+                error=str((failure or {}).get("message") or "").splitlines()[0]
+                if state == "failed" and failure
+                else None,
             )
         )
     return out
@@ -162,7 +167,9 @@ def render_svg(states: list[TaskState], title: str = "pipeline.yaml") -> str:
     ]
     x = MARGIN
     for fill, border, label in STATES.values():
-        parts.append(f'<rect x="{x}" y="{MARGIN}" width="14" height="14" rx="3" fill="{fill}" stroke="{border}" stroke-width="2"/>')
+        parts.append(
+            f'<rect x="{x}" y="{MARGIN}" width="14" height="14" rx="3" fill="{fill}" stroke="{border}" stroke-width="2"/>'
+        )
         parts.append(f'<text x="{x + 20}" y="{MARGIN + 12}" font-size="13" fill="#37474f">{esc(label)}</text>')
         x += 30 + 7.2 * len(label)
     implied = _implied(states)
@@ -172,17 +179,23 @@ def render_svg(states: list[TaskState], title: str = "pipeline.yaml") -> str:
             if up not in by_name:
                 continue
             u = by_name[up]
-            attrs = f'class="nbops-edge" data-from="{esc(up)}" data-to="{esc(s.name)}" fill="none" marker-end="url(#arrow)"'
+            attrs = (
+                f'class="nbops-edge" data-from="{esc(up)}" data-to="{esc(s.name)}" fill="none" marker-end="url(#arrow)"'
+            )
             if (up, s.name) in implied:
                 # along the left of the boxes, each in its own lane
                 lane += 1
                 bulge = max(8.0, LEFT_LANE - 6 - 5 * (lane % 12))
                 x1, y1, x2, y2 = u.x, u.y + BOX_HEIGHT / 2, s.x - 2, s.y + BOX_HEIGHT / 2
-                parts.append(f'<path {attrs} d="M{x1:.1f},{y1:.1f} C{x1 - bulge:.1f},{y1:.1f} {x2 - bulge:.1f},{y2:.1f} {x2:.1f},{y2:.1f}" stroke="#cfd8dc" stroke-width="1.2" stroke-dasharray="4 3"/>')
+                parts.append(
+                    f'<path {attrs} d="M{x1:.1f},{y1:.1f} C{x1 - bulge:.1f},{y1:.1f} {x2 - bulge:.1f},{y2:.1f} {x2:.1f},{y2:.1f}" stroke="#cfd8dc" stroke-width="1.2" stroke-dasharray="4 3"/>'
+                )
             else:
                 x1, y1, x2, y2 = u.x + BOX_WIDTH / 2, u.y + BOX_HEIGHT, s.x + BOX_WIDTH / 2, s.y - 2
                 mid = (y1 + y2) / 2
-                parts.append(f'<path {attrs} d="M{x1:.1f},{y1:.1f} C{x1:.1f},{mid:.1f} {x2:.1f},{mid:.1f} {x2:.1f},{y2:.1f}" stroke="#78909c" stroke-width="1.8"/>')
+                parts.append(
+                    f'<path {attrs} d="M{x1:.1f},{y1:.1f} C{x1:.1f},{mid:.1f} {x2:.1f},{mid:.1f} {x2:.1f},{y2:.1f}" stroke="#78909c" stroke-width="1.8"/>'
+                )
     for s in states:
         fill, border, label = STATES[s.state]
         why = "; ".join(s.reasons) if s.reasons else "nothing changed since the last build"
@@ -190,16 +203,30 @@ def render_svg(states: list[TaskState], title: str = "pipeline.yaml") -> str:
         if s.error:
             tooltip.append(f"error: {s.error}")
         tooltip += [f"{k}: {v}" for k, v in s.products.items()]
-        caption = label if s.state in ("up to date", "never built") else (f"error: {s.error}" if s.error else f"{label}: {why}")
+        caption = (
+            label
+            if s.state in ("up to date", "never built")
+            else (f"error: {s.error}" if s.error else f"{label}: {why}")
+        )
         dash = ' stroke-dasharray="5 3"' if s.state == "never built" else ""
-        parts.append(f'<g class="nbops-task" data-task="{esc(s.name)}" data-state="{esc(s.state)}" transform="translate({s.x:.1f},{s.y:.1f})">')
+        parts.append(
+            f'<g class="nbops-task" data-task="{esc(s.name)}" data-state="{esc(s.state)}" transform="translate({s.x:.1f},{s.y:.1f})">'
+        )
         parts.append(f"<title>{esc(chr(10).join(tooltip))}</title>")
-        parts.append(f'<rect width="{BOX_WIDTH}" height="{BOX_HEIGHT}" rx="8" fill="{fill}" stroke="{border}" stroke-width="2"{dash}/>')
+        parts.append(
+            f'<rect width="{BOX_WIDTH}" height="{BOX_HEIGHT}" rx="8" fill="{fill}" stroke="{border}" stroke-width="2"{dash}/>'
+        )
         parts.append(f'<text x="12" y="22" font-size="15" font-weight="600" fill="#263238">{esc(s.name)}</text>')
-        parts.append(f'<text x="12" y="{22 + LINE + 3}" font-size="11.5" fill="#37474f" class="nbops-caption">{esc(_clip(caption, 40))}</text>')
-        parts.append(f'<text x="12" y="{22 + 2 * LINE + 6}" font-size="10.5" fill="#78909c">{esc(_clip(s.source, 42))}</text>')
+        parts.append(
+            f'<text x="12" y="{22 + LINE + 3}" font-size="11.5" fill="#37474f" class="nbops-caption">{esc(_clip(caption, 40))}</text>'
+        )
+        parts.append(
+            f'<text x="12" y="{22 + 2 * LINE + 6}" font-size="10.5" fill="#78909c">{esc(_clip(s.source, 42))}</text>'
+        )
         for i, (key, path) in enumerate(s.products.items()):
-            parts.append(f'<text x="{BOX_WIDTH + 14}" y="{11 + i * LINE}" font-size="11" fill="#455a64"><tspan font-weight="600">{esc(key)}</tspan> {esc(_clip(path, 40))}</text>')
+            parts.append(
+                f'<text x="{BOX_WIDTH + 14}" y="{11 + i * LINE}" font-size="11" fill="#455a64"><tspan font-weight="600">{esc(key)}</tspan> {esc(_clip(path, 40))}</text>'
+            )
         parts.append("</g>")
     parts.append("</svg>")
     return "\n".join(parts)
@@ -226,7 +253,9 @@ def render_html(states: list[TaskState], svg: str, title: str) -> str:
     )
 
 
-def write_pipeline_picture(tasks: list[TaskSpec], root: Path, project: Path, out_dir: Path, failure: dict[str, Any] | None = None) -> tuple[Path, Path]:
+def write_pipeline_picture(
+    tasks: list[TaskSpec], root: Path, project: Path, out_dir: Path, failure: dict[str, Any] | None = None
+) -> tuple[Path, Path]:
     """Write ``pipeline.svg`` and ``pipeline.html`` into ``out_dir``; returns both paths."""
     from nbops.data.io import write_text
 

@@ -35,7 +35,12 @@ log = logging.getLogger(__name__)
 # Alerts that retraining can answer. Data-quality alerts (a broken batch, unseen categories) are a
 # data problem: retraining on broken data does not fix it, so they are reported but never trigger.
 RETRAIN_ALERT_KINDS = ("drift", "prediction_drift", "performance", "calibration")
-_KIND_WORDS = {"drift": "drift", "prediction_drift": "prediction drift", "performance": "performance", "calibration": "calibration"}
+_KIND_WORDS = {
+    "drift": "drift",
+    "prediction_drift": "prediction drift",
+    "performance": "performance",
+    "calibration": "calibration",
+}
 
 
 @dataclass(frozen=True)
@@ -143,7 +148,9 @@ def decide(history: pd.DataFrame, alerts: Sequence[Mapping[str, Any]], state: Ma
     if history.empty:
         return RetrainDecision(
             False,
-            ["no monitoring history yet: nothing has been monitored, so there is no drift, no alert and no labelled month to act on (run the pipeline; its monitor task records each production month)"],
+            [
+                "no monitoring history yet: nothing has been monitored, so there is no drift, no alert and no labelled month to act on (run the pipeline; its monitor task records each production month)"
+            ],
             through,
             sorted(acted),
         )
@@ -152,8 +159,14 @@ def decide(history: pd.DataFrame, alerts: Sequence[Mapping[str, Any]], state: Ma
     labelled = labelled_months(history)
     new = [m for m in labelled if through is None or m > through]
     if new:
-        seen = f"the training data is labelled through {through}" if through else "the model has not been trained on any production month yet"
-        reasons.append(f"labels arrived for {_span(new)}, new labelled data ({seen}): retrain with production months through {new[-1]}")
+        seen = (
+            f"the training data is labelled through {through}"
+            if through
+            else "the model has not been trained on any production month yet"
+        )
+        reasons.append(
+            f"labels arrived for {_span(new)}, new labelled data ({seen}): retrain with production months through {new[-1]}"
+        )
     target = max([m for m in (through, *labelled) if m is not None], default=None)
 
     by_batch: dict[str, list[Mapping[str, Any]]] = {}
@@ -172,21 +185,35 @@ def decide(history: pd.DataFrame, alerts: Sequence[Mapping[str, Any]], state: Ma
     failed = state.get("status") in ("failed", "running")
     if failed:
         what = "build failed" if state.get("status") == "failed" else "build did not finish"
-        reasons.append(f"the last retrain's {what} (build {state.get('build_id') or 'unknown'}, decided at {state.get('decided_at', '?')}): finish it")
+        reasons.append(
+            f"the last retrain's {what} (build {state.get('build_id') or 'unknown'}, decided at {state.get('decided_at', '?')}): finish it"
+        )
 
     needed = bool(new or unhandled or failed)
     if not needed:
         if labelled:
             reasons.append(f"no new labelled months since {through}")
         else:
-            reasons.append("no labelled production months yet (a month's labels arrive label_delay months after it is monitored)")
+            reasons.append(
+                "no labelled production months yet (a month's labels arrive label_delay months after it is monitored)"
+            )
         handled = sorted(set(by_batch) & acted)
         already = f"; alerts on {', '.join(handled)} already acted on" if handled else ""
         reasons.append(f"no unhandled alerts (last checked batch {last}{already})")
     if quality:
-        reasons.append(f"data-quality alerts on {', '.join(sorted(quality))} do not trigger a retrain: fix the data (their bad rows are quarantined if the month joins the training data)")
+        reasons.append(
+            f"data-quality alerts on {', '.join(sorted(quality))} do not trigger a retrain: fix the data (their bad rows are quarantined if the month joins the training data)"
+        )
     acted_after = sorted(acted | set(unhandled) | set(new)) if needed else sorted(acted)
-    return RetrainDecision(needed, reasons, target, acted_after, new, {b: [str(a.get("kind")) for a in v] for b, v in unhandled.items()}, last)
+    return RetrainDecision(
+        needed,
+        reasons,
+        target,
+        acted_after,
+        new,
+        {b: [str(a.get("kind")) for a in v] for b, v in unhandled.items()},
+        last,
+    )
 
 
 # --------------------------------------------------------------------------- the command
@@ -226,7 +253,9 @@ def _gate_text(outcomes: Sequence[Any]) -> list[str]:
     if not register.ran:
         if registration.is_file():
             r = json.loads(registration.read_text())
-            return [f"register did not run (nothing it depends on changed): no new model version; production is still {r['aliases'].get('production')}"]
+            return [
+                f"register did not run (nothing it depends on changed): no new model version; production is still {r['aliases'].get('production')}"
+            ]
         return ["register did not run: no new model version"]
     r = json.loads(registration.read_text())
     lines = []
@@ -238,7 +267,9 @@ def _gate_text(outcomes: Sequence[Any]) -> list[str]:
     elif not r.get("created", True):
         # Training is deterministic: when the new months all land in the validation/test splits (the
         # time-ordered split puts the newest rows there), the training rows and so the model are unchanged.
-        lines.append(f"the retrained model is identical to the registered {r['version']} (same training rows): no new version; production is {production}")
+        lines.append(
+            f"the retrained model is identical to the registered {r['version']} (same training rows): no new version; production is {production}"
+        )
         if gate and production == r["version"]:
             gate = {**gate, "reason": f"moot, the candidate is production {production} itself ({gate.get('reason')})"}
     else:
@@ -249,7 +280,16 @@ def _gate_text(outcomes: Sequence[Any]) -> list[str]:
     return lines
 
 
-def retrain(project: Path, env_file: str, overrides: Mapping[str, Any], *, if_needed: bool, dry_run: bool, report: Report, on_event: Callable[[dict[str, Any]], None] | None = None) -> int:
+def retrain(
+    project: Path,
+    env_file: str,
+    overrides: Mapping[str, Any],
+    *,
+    if_needed: bool,
+    dry_run: bool,
+    report: Report,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+) -> int:
     """``nbops retrain [--if-needed] [--dry-run]``: decide, say why, and run the incremental build.
 
     Without ``if_needed`` the build runs whatever the decision (a forced retrain; only tasks whose
@@ -262,7 +302,9 @@ def retrain(project: Path, env_file: str, overrides: Mapping[str, Any], *, if_ne
     checked = _resolve(project, env_file, overrides)
     monitor = next((t for t in checked.tasks if t.name == "monitor"), None)
     if monitor is None or not {"history", "alerts"} <= set(monitor.product):
-        raise NbopsError("pipeline.yaml: `nbops retrain` decides from the monitor task's `history` and `alerts` products, and there is no such task or product; add the monitor task (see the README)")
+        raise NbopsError(
+            "pipeline.yaml: `nbops retrain` decides from the monitor task's `history` and `alerts` products, and there is no such task or product; add the monitor task (see the README)"
+        )
     root = Path(checked.settings.root)
     history_path, alerts_path = Path(monitor.product["history"]), Path(monitor.product["alerts"])
     state = load_state(root)
@@ -278,7 +320,9 @@ def retrain(project: Path, env_file: str, overrides: Mapping[str, Any], *, if_ne
         report(f"  - labelled_through={through} from --set (the decision said {decision.labelled_through})")
     run = decision.needed or not if_needed
     if not decision.needed and not if_needed:
-        report("  - forced: without --if-needed the build runs anyway (Ploomber's incremental build reruns only tasks whose inputs changed)")
+        report(
+            "  - forced: without --if-needed the build runs anyway (Ploomber's incremental build reruns only tasks whose inputs changed)"
+        )
     if not run:
         report("Not retraining.")
         return 0
@@ -286,7 +330,9 @@ def retrain(project: Path, env_file: str, overrides: Mapping[str, Any], *, if_ne
     ingest = next((t for t in checked.tasks if t.name == "ingest"), None)
     if through is not None and ingest is not None and "labelled_batches" in ingest.params:
         folder = Path(str(ingest.params["labelled_batches"]))
-        labelled_batch_files(folder if folder.is_absolute() else project / folder, through)  # a missing month fails here, before any kernel
+        labelled_batch_files(
+            folder if folder.is_absolute() else project / folder, through
+        )  # a missing month fails here, before any kernel
     build_overrides = {**overrides, **({"labelled_through": through} if through is not None else {})}
     if dry_run:
         report(f"Dry run: would run the build with labelled_through={through}; nothing was run or written.")
@@ -296,12 +342,31 @@ def retrain(project: Path, env_file: str, overrides: Mapping[str, Any], *, if_ne
     from nbops.pipeline.build import failure_text, run_build
 
     decided_at = _now()
-    save_state(root, {**state, "labelled_through": through, "decided_at": decided_at, "reasons": decision.reasons, "status": "running"})
+    save_state(
+        root,
+        {
+            **state,
+            "labelled_through": through,
+            "decided_at": decided_at,
+            "reasons": decision.reasons,
+            "status": "running",
+        },
+    )
     report(f"Retraining: build with labelled_through={through} (only tasks whose inputs changed rerun)\n")
     code, outcomes, checked = run_build(project, env_file, build_overrides, on_event=on_event)
     build_id = _last_build_id(root)
     if code != 0:
-        save_state(root, {**state, "labelled_through": through, "decided_at": decided_at, "reasons": decision.reasons, "status": "failed", "build_id": build_id})
+        save_state(
+            root,
+            {
+                **state,
+                "labelled_through": through,
+                "decided_at": decided_at,
+                "reasons": decision.reasons,
+                "status": "failed",
+                "build_id": build_id,
+            },
+        )
         report(
             f"\nThe retrain build failed (exit {code}); products of the tasks that succeeded are kept. "
             f"labelled_through={through} stays in {state_path(root)}, so `nbops retrain --if-needed` (or `nbops build`) reruns from the failure.",
@@ -312,12 +377,26 @@ def retrain(project: Path, env_file: str, overrides: Mapping[str, Any], *, if_ne
     # Monitoring reran on the new model and may raise alerts again on the same months: they are part of
     # what this retrain acted on (retraining again on the same data would give the same model).
     acted = sorted(set(decision.acted_on) | _retrain_alert_batches(read_alerts(alerts_path)))
-    save_state(root, {"labelled_through": through, "acted_on": acted, "decided_at": decided_at, "finished_at": _now(), "reasons": decision.reasons, "status": "ok", "build_id": build_id})
+    save_state(
+        root,
+        {
+            "labelled_through": through,
+            "acted_on": acted,
+            "decided_at": decided_at,
+            "finished_at": _now(),
+            "reasons": decision.reasons,
+            "status": "ok",
+            "build_id": build_id,
+        },
+    )
     ran = [o.name for o in outcomes if o.ran]
     skipped = [o.name for o in outcomes if not o.ran]
     report("\n" + "=" * 72)
     if ran:
-        report(f"Reran {len(ran)} of {len(outcomes)} tasks: {', '.join(ran)}" + (f" (skipped, up to date: {', '.join(skipped)})" if skipped else ""))
+        report(
+            f"Reran {len(ran)} of {len(outcomes)} tasks: {', '.join(ran)}"
+            + (f" (skipped, up to date: {', '.join(skipped)})" if skipped else "")
+        )
         for o in outcomes:
             if o.ran and getattr(o, "reasons", None):
                 report(f"  {o.name}: {'; '.join(o.reasons)}")
@@ -327,7 +406,9 @@ def retrain(project: Path, env_file: str, overrides: Mapping[str, Any], *, if_ne
             # Alerts alone, with no new labelled data: training is deterministic, so the same data and
             # parameters give the same model. Recording them as acted on keeps the next decision quiet
             # until a new labelled month (or a new alert) arrives.
-            report(f"  the training data (labelled through {through or 'no production month'}) and parameters are unchanged, so retraining would reproduce the same model; the alerts are recorded as acted on, and the next labelled month triggers a retrain")
+            report(
+                f"  the training data (labelled through {through or 'no production month'}) and parameters are unchanged, so retraining would reproduce the same model; the alerts are recorded as acted on, and the next labelled month triggers a retrain"
+            )
     for line in _gate_text(outcomes):
         report(line)
     report(f"State: {state_path(root)} (labelled through {through}; acted on {', '.join(acted) or 'nothing'})")
@@ -348,7 +429,9 @@ def _print_pending(project: Path, env_file: str, overrides: Mapping[str, Any], r
     t0 = time.perf_counter()
     checked = _resolve(project, env_file, overrides)
     try:
-        pending = {name: why for name, why in lineage.changes(checked.tasks, Path(checked.settings.root)).items() if why}
+        pending = {
+            name: why for name, why in lineage.changes(checked.tasks, Path(checked.settings.root)).items() if why
+        }
     except Exception as exc:  # the lineage is advisory here: the build itself decides
         log.debug("lineage unavailable: %s", exc)
         return

@@ -41,13 +41,19 @@ def load_state(root: str | Path) -> dict[str, Any]:
             "  what to do: fix the file, or delete it (the next `nbops retrain --if-needed` then treats every labelled month and alert as new)"
         ) from exc
     if not isinstance(data, dict):
-        raise NbopsError(f"{path}: expected a JSON object with labelled_through and acted_on, found {type(data).__name__}; fix or delete the file")
+        raise NbopsError(
+            f"{path}: expected a JSON object with labelled_through and acted_on, found {type(data).__name__}; fix or delete the file"
+        )
     through = data.get("labelled_through")
     if through is not None and not (isinstance(through, str) and MONTH.match(through)):
-        raise NbopsError(f"{path}: labelled_through expected 'YYYY-MM' or null, found {through!r}; fix or delete the file")
+        raise NbopsError(
+            f"{path}: labelled_through expected 'YYYY-MM' or null, found {through!r}; fix or delete the file"
+        )
     acted = data.get("acted_on", [])
     if not isinstance(acted, list) or not all(isinstance(a, str) for a in acted):
-        raise NbopsError(f"{path}: acted_on expected a list of batch ids (strings), found {acted!r}; fix or delete the file")
+        raise NbopsError(
+            f"{path}: acted_on expected a list of batch ids (strings), found {acted!r}; fix or delete the file"
+        )
     return {**fresh, **data}
 
 

@@ -69,12 +69,14 @@ class ScheduleEntry:
         stamp = 'echo "== $(date -u +%FT%TZ)'
         # `s=$?` first: dash (cron's /bin/sh) resets $? inside the $(date) that follows.
         steps = (
-            f"export PLOOMBER_STATS_ENABLED=false; {stamp} nbops build, retrain --if-needed ({self.env})\"; "
-            f"{nbops} build --env {env}{sets} && {nbops} retrain --if-needed --env {env}{sets}; s=$?; {stamp} exit status $s\""
+            f'export PLOOMBER_STATS_ENABLED=false; {stamp} nbops build, retrain --if-needed ({self.env})"; '
+            f'{nbops} build --env {env}{sets} && {nbops} retrain --if-needed --env {env}{sets}; s=$?; {stamp} exit status $s"'
         )
         if self.lock:  # a run that starts while the previous one still holds the lock skips itself
-            steps = f"flock -n 9 || {{ {stamp} previous run still going: skipped\"; exit 0; }}; {steps}"
-        redirect = f">> {self._here(self.log)} 2>&1" + (f" 9> {self._here(state / 'schedule.lock')}" if self.lock else "")
+            steps = f'flock -n 9 || {{ {stamp} previous run still going: skipped"; exit 0; }}; {steps}'
+        redirect = f">> {self._here(self.log)} 2>&1" + (
+            f" 9> {self._here(state / 'schedule.lock')}" if self.lock else ""
+        )
         return f"cd {q(str(self.project))} && mkdir -p {self._here(self.log.parent)} {self._here(state)} && {{ {steps}; }} {redirect}"
 
     def line(self) -> str:
@@ -113,7 +115,9 @@ def is_ours(line: str, project: Path, env: str) -> bool:
 def check_path(path: Path, what: str) -> None:
     """Cron lines are one line, and backslashes are handled differently by cron implementations."""
     if "\n" in str(path) or "\\" in str(path):
-        raise NbopsError(f"{what} {str(path)!r} holds a newline or a backslash, which a crontab line cannot carry safely; move the project to a plain path")
+        raise NbopsError(
+            f"{what} {str(path)!r} holds a newline or a backslash, which a crontab line cannot carry safely; move the project to a plain path"
+        )
 
 
 # -- the crontab ---------------------------------------------------------------------------------
@@ -148,7 +152,9 @@ def write_crontab(lines: list[str]) -> None:
         return
     proc = subprocess.run([crontab_binary(), "-"], input="\n".join(lines) + "\n", capture_output=True, text=True)
     if proc.returncode != 0:
-        raise NbopsError(f"`crontab -` refused the new crontab (exit {proc.returncode}); nothing was changed:\n{proc.stderr.strip()}")
+        raise NbopsError(
+            f"`crontab -` refused the new crontab (exit {proc.returncode}); nothing was changed:\n{proc.stderr.strip()}"
+        )
 
 
 def install(entry: ScheduleEntry) -> tuple[str, bool]:
@@ -200,4 +206,6 @@ def nbops_executable(project: Path) -> tuple[Path, str | None]:
     running = Path(sys.executable).parent / "nbops"
     if running.exists():
         return running, f"{own} does not exist (run `make install`); the entry runs {running}, the nbops running now"
-    raise NbopsError(f"no nbops executable to schedule: neither {own} nor {running} exists; run `make install` in {project}")
+    raise NbopsError(
+        f"no nbops executable to schedule: neither {own} nor {running} exists; run `make install` in {project}"
+    )

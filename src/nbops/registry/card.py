@@ -38,14 +38,22 @@ def model_card_markdown(metadata: dict[str, Any], segments: pd.DataFrame) -> str
         "",
         "## Intended use",
         f"Scores {metadata['dataset']} records for **{metadata['target']}** ({task}). "
-        + ("It returns a probability of the positive class, for ranking and thresholding by a reviewer who owns the decision. " if task == "binary" else "It returns a point estimate of the target. ")
+        + (
+            "It returns a probability of the positive class, for ranking and thresholding by a reviewer who owns the decision. "
+            if task == "binary"
+            else "It returns a point estimate of the target. "
+        )
         + "It is not validated for populations, products or periods outside its training data, and it must not be the sole basis of a decision about a person.",
         "",
         "## Training data",
         f"- source: `{metadata['data']['source']}`",
         f"- rows: {metadata['data']['rows_valid']:,} valid of {metadata['data']['rows_read']:,} read ({metadata['data']['rows_quarantined']:,} quarantined)",
         f"- fingerprint: `{metadata['data']['fingerprint']}`",
-        f"- split: {metadata['split']['method']}; " + ", ".join(f"{k} {v['rows']:,} rows" + (f" ({v['from'][:10]} to {v['to'][:10]})" if "from" in v else "") for k, v in metadata["split"]["splits"].items()),
+        f"- split: {metadata['split']['method']}; "
+        + ", ".join(
+            f"{k} {v['rows']:,} rows" + (f" ({v['from'][:10]} to {v['to'][:10]})" if "from" in v else "")
+            for k, v in metadata["split"]["splits"].items()
+        ),
         f"- features ({len(metadata['features'])}): " + ", ".join(f"`{f}`" for f in metadata["features"]),
         f"- never used as features: identifiers and personal data ({', '.join(metadata.get('excluded_columns', [])) or 'none'})",
         "",

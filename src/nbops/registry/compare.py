@@ -30,7 +30,16 @@ from nbops.registry.store import ModelVersion, Registry, RegistryError
 from nbops.runtime.model import ScoringModel
 
 # Whether a higher value is better, per metric the report marks (rows and means carry no direction).
-HIGHER_IS_BETTER = {"roc_auc": True, "pr_auc": True, "ks": True, "r2": True, "log_loss": False, "brier": False, "rmse": False, "mae": False}
+HIGHER_IS_BETTER = {
+    "roc_auc": True,
+    "pr_auc": True,
+    "ks": True,
+    "r2": True,
+    "log_loss": False,
+    "brier": False,
+    "rmse": False,
+    "mae": False,
+}
 # Above this many lines the Markdown goes only to the file; stdout gets the summary part.
 PRINT_LINES = 150
 
@@ -75,7 +84,9 @@ class Comparison:
 # -- choosing the versions ----------------------------------------------------------------------
 
 
-def pick_versions(registry: Registry, candidate: str | None, production: str | None) -> tuple[ModelVersion, ModelVersion | None]:
+def pick_versions(
+    registry: Registry, candidate: str | None, production: str | None
+) -> tuple[ModelVersion, ModelVersion | None]:
     """Resolve ``--candidate`` and ``--production`` (version names, numbers or alias names).
 
     Defaults: the ``candidate`` alias, else the newest version; the ``production`` alias (None when
@@ -83,8 +94,12 @@ def pick_versions(registry: Registry, candidate: str | None, production: str | N
     """
     versions = registry.versions()
     if not versions:
-        raise RegistryError(f"no model registered yet in {registry.root}: nothing to compare. Run `nbops build` (or `make run`) first")
-    return _resolve(registry, candidate, "candidate", "--candidate") or versions[-1], _resolve(registry, production, "production", "--production")
+        raise RegistryError(
+            f"no model registered yet in {registry.root}: nothing to compare. Run `nbops build` (or `make run`) first"
+        )
+    return _resolve(registry, candidate, "candidate", "--candidate") or versions[-1], _resolve(
+        registry, production, "production", "--production"
+    )
 
 
 def _resolve(registry: Registry, name: str | None, default_alias: str, option: str) -> ModelVersion | None:
@@ -93,7 +108,9 @@ def _resolve(registry: Registry, name: str | None, default_alias: str, option: s
     if name in ("candidate", "production"):
         found = registry.alias(name)
         if found is None:
-            raise RegistryError(f"{option} {name}: the '{name}' alias is not set in {registry.root}; name a version instead (registered: {_known(registry)})")
+            raise RegistryError(
+                f"{option} {name}: the '{name}' alias is not set in {registry.root}; name a version instead (registered: {_known(registry)})"
+            )
         return found
     try:
         return registry.get(name)
@@ -130,7 +147,13 @@ def score(version: ModelVersion, test: TestSplit, params: EvaluateParams) -> Sco
     return Scored(version, task_metrics(schema.task_type, y, p), segment_metrics(schema, test.rows, p, params))
 
 
-def compare(registry: Registry, test: TestSplit, params: EvaluateParams, candidate: str | None = None, production: str | None = None) -> Comparison:
+def compare(
+    registry: Registry,
+    test: TestSplit,
+    params: EvaluateParams,
+    candidate: str | None = None,
+    production: str | None = None,
+) -> Comparison:
     """Score both versions on the same test rows and apply the promotion gate to the result."""
     cand_version, prod_version = pick_versions(registry, candidate, production)
     cand = score(cand_version, test, params)
@@ -143,7 +166,17 @@ def compare(registry: Registry, test: TestSplit, params: EvaluateParams, candida
                 f"the test split {test.path} gives no {metric} for {scored.version.version} (it holds one class only: "
                 f"positive rate {scored.metrics.get('positive_rate', float('nan')):.3f}); rebuild with a larger test_fraction"
             )
-    gate = None if same else decide(test.schema.task_type, cand.metrics, prod.metrics if prod else None, prod_version.version if prod else None, params.promotion_tolerance)
+    gate = (
+        None
+        if same
+        else decide(
+            test.schema.task_type,
+            cand.metrics,
+            prod.metrics if prod else None,
+            prod_version.version if prod else None,
+            params.promotion_tolerance,
+        )
+    )
     return Comparison(test, cand, prod, prod_version, gate, test.schema.task_type, params.promotion_tolerance)
 
 
@@ -197,14 +230,16 @@ def _version_rows(comp: Comparison) -> list[dict[str, str]]:
     for role, v in roles:
         data = v.metadata.get("data", {})
         trained = ((v.metadata.get("split") or {}).get("splits") or {}).get("train", {}).get("rows")
-        rows.append({
-            "role": role,
-            "version": v.version,
-            "created": str(v.metadata.get("created_at", "unknown")),
-            "data fingerprint": f"`{str(data.get('fingerprint', 'unknown'))[:12]}`",
-            "train rows": f"{trained:,}" if isinstance(trained, int) else "n/a",
-            "test rows held out": _held_out(v, comp.test),
-        })
+        rows.append(
+            {
+                "role": role,
+                "version": v.version,
+                "created": str(v.metadata.get("created_at", "unknown")),
+                "data fingerprint": f"`{str(data.get('fingerprint', 'unknown'))[:12]}`",
+                "train rows": f"{trained:,}" if isinstance(trained, int) else "n/a",
+                "test rows held out": _held_out(v, comp.test),
+            }
+        )
     return rows
 
 
@@ -212,7 +247,13 @@ def render_markdown(comp: Comparison) -> str:
     """The report: versions, the gate, an overall table and a table per segment column."""
     cand, prod, gate = comp.candidate, comp.production, comp.gate
     metric, higher = GATE_METRIC[comp.task_type]
-    title = f"# Model comparison: candidate {cand.version.version} vs " + (f"production {prod.version.version}" if prod else "production (none)" if comp.production_version is None else f"production {cand.version.version} (the same version)")
+    title = f"# Model comparison: candidate {cand.version.version} vs " + (
+        f"production {prod.version.version}"
+        if prod
+        else "production (none)"
+        if comp.production_version is None
+        else f"production {cand.version.version} (the same version)"
+    )
     split_test = (comp.test.split.get("splits") or {}).get("test", {})
     period = f", {split_test['from'][:10]} to {split_test['to'][:10]}" if "from" in split_test else ""
     lines = [
@@ -228,16 +269,23 @@ def render_markdown(comp: Comparison) -> str:
         "",
     ]
     if comp.production_version is None:
-        lines += ["**No production model yet**: the candidate's metrics are shown alone; the gate promotes the first model.", ""]
+        lines += [
+            "**No production model yet**: the candidate's metrics are shown alone; the gate promotes the first model.",
+            "",
+        ]
     elif comp.same_version:
-        lines += [f"**The candidate is the production model** ({cand.version.version}): there is nothing to compare; its metrics are shown alone.", ""]
+        lines += [
+            f"**The candidate is the production model** ({cand.version.version}): there is nothing to compare; its metrics are shown alone.",
+            "",
+        ]
     lines += [
         "## Promotion gate",
         "",
         f"- gate metric: `{metric}` ({'higher' if higher else 'lower'} is better)",
         f"- promotion tolerance: {comp.tolerance:g} (how much worse the candidate may be and still replace production)",
         f"- decision on these rows: **{'promote' if gate.promote else 'keep production'}**: {gate.reason}"
-        if gate is not None else "- decision on these rows: not applicable, the candidate already is production",
+        if gate is not None
+        else "- decision on these rows: not applicable, the candidate already is production",
     ]
     recorded = cand.version.metadata.get("gate", {}).get("reason")
     if recorded:
@@ -263,7 +311,11 @@ def _segment_sections(comp: Comparison, metric: str) -> list[str]:
     cand, prod = comp.candidate, comp.production
     if cand.segments.empty:
         return ["## By segment", "", "No segment columns (set `segment_columns` in the env file)."]
-    lines = ["## By segment", "", f"`{metric}` per level of each segment column (the most frequent levels; `n/a` where a level holds one class only)."]
+    lines = [
+        "## By segment",
+        "",
+        f"`{metric}` per level of each segment column (the most frequent levels; `n/a` where a level holds one class only).",
+    ]
     key = ["segment", "level"]
     merged = cand.segments.rename(columns={metric: "candidate"})
     if "candidate" not in merged.columns:

@@ -39,17 +39,30 @@ class GateDecision:
         return pd.DataFrame(
             [
                 {"model": "candidate (this build)", self.metric: self.candidate},
-                {"model": f"production ({self.production_version})" if self.production_version else "production (none yet)", self.metric: self.production},
+                {
+                    "model": f"production ({self.production_version})"
+                    if self.production_version
+                    else "production (none yet)",
+                    self.metric: self.production,
+                },
             ]
         )
 
 
-def decide(task_type: str, candidate_metrics: dict[str, float], production_metrics: dict[str, float] | None, production_version: str | None, tolerance: float) -> GateDecision:
+def decide(
+    task_type: str,
+    candidate_metrics: dict[str, float],
+    production_metrics: dict[str, float] | None,
+    production_version: str | None,
+    tolerance: float,
+) -> GateDecision:
     """Apply the gate to metrics computed on the same rows."""
     metric, higher_is_better = GATE_METRIC[task_type]
     cand = float(candidate_metrics[metric])
     if production_metrics is None:
-        return GateDecision(True, "no production model yet: the first model is promoted", metric, cand, None, None, tolerance)
+        return GateDecision(
+            True, "no production model yet: the first model is promoted", metric, cand, None, None, tolerance
+        )
     prod = float(production_metrics[metric])
     delta = cand - prod if higher_is_better else prod - cand  # > 0: the candidate is better
     # Metrics are floats: 0.795 - 0.800 is -0.0050000000000000044, which must count as within 0.005.
@@ -62,7 +75,9 @@ def decide(task_type: str, candidate_metrics: dict[str, float], production_metri
     return GateDecision(ok, reason, metric, cand, prod, production_version, tolerance)
 
 
-def production_metrics_on(production: ScoringModel, test_rows: pd.DataFrame, target: str, task_type: str) -> dict[str, float]:
+def production_metrics_on(
+    production: ScoringModel, test_rows: pd.DataFrame, target: str, task_type: str
+) -> dict[str, float]:
     """Score the holdout with the production model (its own transform) and compute its metrics."""
     from nbops.modeling.evaluate import task_metrics
 

@@ -32,7 +32,9 @@ def input_schema(schema: TableSchema) -> InputSchema:
 
 def git_commit(project: Path) -> str | None:
     try:
-        out = subprocess.run(["git", "-C", str(project), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "-C", str(project), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
@@ -83,7 +85,10 @@ def register_model(
         MODEL_FILE: model_file.read_bytes(),
         TRANSFORM_FILE: transform_file.read_bytes(),
         SCHEMA_FILE: (json.dumps(input_schema(schema).to_dict(), indent=2) + "\n").encode(),
-        "metrics.json": (json.dumps({"metrics": metrics, "segments": segments.to_dict(orient="records")}, indent=2, default=float) + "\n").encode(),
+        "metrics.json": (
+            json.dumps({"metrics": metrics, "segments": segments.to_dict(orient="records")}, indent=2, default=float)
+            + "\n"
+        ).encode(),
     }
     if reference_profile is not None:
         files[PROFILE_FILE] = reference_profile
@@ -100,7 +105,10 @@ def register_model(
         "params": params,
         "train": train_summary,
         "split": split_summary,
-        "data": {k: ingest_summary[k] for k in ("source", "source_sha256", "fingerprint", "rows_read", "rows_valid", "rows_quarantined")},
+        "data": {
+            k: ingest_summary[k]
+            for k in ("source", "source_sha256", "fingerprint", "rows_read", "rows_valid", "rows_quarantined")
+        },
         "git_commit": git_commit(project),
         "lock_sha256": lock_sha256(project),
         "wandb_run_id": wandb_run_id,
@@ -109,10 +117,15 @@ def register_model(
 
     def card(meta: dict[str, Any]) -> dict[str, bytes]:
         md = model_card_markdown(meta, segments)
-        return {"card.md": md.encode(), "card.html": model_card_html(md, f"{meta['package']} {meta['version']}").encode()}
+        return {
+            "card.md": md.encode(),
+            "card.html": model_card_html(md, f"{meta['package']} {meta['version']}").encode(),
+        }
 
     version, created = registry.register(files, metadata, derived=card)
-    registry.set_candidate(version.version, "registered by the pipeline" if created else "re-registered (identical model)")
+    registry.set_candidate(
+        version.version, "registered by the pipeline" if created else "re-registered (identical model)"
+    )
     promoted = False
     current = registry.aliases().get("production")
     if gate.promote and current != version.version:

@@ -104,7 +104,9 @@ class Registry:
         verify(lambda name: (mv.path / name).read_bytes(), manifest["files"], str(mv.path))
         extra = sorted(p.name for p in mv.path.iterdir() if p.name != MANIFEST and p.name not in manifest["files"])
         if extra:
-            raise IntegrityError(f"{mv.path} holds files that were not registered: {', '.join(extra)}; remove them (a version is immutable)")
+            raise IntegrityError(
+                f"{mv.path} holds files that were not registered: {', '.join(extra)}; remove them (a version is immutable)"
+            )
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -142,9 +144,21 @@ class Registry:
                     return existing, False
             number = max((v.number for v in self.versions()), default=0) + 1
             version = f"v{number:04d}"
-            meta = {**metadata, "version": version, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "model_sha256": model_sha}
-            contents = {**files, **(derived(meta) if derived else {}), METADATA_FILE: (json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n").encode()}
-            manifest = {"version": version, "files": {name: sha256_bytes(data) for name, data in sorted(contents.items())}}
+            meta = {
+                **metadata,
+                "version": version,
+                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "model_sha256": model_sha,
+            }
+            contents = {
+                **files,
+                **(derived(meta) if derived else {}),
+                METADATA_FILE: (json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n").encode(),
+            }
+            manifest = {
+                "version": version,
+                "files": {name: sha256_bytes(data) for name, data in sorted(contents.items())},
+            }
             self.versions_dir.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=self.versions_dir))
             try:
@@ -167,7 +181,15 @@ class Registry:
         data = self.aliases()
         previous = data.get(alias)
         data[alias] = version
-        data.setdefault("history", []).append({"alias": alias, "version": version, "previous": previous, "reason": reason, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        data.setdefault("history", []).append(
+            {
+                "alias": alias,
+                "version": version,
+                "previous": previous,
+                "reason": reason,
+                "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+        )
         path = self.root / "aliases.json"
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=2) + "\n")
@@ -206,7 +228,9 @@ class Registry:
                 elif not stack or stack[-1] != event["version"]:
                     stack.append(event["version"])
             if len(stack) < 2:
-                raise RegistryError(f"nothing to roll back to: {current} is the only version left in the production history")
+                raise RegistryError(
+                    f"nothing to roll back to: {current} is the only version left in the production history"
+                )
             target = stack[-2]
             self._set("production", target, f"rollback from {current}")
             return current, target

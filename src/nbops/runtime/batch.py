@@ -40,13 +40,17 @@ class Progress:
             self.last = now
             share = min(done_bytes / self.total, 1.0)
             bar = "#" * int(30 * share)
-            self.stream.write(f"\rscoring [{bar:<30}] {share:4.0%} {self.rows:,} rows {self.rows / (now - self.start):,.0f} rows/s")
+            self.stream.write(
+                f"\rscoring [{bar:<30}] {share:4.0%} {self.rows:,} rows {self.rows / (now - self.start):,.0f} rows/s"
+            )
             self.stream.flush()
 
     def close(self, finished: bool = True) -> None:
         elapsed = time.perf_counter() - self.start
         if finished:
-            self.stream.write(f"\rscored {self.rows:,} rows in {elapsed:.1f} s ({self.rows / max(elapsed, 1e-9):,.0f} rows/s){' ' * 20}\n")
+            self.stream.write(
+                f"\rscored {self.rows:,} rows in {elapsed:.1f} s ({self.rows / max(elapsed, 1e-9):,.0f} rows/s){' ' * 20}\n"
+            )
         else:
             self.stream.write(f"\rstopped after {self.rows:,} good rows; nothing was written{' ' * 30}\n")
         self.stream.flush()
@@ -69,7 +73,9 @@ def iter_chunks(path: Path, chunk_rows: int, text_columns: Sequence[str] = ()) -
     if _kind(path) == "csv":
         with path.open("rb") as fh:
             options = pacsv.ReadOptions(block_size=max(1 << 16, chunk_rows * 200))
-            convert = pacsv.ConvertOptions(strings_can_be_null=True, column_types={name: pa.string() for name in text_columns})
+            convert = pacsv.ConvertOptions(
+                strings_can_be_null=True, column_types={name: pa.string() for name in text_columns}
+            )
             for batch in pacsv.open_csv(fh, read_options=options, convert_options=convert):
                 yield batch.to_pandas(), fh.tell()
     else:
@@ -80,7 +86,9 @@ def iter_chunks(path: Path, chunk_rows: int, text_columns: Sequence[str] = ()) -
             yield batch.to_pandas(), int(size * seen / total)
 
 
-def score_file(model: ScoringModel, source: str | Path, dest: str | Path, *, chunk_rows: int = 100_000, progress: bool = True) -> int:
+def score_file(
+    model: ScoringModel, source: str | Path, dest: str | Path, *, chunk_rows: int = 100_000, progress: bool = True
+) -> int:
     """Score ``source`` into ``dest``; return the number of rows. Raises InputError naming row and column.
 
     Nothing appears at ``dest`` unless every row scored.
@@ -137,6 +145,11 @@ def score_file(model: ScoringModel, source: str | Path, dest: str | Path, *, chu
 def _restore_text(chunk: pd.DataFrame, model: ScoringModel) -> pd.DataFrame:
     """Arrow may read an all-digit category column as numbers; categories are compared as text."""
     for spec in model.schema.fields:
-        if spec.kind == "categorical" and spec.name in chunk.columns and not pd.api.types.is_string_dtype(chunk[spec.name]) and chunk[spec.name].dtype != object:
+        if (
+            spec.kind == "categorical"
+            and spec.name in chunk.columns
+            and not pd.api.types.is_string_dtype(chunk[spec.name])
+            and chunk[spec.name].dtype != object
+        ):
             chunk[spec.name] = chunk[spec.name].astype("string")
     return chunk

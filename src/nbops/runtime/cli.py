@@ -11,7 +11,9 @@ from .schema import InputError
 
 
 def main(load: Callable[[], ScoringModel], prog: str, argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=f"python -m {prog}", description="Score files or serve a REST API with the packaged model.")
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {prog}", description="Score files or serve a REST API with the packaged model."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("score", help="score a CSV or Parquet file into a CSV or Parquet file, in chunks")
     p.add_argument("input")

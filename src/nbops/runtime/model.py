@@ -70,7 +70,14 @@ class RowPredictor:
     def predict(self, row: np.ndarray) -> float:
         row = np.ascontiguousarray(row, dtype=np.float64)
         with self._lock:
-            self._safe_call(self._lib.LGBM_BoosterPredictForMatSingleRowFast(self._handle, row.ctypes.data_as(self._ctypes.c_void_p), self._ctypes.byref(self._out_len), self._out_ptr))
+            self._safe_call(
+                self._lib.LGBM_BoosterPredictForMatSingleRowFast(
+                    self._handle,
+                    row.ctypes.data_as(self._ctypes.c_void_p),
+                    self._ctypes.byref(self._out_len),
+                    self._out_ptr,
+                )
+            )
             return float(self._out[0])
 
     def __del__(self) -> None:
@@ -85,7 +92,9 @@ class RowPredictor:
 class ScoringModel:
     """A model version ready to score: validation, the feature transform and the booster."""
 
-    def __init__(self, booster: lgb.Booster, transform: FeatureTransform, schema: InputSchema, metadata: dict[str, Any]) -> None:
+    def __init__(
+        self, booster: lgb.Booster, transform: FeatureTransform, schema: InputSchema, metadata: dict[str, Any]
+    ) -> None:
         self.booster = booster
         self.feature_transform = transform
         self.schema = schema
@@ -97,10 +106,14 @@ class ScoringModel:
         self.reference_profile: dict[str, Any] | None = None
         self._row_threads = {"num_threads": 1}  # one row: threads only add wake-up latency
         try:
-            self._row_predictor: RowPredictor | None = RowPredictor(booster) if booster.num_model_per_iteration() == 1 else None
+            self._row_predictor: RowPredictor | None = (
+                RowPredictor(booster) if booster.num_model_per_iteration() == 1 else None
+            )
         except (AttributeError, OSError):  # a LightGBM build without the fast single-row API
             self._row_predictor = None
-        self._batch_threads = {"num_threads": int(os.environ.get("NBOPS_SCORING_THREADS", "0")) or (os.cpu_count() or 1)}
+        self._batch_threads = {
+            "num_threads": int(os.environ.get("NBOPS_SCORING_THREADS", "0")) or (os.cpu_count() or 1)
+        }
 
     # -- loading ---------------------------------------------------------------------------------
 

@@ -97,7 +97,13 @@ class InputSchema:
         out = []
         for spec in self.fields:
             if spec.name not in record:
-                out.append(Problem(i, spec.name, "missing (send null for an unknown value)" if spec.nullable else "missing and required"))
+                out.append(
+                    Problem(
+                        i,
+                        spec.name,
+                        "missing (send null for an unknown value)" if spec.nullable else "missing and required",
+                    )
+                )
                 continue
             out.extend(self._value_problems(i, spec, record[spec.name]))
         if not allow_extra:
@@ -173,6 +179,10 @@ class InputSchema:
                 unseen = (~text.isin(spec.categories)).fillna(False).to_numpy() & ~null
                 raw = col.to_numpy()
                 allowed = ", ".join(sorted(spec.categories)[:10])
-                add(unseen, spec.name, lambda r, raw=raw, a=allowed: f"unseen category {str(raw[r])[:60]!r}; expected one of {a}")
+                add(
+                    unseen,
+                    spec.name,
+                    lambda r, raw=raw, a=allowed: f"unseen category {str(raw[r])[:60]!r}; expected one of {a}",
+                )
         if problems:
             raise InputError(problems, total)

@@ -111,12 +111,36 @@ class Metrics:
         ]
         with self.lock:
             for (path, status), n in sorted(self.requests.items()):
-                lines.append(f'nbops_requests_total{{path="{_label(path)}",status="{status}",model_version="{version}"}} {n}')
+                lines.append(
+                    f'nbops_requests_total{{path="{_label(path)}",status="{status}",model_version="{version}"}} {n}'
+                )
             errors = sum(n for (_, status), n in self.requests.items() if status >= 400)
-            lines += ["# HELP nbops_request_errors_total Requests answered with a 4xx or 5xx.", "# TYPE nbops_request_errors_total counter", f"nbops_request_errors_total {errors}"]
-            lines += ["# HELP nbops_records_rejected_total Records refused by validation.", "# TYPE nbops_records_rejected_total counter", f"nbops_records_rejected_total {self.records_rejected}"]
-            lines += _histogram("nbops_request_latency_seconds", "Request handling time.", LATENCY_BUCKETS, self.latency, self.latency_sum, self.latency_count)
-            lines += _histogram("nbops_prediction_score", "Distribution of predicted scores.", SCORE_BUCKETS, self.scores, self.scores_sum, self.scores_count)
+            lines += [
+                "# HELP nbops_request_errors_total Requests answered with a 4xx or 5xx.",
+                "# TYPE nbops_request_errors_total counter",
+                f"nbops_request_errors_total {errors}",
+            ]
+            lines += [
+                "# HELP nbops_records_rejected_total Records refused by validation.",
+                "# TYPE nbops_records_rejected_total counter",
+                f"nbops_records_rejected_total {self.records_rejected}",
+            ]
+            lines += _histogram(
+                "nbops_request_latency_seconds",
+                "Request handling time.",
+                LATENCY_BUCKETS,
+                self.latency,
+                self.latency_sum,
+                self.latency_count,
+            )
+            lines += _histogram(
+                "nbops_prediction_score",
+                "Distribution of predicted scores.",
+                SCORE_BUCKETS,
+                self.scores,
+                self.scores_sum,
+                self.scores_count,
+            )
         return "\n".join(lines) + "\n"
 
 
@@ -128,7 +152,9 @@ def _label(value: str) -> str:
 KNOWN_PATHS = frozenset({"/predict", "/health", "/metadata", "/metrics", "/docs", "/openapi.json"})
 
 
-def _histogram(name: str, help_text: str, bounds: tuple[float, ...], counts: list[int], total: float, n: int) -> list[str]:
+def _histogram(
+    name: str, help_text: str, bounds: tuple[float, ...], counts: list[int], total: float, n: int
+) -> list[str]:
     out = [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
     running = 0
     for b, c in zip(bounds, counts, strict=False):
@@ -165,7 +191,9 @@ def request_schema(schema: InputSchema, max_records: int) -> dict[str, Any]:
     }
 
 
-def example_record(schema: InputSchema, profile: Mapping[str, Any] | None, levels: Mapping[str, Sequence[str]]) -> dict[str, Any] | None:
+def example_record(
+    schema: InputSchema, profile: Mapping[str, Any] | None, levels: Mapping[str, Sequence[str]]
+) -> dict[str, Any] | None:
     """A typical record for the API docs' example: each numeric feature's training median and each
     categorical feature's most frequent training level, read from the reference profile.
 
@@ -180,7 +208,11 @@ def example_record(schema: InputSchema, profile: Mapping[str, Any] | None, level
     for f in schema.fields:
         value: Any
         if f.kind == "numeric":
-            quantiles = [q for q in (numeric.get(f.name) or {}).get("quantiles") or [] if isinstance(q, int | float) and math.isfinite(q)]
+            quantiles = [
+                q
+                for q in (numeric.get(f.name) or {}).get("quantiles") or []
+                if isinstance(q, int | float) and math.isfinite(q)
+            ]
             if quantiles:
                 value = _readable(quantiles[len(quantiles) // 2], whole=all(float(q).is_integer() for q in quantiles))
             elif f.min is not None and f.max is not None:
@@ -237,7 +269,9 @@ class ScoringApp:
                 chunk = message.get("body", b"")
                 size += len(chunk)
                 if size > self.max_body_bytes:
-                    await _respond(send, 413, _problem(f"the body is larger than {self.max_body_bytes:,} bytes; split the batch"))
+                    await _respond(
+                        send, 413, _problem(f"the body is larger than {self.max_body_bytes:,} bytes; split the batch")
+                    )
                     self.metrics.observe(path, 413, time.perf_counter() - start)
                     return
                 chunks.append(chunk)
@@ -267,7 +301,13 @@ class ScoringApp:
 
 
 async def _respond(send: Any, status: int, payload: bytes) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": payload})
 
 
@@ -276,7 +316,9 @@ def _problem(message: str, problems: list[dict[str, Any]] | None = None) -> byte
     return json.dumps({"error": message, "problems": problems or []}, ensure_ascii=True).encode()
 
 
-def create_app(model: ScoringModel, *, token: str | None = None, log_dir: str | Path | None = None, max_records: int | None = None) -> ScoringApp:
+def create_app(
+    model: ScoringModel, *, token: str | None = None, log_dir: str | Path | None = None, max_records: int | None = None
+) -> ScoringApp:
     """Build the ASGI app serving ``model``."""
     from fastapi.responses import PlainTextResponse
 
@@ -317,14 +359,21 @@ def create_app(model: ScoringModel, *, token: str | None = None, log_dir: str | 
 
     def score(raw: bytes, authorization: bytes) -> tuple[int, bytes, list[float], int]:
         if expected is not None and not hmac.compare_digest(authorization, expected):
-            return 401, _problem(f"missing or wrong bearer token (set the Authorization header to 'Bearer <{TOKEN_ENV}>')"), [], 0
+            return (
+                401,
+                _problem(f"missing or wrong bearer token (set the Authorization header to 'Bearer <{TOKEN_ENV}>')"),
+                [],
+                0,
+            )
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             return 400, _problem(f"the body is not valid JSON: {exc}"), [], 0
         status, payload, scores, rejected = _score(body, model, max_records)
         if status == 200 and plog is not None:
-            plog.append({"ts": time.time(), "model_version": version, "records": body["records"], "predictions": scores})
+            plog.append(
+                {"ts": time.time(), "model_version": version, "records": body["records"], "predictions": scores}
+            )
         return status, payload, scores, rejected
 
     @api.post(
@@ -332,11 +381,35 @@ def create_app(model: ScoringModel, *, token: str | None = None, log_dir: str | 
         summary="Score records",
         openapi_extra={"requestBody": {"required": True, "content": {"application/json": body_media}}},
         responses={
-            200: {"description": "Predictions, in the order of the records", "content": {"application/json": {"schema": {"type": "object", "required": ["model_version", "predictions"], "additionalProperties": False, "properties": {"model_version": {"type": "string"}, "predictions": {"type": "array", "items": {"type": "number"}}}}}}},
+            200: {
+                "description": "Predictions, in the order of the records",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["model_version", "predictions"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "model_version": {"type": "string"},
+                                "predictions": {"type": "array", "items": {"type": "number"}},
+                            },
+                        }
+                    }
+                },
+            },
             400: {"description": "Malformed JSON", "content": {"application/json": {"schema": problem_schema}}},
-            401: {"description": "Missing or wrong bearer token", "content": {"application/json": {"schema": problem_schema}}},
-            413: {"description": "More records than allowed", "content": {"application/json": {"schema": problem_schema}}},
-            422: {"description": "Records that do not match the schema (each problem names the record and the field)", "content": {"application/json": {"schema": problem_schema}}},
+            401: {
+                "description": "Missing or wrong bearer token",
+                "content": {"application/json": {"schema": problem_schema}},
+            },
+            413: {
+                "description": "More records than allowed",
+                "content": {"application/json": {"schema": problem_schema}},
+            },
+            422: {
+                "description": "Records that do not match the schema (each problem names the record and the field)",
+                "content": {"application/json": {"schema": problem_schema}},
+            },
         },
     )
     def predict_documented() -> dict[str, Any]:  # pragma: no cover - ScoringApp answers POST /predict
@@ -369,12 +442,17 @@ def create_app(model: ScoringModel, *, token: str | None = None, log_dir: str | 
 def _score(body: Any, model: ScoringModel, max_records: int) -> tuple[int, bytes, list[float], int]:
     if not isinstance(body, dict) or set(body) != {"records"}:
         keys = sorted(body) if isinstance(body, dict) else type(body).__name__
-        return 422, _problem(f"expected an object {{\"records\": [...]}}, found {keys}"), [], 0
+        return 422, _problem(f'expected an object {{"records": [...]}}, found {keys}'), [], 0
     records = body["records"]
     if not isinstance(records, list) or not records:
         return 422, _problem("'records' must be a non-empty list of objects"), [], 0
     if len(records) > max_records:
-        return 413, _problem(f"{len(records):,} records is more than the {max_records:,} allowed per request; split the batch"), [], len(records)
+        return (
+            413,
+            _problem(f"{len(records):,} records is more than the {max_records:,} allowed per request; split the batch"),
+            [],
+            len(records),
+        )
     try:
         model.schema.check_records(records)
     except InputError as exc:
@@ -398,4 +476,12 @@ def serve(model: ScoringModel, host: str = "127.0.0.1", port: int = 8000, log_di
 
     http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
-    uvicorn.run(create_app(model, log_dir=log_dir), host=host, port=port, log_level="warning", access_log=False, http=http, loop=loop)
+    uvicorn.run(
+        create_app(model, log_dir=log_dir),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        http=http,
+        loop=loop,
+    )

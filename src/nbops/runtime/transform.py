@@ -72,7 +72,10 @@ class FeatureTransform:
             self.feature_names = [*self.numeric, *self.categorical]
         self._index = {name: pd.Index(levels) for name, levels in self.categorical.items()}
         # Per feature: None for numeric, or the level -> code lookup (the serving path).
-        self._plan = [(name, {lv: float(i) for i, lv in enumerate(self.categorical[name])} if name in self.categorical else None) for name in self.feature_names]
+        self._plan = [
+            (name, {lv: float(i) for i, lv in enumerate(self.categorical[name])} if name in self.categorical else None)
+            for name in self.feature_names
+        ]
 
     @classmethod
     def fit(cls, df: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]) -> FeatureTransform:
@@ -105,7 +108,12 @@ class FeatureTransform:
                     unseen = (codes < 0) & col.notna().to_numpy()
                     if unseen.any():
                         rows = np.flatnonzero(unseen)
-                        raise UnseenCategoryError(name, pd.unique(col.to_numpy()[rows]).astype(str).tolist(), rows.tolist(), self.categorical[name])
+                        raise UnseenCategoryError(
+                            name,
+                            pd.unique(col.to_numpy()[rows]).astype(str).tolist(),
+                            rows.tolist(),
+                            self.categorical[name],
+                        )
                 out[:, j] = np.where(codes < 0, np.nan, codes)
             else:
                 out[:, j] = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
@@ -140,7 +148,9 @@ class FeatureTransform:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureTransform:
         if data.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"feature transform format {data.get('format_version')} is not supported (expected {FORMAT_VERSION})")
+            raise ValueError(
+                f"feature transform format {data.get('format_version')} is not supported (expected {FORMAT_VERSION})"
+            )
         return cls(numeric=data["numeric"], categorical=data["categorical"], feature_names=data["feature_names"])
 
     def save(self, path: str | Path) -> Path:

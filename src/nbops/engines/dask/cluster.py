@@ -113,7 +113,12 @@ def _start_local(n_workers: int) -> _Handle:
             silence_logs=logging.ERROR,
         )
     client = Client(cluster, set_as_default=False)
-    log.info("started a local Dask cluster at %s: %d workers x 1 thread (%.1f s)", cluster.scheduler_address, n_workers, time.perf_counter() - t0)
+    log.info(
+        "started a local Dask cluster at %s: %d workers x 1 thread (%.1f s)",
+        cluster.scheduler_address,
+        n_workers,
+        time.perf_counter() - t0,
+    )
     return _Handle(client, cluster, cluster.scheduler_address)
 
 
@@ -127,13 +132,17 @@ def normalise_address(address: str) -> tuple[str, str, int]:
     parts = urlsplit(text)
     expected = "'local', or a scheduler address such as tcp://10.0.0.5:8786"
     if parts.scheme not in ("tcp", "tls"):
-        raise ConfigError(f"dask_scheduler: expected {expected}, found {address!r} (scheme '{parts.scheme}' is not supported; use tcp:// or tls://)")
+        raise ConfigError(
+            f"dask_scheduler: expected {expected}, found {address!r} (scheme '{parts.scheme}' is not supported; use tcp:// or tls://)"
+        )
     try:
         host, port = parts.hostname, parts.port
     except ValueError as exc:  # a port that is not a number
         raise ConfigError(f"dask_scheduler: expected {expected}, found {address!r} ({exc})") from exc
     if not host or port is None or parts.path not in ("", "/"):
-        raise ConfigError(f"dask_scheduler: expected {expected}, found {address!r} (it needs a host and a port; Dask's default port is {DEFAULT_PORT})")
+        raise ConfigError(
+            f"dask_scheduler: expected {expected}, found {address!r} (it needs a host and a port; Dask's default port is {DEFAULT_PORT})"
+        )
     return f"{parts.scheme}://{parts.netloc}", host, port
 
 
@@ -167,7 +176,11 @@ def _tcp_reachable(address: str, host: str, port: int, timeout: float) -> None:
     except ConnectionRefusedError:
         raise _unusable(address, port, f"connection refused: nothing is listening on {host} port {port}") from None
     except TimeoutError:
-        raise _unusable(address, port, f"no answer from {host} port {port} within {timeout:g} s (host down, or a firewall drops the connection)") from None
+        raise _unusable(
+            address,
+            port,
+            f"no answer from {host} port {port} within {timeout:g} s (host down, or a firewall drops the connection)",
+        ) from None
     except OSError as exc:
         raise _unusable(address, port, f"{host} port {port}: {exc.strerror or exc}") from None
 
@@ -182,21 +195,33 @@ def _connect(scheduler: str) -> _Handle:
         identity = _in_thread(lambda: asyncio.run(_identity(address, timeout)), timeout + 2.0)
     except (OSError, TimeoutError) as exc:
         detail = f" ({exc})" if str(exc) else ""
-        raise _unusable(address, port, f"something listens on port {port} but did not answer as a Dask scheduler within {timeout:g} s{detail}") from None
+        raise _unusable(
+            address,
+            port,
+            f"something listens on port {port} but did not answer as a Dask scheduler within {timeout:g} s{detail}",
+        ) from None
     if not isinstance(identity, dict) or identity.get("type") != "Scheduler":
         kind = identity.get("type") if isinstance(identity, dict) else type(identity).__name__
-        raise _unusable(address, port, f"the address answers as a Dask {kind}, not a scheduler (a worker's address instead of the scheduler's?)")
+        raise _unusable(
+            address,
+            port,
+            f"the address answers as a Dask {kind}, not a scheduler (a worker's address instead of the scheduler's?)",
+        )
     from distributed import Client
 
     try:
         client = _in_thread(lambda: Client(address, timeout=timeout, set_as_default=False), timeout + 5.0)
     except (OSError, TimeoutError) as exc:
-        raise _unusable(address, port, f"the Dask client could not register with the scheduler within {timeout:g} s ({exc})") from None
+        raise _unusable(
+            address, port, f"the Dask client could not register with the scheduler within {timeout:g} s ({exc})"
+        ) from None
     try:
         client.wait_for_workers(1, timeout=timeout)
     except TimeoutError:
         client.close()
-        raise _unusable(address, port, f"the scheduler answered but has no workers (none joined within {timeout:g} s)") from None
+        raise _unusable(
+            address, port, f"the scheduler answered but has no workers (none joined within {timeout:g} s)"
+        ) from None
     missing = _worker_problems(client)
     if missing:
         client.close()

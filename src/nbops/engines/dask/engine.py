@@ -35,10 +35,29 @@ class DaskEngine:
 
         return get_client(self.params)
 
-    def train(self, params: TrainParams, *, schema: TableSchema, transform: FeatureTransform, train_rows: Path, valid_rows: Path, model_out: Path, summary_out: Path) -> TrainResult:
+    def train(
+        self,
+        params: TrainParams,
+        *,
+        schema: TableSchema,
+        transform: FeatureTransform,
+        train_rows: Path,
+        valid_rows: Path,
+        model_out: Path,
+        summary_out: Path,
+    ) -> TrainResult:
         from nbops.engines.dask.train import train_model_dask
 
-        return train_model_dask(self.client, params, schema=schema, transform=transform, train_rows=train_rows, valid_rows=valid_rows, model_out=model_out, summary_out=summary_out)
+        return train_model_dask(
+            self.client,
+            params,
+            schema=schema,
+            transform=transform,
+            train_rows=train_rows,
+            valid_rows=valid_rows,
+            model_out=model_out,
+            summary_out=summary_out,
+        )
 
     def reference_profile(self, train_rows: Path, transform_file: Path, model_file: Path) -> ReferenceProfile:
         from nbops.engines.dask.profile import reference_profile_of_parquet
@@ -66,4 +85,14 @@ class DaskEngine:
         from nbops.engines.dask.monitor import monitor_batch_dask
 
         labels: dict[str, Any] = {"target": target} if labelled else {"exclude": (target,)}
-        return monitor_batch_dask(self.client, batch_id, source, month=month, model=model, profile=profile, reference_metrics=reference_metrics, rules=rules, **labels)
+        return monitor_batch_dask(
+            self.client,
+            batch_id,
+            source,
+            month=month,
+            model=model,
+            profile=profile,
+            reference_metrics=reference_metrics,
+            rules=rules,
+            **labels,
+        )

@@ -53,7 +53,9 @@ def _part_name(i: int) -> str:
     return f"part.{i}.parquet"
 
 
-def _validate_piece(piece: Piece, index: int, schema: TableSchema, file: str, valid_dir: str, quarantine_dir: str) -> dict[str, Any]:
+def _validate_piece(
+    piece: Piece, index: int, schema: TableSchema, file: str, valid_dir: str, quarantine_dir: str
+) -> dict[str, Any]:
     """Validate one partition, write its valid and quarantined rows; return counts and row hashes."""
     from nbops.data.validate import ROW_COLUMN, validate_table
 
@@ -64,7 +66,9 @@ def _validate_piece(piece: Piece, index: int, schema: TableSchema, file: str, va
         quarantine[ROW_COLUMN] = quarantine[ROW_COLUMN] + piece.offset
     reasons = result.reasons.copy()
     if len(reasons):
-        reasons["first_rows"] = [[int(r) + piece.offset for r in str(s).split(", ") if r] for s in reasons["first_rows"]]
+        reasons["first_rows"] = [
+            [int(r) + piece.offset for r in str(s).split(", ") if r] for s in reasons["first_rows"]
+        ]
     _write(result.valid, Path(valid_dir) / _part_name(index))
     if len(quarantine):
         _write(quarantine, Path(quarantine_dir) / _part_name(index))
@@ -78,7 +82,15 @@ def _validate_piece(piece: Piece, index: int, schema: TableSchema, file: str, va
     }
 
 
-def ingest_partitioned(client: Client, source: str | Path, schema: TableSchema, valid_dir: Path, quarantine_dir: Path, *, max_partition_rows: int = 500_000) -> dict[str, Any]:
+def ingest_partitioned(
+    client: Client,
+    source: str | Path,
+    schema: TableSchema,
+    valid_dir: Path,
+    quarantine_dir: Path,
+    *,
+    max_partition_rows: int = 500_000,
+) -> dict[str, Any]:
     """Validate ``source`` (Parquet file or folder) partition by partition into part files.
 
     Returns:
@@ -96,7 +108,11 @@ def ingest_partitioned(client: Client, source: str | Path, schema: TableSchema, 
         for old in folder.glob("part.*.parquet"):
             old.unlink()
     task = dask.delayed(_validate_piece, pure=False)
-    parts = compute_all(client, [task(p, i, schema, str(source), str(valid_dir), str(quarantine_dir)) for i, p in enumerate(pieces)], "ingest")
+    parts = compute_all(
+        client,
+        [task(p, i, schema, str(source), str(valid_dir), str(quarantine_dir)) for i, p in enumerate(pieces)],
+        "ingest",
+    )
     digest = hashlib.sha256()
     digest.update(repr(parts[0]["dtypes"]).encode())
     for part in parts:
@@ -104,7 +120,10 @@ def ingest_partitioned(client: Client, source: str | Path, schema: TableSchema, 
     reasons: dict[tuple[str, str], dict[str, Any]] = {}
     for part in parts:
         for r in part["reasons"]:
-            entry = reasons.setdefault((r["column"], r["problem"]), {"column": r["column"], "problem": r["problem"], "rows": 0, "first_rows": []})
+            entry = reasons.setdefault(
+                (r["column"], r["problem"]),
+                {"column": r["column"], "problem": r["problem"], "rows": 0, "first_rows": []},
+            )
             entry["rows"] += int(r["rows"])
             entry["first_rows"] = sorted(entry["first_rows"] + r["first_rows"])[:5]
     return {
@@ -122,7 +141,18 @@ def _time_counts(piece: Piece, column: str) -> dict[Any, int]:
     return {k: int(v) for k, v in values.value_counts(dropna=False, sort=False).items()}
 
 
-def _split_piece(piece: Piece, index: int, time_column: str | None, cuts: tuple[Any, Any] | None, fractions: tuple[float, float], seed: int, numeric: Sequence[str], categorical: Sequence[str], target: str, out: dict[str, str]) -> dict[str, Any]:
+def _split_piece(
+    piece: Piece,
+    index: int,
+    time_column: str | None,
+    cuts: tuple[Any, Any] | None,
+    fractions: tuple[float, float],
+    seed: int,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    target: str,
+    out: dict[str, str],
+) -> dict[str, Any]:
     """Write one partition's train/valid/test rows; return their counts, target sums and train levels."""
     from nbops.runtime.transform import level_strings
 
@@ -151,7 +181,9 @@ def _split_piece(piece: Piece, index: int, time_column: str | None, cuts: tuple[
     return stats
 
 
-def split_partitioned(client: Client, valid_rows: str | Path, schema: TableSchema, params: FeaturesParams, out: dict[str, Path]) -> tuple[FeatureTransform, dict[str, Any]]:
+def split_partitioned(
+    client: Client, valid_rows: str | Path, schema: TableSchema, params: FeaturesParams, out: dict[str, Path]
+) -> tuple[FeatureTransform, dict[str, Any]]:
     """The features stage over partitions: train/valid/test part folders and the fitted transform.
 
     Args:
@@ -172,7 +204,9 @@ def split_partitioned(client: Client, valid_rows: str | Path, schema: TableSchem
     cuts = None
     if schema.time_column:
         counts: dict[Any, int] = {}
-        for part in compute_all(client, [dask.delayed(_time_counts, pure=True)(p, schema.time_column) for p in pieces], "time column"):
+        for part in compute_all(
+            client, [dask.delayed(_time_counts, pure=True)(p, schema.time_column) for p in pieces], "time column"
+        ):
             for k, v in part.items():
                 counts[k] = counts.get(k, 0) + v
         times = sorted(counts)
@@ -186,7 +220,12 @@ def split_partitioned(client: Client, valid_rows: str | Path, schema: TableSchem
         before_valid = int(cumulative[times.index(valid_start) - 1]) if times.index(valid_start) else 0
         before_test = int(cumulative[times.index(test_start) - 1]) if times.index(test_start) else 0
         if before_test == 0 or before_test - before_valid == 0 or before_valid == 0:
-            raise DataError("too few distinct times for a time-ordered split", column=schema.time_column, file=str(valid_rows), hint="use the pandas engine (it falls back to a random split) or a finer time column")
+            raise DataError(
+                "too few distinct times for a time-ordered split",
+                column=schema.time_column,
+                file=str(valid_rows),
+                hint="use the pandas engine (it falls back to a random split) or a finer time column",
+            )
         cuts = (valid_start, test_start)
     numeric = [c.name for c in schema.features if c.kind == "numeric"]
     categorical = [c.name for c in schema.features if c.kind == "categorical"]
@@ -196,14 +235,39 @@ def split_partitioned(client: Client, valid_rows: str | Path, schema: TableSchem
             old.unlink()
     task = dask.delayed(_split_piece, pure=False)
     folders = {k: str(out[k]) for k in ("train", "valid", "test")}
-    parts = compute_all(client, [task(p, i, schema.time_column, cuts, (params.valid_fraction, params.test_fraction), params.seed, numeric, categorical, schema.target, folders) for i, p in enumerate(pieces)], "split")
+    parts = compute_all(
+        client,
+        [
+            task(
+                p,
+                i,
+                schema.time_column,
+                cuts,
+                (params.valid_fraction, params.test_fraction),
+                params.seed,
+                numeric,
+                categorical,
+                schema.target,
+                folders,
+            )
+            for i, p in enumerate(pieces)
+        ],
+        "split",
+    )
     levels = {name: sorted({lv for part in parts for lv in part["levels"][name]}) for name in categorical}
     transform = FeatureTransform(numeric=numeric, categorical=levels)
     transform.save(out["transform"])
-    summary: dict[str, Any] = {"method": "time" if schema.time_column else "random", "features": transform.feature_names, "splits": {}}
+    summary: dict[str, Any] = {
+        "method": "time" if schema.time_column else "random",
+        "features": transform.feature_names,
+        "splits": {},
+    }
     for name in ("train", "valid", "test"):
         rows = sum(p[name]["rows"] for p in parts)
-        entry: dict[str, Any] = {"rows": rows, "target_mean": sum(p[name]["target_sum"] for p in parts) / rows if rows else float("nan")}
+        entry: dict[str, Any] = {
+            "rows": rows,
+            "target_mean": sum(p[name]["target_sum"] for p in parts) / rows if rows else float("nan"),
+        }
         if schema.time_column:
             spans = [p[name] for p in parts if p[name]["rows"]]
             entry["from"], entry["to"] = str(min(s["from"] for s in spans)), str(max(s["to"] for s in spans))

@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from distributed import Client
 
 
-
 def _labels(part: pd.DataFrame, target: str) -> np.ndarray:
     return part[target].to_numpy(dtype=float, na_value=np.nan)
 
@@ -51,7 +50,16 @@ def merge_quality(reports: list[QualityReport], schema: InputSchema) -> QualityR
                 # numeric: the first offending values in row order; categorical: the first distinct ones
                 if kinds.get(first.name) == "numeric" or e not in examples:
                     examples.append(e)
-        columns.append(ColumnQuality(first.name, float(null / rows) if rows else 0.0, sum(c.wrong_type for c in parts), sum(c.out_of_range for c in parts), sum(c.unseen for c in parts), examples[:3]))
+        columns.append(
+            ColumnQuality(
+                first.name,
+                float(null / rows) if rows else 0.0,
+                sum(c.wrong_type for c in parts),
+                sum(c.out_of_range for c in parts),
+                sum(c.unseen for c in parts),
+                examples[:3],
+            )
+        )
     return QualityReport(rows, reports[0].missing_columns, columns)
 
 
@@ -78,7 +86,13 @@ def monitor_batch_dask(
     columns = [c for c in empty_frame(source).columns if c not in exclude]
     batch = frame(source, pieces, columns)
     check = dask.delayed(check_quality, pure=True)
-    quality = merge_quality(compute_all(client, [check(p, model.schema) for p in batch.to_delayed()], "data quality"), model.schema) if pieces else check_quality(empty_frame(source, columns), model.schema)
+    quality = (
+        merge_quality(
+            compute_all(client, [check(p, model.schema) for p in batch.to_delayed()], "data quality"), model.schema
+        )
+        if pieces
+        else check_quality(empty_frame(source, columns), model.schema)
+    )
     if quality.rows == 0 or quality.missing_columns:
         return summarise_batch(batch_id, month, model, quality, None, None, None, reference_metrics, rules)
     ref = ModelRef(model.booster.model_to_string(), model.feature_transform.to_dict())
@@ -90,5 +104,11 @@ def monitor_batch_dask(
         client.cancel(futures)
     labels = None
     if target is not None and target in columns:
-        labels = np.concatenate(compute_all(client, [dask.delayed(_labels, pure=True)(p, target) for p in frame(source, pieces, [target]).to_delayed()], "labels"))
+        labels = np.concatenate(
+            compute_all(
+                client,
+                [dask.delayed(_labels, pure=True)(p, target) for p in frame(source, pieces, [target]).to_delayed()],
+                "labels",
+            )
+        )
     return summarise_batch(batch_id, month, model, quality, drift, predictions, labels, reference_metrics, rules)

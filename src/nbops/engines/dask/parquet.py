@@ -34,9 +34,9 @@ class Piece:
 
     path: str
     row_groups: tuple[int, ...]
-    start: int      # first row within the row groups read
-    stop: int       # one past the last row within the row groups read
-    offset: int     # position of the first row in the whole dataset
+    start: int  # first row within the row groups read
+    stop: int  # one past the last row within the row groups read
+    offset: int  # position of the first row in the whole dataset
 
     @property
     def rows(self) -> int:
@@ -52,14 +52,36 @@ def parquet_files(source: str | Path) -> list[Path]:
     source = Path(source)
     hint = "the dask engine reads Parquet (a file, or a folder of part files); convert CSV with pandas or pyarrow first"
     if not source.exists():
-        raise DataError("no such file or folder", file=str(source), expected="a Parquet file or a folder of Parquet files", hint=hint)
+        raise DataError(
+            "no such file or folder",
+            file=str(source),
+            expected="a Parquet file or a folder of Parquet files",
+            hint=hint,
+        )
     if source.is_dir():
-        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in PARQUET_SUFFIXES and p.is_file() and not any(part.startswith((".", "_")) for part in p.relative_to(source).parts))
+        files = sorted(
+            p
+            for p in source.rglob("*")
+            if p.suffix.lower() in PARQUET_SUFFIXES
+            and p.is_file()
+            and not any(part.startswith((".", "_")) for part in p.relative_to(source).parts)
+        )
         if not files:
-            raise DataError("the folder holds no Parquet file", file=str(source), expected="files ending in .parquet or .pq", hint=hint)
+            raise DataError(
+                "the folder holds no Parquet file",
+                file=str(source),
+                expected="files ending in .parquet or .pq",
+                hint=hint,
+            )
         return _natural_order(files)
     if source.suffix.lower() not in PARQUET_SUFFIXES:
-        raise DataError("the dask engine cannot read this file type", file=str(source), expected="a .parquet or .pq file", found=f"'{source.suffix}'", hint=hint)
+        raise DataError(
+            "the dask engine cannot read this file type",
+            file=str(source),
+            expected="a .parquet or .pq file",
+            found=f"'{source.suffix}'",
+            hint=hint,
+        )
     return [source]
 
 
@@ -86,7 +108,9 @@ def plan_pieces(source: str | Path, *, min_pieces: int = 1, max_rows: int | None
     groups: list[tuple[str, int, int]] = []  # (file, row group, rows)
     for path in parquet_files(source):
         meta = pq.ParquetFile(path).metadata
-        groups.extend((str(path), i, meta.row_group(i).num_rows) for i in range(meta.num_row_groups) if meta.row_group(i).num_rows)
+        groups.extend(
+            (str(path), i, meta.row_group(i).num_rows) for i in range(meta.num_row_groups) if meta.row_group(i).num_rows
+        )
     total = sum(g[2] for g in groups)
     pieces: list[Piece] = []
     offset = 0
@@ -109,7 +133,9 @@ def read_piece(piece: Piece, columns: Sequence[str] | None = None) -> pd.DataFra
     """The rows of one partition as pandas reads them, indexed by their position in the dataset."""
     import pyarrow.parquet as pq
 
-    table = pq.ParquetFile(piece.path).read_row_groups(list(piece.row_groups), columns=list(columns) if columns is not None else None)
+    table = pq.ParquetFile(piece.path).read_row_groups(
+        list(piece.row_groups), columns=list(columns) if columns is not None else None
+    )
     if piece.start or piece.stop != table.num_rows:
         table = table.slice(piece.start, piece.rows)
     df = table.to_pandas()
@@ -126,7 +152,13 @@ def empty_frame(source: str | Path, columns: Sequence[str] | None = None) -> pd.
     if columns is not None:
         missing = [c for c in columns if c not in schema.names]
         if missing:
-            raise DataError("columns are missing from the Parquet data", file=str(source), column=missing[0], expected=", ".join(columns), found=", ".join(schema.names))
+            raise DataError(
+                "columns are missing from the Parquet data",
+                file=str(source),
+                column=missing[0],
+                expected=", ".join(columns),
+                found=", ".join(schema.names),
+            )
         table = table.select(list(columns))
     return table.to_pandas()
 
@@ -144,7 +176,14 @@ def frame(source: str | Path, pieces: Sequence[Piece], columns: Sequence[str] | 
 
     extra = {"columns": list(columns)} if columns is not None else {}
     with no_string_conversion():
-        return dd.from_map(read_piece, list(pieces), meta=empty_frame(source, columns), enforce_metadata=False, label="nbops-read-parquet", **extra)
+        return dd.from_map(
+            read_piece,
+            list(pieces),
+            meta=empty_frame(source, columns),
+            enforce_metadata=False,
+            label="nbops-read-parquet",
+            **extra,
+        )
 
 
 def merge_parts(parts_dir: Path, dest: Path) -> int:

@@ -86,7 +86,14 @@ def _category_counts(series: pd.Series) -> tuple[dict[str, int], int]:
     return {str(k): int(v) for k, v in known.items()}, missing
 
 
-def _first_pass(part: pd.DataFrame, predictions: np.ndarray | pd.Series | None, numeric: Sequence[str], categorical: Sequence[str], grid: int, edges: dict[str, np.ndarray] | None) -> dict[str, Any]:
+def _first_pass(
+    part: pd.DataFrame,
+    predictions: np.ndarray | pd.Series | None,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    grid: int,
+    edges: dict[str, np.ndarray] | None,
+) -> dict[str, Any]:
     """Sketches, moments, missing counts and category counts of one partition; bin counts when the
     edges are known already (drift against a stored profile)."""
     out: dict[str, Any] = {"rows": len(part), "numeric": {}, "categorical": {}, "prediction": None}
@@ -95,7 +102,11 @@ def _first_pass(part: pd.DataFrame, predictions: np.ndarray | pd.Series | None, 
         columns["\0prediction"] = np.asarray(predictions, dtype=np.float64)
     for name, values in columns.items():
         present = _sorted_present(values)
-        entry: dict[str, Any] = {"missing": int(len(values) - len(present)), "sketch": qx.sketch(present, grid), "moments": Moments.of(present)}
+        entry: dict[str, Any] = {
+            "missing": int(len(values) - len(present)),
+            "sketch": qx.sketch(present, grid),
+            "moments": Moments.of(present),
+        }
         if edges is not None and name in edges:
             idx = np.searchsorted(edges[name], present, side="left")
             entry["bins"] = np.bincount(idx, minlength=len(edges[name]) + 1).astype(np.int64)
@@ -109,7 +120,9 @@ def _first_pass(part: pd.DataFrame, predictions: np.ndarray | pd.Series | None, 
     return out
 
 
-def _second_pass(part: pd.DataFrame, predictions: np.ndarray | pd.Series | None, intervals: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, list[tuple[int, np.ndarray]]]:
+def _second_pass(
+    part: pd.DataFrame, predictions: np.ndarray | pd.Series | None, intervals: dict[str, tuple[np.ndarray, np.ndarray]]
+) -> dict[str, list[tuple[int, np.ndarray]]]:
     """Per column: the partition's answer for the quantile intervals (see :mod:`nbops.engines.dask.quantiles`)."""
     out = {}
     for name, (lo, hi) in intervals.items():
@@ -135,7 +148,16 @@ class _Passes:
         return [p[key] if key else p["numeric"][name] for p in self.first]
 
 
-def _run_passes(client: Client, features: Any, predictions: list[Any] | None, numeric: Sequence[str], categorical: Sequence[str], probs: np.ndarray, edges: dict[str, np.ndarray] | None, desc: str) -> _Passes:
+def _run_passes(
+    client: Client,
+    features: Any,
+    predictions: list[Any] | None,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    probs: np.ndarray,
+    edges: dict[str, np.ndarray] | None,
+    desc: str,
+) -> _Passes:
     """Both passes over ``features`` (a dask DataFrame) and optional per-partition ``predictions`` futures."""
     import dask
 
@@ -143,7 +165,14 @@ def _run_passes(client: Client, features: Any, predictions: list[Any] | None, nu
     preds = predictions if predictions is not None else [None] * len(parts)
     grid = qx.grid_for(len(parts))
     first_fn = dask.delayed(_first_pass, pure=True)
-    first = compute_all(client, [first_fn(part, pred, list(numeric), list(categorical), grid, edges) for part, pred in zip(parts, preds, strict=True)], f"{desc}: pass 1 of 2")
+    first = compute_all(
+        client,
+        [
+            first_fn(part, pred, list(numeric), list(categorical), grid, edges)
+            for part, pred in zip(parts, preds, strict=True)
+        ],
+        f"{desc}: pass 1 of 2",
+    )
     rows = int(sum(p["rows"] for p in first))
     names = list(numeric) + (["\0prediction"] if predictions is not None else [])
     plans: dict[str, qx.QuantilePlan] = {}
@@ -157,7 +186,14 @@ def _run_passes(client: Client, features: Any, predictions: list[Any] | None, nu
         needed = [n for n in numeric if n in plans]
         second_parts = features[needed].to_delayed() if needed else [None] * len(parts)
         second_fn = dask.delayed(_second_pass, pure=True)
-        second = compute_all(client, [second_fn(part if part is not None else pd.DataFrame(), pred, intervals) for part, pred in zip(second_parts, preds, strict=True)], f"{desc}: pass 2 of 2")
+        second = compute_all(
+            client,
+            [
+                second_fn(part if part is not None else pd.DataFrame(), pred, intervals)
+                for part, pred in zip(second_parts, preds, strict=True)
+            ],
+            f"{desc}: pass 2 of 2",
+        )
         for name, pl in plans.items():
             resolved[name] = qx.resolve(pl, [s[name] for s in second])
     return _Passes(rows, first, plans, resolved)
@@ -181,7 +217,9 @@ def _numeric_profile(passes: _Passes, name: str, n_deciles: int) -> NumericProfi
     missing = sum(e["missing"] for e in entries)
     n = passes.rows
     if name not in passes.resolved:  # no value present
-        return NumericProfile([], [0.0, 1.0], [], 1.0, float("nan"), float("nan"), float("nan"), float("nan"), float("nan"))
+        return NumericProfile(
+            [], [0.0, 1.0], [], 1.0, float("nan"), float("nan"), float("nan"), float("nan"), float("nan")
+        )
     res = passes.resolved[name]
     deciles, q = res.values[:n_deciles], res.values[n_deciles:]
     edges = np.unique(deciles)
@@ -231,7 +269,11 @@ def _categorical_profile(passes: _Passes, name: str, max_levels: int = 50) -> Ca
     counts, missing, isna = _summed_category_counts(passes, name)
     ordered = sorted(counts.items(), key=lambda kv: -kv[1])  # stable: ties keep first-seen order
     levels = [level for level, _ in ordered[:max_levels]]
-    return CategoricalProfile(levels, _category_shares(counts, missing, levels, passes.rows).tolist(), float(isna / passes.rows) if passes.rows else float("nan"))
+    return CategoricalProfile(
+        levels,
+        _category_shares(counts, missing, levels, passes.rows).tolist(),
+        float(isna / passes.rows) if passes.rows else float("nan"),
+    )
 
 
 def _category_shares(counts: dict[str, int], missing: int, levels: Sequence[str], n: int) -> np.ndarray:
@@ -242,7 +284,9 @@ def _category_shares(counts: dict[str, int], missing: int, levels: Sequence[str]
     return np.append(per_level, [other, missing]) / n
 
 
-def reference_profile(client: Client, features: Any, numeric: Sequence[str], categorical: Sequence[str], model: ModelRef | None = None) -> ReferenceProfile:
+def reference_profile(
+    client: Client, features: Any, numeric: Sequence[str], categorical: Sequence[str], model: ModelRef | None = None
+) -> ReferenceProfile:
     """:func:`~nbops.monitoring.profile.build_reference_profile` of a dask DataFrame (and the model's
     predictions on it, when ``model`` is given)."""
     predictions = _persist_predictions(client, features, model) if model is not None else None
@@ -267,7 +311,7 @@ def reference_profile(client: Client, features: Any, numeric: Sequence[str], cat
         profile.prediction = {
             "edges": edges.tolist(),
             "shares": _shares_from_quantile_edges(res, edges, passes.rows - missing, missing, passes.rows).tolist(),
-            "quantiles": res.values[len(DECILES):].tolist(),
+            "quantiles": res.values[len(DECILES) :].tolist(),
             "mean": float(moments.mean),
         }
     return profile
@@ -281,7 +325,13 @@ def _wasserstein(reference_q: np.ndarray, q: np.ndarray | None, scale: float) ->
     return float(np.mean(np.abs(q[_INNER] - np.asarray(reference_q)[_INNER])) / spread)
 
 
-def compare(client: Client, profile: ReferenceProfile, batch: Any, thresholds: DriftThresholds | None = None, predictions: list[Any] | None = None) -> DriftReport:
+def compare(
+    client: Client,
+    profile: ReferenceProfile,
+    batch: Any,
+    thresholds: DriftThresholds | None = None,
+    predictions: list[Any] | None = None,
+) -> DriftReport:
     """:func:`nbops.monitoring.drift.compare` for a dask DataFrame ``batch``.
 
     Args:
@@ -297,7 +347,16 @@ def compare(client: Client, profile: ReferenceProfile, batch: Any, thresholds: D
     with_predictions = predictions is not None and profile.prediction is not None
     if with_predictions:
         edges["\0prediction"] = np.asarray(profile.prediction["edges"], dtype=np.float64)
-    passes = _run_passes(client, batch[numeric + categorical] if numeric + categorical else batch, predictions if with_predictions else None, numeric, categorical, PERCENTILES, edges, "drift")
+    passes = _run_passes(
+        client,
+        batch[numeric + categorical] if numeric + categorical else batch,
+        predictions if with_predictions else None,
+        numeric,
+        categorical,
+        PERCENTILES,
+        edges,
+        "drift",
+    )
     n = passes.rows
     rows: list[FeatureDrift] = []
     for name in numeric:
@@ -307,14 +366,38 @@ def compare(client: Client, profile: ReferenceProfile, batch: Any, thresholds: D
         cur = _bin_shares(sum(e["bins"] for e in entries), missing, n, len(edges[name]))
         score = psi(ref.shares, cur)
         q = passes.resolved[name].values if name in passes.resolved else None
-        rows.append(FeatureDrift(name, "numeric", "psi", score, score >= thresholds.psi, _wasserstein(np.asarray(ref.quantiles), q, ref.iqr), jensen_shannon(ref.shares, cur), ref.missing_rate, float(missing / n) if n else 0.0))
+        rows.append(
+            FeatureDrift(
+                name,
+                "numeric",
+                "psi",
+                score,
+                score >= thresholds.psi,
+                _wasserstein(np.asarray(ref.quantiles), q, ref.iqr),
+                jensen_shannon(ref.shares, cur),
+                ref.missing_rate,
+                float(missing / n) if n else 0.0,
+            )
+        )
     for name in categorical:
         ref_c = profile.categorical[name]
         counts, missing, isna = _summed_category_counts(passes, name)
         cur = _category_shares(counts, missing, ref_c.levels, n)
         reference = np.asarray(ref_c.shares)
         score = psi(reference, cur)
-        rows.append(FeatureDrift(name, "categorical", "psi", score, score >= thresholds.psi, None, jensen_shannon(reference, cur), ref_c.missing_rate, float(isna / n) if n else 0.0))
+        rows.append(
+            FeatureDrift(
+                name,
+                "categorical",
+                "psi",
+                score,
+                score >= thresholds.psi,
+                None,
+                jensen_shannon(reference, cur),
+                ref_c.missing_rate,
+                float(isna / n) if n else 0.0,
+            )
+        )
     prediction = None
     if with_predictions:
         assert profile.prediction is not None
@@ -323,9 +406,26 @@ def compare(client: Client, profile: ReferenceProfile, batch: Any, thresholds: D
         cur = _bin_shares(sum(e["bins"] for e in entries), missing, n, len(edges["\0prediction"]))
         score = psi(profile.prediction["shares"], cur)
         q = passes.resolved["\0prediction"].values if "\0prediction" in passes.resolved else None
-        prediction = FeatureDrift("prediction", "prediction", "psi", score, score >= thresholds.psi, _wasserstein(np.asarray(profile.prediction["quantiles"]), q, 0.0), jensen_shannon(profile.prediction["shares"], cur), 0.0, float(missing / n) if n else float("nan"))
+        prediction = FeatureDrift(
+            "prediction",
+            "prediction",
+            "psi",
+            score,
+            score >= thresholds.psi,
+            _wasserstein(np.asarray(profile.prediction["quantiles"]), q, 0.0),
+            jensen_shannon(profile.prediction["shares"], cur),
+            0.0,
+            float(missing / n) if n else float("nan"),
+        )
     n_drifted = sum(f.drifted for f in rows)
-    return DriftReport(n, rows, prediction, n_drifted >= thresholds.min_drifted_features or bool(missing_columns), thresholds, missing_columns)
+    return DriftReport(
+        n,
+        rows,
+        prediction,
+        n_drifted >= thresholds.min_drifted_features or bool(missing_columns),
+        thresholds,
+        missing_columns,
+    )
 
 
 def _bin_shares(counts: np.ndarray | int, missing: int, n: int, n_edges: int) -> np.ndarray:
@@ -341,7 +441,9 @@ def predictions_of(client: Client, batch: Any, model: ModelRef) -> list[Any]:
     return _persist_predictions(client, batch, model)
 
 
-def reference_profile_of_parquet(params: Any, train_rows: Any, transform_file: Any, model_file: Any) -> ReferenceProfile:
+def reference_profile_of_parquet(
+    params: Any, train_rows: Any, transform_file: Any, model_file: Any
+) -> ReferenceProfile:
     """The register stage's reference profile with ``engine: dask``: the training split's Parquet
     profiled on the cluster, with the trained model's scores on it (see
     ``nbops.engines.pandas.PandasEngine.reference_profile``)."""
@@ -356,4 +458,10 @@ def reference_profile_of_parquet(params: Any, train_rows: Any, transform_file: A
     booster = lgb.Booster(model_file=str(model_file))
     pieces = plan_pieces(train_rows, min_pieces=len(workers_in_order(client)), max_rows=1_000_000)
     features = frame(train_rows, pieces, transform.feature_names)
-    return reference_profile(client, features, transform.numeric, list(transform.categorical), ModelRef(booster.model_to_string(), transform.to_dict()))
+    return reference_profile(
+        client,
+        features,
+        transform.numeric,
+        list(transform.categorical),
+        ModelRef(booster.model_to_string(), transform.to_dict()),
+    )

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-GRID = 4096            # sketch points per partition (fewer when there are many partitions)
+GRID = 4096  # sketch points per partition (fewer when there are many partitions)
 MAX_CANDIDATES = 4_000_000
 
 
@@ -66,10 +66,10 @@ class QuantilePlan:
 
     n: int
     probs: np.ndarray
-    previous: np.ndarray   # rank of the lower neighbour of each probability
+    previous: np.ndarray  # rank of the lower neighbour of each probability
     following: np.ndarray  # rank of the upper neighbour
-    gamma: np.ndarray      # interpolation weight, as numpy computes it
-    lo: np.ndarray         # merged intervals (lo, hi], sorted and disjoint
+    gamma: np.ndarray  # interpolation weight, as numpy computes it
+    lo: np.ndarray  # merged intervals (lo, hi], sorted and disjoint
     hi: np.ndarray
 
 
@@ -84,7 +84,7 @@ def plan(sketches: Sequence[Sketch], probs: Sequence[float] | np.ndarray) -> Qua
     if n == 0:
         raise ValueError("no values: quantiles are undefined")
     q = np.asarray(probs, dtype=np.float64)
-    virtual = (n - 1) * q                       # numpy's 'linear' virtual index
+    virtual = (n - 1) * q  # numpy's 'linear' virtual index
     previous = np.floor(virtual)
     following = previous + 1
     above = virtual >= n - 1
@@ -139,8 +139,8 @@ class Resolved:
     """The exact quantiles, and exact counts of values ``<= x`` for ``x`` inside the plan's intervals."""
 
     values: np.ndarray
-    starts: np.ndarray           # per interval: global count of values <= lo
-    inside: list[np.ndarray]     # per interval: its values, sorted
+    starts: np.ndarray  # per interval: global count of values <= lo
+    inside: list[np.ndarray]  # per interval: its values, sorted
 
     def count_le(self, x: float) -> int:
         """Number of values ``<= x``; ``x`` must lie in one of the intervals (e.g. a quantile)."""

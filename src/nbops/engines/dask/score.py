@@ -76,9 +76,18 @@ def scorer_from_wheel(wheel: str | Path, package: str) -> ScorerRef:
     """The model files packaged in a scoring wheel (what ``python -m <package> score`` loads)."""
     prefix = f"{package}/artifacts/"
     with zipfile.ZipFile(wheel) as zf:
-        files = {name[len(prefix):]: zf.read(name) for name in zf.namelist() if name.startswith(prefix) and not name.endswith("/")}
+        files = {
+            name[len(prefix) :]: zf.read(name)
+            for name in zf.namelist()
+            if name.startswith(prefix) and not name.endswith("/")
+        }
     if not files:
-        raise DataError("the wheel holds no model files", file=str(wheel), expected=f"{prefix}* entries", hint="rebuild it with `nbops package`")
+        raise DataError(
+            "the wheel holds no model files",
+            file=str(wheel),
+            expected=f"{prefix}* entries",
+            hint="rebuild it with `nbops package`",
+        )
     return ScorerRef(files, f"{Path(wheel).name}!{prefix}")
 
 
@@ -88,7 +97,9 @@ def scorer_from_folder(folder: str | Path) -> ScorerRef:
     return ScorerRef({p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}, str(folder))
 
 
-def scorer_from_model(model_text: str, transform: dict[str, Any], input_schema: dict[str, Any], metadata: dict[str, Any]) -> ScorerRef:
+def scorer_from_model(
+    model_text: str, transform: dict[str, Any], input_schema: dict[str, Any], metadata: dict[str, Any]
+) -> ScorerRef:
     """A :class:`ScorerRef` for a model that is not registered (yet): the registry's files and manifest."""
     import json
 
@@ -146,7 +157,14 @@ class ScoreResult:
     partitions: int
 
 
-def score_parquet(client: Client, ref: ScorerRef, source: str | Path, dest: str | Path, *, max_partition_rows: int = MAX_PARTITION_ROWS) -> ScoreResult:
+def score_parquet(
+    client: Client,
+    ref: ScorerRef,
+    source: str | Path,
+    dest: str | Path,
+    *,
+    max_partition_rows: int = MAX_PARTITION_ROWS,
+) -> ScoreResult:
     """Score a Parquet file or folder into ``dest`` (one ``.parquet`` file, or a folder of parts).
 
     Raises:
@@ -169,7 +187,9 @@ def score_parquet(client: Client, ref: ScorerRef, source: str | Path, dest: str 
     parts_dir = dest.parent / f".{dest.name}.parts-{uuid.uuid4().hex[:8]}"
     try:
         with no_string_conversion():
-            scored = frame(source, pieces).map_partitions(score_partition, ref_future, meta=meta, enforce_metadata=False)
+            scored = frame(source, pieces).map_partitions(
+                score_partition, ref_future, meta=meta, enforce_metadata=False
+            )
             job = scored.to_parquet(parts_dir, write_index=False, compute=False)
         try:
             client.compute(job).result()
@@ -193,7 +213,9 @@ def score_parquet(client: Client, ref: ScorerRef, source: str | Path, dest: str 
     return ScoreResult(rows, dest, len(pieces))
 
 
-def prediction_summary(client: Client, predictions: str | Path, quantiles: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)) -> dict[str, Any]:
+def prediction_summary(
+    client: Client, predictions: str | Path, quantiles: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
+) -> dict[str, Any]:
     """Row count, mean and quantiles of a scored output's ``prediction`` column, computed on the cluster.
 
     The quantiles are exact and equal pandas' ``Series.quantile`` (which takes ``q * 100 / 100``).
@@ -201,9 +223,20 @@ def prediction_summary(client: Client, predictions: str | Path, quantiles: tuple
     from nbops.engines.dask.profile import _combine, _run_passes
 
     pieces = plan_pieces(predictions)
-    passes = _run_passes(client, frame(predictions, pieces, ["prediction"]), None, ["prediction"], [], np.asarray(quantiles, dtype=np.float64) * 100.0 / 100, None, "prediction summary")
+    passes = _run_passes(
+        client,
+        frame(predictions, pieces, ["prediction"]),
+        None,
+        ["prediction"],
+        [],
+        np.asarray(quantiles, dtype=np.float64) * 100.0 / 100,
+        None,
+        "prediction summary",
+    )
     moments = _combine(e["moments"] for e in passes.entries("prediction"))
-    values = passes.resolved["prediction"].values if "prediction" in passes.resolved else np.full(len(quantiles), np.nan)
+    values = (
+        passes.resolved["prediction"].values if "prediction" in passes.resolved else np.full(len(quantiles), np.nan)
+    )
     return {
         "rows": passes.rows,
         "mean_prediction": float(moments.mean) if moments.n else float("nan"),
@@ -211,7 +244,9 @@ def prediction_summary(client: Client, predictions: str | Path, quantiles: tuple
     }
 
 
-def score_with_wheel_dask(params: Any, wheel: Path, package: str, source: Path, dest: Path, summary_out: Path) -> dict[str, Any]:
+def score_with_wheel_dask(
+    params: Any, wheel: Path, package: str, source: Path, dest: Path, summary_out: Path
+) -> dict[str, Any]:
     """The batch-score stage with ``engine: dask``: the wheel's model scores ``source`` by partition on
     the cluster; the summary has the keys the wheel's scorer gives (see ``nbops.deploy.batch.score_with_wheel``)."""
     from nbops.data.io import write_json

@@ -84,7 +84,10 @@ class _Recorder:
 
     def __call__(self, env: lgb.callback.CallbackEnv) -> None:
         model = env.model
-        sizes = {name: int(ds.num_data()) for name, ds in zip(getattr(model, "name_valid_sets", []), getattr(model, "valid_sets", []), strict=False)}
+        sizes = {
+            name: int(ds.num_data())
+            for name, ds in zip(getattr(model, "name_valid_sets", []), getattr(model, "valid_sets", []), strict=False)
+        }
         results = [(str(r[0]), str(r[1]), float(r[2]), bool(r[3])) for r in env.evaluation_result_list or []]
         with _RECORDS_LOCK:
             _RECORDS.setdefault(self.token, []).append((env.iteration, results, sizes))
@@ -164,7 +167,6 @@ class _PartitionOrderClient:
         return dict(sorted(answer.items(), key=lambda item: order.get(item[0], len(order))))
 
 
-
 @dataclass
 class _Shards:
     """A split's matrix and label as dask arrays whose chunks live on fixed workers."""
@@ -186,12 +188,25 @@ def _shards(client: Client, path: Path, transform: FeatureTransform, target: str
     columns = [*transform.feature_names, target]
     parts = frame(path, pieces, columns).to_delayed()
     build = dask.delayed(_matrix_and_label, pure=True)
-    pairs = [client.compute(build(part, transform.to_dict(), target), workers=[workers[i % len(workers)]]) for i, part in enumerate(parts)]
+    pairs = [
+        client.compute(build(part, transform.to_dict(), target), workers=[workers[i % len(workers)]])
+        for i, part in enumerate(parts)
+    ]
     x_futures = [client.submit(_first, f, workers=[workers[i % len(workers)]]) for i, f in enumerate(pairs)]
     y_futures = [client.submit(_second, f, workers=[workers[i % len(workers)]]) for i, f in enumerate(pairs)]
     n_features = len(transform.feature_names)
-    x = da.concatenate([da.from_delayed(dask.delayed(f), shape=(p.rows, n_features), dtype=np.float64) for f, p in zip(x_futures, pieces, strict=True)])
-    y = da.concatenate([da.from_delayed(dask.delayed(f), shape=(p.rows,), dtype=np.float64) for f, p in zip(y_futures, pieces, strict=True)])
+    x = da.concatenate(
+        [
+            da.from_delayed(dask.delayed(f), shape=(p.rows, n_features), dtype=np.float64)
+            for f, p in zip(x_futures, pieces, strict=True)
+        ]
+    )
+    y = da.concatenate(
+        [
+            da.from_delayed(dask.delayed(f), shape=(p.rows,), dtype=np.float64)
+            for f, p in zip(y_futures, pieces, strict=True)
+        ]
+    )
     del pairs  # the x and y futures keep what they need
     return _Shards(x, y, x_futures, y_futures, sum(p.rows for p in pieces))
 
@@ -312,12 +327,16 @@ def train_model_dask(
             bar.set(min(done, params.num_boost_round))
     records = client.run(_take_records, token)
     if failure:
-        raise RuntimeError(f"lightgbm.dask training on the Dask cluster at {cluster['scheduler']} failed: {failure[0]}") from failure[0]
+        raise RuntimeError(
+            f"lightgbm.dask training on the Dask cluster at {cluster['scheduler']} failed: {failure[0]}"
+        ) from failure[0]
     seconds = time.perf_counter() - started
 
     history, higher = combine_records(records)
     first_metric = lgb_params["metric"][0]
-    best, stop_round = early_stopping_point(history["valid"][first_metric], params.early_stopping_rounds, higher[first_metric])
+    best, stop_round = early_stopping_point(
+        history["valid"][first_metric], params.early_stopping_rounds, higher[first_metric]
+    )
     model_text = strip_network_params(estimator.booster_.model_to_string(num_iteration=best))
     model_out.parent.mkdir(parents=True, exist_ok=True)
     tmp = model_out.with_suffix(model_out.suffix + ".tmp")
@@ -326,13 +345,21 @@ def train_model_dask(
     booster = lgb.Booster(model_file=str(model_out))
 
     # Exact validation metrics of the saved model, on every validation row.
-    predictions = [client.submit(_predict_matrix, f, model_text, workers=[workers[i % len(workers)]]) for i, f in enumerate(valid.x_futures)]
+    predictions = [
+        client.submit(_predict_matrix, f, model_text, workers=[workers[i % len(workers)]])
+        for i, f in enumerate(valid.x_futures)
+    ]
     p = np.concatenate(client.gather(predictions))
     y = np.concatenate(client.gather(valid.y_futures))
     client.cancel(predictions + train.x_futures + train.y_futures + valid.x_futures + valid.y_futures)
 
     trained = len(history["valid"][first_metric])
-    params_out = {**lgb_params, "num_threads": cluster["threads"] // max(cluster["workers"], 1), "tree_learner": "data", "num_machines": len(workers)}
+    params_out = {
+        **lgb_params,
+        "num_threads": cluster["threads"] // max(cluster["workers"], 1),
+        "tree_learner": "data",
+        "num_machines": len(workers),
+    }
     summary = {
         "best_iteration": int(best),
         "trees_trained": int(trained),
@@ -348,5 +375,12 @@ def train_model_dask(
         "dask_scheduler": cluster["scheduler"],
         "training_seconds": round(seconds, 3),
     }
-    write_json({"summary": summary, "booster_params": params_out, "early_stopping": "chosen after training on the global validation curve (lightgbm.dask cannot stop early)"}, summary_out)
+    write_json(
+        {
+            "summary": summary,
+            "booster_params": params_out,
+            "early_stopping": "chosen after training on the global validation curve (lightgbm.dask cannot stop early)",
+        },
+        summary_out,
+    )
     return TrainResult(booster, int(best), history, params_out, summary)

@@ -35,13 +35,17 @@ class ModelRef:
 
     @property
     def digest(self) -> str:
-        return hashlib.sha256(self.model_text.encode() + json.dumps(self.transform, sort_keys=True).encode()).hexdigest()
+        return hashlib.sha256(
+            self.model_text.encode() + json.dumps(self.transform, sort_keys=True).encode()
+        ).hexdigest()
 
     def load(self) -> tuple[Any, Any]:
         """``(booster, FeatureTransform)``, built on first use in this process."""
         from nbops.runtime.transform import FeatureTransform
 
-        return cached_booster(self.model_text), _cached("transform:" + self.digest, lambda: FeatureTransform.from_dict(self.transform))
+        return cached_booster(self.model_text), _cached(
+            "transform:" + self.digest, lambda: FeatureTransform.from_dict(self.transform)
+        )
 
     def predict(self, part: pd.DataFrame) -> np.ndarray:
         """Scores of a partition, as the pandas path computes them (same matrix, same booster)."""
@@ -67,7 +71,9 @@ def cached_booster(model_text: str) -> Any:
     """A LightGBM booster from its model string, built once per process."""
     import lightgbm as lgb
 
-    return _cached("booster:" + hashlib.sha256(model_text.encode()).hexdigest(), lambda: lgb.Booster(model_str=model_text))
+    return _cached(
+        "booster:" + hashlib.sha256(model_text.encode()).hexdigest(), lambda: lgb.Booster(model_str=model_text)
+    )
 
 
 def model_ref(booster: Any, transform: Any) -> ModelRef:

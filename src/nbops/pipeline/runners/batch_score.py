@@ -19,8 +19,15 @@ def run_batch_score(stage: Stage[BatchScoreParams]) -> dict[str, Any]:
     if stage.params.data == "simulate":
         from nbops.data.simulate import simulate_batch, write_simulation
 
-        df, truth = simulate_batch(stage.params.batch, rows=stage.params.batch_rows, seed=stage.params.seed, drift=stage.params.batch_drift or "none")
+        df, truth = simulate_batch(
+            stage.params.batch,
+            rows=stage.params.batch_rows,
+            seed=stage.params.seed,
+            drift=stage.params.batch_drift or "none",
+        )
         write_simulation(df, truth, batch_path)
     else:
         shutil.copyfile(stage.inp("features", "test"), batch_path)
-    return engine_for(stage.params).score_wheel(Path(info["wheel"]), info["package"], batch_path, stage.out("predictions"), stage.out("summary"))
+    return engine_for(stage.params).score_wheel(
+        Path(info["wheel"]), info["package"], batch_path, stage.out("predictions"), stage.out("summary")
+    )

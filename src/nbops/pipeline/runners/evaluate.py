@@ -34,7 +34,13 @@ def run_evaluate(stage: Stage[EvaluateParams]) -> tuple[Evaluation, GateDecision
     if production is not None:
         model = ScoringModel.from_folder(production.path)
         production_metrics = production_metrics_on(model, test_rows, schema.target, schema.task_type)
-    gate = decide(schema.task_type, evaluation.metrics, production_metrics, production.version if production else None, stage.params.promotion_tolerance)
+    gate = decide(
+        schema.task_type,
+        evaluation.metrics,
+        production_metrics,
+        production.version if production else None,
+        stage.params.promotion_tolerance,
+    )
     write_json(gate.to_dict(), stage.out("gate"))
     with track(stage, private_columns=schema.private) as run:
         run.log_metrics(evaluation.metrics, prefix="test/")

@@ -19,5 +19,7 @@ def run_features(stage: Stage[FeaturesParams]) -> FeaturesResult:
     )
     with track(stage) as run:
         run.log_metrics({f"rows_{k}": v for k, v in result.split.sizes().items()})
-        run.log_artifact("feature-transform", "transform", [stage.product["transform"]], {"features": result.transform.feature_names})
+        run.log_artifact(
+            "feature-transform", "transform", [stage.product["transform"]], {"features": result.transform.feature_names}
+        )
     return result

@@ -23,7 +23,12 @@ def run_ingest(stage: Stage[IngestParams]) -> IngestResult:
     with track(stage, private_columns=result.schema.private) as run:
         summary = result.summary()
         run.log_metrics({k: summary[k] for k in ("rows_read", "rows_valid", "rows_quarantined")})
-        run.log_artifact(f"{result.schema.dataset}-valid", "dataset", [stage.product["valid"], stage.product["schema"]], {"fingerprint": result.fingerprint, "source_sha256": result.source_sha256})
+        run.log_artifact(
+            f"{result.schema.dataset}-valid",
+            "dataset",
+            [stage.product["valid"], stage.product["schema"]],
+            {"fingerprint": result.fingerprint, "source_sha256": result.source_sha256},
+        )
         if result.validation.n_quarantined:
             run.log_table("quarantine_reasons", result.validation.reasons)
     return result

@@ -60,7 +60,9 @@ def production_reference(registry: Registry) -> ProductionReference:
     version = registry.alias("production")
     if version is None:
         raise RegistryError(f"no production model in {registry.root} to monitor against; run `make run` first")
-    return ProductionReference(version, ScoringModel.from_folder(version.path), ReferenceProfile.load(version.file(PROFILE_FILE)))
+    return ProductionReference(
+        version, ScoringModel.from_folder(version.path), ReferenceProfile.load(version.file(PROFILE_FILE))
+    )
 
 
 def alert_rules(p: MonitorParams) -> AlertRules:
@@ -84,7 +86,12 @@ class BatchLog:
 
     def unreadable(self, batch_id: str, path: Path, exc: Exception) -> dict[str, Any]:
         """A batch file that cannot be read is a critical data-quality alert, never a crash."""
-        row = {"batch_id": batch_id, "status": "alert", "status_reason": "critical: not comparable: the file could not be read", "rows": 0}
+        row = {
+            "batch_id": batch_id,
+            "status": "alert",
+            "status_reason": "critical: not comparable: the file could not be read",
+            "rows": 0,
+        }
         alert = {"kind": "data_quality", "severity": "critical", "message": f"{path.name}: {exc}"}
         upsert_history(self.history, [row])
         replace_alerts(self.alerts, batch_id, [alert])
@@ -120,7 +127,17 @@ def run_monitor(stage: Stage[MonitorParams]) -> MonitoringRun:
     engine = engine_for(p)
 
     def check(batch_id: str, path: Path, labelled: bool, month: str | None) -> BatchMonitoring:
-        return engine.monitor_batch(batch_id, path, labelled=labelled, month=month, model=reference.model, profile=reference.profile, reference_metrics=reference.metrics, rules=rules, target=reference.target)
+        return engine.monitor_batch(
+            batch_id,
+            path,
+            labelled=labelled,
+            month=month,
+            model=reference.model,
+            profile=reference.profile,
+            reference_metrics=reference.metrics,
+            rules=rules,
+            target=reference.target,
+        )
 
     truth_rows = _simulated_months(p, batches_dir, check, log) if p.data == "simulate" else []
     if p.data != "simulate":
@@ -130,11 +147,22 @@ def run_monitor(stage: Stage[MonitorParams]) -> MonitoringRun:
     truth = pd.DataFrame(truth_rows)
     plots = _figures(stage, history, reference, rules)
     found = drift_recall(history, truth) if not truth.empty else {}
-    write_json({"model_version": reference.version.version, "batches": int(len(history)), "alerts": len(alerts), "ground_truth": found, "engine": p.engine}, stage.out("summary"))
+    write_json(
+        {
+            "model_version": reference.version.version,
+            "batches": int(len(history)),
+            "alerts": len(alerts),
+            "ground_truth": found,
+            "engine": p.engine,
+        },
+        stage.out("summary"),
+    )
     with track(stage) as run:
         for r in log.results:
             if r.drift is not None:
-                run.log_metrics({"monitor/n_drifted": len(r.drift.drifted), "monitor/dataset_drift": float(r.drift.dataset_drift)})
+                run.log_metrics(
+                    {"monitor/n_drifted": len(r.drift.drifted), "monitor/dataset_drift": float(r.drift.dataset_drift)}
+                )
         if alerts:
             run.log_table("alerts", pd.DataFrame(alerts))
         run.log_table("monitoring_history", history)
@@ -142,7 +170,9 @@ def run_monitor(stage: Stage[MonitorParams]) -> MonitoringRun:
     return MonitoringRun(history, alerts, log.results, truth, found, plots)
 
 
-def _simulated_months(p: MonitorParams, folder: Path, check: Callable[[str, Path, bool, str | None], BatchMonitoring], log: BatchLog) -> list[dict[str, Any]]:
+def _simulated_months(
+    p: MonitorParams, folder: Path, check: Callable[[str, Path, bool, str | None], BatchMonitoring], log: BatchLog
+) -> list[dict[str, Any]]:
     """The simulator's production months, each monitored on arrival and again when its labels come."""
     from nbops.data.simulate import simulate_batch, write_simulation
 
@@ -156,7 +186,14 @@ def _simulated_months(p: MonitorParams, folder: Path, check: Callable[[str, Path
         path = folder / f"{month}.parquet"
         write_simulation(df, truth, path)
         stored[k] = (month, path)
-        truth_rows.append({"month": month, "scenario": scenario, "drifted_features": ",".join(d.name for d in truth.drifted_features), "concept_drift": truth.concept_drift})
+        truth_rows.append(
+            {
+                "month": month,
+                "scenario": scenario,
+                "drifted_features": ",".join(d.name for d in truth.drifted_features),
+                "concept_drift": truth.concept_drift,
+            }
+        )
         log.record(check(month, path, False, month))  # labels are not known when a month first arrives
         arrived = k - p.label_delay  # the labels of the month label_delay months ago arrive now
         if arrived >= 1:
@@ -165,7 +202,9 @@ def _simulated_months(p: MonitorParams, folder: Path, check: Callable[[str, Path
     return truth_rows
 
 
-def _figures(stage: Stage[MonitorParams], history: pd.DataFrame, reference: ProductionReference, rules: AlertRules) -> dict[str, Path]:
+def _figures(
+    stage: Stage[MonitorParams], history: pd.DataFrame, reference: ProductionReference, rules: AlertRules
+) -> dict[str, Path]:
     """PNG at twice the screen density for the report and W&B; beside each the same chart as SVG,
     crisp at any size, with every value on hover."""
     figures = stage.out("figures")
@@ -178,7 +217,10 @@ def _figures(stage: Stage[MonitorParams], history: pd.DataFrame, reference: Prod
     drift_heatmap(history, psi).savefig(plots["drift_heatmap"], dpi=200)
     performance_over_time(history, metric, level, limit[1] if limit else None).savefig(plots["performance"], dpi=200)
     write_text(drift_heatmap_svg(history, psi, standalone=True), figures / "drift_heatmap.svg")
-    write_text(performance_svg(history, metric, level, limit[1] if limit else None, standalone=True), figures / "performance.svg")
+    write_text(
+        performance_svg(history, metric, level, limit[1] if limit else None, standalone=True),
+        figures / "performance.svg",
+    )
     return plots
 
 
@@ -193,7 +235,9 @@ class BatchOutcome:
     alerts: list[dict[str, Any]]
 
 
-def monitor_pending(params: MonitorParams, registry: Registry, *, batches: Path, prediction_log: Path, history: Path, alerts: Path) -> list[BatchOutcome]:
+def monitor_pending(
+    params: MonitorParams, registry: Registry, *, batches: Path, prediction_log: Path, history: Path, alerts: Path
+) -> list[BatchOutcome]:
     """Every batch file in ``batches`` not monitored yet, and the serving prediction log, checked in
     this process against production and recorded as the monitor stage records its months. A batch
     with the target column counts as labelled; the prediction log's own scores are used as they are."""
@@ -211,8 +255,26 @@ def monitor_pending(params: MonitorParams, registry: Registry, *, batches: Path,
             row = log.unreadable(batch_id, path, exc)
             out.append(BatchOutcome(batch_id, 0, row["status"], row["status_reason"], row["alerts"]))
             continue
-        predictions = frame["prediction"].to_numpy() if "prediction" in frame.columns and path.suffix == ".jsonl" else None
+        predictions = (
+            frame["prediction"].to_numpy() if "prediction" in frame.columns and path.suffix == ".jsonl" else None
+        )
         target = reference.target if reference.target in frame.columns else None
-        result = log.record(monitor_batch(batch_id, frame, model=reference.model, profile=reference.profile, reference_metrics=reference.metrics, rules=rules, target=target, predictions=predictions, month=batch_id))
-        out.append(BatchOutcome(batch_id, len(frame), str(result.row["status"]), str(result.row.get("status_reason", "")), result.alerts))
+        result = log.record(
+            monitor_batch(
+                batch_id,
+                frame,
+                model=reference.model,
+                profile=reference.profile,
+                reference_metrics=reference.metrics,
+                rules=rules,
+                target=target,
+                predictions=predictions,
+                month=batch_id,
+            )
+        )
+        out.append(
+            BatchOutcome(
+                batch_id, len(frame), str(result.row["status"]), str(result.row.get("status_reason", "")), result.alerts
+            )
+        )
     return out

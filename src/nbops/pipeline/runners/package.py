@@ -21,6 +21,12 @@ def run_package(stage: Stage[PackageParams]) -> dict[str, Any]:
         raise RegistryError(f"no '{stage.params.package_alias}' model in {registry.root} to package")
     registry.verify(version.version)
     wheel = build_wheel(version, stage.out("manifest").parent)
-    info = {"wheel": str(wheel), "package": version.metadata["package"], "model_version": version.version, "wheel_sha256": file_sha256(Path(wheel)), "alias": stage.params.package_alias}
+    info = {
+        "wheel": str(wheel),
+        "package": version.metadata["package"],
+        "model_version": version.version,
+        "wheel_sha256": file_sha256(Path(wheel)),
+        "alias": stage.params.package_alias,
+    }
     write_json(info, stage.out("manifest"))
     return info

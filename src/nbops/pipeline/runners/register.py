@@ -35,7 +35,9 @@ def run_register(stage: Stage[RegisterParams]) -> Registration:
     schema = load_schema(stage)
     gate = GateDecision(**read_json(stage.inp("evaluate", "gate")))
     registry = registry_for(stage.registry, schema.dataset)
-    profile = engine_for(stage.params).reference_profile(stage.inp("features", "train"), stage.inp("features", "transform"), stage.inp("train", "model"))
+    profile = engine_for(stage.params).reference_profile(
+        stage.inp("features", "train"), stage.inp("features", "transform"), stage.inp("train", "model")
+    )
     train = read_json(stage.inp("train", "summary"))
     with track(stage) as run:
         version, created, promoted = register_model(
@@ -57,10 +59,25 @@ def run_register(stage: Stage[RegisterParams]) -> Registration:
         )
         aliases = registry.aliases()
         names = [a for a in ("candidate", "production") if aliases.get(a) == version.version]
-        run.log_artifact(version.metadata["package"], "model", sorted(p for p in version.path.iterdir() if p.is_file()), {"version": version.version, "gate": gate.to_dict()}, aliases=[version.version, *names])
+        run.log_artifact(
+            version.metadata["package"],
+            "model",
+            sorted(p for p in version.path.iterdir() if p.is_file()),
+            {"version": version.version, "gate": gate.to_dict()},
+            aliases=[version.version, *names],
+        )
     card = stage.out("card")
     card.mkdir(parents=True, exist_ok=True)
     for name in ("card.md", "card.html"):
         shutil.copyfile(version.file(name), card / name)
-    write_json({"version": version.version, "created": created, "promoted": promoted, "aliases": {a: aliases.get(a) for a in ("candidate", "production")}, "registry": str(registry.root)}, stage.out("registration"))
+    write_json(
+        {
+            "version": version.version,
+            "created": created,
+            "promoted": promoted,
+            "aliases": {a: aliases.get(a) for a in ("candidate", "production")},
+            "registry": str(registry.root),
+        },
+        stage.out("registration"),
+    )
     return Registration(version, created, promoted, gate, aliases)

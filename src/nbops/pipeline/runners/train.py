@@ -26,5 +26,10 @@ def run_train(stage: Stage[TrainParams]) -> TrainResult:
     with track(stage, config={"booster": result.params}) as run:
         run.log_metrics({k: v for k, v in result.summary.items() if isinstance(v, int | float)})
         run.log_images({"learning_curve": curve})
-        run.log_artifact("model", "model", [stage.product["model"], stage.inp("features", "transform")], {"best_iteration": result.best_iteration})
+        run.log_artifact(
+            "model",
+            "model",
+            [stage.product["model"], stage.inp("features", "transform")],
+            {"best_iteration": result.best_iteration},
+        )
     return result
