@@ -15,6 +15,7 @@ from nbops.config.spec import notebook_parameters
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
+NBVAL_ENV = "env.test.yaml"
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 
@@ -50,18 +51,28 @@ def test_test_markers_are_cell_tags_never_source_comments() -> None:
                 )
 
 
-def test_notebooks_declare_parameters_with_defaults() -> None:
+def test_notebooks_declare_only_what_ploomber_needs_and_any_default_is_the_models() -> None:
+    """One home per parameter: the stage's typed model. A parameters cell declares ``upstream`` and
+    ``product`` (Ploomber injects there); a value it shows for a parameter must be the model's default."""
+    from nbops.config.params import STAGES
+
     for path in NOTEBOOKS:
         params = notebook_parameters(path)
-        assert params["product"] is None and params["upstream"] is None, path.name
-        assert ... not in params.values(), f"{path.name}: a default is not a literal"
+        assert params.pop("product") is None and params.pop("upstream") is None, path.name
+        model = STAGES[path.stem.split("_", 1)[1]]
+        for key, value in params.items():
+            assert key in model.model_fields, f"{path.name}: '{key}' is not a parameter of {model.__name__}"
+            assert value == model.model_fields[key].get_default(call_default_factory=True), (
+                f"{path.name}: '{key} = {value!r}' differs from {model.__name__}'s default"
+            )
 
 
 def test_notebooks_pass_nbval_in_a_copy_of_the_project(tmp_path: Path) -> None:
     from tests.conftest import copy_project
 
     project = copy_project(tmp_path / "project")
-    env = {**os.environ, "PLOOMBER_STATS_ENABLED": "false", "WANDB_MODE": "offline"}
+    # On their own the notebooks take their values from the env file: the small sample's here.
+    env = {**os.environ, "PLOOMBER_STATS_ENABLED": "false", "WANDB_MODE": "offline", "NBOPS_ENV": NBVAL_ENV}
     env.pop("NBOPS_PROJECT", None)
     proc = subprocess.run(
         [

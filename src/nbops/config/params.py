@@ -204,7 +204,8 @@ class EnvSettings(
 
     root: str = Field(".", description="folder under which data/, models/ and reports/ are written")
     executor: Literal["papermill", "ploomber-engine"] = Field(
-        "papermill", description="how Ploomber runs each notebook"
+        "ploomber-engine",
+        description="how Ploomber runs each notebook: ploomber-engine in its own process (fast), papermill a kernel each",
     )
     schedule: str = Field(
         "0 6 * * *", description="cron expression (5 fields) for `nbops schedule install` and `nbops export airflow`"

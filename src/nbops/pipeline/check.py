@@ -150,22 +150,25 @@ def _check_task(task: TaskSpec, names: set[str]) -> list[str]:
     model = STAGES.get(task.name)
     if model is None:
         return [f"{where}: no parameter model for this stage; known stages: {', '.join(STAGES)}"]
-    declared = set(notebook_parameters(task.source)) - INJECTED
-    for key in declared - set(model.model_fields):
+    # The stage's model is the one home of its parameters: the notebook declares only what Ploomber
+    # needs (upstream, product); any default it shows must be the model's (tests/test_notebooks.py).
+    declared = notebook_parameters(task.source)
+    for key in sorted(set(declared) - INJECTED - set(model.model_fields)):
         problems.append(
             f"{task.source.name}: parameter '{key}' is not a field of {model.__name__}; "
-            f"declare it in nbops/params.py or remove it from the parameters cell"
+            f"declare it in src/nbops/config/params.py or remove it from the parameters cell"
         )
+    fields = sorted(model.model_fields)
     for key in task.params:
-        if key not in declared:
-            problems.append(unknown_key_message(key, sorted(declared), where=f"{where} params"))
+        if key not in model.model_fields:
+            problems.append(unknown_key_message(key, fields, where=f"{where} params"))
     for up in task.upstream:
         if up not in names:
             problems.append(
                 f"{task.source.name}: upstream '{up}' is not a task in pipeline.yaml ({', '.join(sorted(names))})"
             )
     try:
-        validate_params(model, {k: v for k, v in task.params.items() if k in declared}, where=f"{where} params")
+        validate_params(model, {k: v for k, v in task.params.items() if k in model.model_fields}, where=f"{where} params")
     except ConfigError as exc:
         problems.append(str(exc))
     return problems

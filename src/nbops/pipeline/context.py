@@ -146,11 +146,15 @@ def stage(name: str, namespace: Mapping[str, Any]) -> Stage[Any]:
         _report_logging(resolved.project)
         return resolved
     project = project_root()
-    env = load_env(project, overrides={"root": str(project / INTERACTIVE_ROOT)})
+    env = load_env(project, env_file_in_use(), overrides={"root": str(project / INTERACTIVE_ROOT)})
     tasks = {t.name: t for t in load_tasks(project, env)}
     if name not in tasks:
         raise ConfigError(f"pipeline.yaml has no task named '{name}' (it has {', '.join(tasks)})")
     task = tasks[name]
+    # On its own a notebook takes the task's values from the env file, as a build would (any value
+    # the notebook itself set before this call wins): one home per value, never a notebook default.
+    from_env = {k: v for k, v in task.params.items() if k in model.model_fields and k not in values}
+    params = validate_params(model, {**from_env, **values}, where=f"task '{name}' run on its own ({env_file_in_use()})")
     log.info("running '%s' on its own: products go to %s", name, project / INTERACTIVE_ROOT)
     interactive_root = project / INTERACTIVE_ROOT
     resolved = Stage(
@@ -199,11 +203,16 @@ def _injected_interactive(
     return resolved
 
 
+def env_file_in_use() -> str:
+    """The env file this process runs with: Ploomber's (``PLOOMBER_ENV_FILENAME``, set by
+    ``nbops build``), else ``NBOPS_ENV`` (the dashboards, a test), else ``env.yaml``."""
+    return os.environ.get("PLOOMBER_ENV_FILENAME") or os.environ.get("NBOPS_ENV") or "env.yaml"
+
+
 def pipeline_root(project: Path) -> Path:
-    """The products root the pipeline's paths were rendered with: ``root`` of the env file Ploomber
-    reads (``PLOOMBER_ENV_FILENAME``, else ``env.yaml``), relative paths from the project folder."""
-    env_file = os.environ.get("PLOOMBER_ENV_FILENAME") or "env.yaml"
-    root = Path(str(load_env(project, env_file).get("root", ".")))
+    """The products root the pipeline's paths were rendered with: ``root`` of the env file in use
+    (:func:`env_file_in_use`), relative paths from the project folder."""
+    root = Path(str(load_env(project, env_file_in_use()).get("root", ".")))
     return (root if root.is_absolute() else project / root).resolve()
 
 
