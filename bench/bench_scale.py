@@ -257,13 +257,13 @@ def run_pandas(folder: Path, rounds: int) -> dict[str, Any]:
     import lightgbm as lgb
     import pandas as pd
 
+    from nbops.config.params import FeaturesParams, IngestParams, TrainParams
     from nbops.data.ingest import ingest
     from nbops.data.schema import TableSchema
     from nbops.features.build import build_features
     from nbops.modeling.train import train_model
     from nbops.monitoring.drift import compare
     from nbops.monitoring.profile import build_reference_profile
-    from nbops.config.params import FeaturesParams, IngestParams, TrainParams
     from nbops.registry.publish import input_schema
     from nbops.runtime.batch import score_file
     from nbops.runtime.model import ScoringModel
@@ -364,9 +364,8 @@ def run_pandas(folder: Path, rounds: int) -> dict[str, Any]:
 def run_dask(folder: Path, rounds: int, workers: int) -> dict[str, Any]:
     import lightgbm as lgb
 
-    from nbops.data.schema import TableSchema
     from nbops.config.params import ComputeParams, FeaturesParams, TrainParams
-    from nbops.registry.publish import input_schema
+    from nbops.data.schema import TableSchema
     from nbops.engines.dask import profile as sp
     from nbops.engines.dask.cluster import close_all, describe, get_client
     from nbops.engines.dask.ingest import ingest_partitioned, split_partitioned
@@ -374,6 +373,7 @@ def run_dask(folder: Path, rounds: int, workers: int) -> dict[str, Any]:
     from nbops.engines.dask.score import score_parquet, scorer_from_model
     from nbops.engines.dask.train import train_model_dask
     from nbops.engines.dask.work import model_ref
+    from nbops.registry.publish import input_schema
 
     work = folder / "dask"
     work.mkdir(exist_ok=True)

@@ -69,6 +69,7 @@ def build_model_wheel(work: Path, train_rows: int, seed: int) -> tuple[Path, dic
     """Simulate, validate, fit the transform, train 500 trees, register and package; return the wheel."""
     import lightgbm as lgb
 
+    from nbops.config.params import EvaluateParams, FeaturesParams, TrainParams
     from nbops.data.ingest import simulator_schema
     from nbops.data.io import write_parquet
     from nbops.data.profile import fingerprint
@@ -78,7 +79,6 @@ def build_model_wheel(work: Path, train_rows: int, seed: int) -> tuple[Path, dic
     from nbops.features.build import build_features
     from nbops.modeling.evaluate import segment_metrics, task_metrics
     from nbops.modeling.train import booster_params
-    from nbops.config.params import EvaluateParams, FeaturesParams, TrainParams
     from nbops.registry.gate import decide
     from nbops.registry.publish import register_model
     from nbops.registry.store import Registry

@@ -13,8 +13,9 @@ from pathlib import Path
 t0 = time.perf_counter()
 
 import importlib  # noqa: E402
-from nbops.pipeline.check import check_project  # noqa: E402
+
 from nbops.config.params import STAGES  # noqa: E402
+from nbops.pipeline.check import check_project  # noqa: E402
 from nbops.pipeline.context import Stage  # noqa: E402
 
 RUNNERS = {

@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
 from nbops.cli.simulate import main
-from nbops.data import simulate as sim
 from nbops.data.simulate import (
     ID_COLUMN,
     NEW_LOAN_PURPOSE,
@@ -25,6 +24,7 @@ from nbops.data.simulate import (
     DriftedFeature,
     SimulationTruth,
     declared_schema,
+    generator,
     simulate_batch,
     simulate_history,
     write_simulation,
@@ -482,7 +482,7 @@ def test_one_million_rows() -> None:
 
 
 def test_tables_larger_than_one_chunk_are_consistent(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sim, "_CHUNK_ROWS", 1_000)
+    monkeypatch.setattr(generator, "CHUNK_ROWS", 1_000)
     a, ta = simulate_history(rows=4_500, seed=2)
     b, _ = simulate_history(rows=4_500, seed=2)
     pd.testing.assert_frame_equal(a, b)

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from nbops.config.params import IngestParams
-from nbops.data.io import file_sha256, read_table, write_json, write_parquet
+from nbops.data.io import SUPPORTED_SUFFIXES, file_sha256, read_table, write_json, write_parquet
 from nbops.data.profile import fingerprint, profile_table
 from nbops.data.schema import ColumnSpec, TableSchema, infer_schema
 from nbops.data.validate import ROW_COLUMN, ValidationResult, validate_table
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 SIMULATED_DATASET = "credit_risk"
 # A production batch is a month: its file is named <YYYY-MM>.<csv|parquet|pq> (how monitor stores them).
 MONTH_PATTERN = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
-BATCH_SUFFIXES = (".parquet", ".pq", ".csv")
+BATCH_SUFFIXES = SUPPORTED_SUFFIXES
 # Which table a quarantined row came from, when labelled batches join: "main" or the batch's month.
 BATCH_COLUMN = "_batch"
 MAIN_BATCH = "main"

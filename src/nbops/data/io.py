@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import os
-import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from nbops.errors import DataError
+from nbops.files import atomic_path, write_json, write_text, write_with  # noqa: F401 (their home is nbops.files)
 
-SUPPORTED_SUFFIXES = (".csv", ".parquet", ".pq")
+# The table formats nbops reads and writes (the runtime, which imports no nbops, lists them again).
+PARQUET_SUFFIXES = (".parquet", ".pq")
+SUPPORTED_SUFFIXES = (".csv", *PARQUET_SUFFIXES)
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -96,49 +94,9 @@ def _refuse_duplicates(names: list[str], path: Path) -> None:
         )
 
 
-@contextmanager
-def atomic_path(dest: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``dest``; on success it replaces ``dest`` in one rename."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        # mkstemp creates the file private (0600); give it the permissions a plain open() would.
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def write_parquet(df: pd.DataFrame, dest: str | Path) -> Path:
     """Write ``df`` to Parquet atomically."""
-    with atomic_path(dest) as tmp:
-        df.to_parquet(tmp, index=False)
-    return Path(dest)
-
-
-def write_json(data: Any, dest: str | Path) -> Path:
-    """Write JSON atomically, sorted and indented so diffs stay readable."""
-    with atomic_path(dest) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-    return Path(dest)
-
-
-def write_text(text: str, dest: str | Path) -> Path:
-    """Write text atomically."""
-    with atomic_path(dest) as tmp:
-        tmp.write_text(text)
-    return Path(dest)
-
-
-def write_with(writer: Callable[[Path], Any], dest: str | Path) -> Path:
-    """Run ``writer(tmp_path)`` and move the result to ``dest`` atomically."""
-    with atomic_path(dest) as tmp:
-        writer(tmp)
-    return Path(dest)
+    return write_with(lambda tmp: df.to_parquet(tmp, index=False), dest)
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -17,6 +17,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 import nbops.runtime
+from nbops.files import atomic_path
 from nbops.registry.store import ModelVersion
 from nbops.runtime.integrity import MANIFEST
 
@@ -142,12 +143,10 @@ def build_wheel(model: ModelVersion, dist: str | Path) -> Path:
     record_lines.append(f"{info}/RECORD,,")
     files[f"{info}/RECORD"] = ("\n".join(record_lines) + "\n").encode()
     target = dist / f"{package}-{wheel_version}-py3-none-any.whl"
-    tmp = target.with_suffix(".tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name, data in files.items():
             entry = zipfile.ZipInfo(name, date_time=ZIP_DATE)
             entry.external_attr = 0o644 << 16
             entry.compress_type = zipfile.ZIP_DEFLATED
             zf.writestr(entry, data)
-    tmp.replace(target)
     return target

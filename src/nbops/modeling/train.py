@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from nbops.config.params import TrainParams
 from nbops.data.io import write_json
 from nbops.data.schema import TableSchema
+from nbops.files import write_with
 from nbops.progress import Progress
 from nbops.runtime.transform import FeatureTransform
 
@@ -117,9 +118,7 @@ def train_model(
     bar.close()
     best = booster.best_iteration or params.num_boost_round
     model_out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = model_out.with_suffix(model_out.suffix + ".tmp")
-    booster.save_model(str(tmp), num_iteration=best)
-    tmp.replace(model_out)
+    write_with(lambda tmp: booster.save_model(str(tmp), num_iteration=best), model_out)
     # Reload so callers hold exactly the saved model (trimmed to the best iteration).
     booster = lgb.Booster(model_file=str(model_out))
     valid_scores = {f"valid_{m}": float(v[best - 1]) for m, v in history["valid"].items()}

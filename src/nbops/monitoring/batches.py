@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from nbops.data.io import PARQUET_SUFFIXES, SUPPORTED_SUFFIXES
 from nbops.errors import DataError
 from nbops.monitoring.history import read_history
 
-BATCH_SUFFIXES = (".parquet", ".pq", ".csv")
+BATCH_SUFFIXES = SUPPORTED_SUFFIXES
 
 
 def read_frame(path: str | Path) -> pd.DataFrame:
@@ -29,7 +30,7 @@ def read_frame(path: str | Path) -> pd.DataFrame:
         )
     if not path.exists():
         raise DataError("file not found", file=str(path))
-    if suffix in (".parquet", ".pq"):
+    if suffix in PARQUET_SUFFIXES:
         return pd.read_parquet(path)
     try:
         return pd.read_csv(path)

@@ -11,12 +11,13 @@ Each row has one ``status``: ``ok``, ``watch`` or ``alert`` (the rules are in
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from nbops.files import write_text, write_with
 
 KEY = "batch_id"
 # Statuses written before they were graded: a batch too broken to compare, a file that could not be read.
@@ -94,10 +95,7 @@ def upsert_history(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> pd.Da
 
 
 def _write(df: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    write_with(lambda tmp: df.to_parquet(tmp, index=False), path)
 
 
 def replace_alerts(path: str | Path, batch_id: str, alerts: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -105,10 +103,7 @@ def replace_alerts(path: str | Path, batch_id: str, alerts: Iterable[Mapping[str
     path = Path(path)
     kept = [a for a in read_alerts(path) if a.get(KEY) != batch_id]
     allrows = kept + [dict(a, **{KEY: batch_id}) for a in alerts]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(a, default=str) + "\n" for a in allrows))
-    os.replace(tmp, path)
+    write_text("".join(json.dumps(a, default=str) + "\n" for a in allrows), path)
     return allrows
 
 

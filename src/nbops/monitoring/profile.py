@@ -79,12 +79,9 @@ class ReferenceProfile:
         )
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict()) + "\n")
-        tmp.replace(path)
-        return path
+        from nbops.files import write_text
+
+        return write_text(json.dumps(self.to_dict()) + "\n", path)
 
     @classmethod
     def load(cls, path: str | Path) -> ReferenceProfile:

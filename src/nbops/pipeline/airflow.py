@@ -18,7 +18,6 @@ import re
 import shlex
 import shutil
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 
 from nbops.config.spec import TaskSpec
 from nbops.errors import ConfigError, NbopsError
+from nbops.files import write_text
 
 # Airflow's own rule for dag and task ids (airflow.sdk KEY_REGEX) and its length limit.
 AIRFLOW_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -264,16 +264,9 @@ def write_atomically(path: Path, text: str) -> None:
             f"  what to do: move it away, or export under another --dag-id"
         )
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+        write_text(text, path)
+        os.chmod(path, 0o644)  # readable by Airflow, which may run as another user
     except OSError as exc:
-        raise NbopsError(_unwritable(path.parent, f"{type(exc).__name__}: {exc}")) from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; Airflow may run as another user
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise NbopsError(_unwritable(path.parent, f"{type(exc).__name__}: {exc}")) from exc
 
 

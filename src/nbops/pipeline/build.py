@@ -28,6 +28,7 @@ from nbops import progress as events
 from nbops.config import paths
 from nbops.config.spec import load_env
 from nbops.errors import ConfigError
+from nbops.files import write_text
 from nbops.pipeline import lineage
 from nbops.pipeline.check import CheckedProject, check_project
 from nbops.pipeline.context import IDENTITIES_ENV
@@ -71,10 +72,7 @@ def write_generated_env(project: Path, checked: CheckedProject) -> Path:
     # Only the placeholders pipeline.yaml uses: Ploomber warns about the others (e.g. `schedule`).
     used = set(re.findall(r"\{\{\s*(\w+)\s*\}\}", (project / "pipeline.yaml").read_text())) | {"here", "root"}
     values = {k: v for k, v in checked.env.items() if k in used}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(header + yaml.safe_dump(values, sort_keys=False))
-    tmp.replace(path)
-    return path
+    return write_text(header + yaml.safe_dump(values, sort_keys=False), path)
 
 
 def resolve_project(

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,6 +27,7 @@ from nbops import __version__
 from nbops.config import paths
 from nbops.config.spec import TaskSpec
 from nbops.errors import ConfigError
+from nbops.files import write_json
 from nbops.pipeline.code_deps import library_fingerprint
 
 STATE_FILE = paths.LINEAGE_FILE
@@ -155,11 +155,7 @@ def save_state(
             else previous.get("last_run"),
             "last_build": {"build_id": build_id, "ran": did_run, "reasons": why},
         }
-    path = root / STATE_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    write_json(state, root / STATE_FILE, indent=1)
     return state
 
 
@@ -261,9 +257,7 @@ def stamp_ploomber_metadata(task: TaskSpec, identity: str, build_id: str) -> Non
             continue
         data["nbops_run_identity"] = identity
         data["nbops_build_id"] = build_id
-        tmp = meta.with_name(meta.name + ".tmp")
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, meta)
+        write_json(data, meta, indent=None, sort_keys=False)
 
 
 def why_text(tasks: list[TaskSpec], root: Path, task: str | None = None) -> str:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from nbops.errors import NbopsError
+from nbops.files import write_json
 from nbops.runtime.integrity import (
     MANIFEST,
     METADATA_FILE,
@@ -190,10 +191,7 @@ class Registry:
                 "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
         )
-        path = self.root / "aliases.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        os.replace(tmp, path)
+        write_json(data, self.root / "aliases.json", sort_keys=False)
         return data
 
     def set_candidate(self, version: str, reason: str = "registered") -> None:

@@ -23,9 +23,8 @@ from typing import Any
 
 import pandas as pd
 
+from nbops.data.io import PARQUET_SUFFIXES
 from nbops.errors import DataError
-
-PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from nbops.data.io import PARQUET_SUFFIXES
 from nbops.engines.dask.parquet import empty_frame, frame, merge_parts, plan_pieces
 from nbops.errors import DataError
 
@@ -200,7 +201,7 @@ def score_parquet(
                 found=str(exc),
                 hint="fix or remove the records named (numbered from 0 across the whole input, as the wheel's scorer numbers them), or retrain on data like them",
             ) from None
-        if dest.suffix.lower() in (".parquet", ".pq"):
+        if dest.suffix.lower() in PARQUET_SUFFIXES:
             rows = merge_parts(parts_dir, dest)
         else:
             rows = sum(p.rows for p in pieces)

@@ -48,6 +48,7 @@ import pandas as pd
 from nbops.config.params import TrainParams
 from nbops.data.io import write_json
 from nbops.data.schema import TableSchema
+from nbops.files import write_text
 from nbops.modeling.train import TrainResult, booster_params
 from nbops.progress import Progress
 from nbops.runtime.transform import FeatureTransform
@@ -338,10 +339,7 @@ def train_model_dask(
         history["valid"][first_metric], params.early_stopping_rounds, higher[first_metric]
     )
     model_text = strip_network_params(estimator.booster_.model_to_string(num_iteration=best))
-    model_out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = model_out.with_suffix(model_out.suffix + ".tmp")
-    tmp.write_text(model_text)
-    tmp.replace(model_out)
+    write_text(model_text, model_out)
     booster = lgb.Booster(model_file=str(model_out))
 
     # Exact validation metrics of the saved model, on every validation row.
