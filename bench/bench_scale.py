@@ -244,7 +244,7 @@ def test_metrics(
     import lightgbm as lgb
     import pandas as pd
 
-    from nbops.modeling.evaluate import task_metrics
+    from nbops.modeling.metrics import task_metrics
     from nbops.runtime.transform import FeatureTransform
 
     test = pd.read_parquet(test_path)

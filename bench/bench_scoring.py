@@ -77,7 +77,8 @@ def build_model_wheel(work: Path, train_rows: int, seed: int) -> tuple[Path, dic
     from nbops.data.validate import validate_table
     from nbops.deploy.wheel import build_wheel
     from nbops.features.build import build_features
-    from nbops.modeling.evaluate import segment_metrics, task_metrics
+    from nbops.modeling.evaluate import segment_metrics
+    from nbops.modeling.metrics import task_metrics
     from nbops.modeling.train import booster_params
     from nbops.registry.gate import decide
     from nbops.registry.publish import register_model

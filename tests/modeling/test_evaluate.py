@@ -12,17 +12,15 @@ import pytest
 from nbops.config.params import EvaluateParams
 from nbops.data.schema import ColumnSpec, TableSchema
 from nbops.modeling.evaluate import (
-    HEADLINE,
     PREDICTION,
-    binary_metrics,
     class_labels,
     evaluate_model,
     metrics_table,
-    regression_metrics,
     segment_metrics,
     segments_table,
     shap_importance,
 )
+from nbops.modeling.metrics import HEADLINE, binary_metrics, regression_metrics
 from nbops.runtime.transform import FeatureTransform
 
 # --- direct computations -----------------------------------------------------------------------

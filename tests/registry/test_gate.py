@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nbops.modeling.evaluate import task_metrics
-from nbops.registry.gate import GATE_METRIC, GateDecision, decide, production_metrics_on
+from nbops.modeling.metrics import GATE_METRIC, task_metrics
+from nbops.registry.gate import GateDecision, decide, production_metrics_on
 from nbops.registry.store import Registry
 from nbops.runtime.model import ScoringModel
 from nbops.runtime.schema import FieldSpec, InputSchema

@@ -18,56 +18,10 @@ from sklearn import metrics as skm
 from nbops.config.params import EvaluateParams
 from nbops.data.io import write_json, write_parquet
 from nbops.data.schema import TableSchema, outcome_label
-from nbops.modeling.headline import HEADLINE
+from nbops.modeling.metrics import HEADLINE, MEANING, task_metrics
 from nbops.runtime.transform import FeatureTransform
 
 PREDICTION = "prediction"
-
-
-def binary_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    """ROC AUC, PR AUC, log loss, Brier score and the Kolmogorov-Smirnov statistic."""
-    if len(np.unique(y)) < 2:
-        return {"rows": int(len(y)), "positive_rate": float(np.mean(y)), "mean_prediction": float(np.mean(p))}
-    fpr, tpr, _ = skm.roc_curve(y, p)
-    return {
-        "roc_auc": float(skm.roc_auc_score(y, p)),
-        "pr_auc": float(skm.average_precision_score(y, p)),
-        "log_loss": float(skm.log_loss(y, np.clip(p, 1e-15, 1 - 1e-15))),
-        "brier": float(skm.brier_score_loss(y, p)),
-        "ks": float(np.max(tpr - fpr)),
-        "rows": int(len(y)),  # a count: 967, never 967.0
-        "positive_rate": float(np.mean(y)),
-        "mean_prediction": float(np.mean(p)),
-    }
-
-
-def regression_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    """RMSE, MAE and R²."""
-    return {
-        "rmse": float(np.sqrt(skm.mean_squared_error(y, p))),
-        "mae": float(skm.mean_absolute_error(y, p)),
-        "r2": float(skm.r2_score(y, p)) if len(y) > 1 else float("nan"),
-        "rows": int(len(y)),
-        "mean_target": float(np.mean(y)),
-        "mean_prediction": float(np.mean(p)),
-    }
-
-
-def task_metrics(task_type: str, y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    return binary_metrics(y, p) if task_type == "binary" else regression_metrics(y, p)
-
-
-# What each headline metric measures, for a reader of the report.
-MEANING = {
-    "roc_auc": "chance that a random positive row scores above a random negative one (0.5: no skill)",
-    "pr_auc": "average precision over all recall levels (the positive rate: no skill)",
-    "log_loss": "penalty for confident wrong probabilities (lower is better)",
-    "brier": "mean squared error of the probabilities (lower is better)",
-    "ks": "largest gap between the score distributions of the two classes",
-    "rmse": "root mean squared error (lower is better)",
-    "mae": "mean absolute error (lower is better)",
-    "r2": "share of the target's variance explained (1: perfect, 0: the mean)",
-}
 
 
 def class_labels(schema: TableSchema) -> tuple[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nbops.modeling.evaluate import task_metrics
+from nbops.modeling.metrics import task_metrics
 
 
 def batch_performance(task_type: str, labels: np.ndarray, predictions: np.ndarray) -> dict[str, float] | None:

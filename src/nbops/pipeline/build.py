@@ -339,7 +339,7 @@ def summary_text(outcomes: list[TaskOutcome], checked: CheckedProject) -> str:
 def gate_note(gate: Mapping[str, Any], registration: Mapping[str, Any]) -> str | None:
     """A line for the summary when the gate's decision deserves attention: the new production model
     is worse than the one it replaced (within the tolerance), or the candidate was kept out."""
-    from nbops.registry.gate import GATE_METRIC
+    from nbops.modeling.metrics import GATE_METRIC
 
     previous, metric = gate.get("production_version"), gate.get("metric")
     if previous is None or gate.get("production") is None or metric is None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from nbops.modeling.headline import HEADLINE
+from nbops.modeling.metrics import HEADLINE
 
 
 def _table(df: pd.DataFrame) -> str:

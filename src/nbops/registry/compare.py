@@ -22,24 +22,13 @@ import pandas as pd
 from nbops.config.params import EvaluateParams
 from nbops.data.schema import TableSchema
 from nbops.errors import NbopsError
-from nbops.modeling.evaluate import segment_metrics, task_metrics
-from nbops.modeling.headline import HEADLINE
+from nbops.modeling.evaluate import segment_metrics
+from nbops.modeling.metrics import GATE_METRIC, HEADLINE, HIGHER_IS_BETTER, task_metrics
 from nbops.registry.card import _table as markdown_table
-from nbops.registry.gate import GATE_METRIC, GateDecision, decide
+from nbops.registry.gate import GateDecision, decide
 from nbops.registry.store import ModelVersion, Registry, RegistryError
 from nbops.runtime.model import ScoringModel
 
-# Whether a higher value is better, per metric the report marks (rows and means carry no direction).
-HIGHER_IS_BETTER = {
-    "roc_auc": True,
-    "pr_auc": True,
-    "ks": True,
-    "r2": True,
-    "log_loss": False,
-    "brier": False,
-    "rmse": False,
-    "mae": False,
-}
 # Above this many lines the Markdown goes only to the file; stdout gets the summary part.
 PRINT_LINES = 150
 

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from nbops.modeling.metrics import GATE_METRIC
+
 if TYPE_CHECKING:  # scoring needs LightGBM; the gate's decision does not
     from nbops.runtime.model import ScoringModel
 
-# The metric each task is judged on, and whether higher is better.
-GATE_METRIC = {"binary": ("roc_auc", True), "regression": ("rmse", False)}
 
 
 @dataclass
@@ -79,7 +79,7 @@ def production_metrics_on(
     production: ScoringModel, test_rows: pd.DataFrame, target: str, task_type: str
 ) -> dict[str, float]:
     """Score the holdout with the production model (its own transform) and compute its metrics."""
-    from nbops.modeling.evaluate import task_metrics
+    from nbops.modeling.metrics import task_metrics
 
     p = production.booster.predict(production.transform(test_rows))
     return task_metrics(task_type, test_rows[target].to_numpy(float), np.asarray(p))
