@@ -363,12 +363,12 @@ def run_pandas(folder: Path, rounds: int) -> dict[str, Any]:
 
 def run_dask(folder: Path, rounds: int, workers: int) -> dict[str, Any]:
     import lightgbm as lgb
+    from dask_ingest import ingest_partitioned, split_partitioned  # bench/, beside this script
 
     from nbops.config.params import ComputeParams, FeaturesParams, TrainParams
     from nbops.data.schema import TableSchema
     from nbops.engines.dask import profile as sp
     from nbops.engines.dask.cluster import close_all, describe, get_client
-    from nbops.engines.dask.ingest import ingest_partitioned, split_partitioned
     from nbops.engines.dask.parquet import frame, plan_pieces
     from nbops.engines.dask.score import score_parquet, scorer_from_model
     from nbops.engines.dask.train import train_model_dask

@@ -1,8 +1,9 @@
-"""Ingest and the split over partitions: the first two stages for tables larger than one machine.
+"""Ingest and the split over partitions, for the scale benchmark (bench/bench_scale.py) only.
 
-The pipeline's ingest and features stages run on pandas (their runners do not dispatch on
-``engine``); the scale benchmark uses these functions to take a table through every step on the
-cluster, and they are what a dask ingest stage would call.
+The pipeline's ingest and features stages run on pandas under either engine: these functions are
+not part of the library. The benchmark uses them to take a 10M-row table through every step on a
+cluster, and tests/scale checks they agree with the pandas stages (a time-ordered split only: the
+random split here is not stratified as the features stage's is).
 
 * :func:`ingest_partitioned` validates each partition with :func:`nbops.data.validate.validate_table`
   and writes valid and quarantined rows as part files; quarantined rows keep their row number in the
