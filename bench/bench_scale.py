@@ -386,6 +386,7 @@ def run_dask(folder: Path, rounds: int, workers: int) -> dict[str, Any]:
     out: dict[str, Any] = {"engine": "dask", "steps": steps}
     t0 = time.perf_counter()
     client = get_client(ComputeParams(engine="dask", dask_scheduler="local", dask_workers=workers))
+    client.upload_file(str(Path(__file__).with_name("dask_ingest.py")))  # the workers import it too
     out["cluster_start_s"] = time.perf_counter() - t0
     out["cluster"] = describe(client)
 

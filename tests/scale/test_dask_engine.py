@@ -330,7 +330,9 @@ def test_partitioned_ingest_and_split_equal_the_pandas_stages(client, tmp_path: 
     from nbops.data.ingest import simulator_schema
     from nbops.data.profile import fingerprint
     from nbops.data.validate import validate_table
-    sys.path.insert(0, str(REPO / "bench"))  # the scale benchmark's partitioned ingest, not the library's
+    # The scale benchmark's partitioned ingest (not the library's): here and on the workers.
+    sys.path.insert(0, str(REPO / "bench"))
+    client.upload_file(str(REPO / "bench" / "dask_ingest.py"))
     from dask_ingest import ingest_partitioned, split_partitioned
 
     from nbops.features.split import split_rows

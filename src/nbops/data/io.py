@@ -48,8 +48,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
             "the file is empty (0 bytes)", file=str(path), expected="a header row and at least one data row"
         )
     if suffix == ".csv":
-        header = _csv_header(path)
-        _refuse_duplicates(header, path)
+        header = csv_header(path)
+        refuse_duplicates(header, path)
         # pyarrow's reader is several times faster; every column stays text.
         df = pd.read_csv(path, dtype=str, keep_default_na=True, engine="pyarrow")
     else:
@@ -60,7 +60,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
         except Exception as exc:  # pyarrow raises several types for a corrupt file
             raise DataError("not a readable Parquet file", file=str(path), found=str(exc)) from exc
         # Checked on the schema: reading a table with repeated names fails without naming them.
-        _refuse_duplicates(names, path)
+        refuse_duplicates(names, path)
         df = pq.read_table(path).to_pandas()
     if df.shape[1] == 0 or len(df) == 0:
         raise DataError(
@@ -72,7 +72,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return df
 
 
-def _csv_header(path: Path) -> list[str]:
+def csv_header(path: Path) -> list[str]:
     with path.open(newline="", encoding="utf-8-sig") as fh:
         header = next(csv.reader(fh), [])
     if not header:
@@ -80,7 +80,7 @@ def _csv_header(path: Path) -> list[str]:
     return header
 
 
-def _refuse_duplicates(names: list[str], path: Path) -> None:
+def refuse_duplicates(names: list[str], path: Path) -> None:
     dupes = [n for n, c in Counter(names).items() if c > 1]
     if dupes:
         positions = {d: [i + 1 for i, n in enumerate(names) if n == d] for d in dupes}

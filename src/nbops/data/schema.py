@@ -265,7 +265,7 @@ def infer_schema(
         if name in id_columns:
             columns.append(ColumnSpec(name, "text", "id", nullable=nullable))
             continue
-        numeric = _as_numeric(series)
+        numeric = as_numeric(series)
         parsed_share = numeric.notna().sum() / max(series.notna().sum(), 1)
         if parsed_share >= PARSE_SHARE:
             lo = float(np.nanmin(numeric)) if numeric.notna().any() else None
@@ -299,7 +299,7 @@ def infer_schema(
     )
 
 
-def _as_numeric(series: pd.Series) -> pd.Series:
+def as_numeric(series: pd.Series) -> pd.Series:
     if pd.api.types.is_bool_dtype(series):
         return series.astype(float)
     if pd.api.types.is_numeric_dtype(series):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from nbops.data.schema import ColumnSpec, TableSchema, _as_numeric, parse_time
+from nbops.data.schema import ColumnSpec, TableSchema, as_numeric, parse_time
 from nbops.errors import DataError, missing_column_found
 
 ROW_COLUMN = "_row"
@@ -154,14 +154,14 @@ def _coerce(column: pd.Series, spec: ColumnSpec, schema: TableSchema) -> tuple[p
             values = _binary_target(column, spec, schema)
             flag(present & values.isna(), lambda v: name + ": label " + v.map(repr) + " is not one of the two classes")
         else:
-            values = _as_numeric(column)
+            values = as_numeric(column)
             flag(present & values.isna(), lambda v: name + ": " + v.map(repr) + " is not a number")
         flag(~present, f"{name}: target is missing")
         return values, problems
     if not spec.nullable:
         flag(~present, f"{name}: missing, but the schema says nullable: false")
     if spec.kind == "numeric":
-        values = _as_numeric(column)
+        values = as_numeric(column)
         flag(present & values.isna(), lambda v: name + ": " + v.map(repr) + " is not a number")
         if spec.min is not None:
             flag(values < spec.min, lambda v: name + ": " + v + f" is below the minimum {spec.min:g}", values)
@@ -186,7 +186,7 @@ def _coerce(column: pd.Series, spec: ColumnSpec, schema: TableSchema) -> tuple[p
 def _binary_target(column: pd.Series, spec: ColumnSpec, schema: TableSchema) -> pd.Series:
     """Map a binary target to 0/1; any other label is left NaN (and so quarantined)."""
     if schema.positive_class is None:
-        numeric = _as_numeric(column)
+        numeric = as_numeric(column)
         return numeric.where(numeric.isin([0.0, 1.0])).astype("Int8").astype("float64")
     text = column.astype("string")
     if spec.categories and len(spec.categories) == 2:

@@ -114,7 +114,7 @@ def _check_data_file(project: Path, data: str, target: str) -> list[str]:
 
 def table_columns(path: Path) -> list[str]:
     """Column names from a CSV header or a Parquet schema, without reading the rows."""
-    from nbops.data.io import SUPPORTED_SUFFIXES, _csv_header, _refuse_duplicates
+    from nbops.data.io import SUPPORTED_SUFFIXES, csv_header, refuse_duplicates
     from nbops.errors import DataError
 
     if path.suffix.lower() not in SUPPORTED_SUFFIXES:
@@ -132,7 +132,7 @@ def table_columns(path: Path) -> list[str]:
             "the file is empty (0 bytes)", file=str(path), expected="a header row and at least one data row"
         )
     if path.suffix.lower() == ".csv":
-        names = _csv_header(path)
+        names = csv_header(path)
     else:
         import pyarrow.parquet as pq
 
@@ -140,7 +140,7 @@ def table_columns(path: Path) -> list[str]:
             names = pq.read_schema(path).names
         except Exception as exc:
             raise DataError("not a readable Parquet file", file=str(path), found=str(exc)) from exc
-    _refuse_duplicates(names, path)
+    refuse_duplicates(names, path)
     return names
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 from nbops.modeling.metrics import HEADLINE
 
 
-def _table(df: pd.DataFrame) -> str:
+def markdown_table(df: pd.DataFrame) -> str:
     cols = list(df.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in df.itertuples(index=False):
@@ -58,10 +58,10 @@ def model_card_markdown(metadata: dict[str, Any], segments: pd.DataFrame) -> str
         f"- never used as features: identifiers and personal data ({', '.join(metadata.get('excluded_columns', [])) or 'none'})",
         "",
         "## Metrics (test split)",
-        _table(headline),
+        markdown_table(headline),
         "",
         "## Weakest segments",
-        _table(weakest[seg_cols]) if not weakest.empty else "No segment metrics.",
+        markdown_table(weakest[seg_cols]) if not weakest.empty else "No segment metrics.",
         "",
         "## Promotion",
         gate.get("reason", "not evaluated"),

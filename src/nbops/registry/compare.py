@@ -24,7 +24,7 @@ from nbops.data.schema import TableSchema
 from nbops.errors import NbopsError
 from nbops.modeling.evaluate import segment_metrics
 from nbops.modeling.metrics import GATE_METRIC, HEADLINE, HIGHER_IS_BETTER, task_metrics
-from nbops.registry.card import _table as markdown_table
+from nbops.registry.card import markdown_table
 from nbops.registry.gate import GateDecision, decide
 from nbops.registry.store import ModelVersion, Registry, RegistryError
 from nbops.runtime.model import ScoringModel

@@ -111,7 +111,7 @@ def score_file(
             writer: pq.ParquetWriter | None = None
             try:
                 for chunk, done in iter_chunks(source, chunk_rows, text_columns):
-                    chunk = _restore_text(chunk, model)
+                    chunk = restore_text(chunk, model)
                     model.check(chunk, first_row=rows)
                     scores = model.booster.predict(model.transform(chunk), **model._batch_threads)
                     out = chunk[[c for c in passthrough if c in chunk.columns]].copy()
@@ -142,7 +142,7 @@ def score_file(
     return rows
 
 
-def _restore_text(chunk: pd.DataFrame, model: ScoringModel) -> pd.DataFrame:
+def restore_text(chunk: pd.DataFrame, model: ScoringModel) -> pd.DataFrame:
     """Arrow may read an all-digit category column as numbers; categories are compared as text."""
     for spec in model.schema.fields:
         if (

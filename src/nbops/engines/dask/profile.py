@@ -148,7 +148,7 @@ class _Passes:
         return [p[key] if key else p["numeric"][name] for p in self.first]
 
 
-def _run_passes(
+def run_passes(
     client: Client,
     features: Any,
     predictions: list[Any] | None,
@@ -224,7 +224,7 @@ def _numeric_profile(passes: _Passes, name: str, n_deciles: int) -> NumericProfi
     deciles, q = res.values[:n_deciles], res.values[n_deciles:]
     edges = np.unique(deciles)
     shares = _shares_from_quantile_edges(res, edges, n - missing, missing, n)
-    moments = _combine(e["moments"] for e in entries)
+    moments = combine_passes(e["moments"] for e in entries)
     return NumericProfile(
         edges=edges.tolist(),
         shares=shares.tolist(),
@@ -245,7 +245,7 @@ def _shares_from_quantile_edges(res: qx.Resolved, edges: np.ndarray, present: in
     return np.append(counts, missing) / n
 
 
-def _combine(moments: Any) -> Moments:
+def combine_passes(moments: Any) -> Moments:
     total = Moments(0, 0.0, 0.0)
     for m in moments:
         total = total + m
@@ -292,7 +292,7 @@ def reference_profile(
     predictions = _persist_predictions(client, features, model) if model is not None else None
     try:
         probs = np.concatenate([DECILES, PERCENTILES])
-        passes = _run_passes(client, features, predictions, numeric, categorical, probs, None, "reference profile")
+        passes = run_passes(client, features, predictions, numeric, categorical, probs, None, "reference profile")
     finally:
         if predictions is not None:
             client.cancel(predictions)
@@ -307,7 +307,7 @@ def reference_profile(
         res = passes.resolved["\0prediction"]
         edges = np.unique(res.values[: len(DECILES)])
         missing = sum(e["missing"] for e in passes.entries("\0prediction"))
-        moments = _combine(e["moments"] for e in passes.entries("\0prediction"))
+        moments = combine_passes(e["moments"] for e in passes.entries("\0prediction"))
         profile.prediction = {
             "edges": edges.tolist(),
             "shares": _shares_from_quantile_edges(res, edges, passes.rows - missing, missing, passes.rows).tolist(),
@@ -347,7 +347,7 @@ def compare(
     with_predictions = predictions is not None and profile.prediction is not None
     if with_predictions:
         edges["\0prediction"] = np.asarray(profile.prediction["edges"], dtype=np.float64)
-    passes = _run_passes(
+    passes = run_passes(
         client,
         batch[numeric + categorical] if numeric + categorical else batch,
         predictions if with_predictions else None,

@@ -125,7 +125,7 @@ def scorer_from_model(
 
 def score_partition(part: pd.DataFrame, ref: ScorerRef) -> pd.DataFrame:
     """Score one partition as the wheel's scorer scores a chunk (runs on a worker)."""
-    from nbops.runtime.batch import _restore_text
+    from nbops.runtime.batch import restore_text
     from nbops.runtime.schema import InputError
 
     model = ref.load()
@@ -133,7 +133,7 @@ def score_partition(part: pd.DataFrame, ref: ScorerRef) -> pd.DataFrame:
     if len(part) == 0:
         return _output_frame(part[passthrough], np.empty(0), model.version)
     first_row = int(part.index[0])  # partitions are indexed by their rows' positions in the input
-    part = _restore_text(part.reset_index(drop=True), model)
+    part = restore_text(part.reset_index(drop=True), model)
     try:
         model.check(part, first_row=first_row)
     except InputError as exc:
@@ -221,10 +221,10 @@ def prediction_summary(
 
     The quantiles are exact and equal pandas' ``Series.quantile`` (which takes ``q * 100 / 100``).
     """
-    from nbops.engines.dask.profile import _combine, _run_passes
+    from nbops.engines.dask.profile import combine_passes, run_passes
 
     pieces = plan_pieces(predictions)
-    passes = _run_passes(
+    passes = run_passes(
         client,
         frame(predictions, pieces, ["prediction"]),
         None,
@@ -234,7 +234,7 @@ def prediction_summary(
         None,
         "prediction summary",
     )
-    moments = _combine(e["moments"] for e in passes.entries("prediction"))
+    moments = combine_passes(e["moments"] for e in passes.entries("prediction"))
     values = (
         passes.resolved["prediction"].values if "prediction" in passes.resolved else np.full(len(quantiles), np.nan)
     )
