@@ -63,8 +63,12 @@ browser: ## Install Debian's chromium (dashboard tests) and cron (schedule tests
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null,true)
 
 .PHONY: test
-test: install browser ## Run the whole test suite (what CI runs)
+test: install browser ## Run the whole test suite (what CI runs): the fast tier and the slow one
 	$(BIN)/python -m pytest $(ARGS)
+
+.PHONY: test-fast
+test-fast: install ## The tests a developer runs all day: no pipeline build, no server, under a minute
+	$(BIN)/python -m pytest -m "not slow" -p no:cacheprovider -q $(ARGS)
 
 .PHONY: lab
 lab: install ## JupyterLab on http://127.0.0.1:8888 (URL with token printed); notebooks write under build/interactive/
@@ -103,7 +107,7 @@ notebook-outputs: install ## Refresh the notebook outputs that nbval checks (cel
 	$(BIN)/python tests/nbval_outputs.py
 
 .PHONY: lint
-lint: install ## Run the pre-commit hooks (ruff, nbstripout, large files) on every file
+lint: install ## ruff (lint and format), mypy, import-linter, nbstripout and file checks on every file
 	$(BIN)/pre-commit run --all-files
 
 .PHONY: lock
