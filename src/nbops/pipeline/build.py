@@ -99,6 +99,19 @@ def _retrain_labelled_through(project: Path, env_file: str, overrides: Mapping[s
     return value if isinstance(value, str) and value else None
 
 
+def downstream_closure(checked: CheckedProject, name: str) -> set[str]:
+    """``name`` and every task that depends on it, directly or not."""
+    out = {name}
+    grew = True
+    while grew:
+        grew = False
+        for t in checked.tasks:
+            if t.name not in out and set(t.upstream) & out:
+                out.add(t.name)
+                grew = True
+    return out
+
+
 def upstream_closure(checked: CheckedProject, name: str) -> set[str]:
     """``name`` and every task it depends on."""
     by_name = {t.name: t for t in checked.tasks}
@@ -197,6 +210,14 @@ def run_build(
             cmd += ["--partially", until]
         if force:
             cmd.append("--force")
+    if task is None and not force:
+        # Ploomber decides what is outdated from its own metadata (notebook source, parameters,
+        # timestamps): it cannot see a changed library module or lock file. nbops' run identities
+        # can; removing the metadata of the tasks they say must run makes Ploomber run them too.
+        scope = upstream_closure(checked, until) if until is not None else set(names)
+        for spec in checked.tasks:
+            if spec.name in scope and reasons[spec.name]:
+                lineage.forget_ploomber_metadata(spec)
     started = time.time()
     logs = root / paths.LOGS_DIR
     logs.mkdir(parents=True, exist_ok=True)
@@ -204,14 +225,20 @@ def run_build(
     env[events.EVENTS_ENV] = str(events_path)
     returncode = _run_ploomber(cmd, project, env, log_path, events_path, on_event)
     outcomes = task_outcomes(checked, started, reasons)
-    if returncode == 0:
+    failure = build_failure(events_path, log_path) if returncode != 0 else None
+    scope: set[str] | None = None if until is None and task is None else ({task} if task else upstream_closure(checked, until or ""))
+    if failure is not None:
+        # What succeeded before the failure is recorded, so the next build resumes at the failed task.
+        failed = {failure.get("task")} if failure.get("task") else {o.name for o in outcomes if o.ran}
+        broken = set().union(*(downstream_closure(checked, f) for f in failed if f))
+        succeeded = {o.name for o in outcomes if o.ran} - broken
+        scope = succeeded & (scope if scope is not None else succeeded)
+        outcomes = [TaskOutcome(o.name, o.ran and o.name in succeeded, o.products, o.reasons) for o in outcomes]
+    if scope is None or scope:
         for spec, outcome in zip(checked.tasks, outcomes, strict=True):
             if outcome.ran:
                 lineage.stamp_ploomber_metadata(spec, ids[spec.name]["identity"], build_id)
-        scope = None if until is None and task is None else ({task} if task else upstream_closure(checked, until or ""))
-        lineage.save_state(
-            root, checked.tasks, build_id, ran={o.name: o.ran for o in outcomes}, reasons=reasons, only=scope
-        )
+        lineage.save_state(root, checked.tasks, build_id, ran={o.name: o.ran for o in outcomes}, reasons=reasons, only=scope)
     record: dict[str, Any] = {
         "build_id": build_id,
         "env_file": env_file,
@@ -221,8 +248,8 @@ def run_build(
         "until": until,
         "log": str(log_path),
     }
-    if returncode != 0:
-        record["failure"] = build_failure(events_path, log_path)
+    if failure is not None:
+        record["failure"] = failure
     _append_build_log(root, record)
     try:  # the picture of the pipeline as this build left it
         write_pipeline_picture(checked.tasks, root, project, root / "reports", record.get("failure"))

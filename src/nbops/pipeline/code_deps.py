@@ -16,6 +16,9 @@ from functools import lru_cache
 from pathlib import Path
 
 PACKAGE = "nbops"
+# Modules that read other modules' files rather than import them: the wheel builder copies the
+# scoring runtime into every wheel, so a change there must rebuild the wheel.
+CARRIES: dict[str, str] = {"nbops.deploy.wheel": "nbops.runtime"}
 
 
 def package_dir() -> Path:
@@ -95,6 +98,8 @@ def closure(names: Iterable[str], root: Path | None = None) -> dict[str, Path]:
         if parent:
             stack.append(parent)
         stack.extend(edges.get(name, ()))
+        if name in CARRIES:
+            stack.extend(m for m in files if m == CARRIES[name] or m.startswith(CARRIES[name] + "."))
     return dict(sorted(seen.items()))
 
 

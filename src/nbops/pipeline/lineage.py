@@ -196,7 +196,37 @@ def changes(tasks: list[TaskSpec], root: Path) -> dict[str, list[str]]:
             if before.get("products") != product_state(task.product):
                 reasons.append(_product_change(before.get("products") or {}, product_state(task.product)))
         out[task.name] = reasons
+    # A task that will run remakes its products, so the tasks that read them run after it, even when
+    # its identity did not change (a removed or hand-edited product).
+    for task in topological(tasks):
+        why = out[task.name]
+        if "never built" in why:
+            continue
+        for up in task.upstream:
+            if out.get(up) and f"input from '{up}' changed" not in why:
+                why.append(f"input from '{up}' will be rebuilt")
     return out
+
+
+def topological(tasks: list[TaskSpec]) -> list[TaskSpec]:
+    """The tasks with each one after every task it depends on (declaration order among equals)."""
+    by_name = {t.name: t for t in tasks}
+    done: set[str] = set()
+    order: list[TaskSpec] = []
+
+    def visit(name: str, path: tuple[str, ...] = ()) -> None:
+        if name in done or name not in by_name:
+            return
+        if name in path:
+            raise ConfigError(f"pipeline.yaml: the tasks depend on each other in a cycle: {' -> '.join((*path, name))}")
+        for up in by_name[name].upstream:
+            visit(up, (*path, name))
+        done.add(name)
+        order.append(by_name[name])
+
+    for t in tasks:
+        visit(t.name)
+    return order
 
 
 def _code_change(task: TaskSpec, old_cells: list[str] | None) -> str:
@@ -239,6 +269,12 @@ def _product_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     if edited:
         return f"a product was modified since the last build ({', '.join(edited)})"
     return "a product was modified or removed since the last build"
+
+
+def forget_ploomber_metadata(task: TaskSpec) -> None:
+    """Remove Ploomber's metadata beside ``task``'s products, so Ploomber considers it outdated."""
+    for path in map(Path, task.product.values()):
+        (path.parent / f".{path.name}.metadata").unlink(missing_ok=True)
 
 
 def stamp_ploomber_metadata(task: TaskSpec, identity: str, build_id: str) -> None:
