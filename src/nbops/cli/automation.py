@@ -13,7 +13,7 @@ from nbops.errors import NbopsError
 PRINT_LINES = 150
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("export", help="export the pipeline to an orchestrator (Airflow)")
     add_env_args(p)
     p.add_argument("target", choices=["airflow"])

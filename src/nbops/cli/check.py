@@ -8,7 +8,7 @@ import time
 from nbops.cli.common import add_env_args, overrides, project_of
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("check", help="validate env and pipeline parameters without running anything")
     add_env_args(p)
     p.set_defaults(func=run)

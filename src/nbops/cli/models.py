@@ -11,7 +11,7 @@ from nbops.cli.common import add_env_args, project_of, registry_of, text_table
 from nbops.errors import NbopsError
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("models", help="list, show, promote or roll back registered model versions")
     add_env_args(p)
     p.add_argument("action", choices=["list", "show", "promote", "rollback"])

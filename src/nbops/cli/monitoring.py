@@ -10,7 +10,7 @@ from nbops.cli.common import add_env_args, registry_of
 from nbops.errors import NbopsError
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("drift", help="compare two tables (or a stored reference profile and a table) for drift")
     p.add_argument("reference", help="a CSV/Parquet table, or a reference_profile.json from a model version")
     p.add_argument("current", help="the CSV/Parquet table to compare")

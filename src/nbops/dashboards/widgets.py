@@ -188,8 +188,8 @@ def table_html(
                 text = cells[c](v)
             elif is_missing(v):
                 text = "–"
-            elif formats[c] is not None:
-                text = esc(formats[c](v))
+            elif (fmt := formats[c]) is not None:
+                text = esc(fmt(v))
             elif isinstance(v, bool | np.bool_):
                 text = "yes" if v else "no"
             else:

@@ -200,7 +200,7 @@ def infer_schema(
     *,
     dataset: str,
     target: str,
-    task_type: str = "auto",
+    task_type: Literal["auto", "binary", "regression"] = "auto",
     time_column: str = "auto",
     id_columns: list[str] | None = None,
     pii_columns: list[str] | None = None,
@@ -226,7 +226,7 @@ def infer_schema(
     if task_type == "auto":
         task, positive = infer_task_type(df[target], file=file, column=target)
     else:
-        task, positive = task_type, None  # type: ignore[assignment]
+        task, positive = task_type, None
         if task == "binary":
             _, positive = infer_task_type(df[target], file=file, column=target)
     notes: list[str] = []
@@ -236,7 +236,7 @@ def infer_schema(
         series = df[name]
         nullable = bool(series.isna().any())
         if name == target:
-            kind = "numeric" if task == "regression" or positive is None else "categorical"
+            kind: Kind = "numeric" if task == "regression" or positive is None else "categorical"
             labels = None
             if positive is not None:
                 counts = series.dropna().astype(str).value_counts()

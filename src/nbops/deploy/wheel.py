@@ -14,7 +14,9 @@ import hashlib
 import json
 import zipfile
 from importlib import metadata as importlib_metadata
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import nbops.runtime
 from nbops.files import atomic_path
@@ -78,7 +80,7 @@ sys.exit(main(load, "{package}"))
 """
 
 
-def train_identity(meta: dict) -> str | None:
+def train_identity(meta: Mapping[str, Any]) -> str | None:
     """The run identity of the training task recorded with the version (None before lineage existed)."""
     identity = meta.get("run_identity")
     return identity if isinstance(identity, str) or identity is None else None

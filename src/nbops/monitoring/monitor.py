@@ -44,7 +44,7 @@ class BatchMonitoring:
 def score_for_monitoring(model: ScoringModel, batch: pd.DataFrame) -> np.ndarray:
     """Predictions for every row, bad ones included (unseen categories count as missing here):
     monitoring must describe the batch as it is, not refuse it."""
-    return model.booster.predict(model.transform(batch))
+    return np.asarray(model.booster.predict(model.transform(batch)))
 
 
 def monitor_batch(

@@ -24,7 +24,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TextIO, TypeVar
 
 from pydantic import BaseModel
 
@@ -314,7 +314,7 @@ def _show_identity(stage: Stage[Any]) -> None:
     )
 
 
-class _ReportLog(logging.StreamHandler):  # type: ignore[type-arg]
+class _ReportLog(logging.StreamHandler[TextIO]):
     """nbops warnings in an executed report: on the stderr of the moment (each cell's, as the kernel
     or ploomber-engine captures it), with the project's paths shown relative to it."""
 
@@ -323,14 +323,14 @@ class _ReportLog(logging.StreamHandler):  # type: ignore[type-arg]
         self.project = project
         self.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
 
-    @property  # type: ignore[override]
-    def stream(self) -> Any:
+    @property
+    def stream(self) -> TextIO:
         import sys
 
         return sys.stderr
 
     @stream.setter
-    def stream(self, value: Any) -> None:  # StreamHandler sets it; the current stderr is used instead
+    def stream(self, value: TextIO) -> None:  # StreamHandler sets it; the current stderr is used instead
         pass
 
     def format(self, record: logging.LogRecord) -> str:

@@ -165,7 +165,7 @@ def render_svg(states: list[TaskState], title: str = "pipeline.yaml") -> str:
         '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#78909c"/></marker></defs>',
         f'<rect width="{width:.0f}" height="{height:.0f}" fill="#ffffff"/>',
     ]
-    x = MARGIN
+    x: float = MARGIN
     for fill, border, label in STATES.values():
         parts.append(
             f'<rect x="{x}" y="{MARGIN}" width="14" height="14" rx="3" fill="{fill}" stroke="{border}" stroke-width="2"/>'

@@ -23,12 +23,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from nbops.errors import NbopsError
 from nbops.pipeline.retrain_state import MONTH, load_state, save_state, state_path
+
+if TYPE_CHECKING:
+    from nbops.pipeline.check import CheckedProject
 
 log = logging.getLogger(__name__)
 
@@ -231,16 +234,11 @@ def _retrain_alert_batches(alerts: Iterable[Mapping[str, Any]]) -> set[str]:
     return {str(a.get("batch_id")) for a in alerts if a.get("kind") in RETRAIN_ALERT_KINDS}
 
 
-def _resolve(project: Path, env_file: str, overrides: Mapping[str, Any]):
-    """The checked project as ``nbops build`` sees it (``resolve_project`` when build.py has it)."""
-    from nbops.pipeline import build
+def _resolve(project: Path, env_file: str, overrides: Mapping[str, Any]) -> CheckedProject:
+    """The checked project as ``nbops build`` sees it."""
+    from nbops.pipeline.build import resolve_project
 
-    resolve = getattr(build, "resolve_project", None)
-    if resolve is not None:
-        return resolve(project, env_file, dict(overrides))
-    from nbops.pipeline.check import check_project
-
-    return check_project(project, env_file, dict(overrides))
+    return resolve_project(project, env_file, dict(overrides))
 
 
 def _gate_text(outcomes: Sequence[Any]) -> list[str]:

@@ -162,7 +162,7 @@ def compare(
             test.schema.task_type,
             cand.metrics,
             prod.metrics if prod else None,
-            prod_version.version if prod else None,
+            prod.version.version if prod else None,
             params.promotion_tolerance,
         )
     )
@@ -316,13 +316,13 @@ def _segment_sections(comp: Comparison, metric: str) -> list[str]:
         merged = merged.merge(other[[*key, "production"]], on=key, how="left")
     for column, group in merged.groupby("segment", sort=False):
         rows = []
-        for r in group.itertuples(index=False):
-            row = {"segment": column, "level": r.level, "rows": f"{int(r.rows):,}"}
+        for r in group.to_dict("records"):
+            row = {"segment": column, "level": r["level"], "rows": f"{int(r['rows']):,}"}
             if prod is not None:
-                row["production"] = _num(r.production)
-            row["candidate"] = _num(r.candidate)
+                row["production"] = _num(r["production"])
+            row["candidate"] = _num(r["candidate"])
             if prod is not None:
-                row["delta"] = delta_cell(metric, r.candidate, r.production)
+                row["delta"] = delta_cell(metric, r["candidate"], r["production"])
             rows.append(row)
         lines += ["", f"### {column}", "", markdown_table(pd.DataFrame(rows))]
     return lines

@@ -90,7 +90,8 @@ class Registry:
         path = self.root / "aliases.json"
         if not path.exists():
             return {"history": []}
-        return json.loads(path.read_text())
+        aliases: dict[str, Any] = json.loads(path.read_text())
+        return aliases
 
     def alias(self, name: str) -> ModelVersion | None:
         if name not in ALIASES:

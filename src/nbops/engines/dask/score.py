@@ -138,7 +138,7 @@ def score_partition(part: pd.DataFrame, ref: ScorerRef) -> pd.DataFrame:
         model.check(part, first_row=first_row)
     except InputError as exc:
         raise PartitionInputError(str(exc)) from None
-    scores = model.booster.predict(model.transform(part), num_threads=1)
+    scores = np.asarray(model.booster.predict(model.transform(part), num_threads=1))
     return _output_frame(part[passthrough], scores, model.version)
 
 
