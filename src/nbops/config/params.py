@@ -70,7 +70,8 @@ class IngestParams(StageParams):
     max_quarantine_fraction: float = Field(0.2, ge=0, le=1, description="fail when more rows than this are quarantined")
     labelled_through: str | None = Field(
         None,
-        description="production months with arrived labels up to this one (YYYY-MM) join the training data; set by `nbops retrain`",
+        description="production months with arrived labels up to this one (YYYY-MM) join the training data; set by "
+        "`nbops retrain`",
     )
     labelled_batches: str = Field(
         "build/interactive/data/production",
@@ -208,7 +209,8 @@ class EnvSettings(
     root: str = Field(".", description="folder under which data/, models/ and reports/ are written")
     executor: Literal["papermill", "ploomber-engine"] = Field(
         "ploomber-engine",
-        description="how Ploomber runs each notebook: ploomber-engine in its own process (fast), papermill a kernel each",
+        description="how Ploomber runs each notebook: ploomber-engine in its own process (fast), papermill a kernel "
+        "each",
     )
     schedule: str = Field(
         "0 6 * * *", description="cron expression (5 fields) for `nbops schedule install` and `nbops export airflow`"

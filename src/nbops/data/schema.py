@@ -130,7 +130,8 @@ class TableSchema:
             raise DataError(
                 "the schema is missing a key or has an unknown one",
                 file=source,
-                expected="dataset, target, task_type, time_column, columns: [{name, kind, role, nullable, min, max, categories}]",
+                expected="dataset, target, task_type, time_column, columns: [{name, kind, role, nullable, min, max, "
+                "categories}]",
                 found=str(exc),
             ) from exc
         for col in columns:

@@ -120,7 +120,8 @@ def _check_columns(raw: pd.DataFrame, schema: TableSchema, file: str) -> None:
             file=file,
             column=extra[0],
             found=", ".join(extra),
-            hint="add them to the schema file (role: ignore keeps them out of the model), or delete the schema file to infer it again",
+            hint="add them to the schema file (role: ignore keeps them out of the model), or delete the schema file to "
+            "infer it again",
         )
 
 

@@ -13,8 +13,8 @@ import base64
 import hashlib
 import json
 import zipfile
-from importlib import metadata as importlib_metadata
 from collections.abc import Mapping
+from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +126,8 @@ def build_wheel(model: ModelVersion, dist: str | Path) -> Path:
             "Metadata-Version: 2.1",
             f"Name: {package}",
             f"Version: {wheel_version}",
-            f"Summary: Scoring package for {meta['dataset']} model {model.version} ({meta['task_type']}), built by nbops",
+            f"Summary: Scoring package for {meta['dataset']} model {model.version} ({meta['task_type']}), built by "
+            "nbops",
             # Keywords is the core-metadata field free for tags: `pip show` lists the lineage.
             f"Keywords: nbops,model-{model.version},run-identity-{train_identity(meta) or 'none'}",
             "Requires-Python: >=3.10",

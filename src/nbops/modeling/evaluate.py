@@ -62,7 +62,10 @@ class Evaluation:
                 f"Test split: {m['rows']:,} rows; observed rate of {self.outcome}: {m['positive_rate']:.4f}; "
                 f"mean predicted probability: {m['mean_prediction']:.4f}."
             )
-        return f"Test split: {m['rows']:,} rows; mean {self.target}: {m['mean_target']:.4g}; mean prediction: {m['mean_prediction']:.4g}."
+        return (
+            f"Test split: {m['rows']:,} rows; mean {self.target}: {m['mean_target']:.4g}; "
+            f"mean prediction: {m['mean_prediction']:.4g}."
+        )
 
     def segments_table(self) -> pd.DataFrame:
         """The segment metrics with the columns named for a reader."""

@@ -397,7 +397,8 @@ def performance_svg(
         pending = int(s.pending.sum())
         return message_chart(
             "performance",
-            f"No labelled batch yet: labels pending for {pending} batch(es); they arrive a few months after a batch is scored",
+            f"No labelled batch yet: labels pending for {pending} batch(es); they arrive a few months after a batch is "
+            "scored",
             standalone=standalone,
         )
     axis = batch_axis(history)
@@ -498,7 +499,8 @@ def performance_svg(
         px, py = xpos(i), ypos(float(v))
         bad = s.breached(float(v))
         chart.add(
-            f'<circle cx="{px:.1f}" cy="{py:.1f}" r="{5 if bad else 4}" fill="{BAD if bad else LINE}" stroke="#ffffff" stroke-width="1.5"/>'
+            f'<circle cx="{px:.1f}" cy="{py:.1f}" r="{5 if bad else 4}" fill="{BAD if bad else LINE}" stroke="#ffffff" '
+            'stroke-width="1.5"/>'
         )
         state = (
             (f"past the alert level ({limit:.3f})" if bad else f"within the alert level ({limit:.3f})")
@@ -515,7 +517,8 @@ def performance_svg(
         )
     for i in np.flatnonzero(s.pending).tolist():
         chart.tip(
-            f'<rect class="nbops-hit" x="{x0 + step_x * i:.1f}" y="{y0:.1f}" width="{step_x:.1f}" height="{y1 - y0:.1f}"/>',
+            f'<rect class="nbops-hit" x="{x0 + step_x * i:.1f}" y="{y0:.1f}" width="{step_x:.1f}" '
+            f'height="{y1 - y0:.1f}"/>',
             [s.batches[i], "labels pending: no performance yet"],
             xpos(int(i)),
             y0 + 40,
@@ -589,7 +592,8 @@ def distribution_svg(
         else:
             chart.text(gx, y1 + 16, str(label), anchor="middle", size=11, cls="nbops-muted")
         chart.tip(
-            f'<rect class="nbops-hit" x="{gx - group / 2:.1f}" y="{y0:.1f}" width="{group:.1f}" height="{y1 - y0:.1f}"/>',
+            f'<rect class="nbops-hit" x="{gx - group / 2:.1f}" y="{y0:.1f}" width="{group:.1f}" '
+            f'height="{y1 - y0:.1f}"/>',
             [f"{feature}: {label}", f"reference {r:.1%}", f"{batch} {c:.1%}"],
             gx,
             min(ypos(r), ypos(c)),

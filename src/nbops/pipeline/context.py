@@ -97,7 +97,8 @@ class Stage(Generic[P]):
                 # injected by the lab: upstream products are the pipeline's, which only a build writes
                 raise ConfigError(
                     f"stage '{self.name}' reads the pipeline's {path}, made by stage '{task}', which has not "
-                    f"been built yet; run `make run` first (a notebook run in JupyterLab writes under {INTERACTIVE_ROOT}/)"
+                    "been built yet; run `make run` first (a notebook run in JupyterLab writes under "
+                    f"{INTERACTIVE_ROOT}/)"
                 )
             raise ConfigError(
                 f"stage '{self.name}' needs {path}, made by stage '{task}', which has not run yet; "

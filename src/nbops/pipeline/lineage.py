@@ -296,7 +296,8 @@ def why_text(tasks: list[TaskSpec], root: Path, task: str | None = None) -> str:
             )
             if last_run:
                 lines.append(
-                    f"  last ran in build {last_run.get('build_id')} because {'; '.join(last_run.get('reasons') or []) or 'forced or first recorded build'}"
+                    f"  last ran in build {last_run.get('build_id')} because "
+                    f"{'; '.join(last_run.get('reasons') or []) or 'forced or first recorded build'}"
                 )
         lines.append(
             f"  products made by run {rec['identity']} (stamped in Ploomber's metadata, its W&B run and report)"

@@ -107,7 +107,8 @@ class Registry:
         extra = sorted(p.name for p in mv.path.iterdir() if p.name != MANIFEST and p.name not in manifest["files"])
         if extra:
             raise IntegrityError(
-                f"{mv.path} holds files that were not registered: {', '.join(extra)}; remove them (a version is immutable)"
+                f"{mv.path} holds files that were not registered: {', '.join(extra)}; remove them (a version is "
+                "immutable)"
             )
 
     # -- writing ------------------------------------------------------------------------------
