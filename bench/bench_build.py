@@ -114,7 +114,8 @@ def main() -> int:
                 timed([py, str(REPO / "bench" / "plain_run.py"), str(project), "env.bench.yaml", "evaluate"], project)
             )
             print(
-                f"  until evaluate: build {results['build_until_evaluate'][-1]:.1f} s, plain {results['plain_python_until_evaluate'][-1]:.1f} s",
+                f"  until evaluate: build {results['build_until_evaluate'][-1]:.1f} s, plain "
+                f"{results['plain_python_until_evaluate'][-1]:.1f} s",
                 flush=True,
             )
             project = copy_project(Path(tmp) / f"plain-{rep}")
@@ -146,10 +147,14 @@ def main() -> int:
         "| measurement | seconds | vs plain Python |",
         "|---|---:|---:|",
         f"| plain Python: the same stage functions (all eight) in one process | {med['plain_python']:.1f} | 1.00× |",
-        f"| cold full build, ploomber-engine executor (default) | {med['build_ploomber_engine']:.1f} | {summary['ratio_build_ploomber_engine_to_plain']:.2f}× |",
-        f"| cold full build, Papermill executor (a kernel per notebook) | {med['build_papermill']:.1f} | {summary['ratio_build_papermill_to_plain']:.2f}× |",
-        f"| first four stages only (ingest → evaluate), plain Python | {med['plain_python_until_evaluate']:.1f} | 1.00× |",
-        f"| first four stages only, `nbops build --until evaluate` (ploomber-engine) | {med['build_until_evaluate']:.1f} | {summary['ratio_until_evaluate']:.2f}× |",
+        f"| cold full build, ploomber-engine executor (default) | {med['build_ploomber_engine']:.1f} | "
+        f"{summary['ratio_build_ploomber_engine_to_plain']:.2f}× |",
+        f"| cold full build, Papermill executor (a kernel per notebook) | {med['build_papermill']:.1f} | "
+        f"{summary['ratio_build_papermill_to_plain']:.2f}× |",
+        f"| first four stages only (ingest → evaluate), plain Python | {med['plain_python_until_evaluate']:.1f} | "
+        "1.00× |",
+        "| first four stages only, `nbops build --until evaluate` (ploomber-engine) | "
+        f"{med['build_until_evaluate']:.1f} | {summary['ratio_until_evaluate']:.2f}× |",
         f"| no-op rebuild, `nbops build` (run identities, Ploomber not started) | {med['noop_rebuild']:.2f} | |",
         f"| no-op rebuild, plain `ploomber build` | {med['noop_ploomber_build']:.2f} | |",
         f"| `nbops check` (parameters valid) | {med['check']:.2f} | |",

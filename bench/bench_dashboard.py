@@ -84,7 +84,8 @@ def main() -> int:
         f"| monitoring | {med['monitoring']:.2f} | ≤ 5 s |",
         f"| model | {med['model']:.2f} | |",
         "",
-        f"Measured {summary['measured_at']} with `python bench/bench_dashboard.py --reps {args.reps} --pause {args.pause:g}`: each view gets a",
+        f"Measured {summary['measured_at']} with `python bench/bench_dashboard.py --reps {args.reps} --pause "
+        f"{args.pause:g}`: each view gets a",
         "pre-heated kernel (started, imports done; Voila refills the pool between views) that reads the latest",
         "outputs and draws the widgets when the page opens.",
     ]

@@ -243,15 +243,19 @@ def fmt_s(v: float) -> str:
 def markdown(res: dict[str, Any]) -> str:
     big = res["timings"][str(res["rows"])]
     lines = [
-        f"# Drift benchmark ({res['rows']:,} rows × {big['features']} features against a stored reference profile, median of {res['reps']}, {res['machine']['cpus']} cores)",
+        f"# Drift benchmark ({res['rows']:,} rows × {big['features']} features against a stored reference profile, "
+        f"median of {res['reps']}, {res['machine']['cpus']} cores)",
         "",
         "Timed: load the reference profile JSON + read the current batch (Parquet, all "
-        f"{big['columns']} columns) + `compare()`, each run in a fresh Python process; peak memory is that process's `ru_maxrss` (imports included).",
+        f"{big['columns']} columns) + `compare()`, each run in a fresh Python process; peak memory is that process's "
+        "`ru_maxrss` (imports included).",
         "",
         "| measurement | value | goal | met |",
         "|---|---:|---:|:---:|",
-        f"| time, {res['rows']:,} rows | {fmt_s(big['seconds'])} s | ≤ {GOAL_SECONDS:g} s | {'yes' if big['seconds'] <= GOAL_SECONDS else '**no**'} |",
-        f"| peak RSS, {res['rows']:,} rows (highest of the runs) | {big['max_peak_rss_mib']:,.0f} MiB | ≤ {GOAL_RSS_MIB:,.0f} MiB (2 GiB) | {'yes' if big['max_peak_rss_mib'] <= GOAL_RSS_MIB else '**no**'} |",
+        f"| time, {res['rows']:,} rows | {fmt_s(big['seconds'])} s | ≤ {GOAL_SECONDS:g} s | "
+        f"{'yes' if big['seconds'] <= GOAL_SECONDS else '**no**'} |",
+        f"| peak RSS, {res['rows']:,} rows (highest of the runs) | {big['max_peak_rss_mib']:,.0f} MiB | ≤ "
+        f"{GOAL_RSS_MIB:,.0f} MiB (2 GiB) | {'yes' if big['max_peak_rss_mib'] <= GOAL_RSS_MIB else '**no**'} |",
     ]
     for size in res["sizes"]:
         if size == res["rows"]:
@@ -267,43 +271,58 @@ def markdown(res: dict[str, Any]) -> str:
         "",
         "Where the time goes (medians, seconds), and memory:",
         "",
-        "| rows | load profile | read Parquet | compare | total | CPU time of the work (all threads) | 1-min load average | process wall (start-up + imports + work) | RSS after imports | peak RSS (ru_maxrss) | VmHWM | tracemalloc peak (numpy/Python heap; Arrow not traced) |",
+        "| rows | load profile | read Parquet | compare | total | CPU time of the work (all threads) | 1-min load "
+        "average | process wall (start-up + imports + work) | RSS after imports | peak RSS (ru_maxrss) | VmHWM | "
+        "tracemalloc peak (numpy/Python heap; Arrow not traced) |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for size in res["sizes"]:
         t = res["timings"][str(size)]
         tm, hwm = t.get("tracemalloc_peak_mib"), t.get("vmhwm_mib")
         lines.append(
-            f"| {size:,} | {fmt_s(t['load_profile_s'])} | {fmt_s(t['read_parquet_s'])} | {fmt_s(t['compare_s'])} | {fmt_s(t['seconds'])} | {fmt_s(t['cpu_s'])} | {t['load_average_1min']:.1f} | {fmt_s(t['process_wall_s'])} "
-            f"| {t['rss_after_imports_mib']:,.0f} MiB | {t['peak_rss_mib']:,.0f} MiB | {'' if hwm is None else f'{hwm:,.0f} MiB'} | {'' if tm is None else f'{tm:,.0f} MiB'} |"
+            f"| {size:,} | {fmt_s(t['load_profile_s'])} | {fmt_s(t['read_parquet_s'])} | {fmt_s(t['compare_s'])} | "
+            f"{fmt_s(t['seconds'])} | {fmt_s(t['cpu_s'])} | {t['load_average_1min']:.1f} | "
+            f"{fmt_s(t['process_wall_s'])} "
+            f"| {t['rss_after_imports_mib']:,.0f} MiB | {t['peak_rss_mib']:,.0f} MiB | "
+            f"{'' if hwm is None else f'{hwm:,.0f} MiB'} | {'' if tm is None else f'{tm:,.0f} MiB'} |"
         )
     lines += [
         "",
-        f"Each timed run: {', '.join(fmt_s(s) for s in big['all_seconds'])} s at {res['rows']:,} rows (CPU time of the work, median: {fmt_s(big['cpu_s'])} s; "
-        f"1-min load average {big['load_average_1min']:.1f} on {res['machine']['cpus']} cores while measuring: the machine was shared, so wall times include waiting for a core). "
-        f"The {res['rows']:,}-row batch is the `shock` scenario (batch 1, seed 0); drifted: {', '.join(big['drifted'])}.",
+        f"Each timed run: {', '.join(fmt_s(s) for s in big['all_seconds'])} s at {res['rows']:,} rows (CPU time of the "
+        f"work, median: {fmt_s(big['cpu_s'])} s; "
+        f"1-min load average {big['load_average_1min']:.1f} on {res['machine']['cpus']} cores while measuring: the "
+        "machine was shared, so wall times include waiting for a core). "
+        f"The {res['rows']:,}-row batch is the `shock` scenario (batch 1, seed 0); drifted: "
+        f"{', '.join(big['drifted'])}.",
         "",
-        f"**Evidently, for comparison:** the issue measured Evidently {EVIDENTLY['version']} at {EVIDENTLY['seconds']} s and {EVIDENTLY['memory']} on "
-        f"{'the same shape' if res['rows'] == 1_000_000 else 'a different shape'} (1,000,000 rows × the 20 simulator features) on this machine. "
+        f"**Evidently, for comparison:** the issue measured Evidently {EVIDENTLY['version']} at {EVIDENTLY['seconds']} "
+        f"s and {EVIDENTLY['memory']} on "
+        f"{'the same shape' if res['rows'] == 1_000_000 else 'a different shape'} (1,000,000 rows × the 20 simulator "
+        "features) on this machine. "
         "Not re-measured here: Evidently is not a dependency of nbops and does not import with pandas 3.",
         "",
         f"## Ground truth at {res['ground_truth']['rows']:,} rows",
         "",
-        f"Reference profile from each seed's {res['ground_truth']['reference_rows']:,}-row history; batches seed 0 with k=1 and seed 1 with k=6; default thresholds (PSI ≥ 0.2, one feature makes the dataset drifted).",
+        f"Reference profile from each seed's {res['ground_truth']['reference_rows']:,}-row history; batches seed 0 "
+        "with k=1 and seed 1 with k=6; default thresholds (PSI ≥ 0.2, one feature makes the dataset drifted).",
         "",
-        "| scenario | batches | features named by the simulator | found | dataset drift raised | flagged but not named |",
+        "| scenario | batches | features named by the simulator | found | dataset drift raised | flagged but not named "
+        "|",
         "|---|---|---:|---:|---:|---|",
     ]
     for scenario, p in res["ground_truth"]["scenarios"].items():
         lines.append(
-            f"| {scenario} | {'; '.join(p['batches'])} | {p['named']} | {p['found']} | {p['dataset_drift']}/{len(p['batches'])} | {', '.join(sorted(set(p['extra_flagged']))) or '—'} |"
+            f"| {scenario} | {'; '.join(p['batches'])} | {p['named']} | {p['found']} | "
+            f"{p['dataset_drift']}/{len(p['batches'])} | {', '.join(sorted(set(p['extra_flagged']))) or '—'} |"
         )
     gt = res["ground_truth"]
     lines += [
         "",
-        f"Recall {gt['found']}/{gt['named']} = {gt['recall']:.3f} (goal ≥ 0.95); false alarms on clean batches (none, concept) {gt['false_alarms']}/{gt['clean_batches']} = {gt['false_alarm_rate']:.3f} (goal ≤ 0.05).",
+        f"Recall {gt['found']}/{gt['named']} = {gt['recall']:.3f} (goal ≥ 0.95); false alarms on clean batches (none, "
+        f"concept) {gt['false_alarms']}/{gt['clean_batches']} = {gt['false_alarm_rate']:.3f} (goal ≤ 0.05).",
         "",
-        f"Measured {res['measured_at']} with `{res['command']}` (Python {res['machine']['python']}, numpy {res['machine']['numpy']}, pandas {res['machine']['pandas']}, pyarrow {res['machine']['pyarrow']}); "
+        f"Measured {res['measured_at']} with `{res['command']}` (Python {res['machine']['python']}, numpy "
+        f"{res['machine']['numpy']}, pandas {res['machine']['pandas']}, pyarrow {res['machine']['pyarrow']}); "
         f"setup (simulation, profile, files) took {res['setup_s']:.1f} s and the whole run {res['total_s']:.1f} s.",
         "",
     ]
@@ -345,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append(measure(profile_path, batch_path))
                 r = runs[-1]
                 log(
-                    f"{size:>9,} rows, run {rep + 1}: {r['seconds']:.3f} s (cpu {r['cpu_s']:.2f} s, load {r['load_average_1min']:.1f}), peak RSS {r['peak_rss_mib']:,.0f} MiB"
+                    f"{size:>9,} rows, run {rep + 1}: {r['seconds']:.3f} s (cpu {r['cpu_s']:.2f} s, load "
+                    f"{r['load_average_1min']:.1f}), peak RSS {r['peak_rss_mib']:,.0f} MiB"
                 )
             traced = measure(profile_path, batch_path, trace=True)
             keys = (
@@ -406,7 +426,8 @@ def main(argv: list[str] | None = None) -> int:
         "ground_truth": truth_result,
         "evidently_quoted": {
             **EVIDENTLY,
-            "note": "measured in the issue on the same shape on this machine; not re-measured (not a dependency, does not import with pandas 3)",
+            "note": "measured in the issue on the same shape on this machine; not re-measured (not a dependency, does "
+            "not import with pandas 3)",
         },
         "setup_s": prepared["setup_s"],
         "total_s": time.perf_counter() - t_total,

@@ -14,12 +14,15 @@ drift, on one machine (pandas engine) and on a local Dask cluster. Writes bench/
 
    | step | pandas engine (nbops' own stage functions) | dask engine (nbops.engines.dask) |
    |---|---|---|
-   | ingest | ``ingest()``: read, validate, quarantine, profile, fingerprint, snapshot | ``ingest_partitioned()``: validate per partition, part files, fingerprint |
+   | ingest | ``ingest()``: read, validate, quarantine, profile, fingerprint, snapshot | \
+``ingest_partitioned()``: validate per partition, part files, fingerprint |
    | features | ``build_features()``: time split, transform fit | ``split_partitioned()`` |
-   | train | ``train_model()`` with early stopping | ``train_model_dask()`` (lightgbm.dask; all rounds, cut at the best) |
+   | train | ``train_model()`` with early stopping | \
+``train_model_dask()`` (lightgbm.dask; all rounds, cut at the best) |
    | reference profile | ``build_reference_profile()`` with the model's scores | ``scale.profile.reference_profile()`` |
    | batch scoring | ``score_file()`` (the wheel's chunked scorer) | ``score_parquet()`` |
-   | drift | the batch's scores + ``compare()`` (as the monitor stage) | ``predictions_of()`` + ``scale.profile.compare()`` |
+   | drift | the batch's scores + ``compare()`` (as the monitor stage) | \
+``predictions_of()`` + ``scale.profile.compare()`` |
 
    Rows per second are the step's input rows (the train split for training and the profile) over its
    wall time. After the steps (not timed), each engine's model is evaluated on its test split.
@@ -194,7 +197,8 @@ def step(results: list[dict[str, Any]], sampler: Sampler, name: str, rows: int) 
     entry["rows_per_s"] = entry["rows"] / entry["seconds"] if entry["seconds"] > 0 else None
     results.append(entry)
     log(
-        f"  {name}: {entry['seconds']:.1f} s ({entry['cpu_s']:.1f} CPU s), {entry['rows_per_s']:,.0f} rows/s, peak {entry['peak_mib']:,.0f} MiB (load {entry['load_average_end']:.1f})"
+        f"  {name}: {entry['seconds']:.1f} s ({entry['cpu_s']:.1f} CPU s), {entry['rows_per_s']:,.0f} rows/s, peak "
+        f"{entry['peak_mib']:,.0f} MiB (load {entry['load_average_end']:.1f})"
     )
 
 
@@ -505,13 +509,18 @@ def markdown(res: dict[str, Any]) -> str:
     pandas, dask = engines.get("pandas"), engines.get("dask")
     rows, rounds = res["rows"], res["rounds"]
     lines = [
-        f"# Scale benchmark ({rows:,} rows: ingest, features, train, reference profile, batch scoring, drift; {res['machine']['cpus']} cores, {res['machine']['memory_gib']:.0f} GiB)",
+        f"# Scale benchmark ({rows:,} rows: ingest, features, train, reference profile, batch scoring, drift; "
+        f"{res['machine']['cpus']} cores, {res['machine']['memory_gib']:.0f} GiB)",
         "",
-        f"The pandas engine in one process against the dask engine on a local cluster of {res['workers']} worker processes × 1 thread on 127.0.0.1. "
-        f"Training uses **num_boost_round={rounds}** (early stopping after {max(5, rounds // 10)} rounds without improvement) instead of the pipeline's 500, to keep the whole run near half an hour on this machine. "
-        "Each engine runs in a fresh process; peak memory is the highest sampled sum of the RSS of that process and all its children (for Dask: client, nannies and workers).",
+        f"The pandas engine in one process against the dask engine on a local cluster of {res['workers']} worker "
+        "processes × 1 thread on 127.0.0.1. "
+        f"Training uses **num_boost_round={rounds}** (early stopping after {max(5, rounds // 10)} rounds without "
+        "improvement) instead of the pipeline's 500, to keep the whole run near half an hour on this machine. "
+        "Each engine runs in a fresh process; peak memory is the highest sampled sum of the RSS of that process and "
+        "all its children (for Dask: client, nannies and workers).",
         "",
-        "| step | rows | pandas: s | pandas: rows/s | pandas: CPU s | pandas: peak MiB | dask: s | dask: rows/s | dask: CPU s | dask: peak MiB (client + workers) | dask / pandas: time | dask / pandas: CPU |",
+        "| step | rows | pandas: s | pandas: rows/s | pandas: CPU s | pandas: peak MiB | dask: s | dask: rows/s | "
+        "dask: CPU s | dask: peak MiB (client + workers) | dask / pandas: time | dask / pandas: CPU |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     by = {e: {s["step"]: s for s in engines[e]["steps"]} for e in engines}
@@ -526,8 +535,11 @@ def markdown(res: dict[str, Any]) -> str:
             else "—"
         )
         lines.append(
-            f"| {name} | {(p or d)['rows']:,} | {fmt(p['seconds']) if p else '—'} | {fmt(p['rows_per_s'], 0) if p else '—'} | {fmt(p.get('cpu_s')) if p else '—'} | {fmt(p['peak_mib'], 0) if p else '—'} "
-            f"| {fmt(d['seconds']) if d else '—'} | {fmt(d['rows_per_s'], 0) if d else '—'} | {fmt(d.get('cpu_s')) if d else '—'} | {dpeak} | {ratio} | {cpu_ratio} |"
+            f"| {name} | {(p or d)['rows']:,} | {fmt(p['seconds']) if p else '—'} | "
+            f"{fmt(p['rows_per_s'], 0) if p else '—'} | {fmt(p.get('cpu_s')) if p else '—'} | "
+            f"{fmt(p['peak_mib'], 0) if p else '—'} "
+            f"| {fmt(d['seconds']) if d else '—'} | {fmt(d['rows_per_s'], 0) if d else '—'} | "
+            f"{fmt(d.get('cpu_s')) if d else '—'} | {dpeak} | {ratio} | {cpu_ratio} |"
         )
     lines += ["", "| engine | all steps: wall s | all steps: CPU s | peak memory (whole run) |", "|---|---:|---:|---:|"]
     for label, e in (("pandas", pandas), ("dask", dask)):
@@ -540,13 +552,15 @@ def markdown(res: dict[str, Any]) -> str:
                 else f"; ru_maxrss {e['ru_maxrss_mib']:,.0f} MiB"
             )
             lines.append(
-                f"| {label} | {fmt(total)} | {fmt(cpu)} | **{fmt(e['overall_peak_mib'], 0)} MiB** ({e['overall_peak_mib'] / 1024:.1f} GiB{extra}) |"
+                f"| {label} | {fmt(total)} | {fmt(cpu)} | **{fmt(e['overall_peak_mib'], 0)} MiB** "
+                f"({e['overall_peak_mib'] / 1024:.1f} GiB{extra}) |"
             )
     lines += [
         "",
         f"Memory goal: the whole run within {MEMORY_GOAL_GIB:g} GiB: "
         + ", ".join(
-            f"{k} {v['overall_peak_mib'] / 1024:.1f} GiB ({'met' if v['overall_peak_mib'] / 1024 <= MEMORY_GOAL_GIB else '**not met**'})"
+            f"{k} {v['overall_peak_mib'] / 1024:.1f} GiB "
+            f"({'met' if v['overall_peak_mib'] / 1024 <= MEMORY_GOAL_GIB else '**not met**'})"
             for k, v in engines.items()
         )
         + ".",
@@ -555,6 +569,9 @@ def markdown(res: dict[str, Any]) -> str:
     if pandas and dask:
         tm_p, tm_d = pandas["test_metrics"], dask["test_metrics"]
         keys = [k for k in ("roc_auc", "pr_auc", "log_loss", "brier", "ks") if k in tm_p]
+        same_fingerprint = pandas["ingest"]["fingerprint"] == dask["ingest"]["fingerprint"]
+        same_edges = pandas["profile_sample"]["annual_income_edges"] == dask["profile_sample"]["annual_income_edges"]
+        same_drifted = by["pandas"]["drift"]["detail"]["drifted"] == by["dask"]["drift"]["detail"]["drifted"]
         lines += [
             "## Same results?",
             "",
@@ -562,36 +579,67 @@ def markdown(res: dict[str, Any]) -> str:
             + "; ".join(f"{k} {tm_p[k]:.5f} (pandas) vs {tm_d[k]:.5f} (dask), Δ {tm_d[k] - tm_p[k]:+.5f}" for k in keys)
             + ".",
             "",
-            f"- ingest: {pandas['ingest']['rows_valid']:,} / {dask['ingest']['rows_valid']:,} valid rows; fingerprints {'**identical**' if pandas['ingest']['fingerprint'] == dask['ingest']['fingerprint'] else '**different**'} ({pandas['ingest']['fingerprint'][:12]} / {dask['ingest']['fingerprint'][:12]}).",
+            f"- ingest: {pandas['ingest']['rows_valid']:,} / {dask['ingest']['rows_valid']:,} valid rows; fingerprints "
+            f"{'**identical**' if same_fingerprint else '**different**'} "
+            f"({pandas['ingest']['fingerprint'][:12]} / {dask['ingest']['fingerprint'][:12]}).",
             f"- split sizes: pandas {pandas['split']}, dask {dask['split']}.",
-            f"- training: pandas best iteration {by['pandas']['train']['detail']['best_iteration']} of {by['pandas']['train']['detail']['trees_trained']} trained; dask best iteration {by['dask']['train']['detail']['best_iteration']} of {by['dask']['train']['detail']['trees_trained']} trained (early stopping would have stopped at {by['dask']['train']['detail']['early_stopping_round']}).",
-            f"- reference profile: training deciles of annual_income {'**identical**' if pandas['profile_sample']['annual_income_edges'] == dask['profile_sample']['annual_income_edges'] else '**different**'} (feature bins do not depend on the model).",
-            f"- batch scores (different models): {res['score_comparison']['rows']:,} rows, mean |Δ| {res['score_comparison']['mean_abs_difference']:.2e}, max |Δ| {res['score_comparison']['max_abs_difference']:.2e}, correlation {res['score_comparison']['correlation']:.6f}.",
-            f"- drift of the {rows:,}-row shock batch: pandas flags {', '.join(by['pandas']['drift']['detail']['drifted'])}; dask flags {', '.join(by['dask']['drift']['detail']['drifted'])} ({'same features' if by['pandas']['drift']['detail']['drifted'] == by['dask']['drift']['detail']['drifted'] else '**different**'}); prediction PSI {by['pandas']['drift']['detail']['prediction_psi']:.3f} vs {by['dask']['drift']['detail']['prediction_psi']:.3f}.",
+            f"- training: pandas best iteration {by['pandas']['train']['detail']['best_iteration']} of "
+            f"{by['pandas']['train']['detail']['trees_trained']} trained; dask best iteration "
+            f"{by['dask']['train']['detail']['best_iteration']} of {by['dask']['train']['detail']['trees_trained']} "
+            f"trained (early stopping would have stopped at {by['dask']['train']['detail']['early_stopping_round']}).",
+            "- reference profile: training deciles of annual_income "
+            f"{'**identical**' if same_edges else '**different**'} "
+            "(feature bins do not depend on the model).",
+            f"- batch scores (different models): {res['score_comparison']['rows']:,} rows, mean |Δ| "
+            f"{res['score_comparison']['mean_abs_difference']:.2e}, max |Δ| "
+            f"{res['score_comparison']['max_abs_difference']:.2e}, correlation "
+            f"{res['score_comparison']['correlation']:.6f}.",
+            f"- drift of the {rows:,}-row shock batch: pandas flags "
+            f"{', '.join(by['pandas']['drift']['detail']['drifted'])}; dask flags "
+            f"{', '.join(by['dask']['drift']['detail']['drifted'])} "
+            f"({'same features' if same_drifted else '**different**'}); "
+            f"prediction PSI {by['pandas']['drift']['detail']['prediction_psi']:.3f} vs "
+            f"{by['dask']['drift']['detail']['prediction_psi']:.3f}.",
             "",
         ]
     loads = [s[k] for e in engines.values() for s in e["steps"] for k in ("load_average_start", "load_average_end")]
     lines += [
         "## How to read it",
         "",
-        f"- The machine was shared: other engineers ran test suites on the same {res['machine']['cpus']} cores during the run (1-minute load average between {min(loads):.1f} and {max(loads):.1f} at step boundaries; "
+        f"- The machine was shared: other engineers ran test suites on the same {res['machine']['cpus']} cores during "
+        f"the run (1-minute load average between {min(loads):.1f} and {max(loads):.1f} at step boundaries; "
         + ", ".join(f"{e} steps {mean_load(v):.1f} on average" for e, v in engines.items())
-        + "), so wall times include waiting for a core and the engines did not run under the same load. CPU seconds (user + system, summed over every process of the engine) do not count the waiting: compare those.",
-        "- Both engines have the same 2 cores: the local cluster does not add compute, it shows what partitioning costs and how memory is spread. Most pandas work (validation, the split, quantiles, reading and writing Parquet) runs on one thread; LightGBM uses both cores in the pandas engine and one per worker in the dask engine. The dask engine's point is tables larger than one machine's memory, on a real cluster (`dask_scheduler: tcp://...`).",
-        "- The pandas ingest step is the pipeline's whole ingest stage: besides validating and writing the valid and quarantined rows and the fingerprint (what the dask ingest does, with the same fingerprint), it writes a snapshot of the raw table, profiles every column for the report and hashes the raw file. Its ratio overstates the dask advantage.",
+        + "), so wall times include waiting for a core and the engines did not run under the same load. CPU seconds "
+        "(user + system, summed over every process of the engine) do not count the waiting: compare those.",
+        "- Both engines have the same 2 cores: the local cluster does not add compute, it shows what partitioning "
+        "costs and how memory is spread. Most pandas work (validation, the split, quantiles, reading and writing "
+        "Parquet) runs on one thread; LightGBM uses both cores in the pandas engine and one per worker in the dask "
+        "engine. The dask engine's point is tables larger than one machine's memory, on a real cluster "
+        "(`dask_scheduler: tcp://...`).",
+        "- The pandas ingest step is the pipeline's whole ingest stage: besides validating and writing the valid and "
+        "quarantined rows and the fingerprint (what the dask ingest does, with the same fingerprint), it writes a "
+        "snapshot of the raw table, profiles every column for the report and hashes the raw file. Its ratio overstates "
+        "the dask advantage.",
         "- Where the peaks are: "
         + "; ".join(f"{e}: {max(v['steps'], key=lambda s: s['peak_mib'])['step']}" for e, v in engines.items())
-        + ". In dask training each worker holds its shard's feature matrix, the concatenated copy lightgbm.dask makes of it, a second copy for the training-set evaluation, and LightGBM's binned datasets; pandas ingest holds the table, its typed copy and the valid rows at once.",
-        "- dask training cannot stop early (lightgbm.dask, see `nbops.engines.dask.train`): it trains every round and keeps the best iteration, so it trains more trees than the pandas engine when early stopping triggers"
+        + ". In dask training each worker holds its shard's feature matrix, the concatenated copy lightgbm.dask makes "
+        "of it, a second copy for the training-set evaluation, and LightGBM's binned datasets; pandas ingest holds "
+        "the table, its typed copy and the valid rows at once.",
+        "- dask training cannot stop early (lightgbm.dask, see `nbops.engines.dask.train`): it trains every round and "
+        "keeps the best iteration, so it trains more trees than the pandas engine when early stopping triggers"
         + (
             f" (here neither engine stopped before round {rounds})."
             if all(by[e]["train"]["detail"]["trees_trained"] == rounds for e in by)
             else "."
         ),
-        "- Peak memory is sampled every 0.1 s, so a spike shorter than that can be missed; RSS sums over-count shared pages of the Dask processes.",
+        "- Peak memory is sampled every 0.1 s, so a spike shorter than that can be missed; RSS sums over-count shared "
+        "pages of the Dask processes.",
         "",
-        f"Measured {res['measured_at']} with `{res['command']}` (Python {res['machine']['python']}, dask {res['machine'].get('dask', '?')}, lightgbm {res['machine'].get('lightgbm', '?')}, pandas {res['machine'].get('pandas', '?')}); "
-        f"setup (simulating {rows:,} + {rows:,} rows, writing Parquet in row groups of {ROW_GROUP:,}) took {res['setup']['setup_s']:.0f} s; the whole run {res['total_s'] / 60:.1f} min.",
+        f"Measured {res['measured_at']} with `{res['command']}` (Python {res['machine']['python']}, dask "
+        f"{res['machine'].get('dask', '?')}, lightgbm {res['machine'].get('lightgbm', '?')}, pandas "
+        f"{res['machine'].get('pandas', '?')}); "
+        f"setup (simulating {rows:,} + {rows:,} rows, writing Parquet in row groups of {ROW_GROUP:,}) took "
+        f"{res['setup']['setup_s']:.0f} s; the whole run {res['total_s'] / 60:.1f} min.",
         "",
     ]
     return "\n".join(lines)

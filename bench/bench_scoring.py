@@ -678,7 +678,8 @@ if __name__ == "__main__":
     http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     app = fastapi_app() if sys.argv[2] == "fastapi" else asgi_app
-    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False, http=http, loop=loop)
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False, http=http, \
+loop=loop)
 '''
 
 
@@ -915,19 +916,26 @@ def markdown(r: dict[str, Any]) -> str:
     s, b, rest, ip = r["setup"], r["batch"], r["rest"], r["in_process"]
     g = GOALS
     lines = [
-        f"# Scoring benchmark ({r['machine']['cpus']} cores, Python {r['machine']['python']}, LightGBM {r['machine']['lightgbm']})",
+        f"# Scoring benchmark ({r['machine']['cpus']} cores, Python {r['machine']['python']}, LightGBM "
+        f"{r['machine']['lightgbm']})",
         "",
-        f"Model: LightGBM, {s['trees']} trees, {s['num_leaves']} leaves, {s['n_features']} features, trained on {s['train_rows']:,} simulated rows "
-        f"(test ROC AUC {s['test_roc_auc']:.3f}); registered as {s['model_version']}, packaged as `{s['wheel']}` and loaded from the wheel "
+        f"Model: LightGBM, {s['trees']} trees, {s['num_leaves']} leaves, {s['n_features']} features, trained on "
+        f"{s['train_rows']:,} simulated rows "
+        f"(test ROC AUC {s['test_roc_auc']:.3f}); registered as {s['model_version']}, packaged as `{s['wheel']}` and "
+        "loaded from the wheel "
         f"(`sys.path.insert(0, wheel); import {s['package']}; {s['package']}.load()`, {s['load_s'] * 1e3:.0f} ms).",
         "",
         f"## Batch: {b['rows']:,} rows × {b['features']} features (median of {b['reps']}, alternating)",
         "",
         "| path | seconds (wall) | rows/s | CPU seconds | goal |",
         "|---|---:|---:|---:|---|",
-        f"| package `m.predict(df)` (validation + transform + predict) | {b['median_seconds']['package']:.2f} | {b['rows_per_s']['package']:,.0f} | {b['median_cpu_seconds']['package']:.2f} | |",
-        f"| raw `m.booster.predict(m.transform(df))` | {b['median_seconds']['raw']:.2f} | {b['rows_per_s']['raw']:,.0f} | {b['median_cpu_seconds']['raw']:.2f} | |",
-        f"| package / raw throughput | {b['ratio_package_to_raw_throughput']:.2f} | | {b['ratio_package_to_raw_cpu']:.2f} (by CPU time) | >= {g['batch_ratio']} ({ok(b['ratio_package_to_raw_throughput'], g['batch_ratio'], True)}) |",
+        f"| package `m.predict(df)` (validation + transform + predict) | {b['median_seconds']['package']:.2f} | "
+        f"{b['rows_per_s']['package']:,.0f} | {b['median_cpu_seconds']['package']:.2f} | |",
+        f"| raw `m.booster.predict(m.transform(df))` | {b['median_seconds']['raw']:.2f} | "
+        f"{b['rows_per_s']['raw']:,.0f} | {b['median_cpu_seconds']['raw']:.2f} | |",
+        f"| package / raw throughput | {b['ratio_package_to_raw_throughput']:.2f} | | "
+        f"{b['ratio_package_to_raw_cpu']:.2f} (by CPU time) | >= {g['batch_ratio']} "
+        f"({ok(b['ratio_package_to_raw_throughput'], g['batch_ratio'], True)}) |",
         "",
         "All runs (s): "
         + "; ".join(f"{k} " + ", ".join(f"{v:.1f}" for v in b["seconds"][k]) for k in ("package", "raw"))
@@ -936,20 +944,22 @@ def markdown(r: dict[str, Any]) -> str:
         "| package path, part | seconds | share |",
         "|---|---:|---:|",
     ]
+    part_calls = {"validation": "m.schema.check_frame", "transform": "m.transform", "predict": "m.booster.predict"}
     for k in ("validation", "transform", "predict"):
-        lines.append(
-            f"| {k} (`{ {'validation': 'm.schema.check_frame', 'transform': 'm.transform', 'predict': 'm.booster.predict'}[k] }`) | {b['split_median_seconds'][k]:.2f} | {b['split_share'][k]:.0%} |"
-        )
+        lines.append(f"| {k} (`{part_calls[k]}`) | {b['split_median_seconds'][k]:.2f} | {b['split_share'][k]:.0%} |")
     lines += [
         "",
-        f"## REST, one record per request ({rest['requests']:,} sequential requests per server after {rest['warmup']} warm-up, one uvicorn worker each)",
+        f"## REST, one record per request ({rest['requests']:,} sequential requests per server after {rest['warmup']} "
+        "warm-up, one uvicorn worker each)",
         "",
     ]
     check = rest["model_server_check"]
     if not check["ok"]:
         lines += [
-            f"**The model server does not score: `python -m {s['package']} serve` answered a valid `POST /predict` with "
-            f"{check['status']}** (`{check['detail'][:200]}`). Its latency was not measured; the run exits with status 1.",
+            f"**The model server does not score: `python -m {s['package']} serve` answered a valid `POST /predict` "
+            "with "
+            f"{check['status']}** (`{check['detail'][:200]}`). Its latency was not measured; the run exits with status "
+            "1.",
             "",
         ]
     mach = r["machine"]
@@ -970,7 +980,8 @@ def markdown(r: dict[str, Any]) -> str:
         if name in rest:
             x = rest[name]
             lines.append(
-                f"| {labels[name]} | {x['p50_ms']:.3f} | {x['p90_ms']:.3f} | {x['p99_ms']:.3f} | {x['p99_9_ms']:.3f} | {x['max_ms']:.2f} | {x['requests_per_s']:,.0f} |"
+                f"| {labels[name]} | {x['p50_ms']:.3f} | {x['p90_ms']:.3f} | {x['p99_ms']:.3f} | {x['p99_9_ms']:.3f} | "
+                f"{x['max_ms']:.2f} | {x['requests_per_s']:,.0f} |"
             )
     if "model" in rest:
         m = rest["model"]
@@ -978,16 +989,22 @@ def markdown(r: dict[str, Any]) -> str:
             "",
             "| model server | measured | goal | |",
             "|---|---:|---:|---|",
-            f"| p50 latency | {m['p50_ms']:.3f} ms | <= {g['rest_p50_ms']} ms | {ok(m['p50_ms'], g['rest_p50_ms'], False)} |",
-            f"| p99 latency | {m['p99_ms']:.3f} ms | <= {g['rest_p99_ms']} ms | {ok(m['p99_ms'], g['rest_p99_ms'], False)} |",
-            f"| throughput (one connection, sequential) | {m['requests_per_s']:,.0f} req/s | >= {g['rest_rps']:,.0f} req/s | {ok(m['requests_per_s'], g['rest_rps'], True)} |",
-            f"| above the FastAPI floor (p50 / p99) | {rest['model_minus_floor_p50_ms']:+.3f} / {rest['model_minus_floor_p99_ms']:+.3f} ms | | |",
-            f"| above the plain ASGI floor (p50 / p99) | {rest['model_minus_asgi_floor_p50_ms']:+.3f} / {rest['model_minus_asgi_floor_p99_ms']:+.3f} ms | | |",
+            f"| p50 latency | {m['p50_ms']:.3f} ms | <= {g['rest_p50_ms']} ms | "
+            f"{ok(m['p50_ms'], g['rest_p50_ms'], False)} |",
+            f"| p99 latency | {m['p99_ms']:.3f} ms | <= {g['rest_p99_ms']} ms | "
+            f"{ok(m['p99_ms'], g['rest_p99_ms'], False)} |",
+            f"| throughput (one connection, sequential) | {m['requests_per_s']:,.0f} req/s | >= {g['rest_rps']:,.0f} "
+            f"req/s | {ok(m['requests_per_s'], g['rest_rps'], True)} |",
+            f"| above the FastAPI floor (p50 / p99) | {rest['model_minus_floor_p50_ms']:+.3f} / "
+            f"{rest['model_minus_floor_p99_ms']:+.3f} ms | | |",
+            f"| above the plain ASGI floor (p50 / p99) | {rest['model_minus_asgi_floor_p50_ms']:+.3f} / "
+            f"{rest['model_minus_asgi_floor_p99_ms']:+.3f} ms | | |",
         ]
     a = r["asgi"]
     lines += [
         "",
-        f"### The same request through each ASGI app in process ({a['calls']:,} calls each: no HTTP server, socket or client)",
+        f"### The same request through each ASGI app in process ({a['calls']:,} calls each: no HTTP server, socket or "
+        "client)",
         "",
         "| app | p50 ms | p99 ms | REST p50 − in-process p50 (HTTP server + loopback + client) |",
         "|---|---:|---:|---:|",
@@ -1086,7 +1103,8 @@ def main() -> int:
         setup["runtime_module"] = type(m).__module__
         result["setup"] = setup
         log(
-            f"setup: {setup['wheel']} ({setup['wheel_bytes']:,} bytes) in {sum(setup['timings'].values()):.1f} s; load() {load_s * 1e3:.0f} ms"
+            f"setup: {setup['wheel']} ({setup['wheel_bytes']:,} bytes) in {sum(setup['timings'].values()):.1f} s; "
+            f"load() {load_s * 1e3:.0f} ms"
         )
 
         result["load_average"]["before_batch"] = os.getloadavg()

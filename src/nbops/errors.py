@@ -63,7 +63,7 @@ class DataError(NbopsError):
 def shown(value: object) -> str:
     """A value as a user wrote it: ``1`` and ``'yes'``, never ``np.int64(1)`` or ``np.str_('yes')``."""
     if type(value).__module__ == "numpy" and hasattr(value, "item"):
-        value = value.item()  # type: ignore[union-attr]
+        value = value.item()
     return repr(value)
 
 

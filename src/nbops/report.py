@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -29,12 +29,15 @@ from nbops.config.paths import project_root
 from nbops.data.schema import outcome_label  # noqa: F401 (re-exported for the notebooks)
 from nbops.errors import ConfigError
 
+if TYPE_CHECKING:
+    from pandas.io.formats.style_render import CSSDict
+
 MISSING = "–"
 _MIDNIGHT = re.compile(r"\b(\d{4}-\d{2}-\d{2})[ T]00:00:00(?![\d.:])")
 _NUMBER_TEXT = re.compile(r"^[<>]?-?[\d,]+(\.\d+)?%?$")
 # Tables read like the reports' text: text left-aligned, numbers right-aligned (Jupyter's own style
 # right-aligns every cell), words wrapped at spaces only.
-_TABLE_STYLES = [
+_TABLE_STYLES: list[CSSDict] = [
     {"selector": "", "props": "border-collapse: collapse; margin: 0.4em 0 1em 0; font-size: 0.92em;"},
     {
         "selector": "th",
@@ -64,7 +67,7 @@ def relative_text(text: str, root: Path | str | None) -> str:
     return re.sub(re.escape(base) + r"(?![\w.-])", ".", text)
 
 
-def format_number(value: float | int, style: str | None = None) -> str:
+def format_number(value: float | int | np.number[Any] | np.bool, style: str | None = None) -> str:
     """A number as a reader wants it.
 
     Integers (and whole floats) without ``.0``, thousands separated; other values to about four
@@ -184,14 +187,14 @@ def table(
         .relabel_index([html.escape(label) for label in labels], axis=1)
         .hide(axis="index")
     )
-    numbers = [
+    numbers: list[CSSDict] = [
         {"selector": f"{cell}.col{i}", "props": "text-align: right; white-space: nowrap;"}
         for i, is_number in enumerate(numeric)
         if is_number
         for cell in ("td", "th")
     ]
     # Short single tokens (2025-01, new-category, prediction_drift) never break at their hyphens.
-    tokens = [
+    tokens: list[CSSDict] = [
         {"selector": f"td.col{i}", "props": "white-space: nowrap;"}
         for i in range(shown.shape[1])
         if not numeric[i] and shown[i].map(lambda v: " " not in v and len(v) <= 32).all()

@@ -143,7 +143,7 @@ def start_run(
         name=f"{stage}-{identity or group}",
         tags=[f"identity:{identity}"] if identity else None,
         config={**dict(config), "nbops_run_identity": identity, "nbops_build_id": group},
-        mode=mode,  # type: ignore[arg-type]
+        mode=mode,  # type: ignore[arg-type]  # WANDB_MODE is the user's text: wandb.init checks it
         dir=os.environ["WANDB_DIR"],
         reinit="finish_previous",
         settings=wandb.Settings(console="off", silent=True, x_disable_stats=True),

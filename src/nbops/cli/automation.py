@@ -13,7 +13,7 @@ from nbops.errors import NbopsError
 PRINT_LINES = 150
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("export", help="export the pipeline to an orchestrator (Airflow)")
     add_env_args(p)
     p.add_argument("target", choices=["airflow"])
@@ -87,7 +87,8 @@ def schedule(args: argparse.Namespace) -> int:
                 print("other nbops schedules in this crontab:\n" + "\n".join(f"  {x}" for x in others))
             return 0
         print(
-            f"{' '.join(line.split()[:5])}  (minute hour day-of-month month day-of-week, the machine's local time)\n{line}"
+            f"{' '.join(line.split()[:5])}  (minute hour day-of-month month day-of-week, the machine's local "
+            f"time)\n{line}"
         )
         return 0
     checked = check_project(project, args.env, overrides(args.set))
@@ -105,7 +106,8 @@ def schedule(args: argparse.Namespace) -> int:
     )
     line, replaced = cron.install(entry)
     print(
-        f"{'replaced' if replaced else 'installed'} the schedule of {project} ({args.env}): {expression}\n  {line}\nlog: {entry.log}"
+        f"{'replaced' if replaced else 'installed'} the schedule of {project} ({args.env}): {expression}\n  "
+        f"{line}\nlog: {entry.log}"
     )
     daemon = cron.cron_daemon_running()
     for warning in (

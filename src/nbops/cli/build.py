@@ -11,7 +11,7 @@ from typing import Any
 from nbops.cli.common import add_env_args, overrides, project_of
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("build", help="check parameters, run the pipeline (incrementally), print a summary")
     add_env_args(p)
     p.add_argument("--force", action="store_true", help="rerun every task even if up to date")

@@ -8,7 +8,7 @@ import time
 from nbops.cli.common import add_env_args, overrides, project_of
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("check", help="validate env and pipeline parameters without running anything")
     add_env_args(p)
     p.set_defaults(func=run)
@@ -20,6 +20,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     checked = check_project(project_of(args), args.env, overrides(args.set))
     print(
-        f"parameters OK: {args.env}, {len(checked.tasks)} tasks ({', '.join(t.name for t in checked.tasks)}), checked in {time.perf_counter() - t0:.2f} s"
+        f"parameters OK: {args.env}, {len(checked.tasks)} tasks ({', '.join(t.name for t in checked.tasks)}), checked "
+        f"in {time.perf_counter() - t0:.2f} s"
     )
     return 0

@@ -11,7 +11,7 @@ from nbops.cli.common import add_env_args, project_of, registry_of, text_table
 from nbops.errors import NbopsError
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("models", help="list, show, promote or roll back registered model versions")
     add_env_args(p)
     p.add_argument("action", choices=["list", "show", "promote", "rollback"])
@@ -102,7 +102,8 @@ def serve(args: argparse.Namespace) -> int:
     model = ScoringModel.from_folder(version.path)
     log_dir = args.prediction_log or str(Path(checked.settings.root) / "data" / "prediction_log")
     print(
-        f"serving {version.metadata['package']} {version.version} on http://{args.host}:{args.port} (docs at /docs); prediction log in {log_dir}"
+        f"serving {version.metadata['package']} {version.version} on http://{args.host}:{args.port} (docs at /docs); "
+        f"prediction log in {log_dir}"
     )
     serve_model(model, host=args.host, port=args.port, log_dir=log_dir)
     return 0

@@ -10,7 +10,7 @@ from nbops.cli.common import add_env_args, registry_of
 from nbops.errors import NbopsError
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("drift", help="compare two tables (or a stored reference profile and a table) for drift")
     p.add_argument("reference", help="a CSV/Parquet table, or a reference_profile.json from a model version")
     p.add_argument("current", help="the CSV/Parquet table to compare")
@@ -35,7 +35,8 @@ def drift(args: argparse.Namespace) -> int:
     current = read_frame(args.current)
     if current.empty:
         raise NbopsError(
-            f"{args.current} has no rows: there is nothing to compare (a batch with no rows is a data-quality problem, not drift)"
+            f"{args.current} has no rows: there is nothing to compare (a batch with no rows is a data-quality problem, "
+            "not drift)"
         )
     if reference.suffix.lower() == ".json" and not reference.exists():
         raise NbopsError(f"{reference}: file not found")
@@ -60,7 +61,8 @@ def drift(args: argparse.Namespace) -> int:
     frame = report.frame()[["name", "kind", "method", "score", "drifted", "wasserstein", "jensen_shannon"]]
     print(frame.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(
-        f"\ndataset drift: {report.dataset_drift} ({len(report.drifted)} of {len(report.features)} features at PSI >= {args.psi_threshold:g})"
+        f"\ndataset drift: {report.dataset_drift} ({len(report.drifted)} of {len(report.features)} features at PSI >= "
+        f"{args.psi_threshold:g})"
     )
     if report.missing_columns:
         print(f"missing columns: {', '.join(report.missing_columns)}")

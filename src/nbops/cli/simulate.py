@@ -11,7 +11,7 @@ from nbops.data.io import SUPPORTED_SUFFIXES
 from nbops.data.simulate import SCENARIOS, simulate_batch, simulate_history, write_simulation
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     # Parsed by main() itself (argparse cannot pass "--rows" through REMAINDER); listed for --help.
     p = sub.add_parser(
         "simulate", help="write a simulated credit-risk table (see `nbops simulate --help`)", add_help=False

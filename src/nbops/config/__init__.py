@@ -1,1 +1,4 @@
-"""The leaf layer: typed parameters, the pipeline spec, paths and the cron grammar. It imports nothing of nbops above it."""
+"""The leaf layer: typed parameters, the pipeline spec, paths and the cron grammar.
+
+It imports nothing of nbops above it.
+"""

@@ -98,11 +98,14 @@ def _cron_stricter(value: str, low: int, high: int, names: tuple[str, ...]) -> s
         if not match:
             continue
         ends = [_number(e, names) for e in (match["low"], match["high"]) if e is not None]
-        if len(ends) == 2 and None not in ends and ends[0] > ends[1]:  # type: ignore[operator]
+        if len(ends) == 2 and ends[0] is not None and ends[1] is not None and ends[0] > ends[1]:
             return f"the range {item!r} runs backwards ({ends[0]} > {ends[1]}) and would never match"
         if match["step"] is not None:
             if match["low"] is not None and match["high"] is None:
-                return f"{item!r}: a step needs a range or '*' before it ({match['low']}-{high}/{match['step']} or */{match['step']})"
+                return (
+                    f"{item!r}: a step needs a range or '*' before it "
+                    f"({match['low']}-{high}/{match['step']} or */{match['step']})"
+                )
             if not 1 <= int(match["step"]) <= high - low:
                 return f"the step /{match['step']} must be between 1 and {high - low} (the span of {low}-{high})"
     return None

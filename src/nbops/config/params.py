@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from typing import Any, Literal, Union
+from typing import Any, Literal, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -23,6 +23,9 @@ class StageParams(BaseModel):
     """Base for stage parameters: unknown keys are errors, values are coerced only when lossless."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+M = TypeVar("M", bound=StageParams)
 
 
 class ComputeParams(StageParams):
@@ -67,7 +70,8 @@ class IngestParams(StageParams):
     max_quarantine_fraction: float = Field(0.2, ge=0, le=1, description="fail when more rows than this are quarantined")
     labelled_through: str | None = Field(
         None,
-        description="production months with arrived labels up to this one (YYYY-MM) join the training data; set by `nbops retrain`",
+        description="production months with arrived labels up to this one (YYYY-MM) join the training data; set by "
+        "`nbops retrain`",
     )
     labelled_batches: str = Field(
         "build/interactive/data/production",
@@ -205,7 +209,8 @@ class EnvSettings(
     root: str = Field(".", description="folder under which data/, models/ and reports/ are written")
     executor: Literal["papermill", "ploomber-engine"] = Field(
         "ploomber-engine",
-        description="how Ploomber runs each notebook: ploomber-engine in its own process (fast), papermill a kernel each",
+        description="how Ploomber runs each notebook: ploomber-engine in its own process (fast), papermill a kernel "
+        "each",
     )
     schedule: str = Field(
         "0 6 * * *", description="cron expression (5 fields) for `nbops schedule install` and `nbops export airflow`"
@@ -250,7 +255,7 @@ def _annotation_text(annotation: Any) -> str:
     )
 
 
-def validate_params(model: type[StageParams], values: Mapping[str, Any], *, where: str) -> StageParams:
+def validate_params(model: type[M], values: Mapping[str, Any], *, where: str) -> M:
     """Build ``model`` from ``values``; on failure raise one ConfigError listing every bad key.
 
     Args:
@@ -259,11 +264,12 @@ def validate_params(model: type[StageParams], values: Mapping[str, Any], *, wher
         where: what to name in the message, e.g. "env.yaml" or "task 'train' in pipeline.yaml".
 
     Returns:
-        The validated, typed parameters.
+        The validated parameters, an instance of ``model``.
     """
     unknown = [k for k in values if k not in model.model_fields]
     problems = [unknown_key_message(k, list(model.model_fields), where=where) for k in unknown]
     known = {k: v for k, v in values.items() if k in model.model_fields}
+    params: M | None = None
     try:
         params = model(**known)
     except ValidationError as exc:
@@ -278,7 +284,6 @@ def validate_params(model: type[StageParams], values: Mapping[str, Any], *, wher
                 f"{where}: '{key}' expected {expected}, found {err['input']!r} "
                 f"({type(err['input']).__name__}): {err['msg']}"
             )
-        params = None
     if problems:
         raise ConfigError("\n".join(problems))
     assert params is not None

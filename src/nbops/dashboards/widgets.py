@@ -36,12 +36,14 @@ PAGE_WIDTH = 1080  # px: charts and tables share this width, so the page reads a
 
 STYLE = f"""
 <style>
-.nbops-page {{ max-width: {PAGE_WIDTH}px; font-family: system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif; color: #1f2933; }}
+.nbops-page {{ \
+max-width: {PAGE_WIDTH}px; font-family: system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif; color: #1f2933; }}
 .nbops-page .widget-html-content {{ line-height: 1.45; min-width: 0; }}
 .nbops-page, .nbops-page > * {{ min-width: 0; max-width: 100%; }}
 .nbops-page h3 {{ font-size: 17px; margin: 22px 0 4px 0; }}
 .nbops-caption {{ color: #52606d; font-size: 13px; margin: 0 0 8px 0; max-width: {PAGE_WIDTH}px; }}
-.nbops-kpis {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(160px, 1fr)); gap: 8px; margin: 6px 0; max-width: {PAGE_WIDTH}px; }}
+.nbops-kpis {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(160px, 1fr)); gap: 8px; margin: 6px 0; \
+max-width: {PAGE_WIDTH}px; }}
 .nbops-tile {{ padding: 10px 12px; border-radius: 8px; min-width: 0; }}
 .nbops-tile-label {{ font-size: 12px; color: #52606d; }}
 .nbops-tile-value {{ font-size: 21px; font-weight: 600; white-space: nowrap; }}
@@ -56,7 +58,8 @@ STYLE = f"""
 .nbops-table .nbops-nowrap {{ white-space: nowrap; }}
 .nbops-muted {{ color: #7b8794; }}
 .nbops-table tbody tr:hover {{ background: #f8fafc; }}
-.nbops-pill {{ display: inline-block; padding: 1px 9px; border-radius: 10px; font-size: 12px; font-weight: 600; white-space: nowrap; }}
+.nbops-pill {{ display: inline-block; padding: 1px 9px; border-radius: 10px; font-size: 12px; font-weight: 600; \
+white-space: nowrap; }}
 .nbops-pending {{ color: #52606d; font-style: italic; }}
 .nbops-card {{ max-width: {PAGE_WIDTH}px; font-size: 14px; }}
 .nbops-card table {{ border-collapse: collapse; margin: 4px 0 10px 0; font-size: 13px; }}
@@ -98,7 +101,10 @@ def esc(value: object) -> str:
 
 
 def tile(label: str, value: str, tone: str = "neutral") -> str:
-    return f"<div class='nbops-tile' style='background:{TONES[tone]}'><div class='nbops-tile-label'>{esc(label)}</div><div class='nbops-tile-value'>{esc(value)}</div></div>"
+    return (
+        f"<div class='nbops-tile' style='background:{TONES[tone]}'>"
+        f"<div class='nbops-tile-label'>{esc(label)}</div><div class='nbops-tile-value'>{esc(value)}</div></div>"
+    )
 
 
 def pill(value: str) -> str:
@@ -188,8 +194,8 @@ def table_html(
                 text = cells[c](v)
             elif is_missing(v):
                 text = "–"
-            elif formats[c] is not None:
-                text = esc(formats[c](v))
+            elif (fmt := formats[c]) is not None:
+                text = esc(fmt(v))
             elif isinstance(v, bool | np.bool_):
                 text = "yes" if v else "no"
             else:
@@ -198,12 +204,16 @@ def table_html(
         body.append("<tr>" + "".join(tds) + "</tr>")
     more = f"<p class='nbops-caption'>Showing {max_rows} of {len(df):,} rows.</p>" if len(df) > max_rows else ""
     # A narrow window scrolls the table inside its own box rather than cutting the page.
-    return f"<div class='nbops-table-wrap'><table class='nbops-table {esc(cls)}'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>{more}"
+    return (
+        f"<div class='nbops-table-wrap'><table class='nbops-table {esc(cls)}'><thead><tr>{head}</tr></thead>"
+        f"<tbody>{''.join(body)}</tbody></table></div>{more}"
+    )
 
 
 def empty_state(title: str, message: str) -> w.HTML:
     return w.HTML(
-        f"{STYLE}<div class='nbops-empty' style='padding:24px;border:2px dashed #bbb;border-radius:8px;font-family:system-ui,sans-serif;max-width:{PAGE_WIDTH}px'><h3>{esc(title)}</h3><p>{esc(message)}</p></div>"
+        f"{STYLE}<div class='nbops-empty' style='padding:24px;border:2px dashed "
+        f"#bbb;border-radius:8px;font-family:system-ui,sans-serif;max-width:{PAGE_WIDTH}px'><h3>{esc(title)}</h3><p>{esc(message)}</p></div>"
     )
 
 
@@ -336,7 +346,8 @@ def monitoring_dashboard(data: DashboardData) -> w.Widget:
     if data.production is None:
         return empty_state(
             "No model in production yet",
-            "Run `make run`: it trains, registers and promotes a model, then monitors the simulated production months. This page shows them as soon as they exist.",
+            "Run `make run`: it trains, registers and promotes a model, then monitors the simulated production months. "
+            "This page shows them as soon as they exist.",
         )
     prod = data.production
     meta = prod.metadata
@@ -356,7 +367,8 @@ def monitoring_dashboard(data: DashboardData) -> w.Widget:
         ]
     )
     model_box = w.HTML(
-        f"<p>In production: <b>{esc(meta['package'])} {esc(prod.version)}</b> ({esc(meta['task_type'])}, target <code>{esc(meta['target'])}</code>). "
+        f"<p>In production: <b>{esc(meta['package'])} {esc(prod.version)}</b> ({esc(meta['task_type'])}, target "
+        f"<code>{esc(meta['target'])}</code>). "
         f"Last monitoring run: <b class='nbops-last-run'>{esc(data.last_run_text)}</b>.</p>"
         + table_html(version_rows, 10, cls="nbops-versions-table", nowrap=("version", "alias", "created"))
     )
@@ -367,7 +379,8 @@ def monitoring_dashboard(data: DashboardData) -> w.Widget:
                 model_box,
                 empty_state(
                     "No batch monitored yet",
-                    "The monitor stage (or `nbops monitor`) adds a row per batch. Drift, data quality and performance appear here after the first one.",
+                    "The monitor stage (or `nbops monitor`) adds a row per batch. Drift, data quality and performance "
+                    "appear here after the first one.",
                 ),
             ],
             "monitoring",
@@ -440,7 +453,8 @@ def monitoring_dashboard(data: DashboardData) -> w.Widget:
     redraw()
     psi = rules.drift.psi
     limit_text = (
-        f"; alert {'below' if task_type == 'binary' else 'above'} {limit[1]:.3f} (the test value {'minus' if task_type == 'binary' else 'plus'} the allowed {'drop' if task_type == 'binary' else 'increase'})"
+        f"; alert {'below' if task_type == 'binary' else 'above'} {limit[1]:.3f} (the test value "
+        f"{'minus' if task_type == 'binary' else 'plus'} the allowed {'drop' if task_type == 'binary' else 'increase'})"
         if limit
         else ""
     )
@@ -450,27 +464,33 @@ def monitoring_dashboard(data: DashboardData) -> w.Widget:
             tiles,
             section(
                 "Drift by batch",
-                f"Population Stability Index of each feature against the training reference; a batch drifts at PSI ≥ {psi:g} in at least {rules.drift.min_drifted_features} feature(s). The top strip is each batch's status. Hover a cell for its value.",
+                "Population Stability Index of each feature against the training reference; a batch drifts at PSI ≥ "
+                f"{psi:g} in at least {rules.drift.min_drifted_features} feature(s). The top strip is each batch's "
+                "status. Hover a cell for its value.",
             ),
             heatmap,
             section(
                 "Performance over time",
-                f"{metric_name(metric)} of each batch once its labels have arrived{limit_text}. Hover a point for its value.",
+                f"{metric_name(metric)} of each batch once its labels have arrived{limit_text}. Hover a point for its "
+                "value.",
             ),
             performance,
             section(
                 "Status by batch",
-                "Latest first. alert: an alert of severity warning or critical; watch: a signal below the alert level (PSI from 0.1, a small share of bad values); ok: within every limit.",
+                "Latest first. alert: an alert of severity warning or critical; watch: a signal below the alert level "
+                "(PSI from 0.1, a small share of bad values); ok: within every limit.",
             ),
             w.HTML(status_table(history, metric, limit[1] if limit else None)),
             section(
                 "Alerts",
-                "critical: at least twice past its limit (or a batch that cannot be compared); warning: past its limit; info: a small share of bad values.",
+                "critical: at least twice past its limit (or a batch that cannot be compared); warning: past its "
+                "limit; info: a small share of bad values.",
             ),
             w.HTML(alerts_table(data.alerts)),
             section(
                 "Reference against a batch",
-                "Share of rows per bin (numeric features: the training deciles) or level, in training and in the chosen batch.",
+                "Share of rows per bin (numeric features: the training deciles) or level, in training and in the "
+                "chosen batch.",
             ),
             w.HBox([feature_picker, batch_picker]),
             distribution,
@@ -540,7 +560,8 @@ def model_dashboard(data: DashboardData) -> w.Widget:
     children.append(
         section(
             "What drives the predictions (SHAP)",
-            "Mean absolute SHAP value per feature on a sample of the test split (hover a bar for its value), then how each feature's values push the score.",
+            "Mean absolute SHAP value per feature on a sample of the test split (hover a bar for its value), then how "
+            "each feature's values push the score.",
         )
     )
     if importance and importance.exists():
@@ -617,7 +638,8 @@ def threshold_explorer(target: str, classes: tuple[str, str], preds: pd.DataFram
             + "</div>"
             + "<table class='nbops-confusion'><tr><th>test rows</th>"
             + f"<th scope='col'>actual {esc(pos)}</th><th scope='col'>actual {esc(neg)}</th></tr>"
-            + f"<tr><th scope='row'>flagged (score ≥ {slider.value:.3f})</th><td>{r['tp']:,}</td><td>{r['fp']:,}</td></tr>"
+            + "<tr><th scope='row'>flagged (score ≥ "
+            f"{slider.value:.3f})</th><td>{r['tp']:,}</td><td>{r['fp']:,}</td></tr>"
             + f"<tr><th scope='row'>not flagged</th><td>{r['fn']:,}</td><td>{r['tn']:,}</td></tr></table>"
         )
 
@@ -625,6 +647,8 @@ def threshold_explorer(target: str, classes: tuple[str, str], preds: pd.DataFram
         control.observe(update, names="value")
     update()
     intro = w.HTML(
-        f"<h3>Decision threshold explorer</h3><p class='nbops-caption'>Rows scoring at or above the threshold are flagged as <code>{esc(pos)}</code>. Move the slider and set what each mistake costs to see the trade-off on the {len(y):,} test rows ({esc(pos)} in {base_rate:.1%} of them).</p>"
+        "<h3>Decision threshold explorer</h3><p class='nbops-caption'>Rows scoring at or above the threshold are "
+        f"flagged as <code>{esc(pos)}</code>. Move the slider and set what each mistake costs to see the trade-off on "
+        f"the {len(y):,} test rows ({esc(pos)} in {base_rate:.1%} of them).</p>"
     )
     return [intro, slider, w.HBox([missed, false_flag]), result]

@@ -258,7 +258,8 @@ def ingest(
                 + [b.file for b in labelled if b.rows_quarantined]
             )
         raise DataError(
-            f"{share:.0%} of rows failed validation, more than max_quarantine_fraction={params.max_quarantine_fraction:g}",
+            f"{share:.0%} of rows failed validation, more than "
+            f"max_quarantine_fraction={params.max_quarantine_fraction:g}",
             file=bad_files,
             column=str(result.reasons.iloc[0]["column"]),
             rows=bad_rows,
@@ -267,7 +268,8 @@ def ingest(
                 (f"{r.batch}: " if labelled else "") + f"{r.column}: {r.problem} ({r.rows} rows)"
                 for r in result.reasons.head(5).itertuples()
             ),
-            hint=f"inspect {quarantine} (every bad row with its reason), then fix the data or the schema; rows {format_rows(bad_rows, 3)} are the first",
+            hint=f"inspect {quarantine} (every bad row with its reason), then fix the data or the schema; rows "
+            f"{format_rows(bad_rows, 3)} are the first",
         )
     return out
 
@@ -347,7 +349,8 @@ def labelled_batch_files(folder: Path, through: str) -> list[tuple[str, Path]]:
             file=str(folder / f"{through}.parquet"),
             expected=f"a file {through}.parquet (or .csv, .pq) in {folder}",
             found=f"months {', '.join(months)}" if months else "no month files",
-            hint="set labelled_through to a month that was monitored (or none); `nbops retrain --if-needed --dry-run` says which months have labels",
+            hint="set labelled_through to a month that was monitored (or none); `nbops retrain --if-needed --dry-run` "
+            "says which months have labels",
         )
     return [(m, found[m]) for m in sorted(found) if m <= through]
 

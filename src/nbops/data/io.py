@@ -16,7 +16,10 @@ from pathlib import Path
 import pandas as pd
 
 from nbops.errors import DataError
-from nbops.files import atomic_path, write_json, write_text, write_with  # noqa: F401 (their home is nbops.files)
+from nbops.files import atomic_path as atomic_path  # the writers, re-exported (their home is nbops.files)
+from nbops.files import write_json as write_json
+from nbops.files import write_text as write_text
+from nbops.files import write_with as write_with
 
 # The table formats nbops reads and writes (the runtime, which imports no nbops, lists them again).
 PARQUET_SUFFIXES = (".parquet", ".pq")

@@ -130,7 +130,8 @@ class TableSchema:
             raise DataError(
                 "the schema is missing a key or has an unknown one",
                 file=source,
-                expected="dataset, target, task_type, time_column, columns: [{name, kind, role, nullable, min, max, categories}]",
+                expected="dataset, target, task_type, time_column, columns: [{name, kind, role, nullable, min, max, "
+                "categories}]",
                 found=str(exc),
             ) from exc
         for col in columns:
@@ -200,7 +201,7 @@ def infer_schema(
     *,
     dataset: str,
     target: str,
-    task_type: str = "auto",
+    task_type: Literal["auto", "binary", "regression"] = "auto",
     time_column: str = "auto",
     id_columns: list[str] | None = None,
     pii_columns: list[str] | None = None,
@@ -226,7 +227,7 @@ def infer_schema(
     if task_type == "auto":
         task, positive = infer_task_type(df[target], file=file, column=target)
     else:
-        task, positive = task_type, None  # type: ignore[assignment]
+        task, positive = task_type, None
         if task == "binary":
             _, positive = infer_task_type(df[target], file=file, column=target)
     notes: list[str] = []
@@ -236,7 +237,7 @@ def infer_schema(
         series = df[name]
         nullable = bool(series.isna().any())
         if name == target:
-            kind = "numeric" if task == "regression" or positive is None else "categorical"
+            kind: Kind = "numeric" if task == "regression" or positive is None else "categorical"
             labels = None
             if positive is not None:
                 counts = series.dropna().astype(str).value_counts()

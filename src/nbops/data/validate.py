@@ -120,7 +120,8 @@ def _check_columns(raw: pd.DataFrame, schema: TableSchema, file: str) -> None:
             file=file,
             column=extra[0],
             found=", ".join(extra),
-            hint="add them to the schema file (role: ignore keeps them out of the model), or delete the schema file to infer it again",
+            hint="add them to the schema file (role: ignore keeps them out of the model), or delete the schema file to "
+            "infer it again",
         )
 
 
@@ -189,6 +190,7 @@ def _binary_target(column: pd.Series, spec: ColumnSpec, schema: TableSchema) -> 
         numeric = as_numeric(column)
         return numeric.where(numeric.isin([0.0, 1.0])).astype("Int8").astype("float64")
     text = column.astype("string")
+    negative: str | None
     if spec.categories and len(spec.categories) == 2:
         negative = next(c for c in spec.categories if c != schema.positive_class)
     else:  # an older schema without the two labels: the most frequent other label is the negative

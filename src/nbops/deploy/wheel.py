@@ -13,8 +13,10 @@ import base64
 import hashlib
 import json
 import zipfile
+from collections.abc import Mapping
 from importlib import metadata as importlib_metadata
 from pathlib import Path
+from typing import Any
 
 import nbops.runtime
 from nbops.files import atomic_path
@@ -78,7 +80,7 @@ sys.exit(main(load, "{package}"))
 """
 
 
-def train_identity(meta: dict) -> str | None:
+def train_identity(meta: Mapping[str, Any]) -> str | None:
     """The run identity of the training task recorded with the version (None before lineage existed)."""
     identity = meta.get("run_identity")
     return identity if isinstance(identity, str) or identity is None else None
@@ -124,7 +126,8 @@ def build_wheel(model: ModelVersion, dist: str | Path) -> Path:
             "Metadata-Version: 2.1",
             f"Name: {package}",
             f"Version: {wheel_version}",
-            f"Summary: Scoring package for {meta['dataset']} model {model.version} ({meta['task_type']}), built by nbops",
+            f"Summary: Scoring package for {meta['dataset']} model {model.version} ({meta['task_type']}), built by "
+            "nbops",
             # Keywords is the core-metadata field free for tags: `pip show` lists the lineage.
             f"Keywords: nbops,model-{model.version},run-identity-{train_identity(meta) or 'none'}",
             "Requires-Python: >=3.10",

@@ -47,6 +47,7 @@ class PandasEngine:
 
     def reference_profile(self, train_rows: Path, transform_file: Path, model_file: Path) -> ReferenceProfile:
         import lightgbm as lgb
+        import numpy as np
 
         from nbops.monitoring.profile import build_reference_profile
         from nbops.runtime.transform import FeatureTransform
@@ -55,7 +56,7 @@ class PandasEngine:
         transform = FeatureTransform.load(transform_file)
         booster = lgb.Booster(model_file=str(model_file))
         return build_reference_profile(
-            rows, transform.numeric, list(transform.categorical), booster.predict(transform.transform(rows))
+            rows, transform.numeric, list(transform.categorical), np.asarray(booster.predict(transform.transform(rows)))
         )
 
     def score_wheel(self, wheel: Path, package: str, source: Path, dest: Path, summary_out: Path) -> dict[str, Any]:

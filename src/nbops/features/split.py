@@ -133,4 +133,5 @@ def _apportion(total: int, sizes: np.ndarray) -> np.ndarray:
     if short > 0:
         order = np.argsort(-(quotas - counts), kind="stable")
         counts[order[:short]] += 1
-    return np.minimum(counts, sizes)
+    apportioned: np.ndarray = np.minimum(counts, sizes)
+    return apportioned

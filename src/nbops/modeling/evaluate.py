@@ -62,7 +62,10 @@ class Evaluation:
                 f"Test split: {m['rows']:,} rows; observed rate of {self.outcome}: {m['positive_rate']:.4f}; "
                 f"mean predicted probability: {m['mean_prediction']:.4f}."
             )
-        return f"Test split: {m['rows']:,} rows; mean {self.target}: {m['mean_target']:.4g}; mean prediction: {m['mean_prediction']:.4g}."
+        return (
+            f"Test split: {m['rows']:,} rows; mean {self.target}: {m['mean_target']:.4g}; "
+            f"mean prediction: {m['mean_prediction']:.4g}."
+        )
 
     def segments_table(self) -> pd.DataFrame:
         """The segment metrics with the columns named for a reader."""
@@ -84,11 +87,11 @@ def evaluate_model(
         out: product paths with keys metrics, segments, importance, predictions, and plots (a folder).
     """
     x = transform.transform(test_rows)
-    p = booster.predict(x)
+    p = np.asarray(booster.predict(x))  # a dense matrix in, an ndarray out (the union covers sparse input)
     y = test_rows[schema.target].to_numpy(float)
     headline = task_metrics(schema.task_type, y, p)
     segments = segment_metrics(schema, test_rows, p, params)
-    contrib = booster.predict(_sample(x, params.shap_sample), pred_contrib=True)
+    contrib = np.asarray(booster.predict(_sample(x, params.shap_sample), pred_contrib=True))
     importance = shap_importance(contrib, transform.feature_names)
     keep = [c.name for c in schema.by_role("id", "time") if c.name in test_rows.columns]
     predictions = test_rows[keep + [schema.target]].copy()
@@ -240,7 +243,7 @@ def binary_figures(
     figs["calibration"] = fig
     fig = Figure(figsize=(5, 3.5))
     ax = fig.subplots()
-    bins = np.linspace(0, 1, 41)
+    bins = np.linspace(0, 1, 41).tolist()  # matplotlib types bins as a sequence, not an array
     ax.hist(p[y == 0], bins=bins, alpha=0.6, density=True, label=classes[0])
     ax.hist(p[y == 1], bins=bins, alpha=0.6, density=True, label=classes[1])
     ax.set(xlabel=f"predicted probability of {classes[1]}", ylabel="density", title="Score distribution by class")

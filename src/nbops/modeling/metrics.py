@@ -41,7 +41,9 @@ HEADLINE: dict[str, list[str]] = {
     "regression": ["rmse", "mae", "r2"],
 }
 # The metric each task is judged on by the promotion gate, and whether higher is better.
-GATE_METRIC: dict[str, tuple[str, bool]] = {task: (name, HIGHER_IS_BETTER[name]) for task, name in {"binary": "roc_auc", "regression": "rmse"}.items()}
+GATE_METRIC: dict[str, tuple[str, bool]] = {
+    task: (name, HIGHER_IS_BETTER[name]) for task, name in {"binary": "roc_auc", "regression": "rmse"}.items()
+}
 
 
 def binary_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:

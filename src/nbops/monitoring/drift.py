@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from nbops.monitoring.profile import (
     N_QUANTILES,
@@ -92,14 +93,14 @@ class DriftReport:
         )
 
 
-def psi(reference: np.ndarray, current: np.ndarray) -> float:
+def psi(reference: ArrayLike, current: ArrayLike) -> float:
     """Population Stability Index between two share vectors over the same bins."""
     r = np.maximum(np.asarray(reference, dtype=np.float64), EPS)
     c = np.maximum(np.asarray(current, dtype=np.float64), EPS)
     return float(np.sum((c - r) * np.log(c / r)))
 
 
-def jensen_shannon(reference: np.ndarray, current: np.ndarray) -> float:
+def jensen_shannon(reference: ArrayLike, current: ArrayLike) -> float:
     """Jensen-Shannon distance (base 2, in [0, 1]) between two share vectors."""
     r = np.asarray(reference, dtype=np.float64)
     c = np.asarray(current, dtype=np.float64)
@@ -153,12 +154,12 @@ def compare(
                 float(np.isnan(values).mean()) if len(values) else 0.0,
             )
         )
-    for name, ref in profile.categorical.items():
+    for name, ref_c in profile.categorical.items():
         if name in missing_columns:
             continue
-        cur = category_shares(batch[name], ref.levels)
+        cur = category_shares(batch[name], ref_c.levels)
         # The reference keeps its own "other" share: levels beyond the profile's cap are not drift.
-        reference = np.asarray(ref.shares)
+        reference = np.asarray(ref_c.shares)
         score = psi(reference, cur)
         rows.append(
             FeatureDrift(
@@ -169,7 +170,7 @@ def compare(
                 score >= thresholds.psi,
                 None,
                 jensen_shannon(reference, cur),
-                ref.missing_rate,
+                ref_c.missing_rate,
                 float(batch[name].isna().mean()) if len(batch) else 0.0,
             )
         )

@@ -15,7 +15,8 @@ def drift_recall(history: pd.DataFrame, truth: pd.DataFrame) -> dict[str, Any]:
     )
     named = found = false_alarms = clean = 0
     for row in merged.itertuples():
-        expected = {f for f in (row.drifted_features_x or "").split(",") if f}
+        injected = row.drifted_features_x
+        expected = {f for f in injected.split(",") if f} if isinstance(injected, str) else set()
         flagged = (
             {f for f in (row.drifted_features_y or "").split(",") if f}
             if isinstance(row.drifted_features_y, str)

@@ -44,7 +44,7 @@ class BatchMonitoring:
 def score_for_monitoring(model: ScoringModel, batch: pd.DataFrame) -> np.ndarray:
     """Predictions for every row, bad ones included (unseen categories count as missing here):
     monitoring must describe the batch as it is, not refuse it."""
-    return model.booster.predict(model.transform(batch))
+    return np.asarray(model.booster.predict(model.transform(batch)))
 
 
 def monitor_batch(
@@ -239,11 +239,13 @@ def assess_batch(
                 severity,
                 f"dataset drift: {len(drifted)} feature(s) over PSI {threshold:g}: "
                 + ", ".join(f"{f.name} ({f.score:.2f})" for f in drifted),
-                f"{len(drifted)} feature(s) drifted (worst: {worst.name} at PSI {worst.score:.2f}; alert at {threshold:g})",
+                f"{len(drifted)} feature(s) drifted (worst: {worst.name} at PSI {worst.score:.2f}; alert at "
+                f"{threshold:g})",
             )
         elif drifted:
             watch.append(
-                f"{len(drifted)} feature(s) over PSI {threshold:g}, fewer than the {rules.drift.min_drifted_features} that make the batch drifted ({', '.join(f.name for f in drifted)})"
+                f"{len(drifted)} feature(s) over PSI {threshold:g}, fewer than the {rules.drift.min_drifted_features} "
+                f"that make the batch drifted ({', '.join(f.name for f in drifted)})"
             )
         level = watch_level(threshold)
         near = sorted((f for f in drift.features if level <= f.score < threshold), key=lambda f: -f.score)
@@ -302,7 +304,8 @@ def performance_alerts(
                 {
                     "kind": "performance",
                     "severity": graded(ref - auc, rules.max_auc_drop),
-                    "message": f"ROC AUC {auc:.3f} is {ref - auc:.3f} below the test AUC {ref:.3f} (alert below {ref - rules.max_auc_drop:.3f})",
+                    "message": f"ROC AUC {auc:.3f} is {ref - auc:.3f} below the test AUC {ref:.3f} (alert below "
+                    f"{ref - rules.max_auc_drop:.3f})",
                     "reason": f"ROC AUC {auc:.3f}, {ref - auc:.3f} below test",
                 }
             )
@@ -312,7 +315,9 @@ def performance_alerts(
                 {
                     "kind": "calibration",
                     "severity": graded(ce, rules.max_calibration_error),
-                    "message": f"calibration error {ce:.3f} over {rules.max_calibration_error:g} (observed rate {performance.get('observed_rate', float('nan')):.3f}, mean prediction {performance.get('mean_prediction', float('nan')):.3f})",
+                    "message": f"calibration error {ce:.3f} over {rules.max_calibration_error:g} (observed rate "
+                    f"{performance.get('observed_rate', float('nan')):.3f}, mean prediction "
+                    f"{performance.get('mean_prediction', float('nan')):.3f})",
                     "reason": f"calibration error {ce:.3f}",
                 }
             )

@@ -52,7 +52,9 @@ def psi_matrix(history: pd.DataFrame) -> pd.DataFrame:
     cols = [c for c in history.columns if c.startswith("psi__")]
     if history.empty or not cols:
         return pd.DataFrame()
-    m = history.set_index(history["batch_id"].astype(str))[cols].apply(pd.to_numeric, errors="coerce").astype(float).T
+    m: pd.DataFrame = (
+        history.set_index(history["batch_id"].astype(str))[cols].apply(pd.to_numeric, errors="coerce").astype(float).T
+    )
     m.index = [c.removeprefix("psi__") for c in m.index]
     return m
 
@@ -350,28 +352,29 @@ def drift_heatmap_svg(history: pd.DataFrame, threshold: float = 0.2, standalone:
             chart.text(cx + 4, cy - 2, batch, anchor="end", size=11, rotate=-50, cls="nbops-muted")
         else:
             chart.text(cx, cy, batch, anchor="middle", size=11, cls="nbops-muted")
+    scores = m.to_numpy(dtype=np.float64)
     for i, feature in enumerate(m.index):
         y = grid_top + i * row_h
         chart.text(label_w - 8, y + row_h / 2 + 4, feature, anchor="end")
         for j, batch in enumerate(batches):
             x = label_w + j * cell_w
-            value = float(m.iat[i, j])
-            if not math.isfinite(value):
+            score = float(scores[i, j])
+            if not math.isfinite(score):
                 chart.rect(x, y, cell_w, row_h, "#f1f3f5", 'stroke="#ffffff"')
                 lines = [f"{batch} · {feature}", "not measured (the batch could not be compared)"]
             else:
-                band = psi_band(value, threshold)
+                band = psi_band(score, threshold)
                 chart.rect(x, y, cell_w, row_h, BAND_COLOURS[band], 'stroke="#ffffff"')
                 if band >= 2 and cell_w >= 28:
                     chart.text(
                         x + cell_w / 2,
                         y + row_h / 2 + 4,
-                        f"{value:.2f}",
+                        f"{score:.2f}",
                         anchor="middle",
                         size=10,
                         fill="#ffffff" if band == 3 else "#1f2933",
                     )
-                lines = [f"{batch} · {feature}", f"PSI {value:.3f}: {psi_bands(threshold)[band][2]}"]
+                lines = [f"{batch} · {feature}", f"PSI {score:.3f}: {psi_bands(threshold)[band][2]}"]
             chart.tip(
                 f'<rect class="nbops-hit" x="{x:.1f}" y="{y:.1f}" width="{cell_w:.1f}" height="{row_h:.1f}"/>',
                 lines,
@@ -394,7 +397,8 @@ def performance_svg(
         pending = int(s.pending.sum())
         return message_chart(
             "performance",
-            f"No labelled batch yet: labels pending for {pending} batch(es); they arrive a few months after a batch is scored",
+            f"No labelled batch yet: labels pending for {pending} batch(es); they arrive a few months after a batch is "
+            "scored",
             standalone=standalone,
         )
     axis = batch_axis(history)
@@ -422,7 +426,7 @@ def performance_svg(
     chart = Chart(width, height, kind="performance", title=f"{name} by batch once its labels arrived", attrs=attrs)
     # Pending labels: a grey band per run of pending batches, labelled once.
     runs: list[tuple[int, int]] = []
-    for i in np.flatnonzero(s.pending):
+    for i in np.flatnonzero(s.pending).tolist():
         if runs and runs[-1][1] == i - 1:
             runs[-1] = (runs[-1][0], int(i))
         else:
@@ -495,7 +499,8 @@ def performance_svg(
         px, py = xpos(i), ypos(float(v))
         bad = s.breached(float(v))
         chart.add(
-            f'<circle cx="{px:.1f}" cy="{py:.1f}" r="{5 if bad else 4}" fill="{BAD if bad else LINE}" stroke="#ffffff" stroke-width="1.5"/>'
+            f'<circle cx="{px:.1f}" cy="{py:.1f}" r="{5 if bad else 4}" fill="{BAD if bad else LINE}" stroke="#ffffff" '
+            'stroke-width="1.5"/>'
         )
         state = (
             (f"past the alert level ({limit:.3f})" if bad else f"within the alert level ({limit:.3f})")
@@ -510,9 +515,10 @@ def performance_svg(
             py - 6,
             f'data-batch="{esc(s.batches[i])}" data-value="{v:.3f}"',
         )
-    for i in np.flatnonzero(s.pending):
+    for i in np.flatnonzero(s.pending).tolist():
         chart.tip(
-            f'<rect class="nbops-hit" x="{x0 + step_x * i:.1f}" y="{y0:.1f}" width="{step_x:.1f}" height="{y1 - y0:.1f}"/>',
+            f'<rect class="nbops-hit" x="{x0 + step_x * i:.1f}" y="{y0:.1f}" width="{step_x:.1f}" '
+            f'height="{y1 - y0:.1f}"/>',
             [s.batches[i], "labels pending: no performance yet"],
             xpos(int(i)),
             y0 + 40,
@@ -586,7 +592,8 @@ def distribution_svg(
         else:
             chart.text(gx, y1 + 16, str(label), anchor="middle", size=11, cls="nbops-muted")
         chart.tip(
-            f'<rect class="nbops-hit" x="{gx - group / 2:.1f}" y="{y0:.1f}" width="{group:.1f}" height="{y1 - y0:.1f}"/>',
+            f'<rect class="nbops-hit" x="{gx - group / 2:.1f}" y="{y0:.1f}" width="{group:.1f}" '
+            f'height="{y1 - y0:.1f}"/>',
             [f"{feature}: {label}", f"reference {r:.1%}", f"{batch} {c:.1%}"],
             gx,
             min(ypos(r), ypos(c)),

@@ -110,7 +110,7 @@ def category_shares(series: pd.Series, levels: list[str]) -> np.ndarray:
         return np.zeros(len(levels) + 2)
     counts = series.astype("string").value_counts(dropna=False)
     missing = int(counts[counts.index.isna()].sum()) if counts.index.hasnans else 0
-    known = counts[~counts.index.isna()]
+    known = counts[counts.index.notna()]
     per_level = known.reindex(levels, fill_value=0).to_numpy(dtype=np.float64)
     other = float(known.sum() - per_level.sum())
     return np.append(per_level, [other, missing]) / n

@@ -26,9 +26,11 @@ CSS = f"""
 .nbops-chart .nbops-muted {{ fill: {MUTED}; }}
 .nbops-chart .nbops-tip {{ outline: none; }}
 .nbops-chart .nbops-hit {{ fill: transparent; }}
-.nbops-chart .nbops-tip:hover .nbops-hit, .nbops-chart .nbops-tip:focus .nbops-hit {{ stroke: {INK}; stroke-width: 1.5; }}
+.nbops-chart .nbops-tip:hover .nbops-hit, .nbops-chart .nbops-tip:focus .nbops-hit {{ \
+stroke: {INK}; stroke-width: 1.5; }}
 .nbops-chart .nbops-tip-label {{ visibility: hidden; pointer-events: none; }}
-.nbops-chart .nbops-tip:hover .nbops-tip-label, .nbops-chart .nbops-tip:focus .nbops-tip-label {{ visibility: visible; }}
+.nbops-chart .nbops-tip:hover .nbops-tip-label, .nbops-chart .nbops-tip:focus .nbops-tip-label {{ \
+visibility: visible; }}
 .nbops-chart .nbops-tip-label rect {{ fill: #ffffff; stroke: #9aa5b1; }}
 .nbops-chart .nbops-tip-label text {{ font-size: 12px; }}
 """
@@ -113,7 +115,8 @@ class Chart:
     ) -> None:
         dashed = f' stroke-dasharray="{dash}"' if dash else ""
         self.add(
-            f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="{stroke}" stroke-width="{width}"{dashed} {extra}/>'
+            f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="{stroke}" '
+            f'stroke-width="{width}"{dashed} {extra}/>'
         )
 
     def text(
@@ -134,7 +137,8 @@ class Chart:
         klass = f' class="{cls}"' if cls else ""
         colour = f' style="fill:{fill}"' if fill else ""
         self.add(
-            f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" font-size="{size:g}" font-weight="{weight}"{transform}{klass}{colour} {extra}>{esc(text)}</text>'
+            f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" font-size="{size:g}" '
+            f'font-weight="{weight}"{transform}{klass}{colour} {extra}>{esc(text)}</text>'
         )
 
     def tip(self, hit: str, lines: Sequence[str], x: float, y: float, extra: str = "") -> None:
@@ -153,7 +157,8 @@ class Chart:
         title = esc("\n".join(lines))
         self.tips.append(
             f'<g class="nbops-tip" tabindex="0" {extra}><title>{title}</title>{hit}'
-            f'<g class="nbops-tip-label"><rect x="{left:.1f}" y="{top:.1f}" width="{w:.1f}" height="{h:.1f}" rx="4"/><text>{spans}</text></g></g>'
+            f'<g class="nbops-tip-label"><rect x="{left:.1f}" y="{top:.1f}" width="{w:.1f}" height="{h:.1f}" '
+            f'rx="4"/><text>{spans}</text></g></g>'
         )
 
     def legend(self, items: Iterable[tuple[str, str]], x: float, y: float) -> float:
@@ -174,7 +179,8 @@ class Chart:
             else f'width="100%" style="max-width:{self.width:g}px;height:auto;display:block"'
         )
         return (
-            f'<svg xmlns="http://www.w3.org/2000/svg" class="nbops-chart nbops-{self.kind}" viewBox="0 0 {self.width:g} {self.height:g}" {size} role="img" aria-label="{esc(self.title)}"{attrs}>'
+            f'<svg xmlns="http://www.w3.org/2000/svg" class="nbops-chart nbops-{self.kind}" viewBox="0 0 '
+            f'{self.width:g} {self.height:g}" {size} role="img" aria-label="{esc(self.title)}"{attrs}>'
             f"<title>{esc(self.title)}</title><style>{CSS}</style>" + "".join(self.body) + "".join(self.tips) + "</svg>"
         )
 
@@ -222,7 +228,8 @@ def hbar_chart(
         chart.rect(x0, y + 4, w, row - 8, colour, 'rx="2"')
         chart.text(x0 + w + 6, y + row / 2 + 4, fmt.format(value), cls="nbops-muted")
         chart.tip(
-            f'<rect class="nbops-hit" x="{x0 - label_w + 4:.1f}" y="{y:.1f}" width="{x1 - x0 + label_w - 4:.1f}" height="{row:.1f}"/>',
+            f'<rect class="nbops-hit" x="{x0 - label_w + 4:.1f}" y="{y:.1f}" width="{x1 - x0 + label_w - 4:.1f}" '
+            f'height="{row:.1f}"/>',
             [name, f"{value_label}: {fmt.format(value)}"],
             x0 + w,
             y,

@@ -96,7 +96,8 @@ def validate_schedule(schedule: str, where: str) -> str | None:
         found = f"{schedule!r}: {len(fields)} field(s)" + (f"; unusable characters in {', '.join(bad)}" if bad else "")
         raise ConfigError(
             f"{where}: not a cron expression Airflow can schedule\n"
-            f"  expected: 5 fields separated by spaces ({', '.join(CRON_FIELDS)}), e.g. '0 6 * * *' for 06:00 UTC every day\n"
+            f"  expected: 5 fields separated by spaces ({', '.join(CRON_FIELDS)}), e.g. '0 6 * * *' for 06:00 UTC "
+            "every day\n"
             f"  found: {found}\n"
             f"  what to do: fix `schedule` in the env file or pass --schedule 'MIN HOUR DOM MONTH DOW' "
             f"(or --schedule none to run only when triggered)"
@@ -330,11 +331,14 @@ def usage_text(result: AirflowExport) -> str:
     lines = [
         f"wrote Airflow DAG '{result.dag_id}' to {result.path}",
         f"  {len(result.tasks)} tasks ({', '.join(result.tasks)}), {when}, {RETRIES} retries per stage",
-        f"  each task runs: cd {shlex.quote(str(result.project))} && {shlex.quote(result.executable)} build --env {shlex.quote(result.env_file)} --task <name>",
+        f"  each task runs: cd {shlex.quote(str(result.project))} && {shlex.quote(result.executable)} build --env "
+        f"{shlex.quote(result.env_file)} --task <name>",
         "use it:",
-        f"  copy it into your Airflow dags/ folder, or point Airflow at this folder: export AIRFLOW__CORE__DAGS_FOLDER={folder}",
+        "  copy it into your Airflow dags/ folder, or point Airflow at this folder: export "
+        f"AIRFLOW__CORE__DAGS_FOLDER={folder}",
         f"  try one run without a scheduler: airflow dags test {result.dag_id}",
-        f'  change project, env file or nbops at trigger time: airflow dags trigger {result.dag_id} --conf \'{{"env": "env.yaml"}}\'',
+        f'  change project, env file or nbops at trigger time: airflow dags trigger {result.dag_id} --conf \'{{"env": '
+        '"env.yaml"}\'',
         "  the file is generated: do not edit it by hand; re-export after changing pipeline.yaml or the env file",
     ]
     if not Path(result.executable).exists():
@@ -404,9 +408,12 @@ with DAG(
     tags=["nbops"],
     doc_md=__doc__,
     params={
-        "project": Param(PROJECT, type="string", minLength=1, description="the nbops project folder (holds pipeline.yaml)"),
-        "env": Param(ENV_FILE, type="string", minLength=1, description="env file beside pipeline.yaml, e.g. env.yaml or env.test.yaml"),
-        "nbops": Param(NBOPS, type="string", minLength=1, description="the nbops executable of the project's virtualenv"),
+        "project": Param(PROJECT, type="string", minLength=1, \
+description="the nbops project folder (holds pipeline.yaml)"),
+        "env": Param(ENV_FILE, type="string", minLength=1, \
+description="env file beside pipeline.yaml, e.g. env.yaml or env.test.yaml"),
+        "nbops": Param(NBOPS, type="string", minLength=1, \
+description="the nbops executable of the project's virtualenv"),
     },
     default_args={"retries": __RETRIES__, "retry_delay": timedelta(minutes=__RETRY_DELAY__)},
 ) as dag:

@@ -300,7 +300,8 @@ def summary_text(outcomes: list[TaskOutcome], checked: CheckedProject) -> str:
     ran = [o.name for o in outcomes if o.ran]
     if not ran and any(not Path(o.products.get("nb", "")).exists() for o in outcomes):
         lines.append(
-            f"No task ran; not built yet: {', '.join(o.name for o in outcomes if not Path(o.products.get('nb', '')).exists())}"
+            "No task ran; not built yet: "
+            f"{', '.join(o.name for o in outcomes if not Path(o.products.get('nb', '')).exists())}"
         )
     elif not ran:
         lines.append(f"Nothing changed: all {len(outcomes)} tasks are up to date and were skipped.")
@@ -328,17 +329,20 @@ def summary_text(outcomes: list[TaskOutcome], checked: CheckedProject) -> str:
     if ingest.is_file():
         s = json.loads(ingest.read_text())
         lines.append(
-            f"Data: {s['rows_read']:,} rows read, {s['rows_valid']:,} valid, {s['rows_quarantined']:,} quarantined; fingerprint {s['fingerprint'][:12]}"
+            f"Data: {s['rows_read']:,} rows read, {s['rows_valid']:,} valid, {s['rows_quarantined']:,} quarantined; "
+            f"fingerprint {s['fingerprint'][:12]}"
         )
         if s.get("schema_created") and "ingest" in ran_now:
             lines.append(
-                f"  Schema inferred from the data on first use: {_relative(Path(s['schema_file']), checked)}. Review it (types, ranges, categories, id and pii columns): it is used as written from now on."
+                f"  Schema inferred from the data on first use: {_relative(Path(s['schema_file']), checked)}. Review "
+                "it (types, ranges, categories, id and pii columns): it is used as written from now on."
             )
     registration = Path(products.get("register", {}).get("registration", ""))
     if registration.is_file():
         r = json.loads(registration.read_text())
         lines.append(
-            f"Registry: this build's model is {r['version']}; production is {r['aliases']['production']} ({_relative(Path(r['registry']), checked)})"
+            f"Registry: this build's model is {r['version']}; production is {r['aliases']['production']} "
+            f"({_relative(Path(r['registry']), checked)})"
         )
         gate_path = Path(products.get("evaluate", {}).get("gate", ""))
         if "register" in ran_now and gate_path.is_file():
@@ -357,7 +361,8 @@ def summary_text(outcomes: list[TaskOutcome], checked: CheckedProject) -> str:
         f"Reports: {shown}/ (executed notebooks as .ipynb and .html; the pipeline's picture: {shown}/pipeline.html)"
     )
     lines.append(
-        f"Next: open {shown}/04_evaluate.html and {shown}/model_card/card.html, `make dashboard`, or `make lab` to explore the notebooks."
+        f"Next: open {shown}/04_evaluate.html and {shown}/model_card/card.html, `make dashboard`, or `make lab` to "
+        "explore the notebooks."
     )
     lines.append("=" * 72)
     return "\n".join(lines)
@@ -377,11 +382,16 @@ def gate_note(gate: Mapping[str, Any], registration: Mapping[str, Any]) -> str |
     if gate.get("promote") and registration.get("aliases", {}).get("production") == version and change < 0:
         return (
             f"Note: the new production model {version} is worse than {previous}, which it replaced: {metric} "
-            f"{gate['candidate']:.4f} vs {gate['production']:.4f} ({change:+.4f}), within promotion_tolerance {gate.get('tolerance', 0):g}. "
+            f"{gate['candidate']:.4f} vs {gate['production']:.4f} ({change:+.4f}), within promotion_tolerance "
+            f"{gate.get('tolerance', 0):g}. "
             f"`nbops models rollback` puts {previous} back."
         )
     if not gate.get("promote"):
-        return f"Note: {version} stays a candidate: {metric} {gate['candidate']:.4f} vs production {previous} {gate['production']:.4f} ({change:+.4f}) is worse beyond promotion_tolerance {gate.get('tolerance', 0):g}."
+        return (
+            f"Note: {version} stays a candidate: {metric} {gate['candidate']:.4f} vs production {previous} "
+            f"{gate['production']:.4f} ({change:+.4f}) is worse beyond promotion_tolerance "
+            f"{gate.get('tolerance', 0):g}."
+        )
     return None
 
 
@@ -508,7 +518,8 @@ def failure_text(checked: CheckedProject, record: Mapping[str, Any] | None = Non
         source = next((t.source for t in checked.tasks if t.name == task), None)
         where = f" ({_relative(source, checked)})" if source else ""
         lines.append(
-            f"The build failed in task '{task}'{where}: the products of the tasks that succeeded are kept, and once it is fixed the next build resumes from '{task}'."
+            f"The build failed in task '{task}'{where}: the products of the tasks that succeeded are kept, and once it "
+            f"is fixed the next build resumes from '{task}'."
         )
     else:
         lines.append("The build failed before any task ran.")

@@ -54,7 +54,8 @@ def check_project(
     env = load_env(project, env_file, overrides)
     for key in TASK_ONLY & set(env):
         problems.append(
-            f"{env_file}: '{key}' is derived in pipeline.yaml from 'root'; remove it from the env file and set 'root' instead"
+            f"{env_file}: '{key}' is derived in pipeline.yaml from 'root'; remove it from the env file and set 'root' "
+            "instead"
         )
     settings = None
     try:
@@ -168,7 +169,9 @@ def _check_task(task: TaskSpec, names: set[str]) -> list[str]:
                 f"{task.source.name}: upstream '{up}' is not a task in pipeline.yaml ({', '.join(sorted(names))})"
             )
     try:
-        validate_params(model, {k: v for k, v in task.params.items() if k in model.model_fields}, where=f"{where} params")
+        validate_params(
+            model, {k: v for k, v in task.params.items() if k in model.model_fields}, where=f"{where} params"
+        )
     except ConfigError as exc:
         problems.append(str(exc))
     return problems

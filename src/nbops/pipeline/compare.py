@@ -28,7 +28,8 @@ def load_test_split(checked: CheckedProject, project: Path, env_file: str = "env
     missing = [t for t in ("ingest", "features") if t not in tasks]
     if missing:
         raise NbopsError(
-            f"pipeline.yaml has no task {', '.join(missing)}: `nbops compare` scores the features task's test split, cut from the ingest task's data"
+            f"pipeline.yaml has no task {', '.join(missing)}: `nbops compare` scores the features task's test split, "
+            "cut from the ingest task's data"
         )
 
     def product(task: str, key: str) -> Path:
@@ -39,7 +40,8 @@ def load_test_split(checked: CheckedProject, project: Path, env_file: str = "env
     for path in (test, schema):
         if not path.exists():
             raise NbopsError(
-                f"{path} does not exist: the comparison scores the latest test split, which a build writes. Run `nbops build --env {env_file}` first"
+                f"{path} does not exist: the comparison scores the latest test split, which a build writes. Run `nbops "
+                f"build --env {env_file}` first"
             )
     summary = product("ingest", "summary")
     fingerprint = json.loads(summary.read_text()).get("fingerprint") if summary.exists() else None

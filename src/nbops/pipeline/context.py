@@ -24,7 +24,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TextIO, TypeVar
 
 from pydantic import BaseModel
 
@@ -97,7 +97,8 @@ class Stage(Generic[P]):
                 # injected by the lab: upstream products are the pipeline's, which only a build writes
                 raise ConfigError(
                     f"stage '{self.name}' reads the pipeline's {path}, made by stage '{task}', which has not "
-                    f"been built yet; run `make run` first (a notebook run in JupyterLab writes under {INTERACTIVE_ROOT}/)"
+                    "been built yet; run `make run` first (a notebook run in JupyterLab writes under "
+                    f"{INTERACTIVE_ROOT}/)"
                 )
             raise ConfigError(
                 f"stage '{self.name}' needs {path}, made by stage '{task}', which has not run yet; "
@@ -314,7 +315,7 @@ def _show_identity(stage: Stage[Any]) -> None:
     )
 
 
-class _ReportLog(logging.StreamHandler):  # type: ignore[type-arg]
+class _ReportLog(logging.StreamHandler[TextIO]):
     """nbops warnings in an executed report: on the stderr of the moment (each cell's, as the kernel
     or ploomber-engine captures it), with the project's paths shown relative to it."""
 
@@ -323,14 +324,14 @@ class _ReportLog(logging.StreamHandler):  # type: ignore[type-arg]
         self.project = project
         self.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
 
-    @property  # type: ignore[override]
-    def stream(self) -> Any:
+    @property
+    def stream(self) -> TextIO:
         import sys
 
         return sys.stderr
 
     @stream.setter
-    def stream(self, value: Any) -> None:  # StreamHandler sets it; the current stderr is used instead
+    def stream(self, value: TextIO) -> None:  # StreamHandler sets it; the current stderr is used instead
         pass
 
     def format(self, record: logging.LogRecord) -> str:

@@ -21,7 +21,7 @@ import json
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from nbops import __version__
 from nbops.config import paths
@@ -32,6 +32,14 @@ from nbops.pipeline.code_deps import library_fingerprint
 
 STATE_FILE = paths.LINEAGE_FILE
 LOCK_FILE = "requirements.lock"
+
+
+class TaskIdentity(TypedDict):
+    """A task's identity and what it was computed from (the start of its record in the state file)."""
+
+    identity: str
+    components: dict[str, Any]  # code, params, products, upstream, nbops, library, lock, options
+    library_files: dict[str, str]  # digest of each library file the notebook runs
 
 
 def code_cells(source: Path) -> list[str]:
@@ -56,10 +64,10 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def identities(tasks: list[TaskSpec]) -> dict[str, dict[str, Any]]:
+def identities(tasks: list[TaskSpec]) -> dict[str, TaskIdentity]:
     """Each task's identity and the components it was computed from, in DAG order."""
     by_name = {t.name: t for t in tasks}
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, TaskIdentity] = {}
 
     def visit(name: str) -> str:
         if name in out:
@@ -112,9 +120,10 @@ def product_state(product: Mapping[str, str]) -> dict[str, list[int] | None]:
 def load_state(root: Path) -> dict[str, Any]:
     path = root / STATE_FILE
     try:
-        return json.loads(path.read_text())
+        state: dict[str, Any] = json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
+    return state
 
 
 def save_state(
@@ -323,7 +332,8 @@ def why_text(tasks: list[TaskSpec], root: Path, task: str | None = None) -> str:
             )
             if last_run:
                 lines.append(
-                    f"  last ran in build {last_run.get('build_id')} because {'; '.join(last_run.get('reasons') or []) or 'forced or first recorded build'}"
+                    f"  last ran in build {last_run.get('build_id')} because "
+                    f"{'; '.join(last_run.get('reasons') or []) or 'forced or first recorded build'}"
                 )
         lines.append(
             f"  products made by run {rec['identity']} (stamped in Ploomber's metadata, its W&B run and report)"

@@ -161,14 +161,18 @@ def render_svg(states: list[TaskState], title: str = "pipeline.yaml") -> str:
     by_name = {s.name: s for s in states}
     esc = html.escape
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="nbops-dag" width="{width:.0f}" height="{height:.0f}" viewBox="0 0 {width:.0f} {height:.0f}" font-family="system-ui, -apple-system, Segoe UI, sans-serif" role="img" aria-label="{esc(title)}">',
-        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#78909c"/></marker></defs>',
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="nbops-dag" width="{width:.0f}" height="{height:.0f}" '
+        f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="system-ui, -apple-system, Segoe UI, sans-serif" '
+        f'role="img" aria-label="{esc(title)}">',
+        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
+        'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#78909c"/></marker></defs>',
         f'<rect width="{width:.0f}" height="{height:.0f}" fill="#ffffff"/>',
     ]
-    x = MARGIN
+    x: float = MARGIN
     for fill, border, label in STATES.values():
         parts.append(
-            f'<rect x="{x}" y="{MARGIN}" width="14" height="14" rx="3" fill="{fill}" stroke="{border}" stroke-width="2"/>'
+            f'<rect x="{x}" y="{MARGIN}" width="14" height="14" rx="3" fill="{fill}" stroke="{border}" '
+            'stroke-width="2"/>'
         )
         parts.append(f'<text x="{x + 20}" y="{MARGIN + 12}" font-size="13" fill="#37474f">{esc(label)}</text>')
         x += 30 + 7.2 * len(label)
@@ -188,13 +192,15 @@ def render_svg(states: list[TaskState], title: str = "pipeline.yaml") -> str:
                 bulge = max(8.0, LEFT_LANE - 6 - 5 * (lane % 12))
                 x1, y1, x2, y2 = u.x, u.y + BOX_HEIGHT / 2, s.x - 2, s.y + BOX_HEIGHT / 2
                 parts.append(
-                    f'<path {attrs} d="M{x1:.1f},{y1:.1f} C{x1 - bulge:.1f},{y1:.1f} {x2 - bulge:.1f},{y2:.1f} {x2:.1f},{y2:.1f}" stroke="#cfd8dc" stroke-width="1.2" stroke-dasharray="4 3"/>'
+                    f'<path {attrs} d="M{x1:.1f},{y1:.1f} C{x1 - bulge:.1f},{y1:.1f} {x2 - bulge:.1f},{y2:.1f} '
+                    f'{x2:.1f},{y2:.1f}" stroke="#cfd8dc" stroke-width="1.2" stroke-dasharray="4 3"/>'
                 )
             else:
                 x1, y1, x2, y2 = u.x + BOX_WIDTH / 2, u.y + BOX_HEIGHT, s.x + BOX_WIDTH / 2, s.y - 2
                 mid = (y1 + y2) / 2
                 parts.append(
-                    f'<path {attrs} d="M{x1:.1f},{y1:.1f} C{x1:.1f},{mid:.1f} {x2:.1f},{mid:.1f} {x2:.1f},{y2:.1f}" stroke="#78909c" stroke-width="1.8"/>'
+                    f'<path {attrs} d="M{x1:.1f},{y1:.1f} C{x1:.1f},{mid:.1f} {x2:.1f},{mid:.1f} {x2:.1f},{y2:.1f}" '
+                    'stroke="#78909c" stroke-width="1.8"/>'
                 )
     for s in states:
         fill, border, label = STATES[s.state]
@@ -210,22 +216,26 @@ def render_svg(states: list[TaskState], title: str = "pipeline.yaml") -> str:
         )
         dash = ' stroke-dasharray="5 3"' if s.state == "never built" else ""
         parts.append(
-            f'<g class="nbops-task" data-task="{esc(s.name)}" data-state="{esc(s.state)}" transform="translate({s.x:.1f},{s.y:.1f})">'
+            f'<g class="nbops-task" data-task="{esc(s.name)}" data-state="{esc(s.state)}" '
+            f'transform="translate({s.x:.1f},{s.y:.1f})">'
         )
         parts.append(f"<title>{esc(chr(10).join(tooltip))}</title>")
         parts.append(
-            f'<rect width="{BOX_WIDTH}" height="{BOX_HEIGHT}" rx="8" fill="{fill}" stroke="{border}" stroke-width="2"{dash}/>'
+            f'<rect width="{BOX_WIDTH}" height="{BOX_HEIGHT}" rx="8" fill="{fill}" stroke="{border}" '
+            f'stroke-width="2"{dash}/>'
         )
         parts.append(f'<text x="12" y="22" font-size="15" font-weight="600" fill="#263238">{esc(s.name)}</text>')
         parts.append(
-            f'<text x="12" y="{22 + LINE + 3}" font-size="11.5" fill="#37474f" class="nbops-caption">{esc(_clip(caption, 40))}</text>'
+            f'<text x="12" y="{22 + LINE + 3}" font-size="11.5" fill="#37474f" '
+            f'class="nbops-caption">{esc(_clip(caption, 40))}</text>'
         )
         parts.append(
             f'<text x="12" y="{22 + 2 * LINE + 6}" font-size="10.5" fill="#78909c">{esc(_clip(s.source, 42))}</text>'
         )
         for i, (key, path) in enumerate(s.products.items()):
             parts.append(
-                f'<text x="{BOX_WIDTH + 14}" y="{11 + i * LINE}" font-size="11" fill="#455a64"><tspan font-weight="600">{esc(key)}</tspan> {esc(_clip(path, 40))}</text>'
+                f'<text x="{BOX_WIDTH + 14}" y="{11 + i * LINE}" font-size="11" fill="#455a64"><tspan '
+                f'font-weight="600">{esc(key)}</tspan> {esc(_clip(path, 40))}</text>'
             )
         parts.append("</g>")
     parts.append("</svg>")
@@ -236,19 +246,27 @@ def render_html(states: list[TaskState], svg: str, title: str) -> str:
     """A page for the picture and, below it, each task's state and reasons as text."""
     esc = html.escape
     rows = "".join(
-        f'<tr data-task="{esc(s.name)}"><td><b>{esc(s.name)}</b></td><td><span class="state" style="border-color:{STATES[s.state][1]};background:{STATES[s.state][0]}">{esc(s.state)}</span></td>'
-        f"<td>{esc('; '.join(s.reasons) or 'nothing changed since the last build')}{('<br><i>error: ' + esc(s.error) + '</i>') if s.error else ''}</td><td><code>{esc(s.identity)}</code></td></tr>"
+        f'<tr data-task="{esc(s.name)}"><td><b>{esc(s.name)}</b></td><td><span class="state" '
+        f'style="border-color:{STATES[s.state][1]};background:{STATES[s.state][0]}">{esc(s.state)}</span></td>'
+        f"<td>{esc('; '.join(s.reasons) or 'nothing changed since the last build')}"
+        f"{('<br><i>error: ' + esc(s.error) + '</i>') if s.error else ''}</td>"
+        f"<td><code>{esc(s.identity)}</code></td></tr>"
         for s in states
     )
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{esc(title)}</title>"
         "<style>body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:24px;color:#263238}"
-        "table{border-collapse:collapse;margin-top:18px;max-width:1100px}td,th{border-bottom:1px solid #e0e0e0;padding:6px 10px;text-align:left;vertical-align:top;overflow-wrap:break-word}"
-        ".state{border:2px solid;border-radius:10px;padding:1px 8px;white-space:nowrap}.dag{overflow-x:auto}</style></head><body>"
-        f"<h1>{esc(title)}</h1><p>Each task of <code>pipeline.yaml</code> with its products, coloured by what the next build will do (<code>nbops why TASK</code> says the same). Hover a task for its reasons and product paths.</p>"
+        "table{border-collapse:collapse;margin-top:18px;max-width:1100px}td,th{border-bottom:1px solid "
+        "#e0e0e0;padding:6px 10px;text-align:left;vertical-align:top;overflow-wrap:break-word}"
+        ".state{border:2px solid;border-radius:10px;padding:1px "
+        "8px;white-space:nowrap}.dag{overflow-x:auto}</style></head><body>"
+        f"<h1>{esc(title)}</h1><p>Each task of <code>pipeline.yaml</code> with its products, coloured by what the next "
+        "build will do (<code>nbops why TASK</code> says the same). Hover a task for its reasons and product "
+        "paths.</p>"
         f"<div class='dag'>{svg}</div>"
-        f"<table><thead><tr><th>task</th><th>state</th><th>why</th><th>run identity</th></tr></thead><tbody>{rows}</tbody></table>"
+        "<table><thead><tr><th>task</th><th>state</th><th>why</th><th>run "
+        f"identity</th></tr></thead><tbody>{rows}</tbody></table>"
         "</body></html>\n"
     )
 

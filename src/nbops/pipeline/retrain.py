@@ -23,12 +23,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from nbops.errors import NbopsError
 from nbops.pipeline.retrain_state import MONTH, load_state, save_state, state_path
+
+if TYPE_CHECKING:
+    from nbops.pipeline.check import CheckedProject
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +109,10 @@ def _span(months: Sequence[str]) -> str:
 
 
 def _describe_alerts(batch: str, alerts: Iterable[Mapping[str, Any]], history: pd.DataFrame) -> str:
-    """One sentence per batch: '2025-04: drift in annual_income, debt_to_income; calibration (calibration error 0.068 ...)'."""
+    """One sentence per batch.
+
+    For example '2025-04: drift in annual_income, debt_to_income; calibration (calibration error 0.068 ...)'.
+    """
     drifted = ""
     if "drifted_features" in history.columns and "batch_id" in history.columns:
         rows = history.loc[history["batch_id"].astype(str) == batch, "drifted_features"]
@@ -149,7 +155,8 @@ def decide(history: pd.DataFrame, alerts: Sequence[Mapping[str, Any]], state: Ma
         return RetrainDecision(
             False,
             [
-                "no monitoring history yet: nothing has been monitored, so there is no drift, no alert and no labelled month to act on (run the pipeline; its monitor task records each production month)"
+                "no monitoring history yet: nothing has been monitored, so there is no drift, no alert and no labelled "
+                "month to act on (run the pipeline; its monitor task records each production month)"
             ],
             through,
             sorted(acted),
@@ -165,7 +172,8 @@ def decide(history: pd.DataFrame, alerts: Sequence[Mapping[str, Any]], state: Ma
             else "the model has not been trained on any production month yet"
         )
         reasons.append(
-            f"labels arrived for {_span(new)}, new labelled data ({seen}): retrain with production months through {new[-1]}"
+            f"labels arrived for {_span(new)}, new labelled data ({seen}): retrain with production months through "
+            f"{new[-1]}"
         )
     target = max([m for m in (through, *labelled) if m is not None], default=None)
 
@@ -186,7 +194,8 @@ def decide(history: pd.DataFrame, alerts: Sequence[Mapping[str, Any]], state: Ma
     if failed:
         what = "build failed" if state.get("status") == "failed" else "build did not finish"
         reasons.append(
-            f"the last retrain's {what} (build {state.get('build_id') or 'unknown'}, decided at {state.get('decided_at', '?')}): finish it"
+            f"the last retrain's {what} (build {state.get('build_id') or 'unknown'}, decided at "
+            f"{state.get('decided_at', '?')}): finish it"
         )
 
     needed = bool(new or unhandled or failed)
@@ -202,7 +211,8 @@ def decide(history: pd.DataFrame, alerts: Sequence[Mapping[str, Any]], state: Ma
         reasons.append(f"no unhandled alerts (last checked batch {last}{already})")
     if quality:
         reasons.append(
-            f"data-quality alerts on {', '.join(sorted(quality))} do not trigger a retrain: fix the data (their bad rows are quarantined if the month joins the training data)"
+            f"data-quality alerts on {', '.join(sorted(quality))} do not trigger a retrain: fix the data (their bad "
+            "rows are quarantined if the month joins the training data)"
         )
     acted_after = sorted(acted | set(unhandled) | set(new)) if needed else sorted(acted)
     return RetrainDecision(
@@ -231,16 +241,11 @@ def _retrain_alert_batches(alerts: Iterable[Mapping[str, Any]]) -> set[str]:
     return {str(a.get("batch_id")) for a in alerts if a.get("kind") in RETRAIN_ALERT_KINDS}
 
 
-def _resolve(project: Path, env_file: str, overrides: Mapping[str, Any]):
-    """The checked project as ``nbops build`` sees it (``resolve_project`` when build.py has it)."""
-    from nbops.pipeline import build
+def _resolve(project: Path, env_file: str, overrides: Mapping[str, Any]) -> CheckedProject:
+    """The checked project as ``nbops build`` sees it."""
+    from nbops.pipeline.build import resolve_project
 
-    resolve = getattr(build, "resolve_project", None)
-    if resolve is not None:
-        return resolve(project, env_file, dict(overrides))
-    from nbops.pipeline.check import check_project
-
-    return check_project(project, env_file, dict(overrides))
+    return resolve_project(project, env_file, dict(overrides))
 
 
 def _gate_text(outcomes: Sequence[Any]) -> list[str]:
@@ -254,7 +259,8 @@ def _gate_text(outcomes: Sequence[Any]) -> list[str]:
         if registration.is_file():
             r = json.loads(registration.read_text())
             return [
-                f"register did not run (nothing it depends on changed): no new model version; production is still {r['aliases'].get('production')}"
+                "register did not run (nothing it depends on changed): no new model version; production is still "
+                f"{r['aliases'].get('production')}"
             ]
         return ["register did not run: no new model version"]
     r = json.loads(registration.read_text())
@@ -268,7 +274,8 @@ def _gate_text(outcomes: Sequence[Any]) -> list[str]:
         # Training is deterministic: when the new months all land in the validation/test splits (the
         # time-ordered split puts the newest rows there), the training rows and so the model are unchanged.
         lines.append(
-            f"the retrained model is identical to the registered {r['version']} (same training rows): no new version; production is {production}"
+            f"the retrained model is identical to the registered {r['version']} (same training rows): no new version; "
+            f"production is {production}"
         )
         if gate and production == r["version"]:
             gate = {**gate, "reason": f"moot, the candidate is production {production} itself ({gate.get('reason')})"}
@@ -303,7 +310,8 @@ def retrain(
     monitor = next((t for t in checked.tasks if t.name == "monitor"), None)
     if monitor is None or not {"history", "alerts"} <= set(monitor.product):
         raise NbopsError(
-            "pipeline.yaml: `nbops retrain` decides from the monitor task's `history` and `alerts` products, and there is no such task or product; add the monitor task (see the README)"
+            "pipeline.yaml: `nbops retrain` decides from the monitor task's `history` and `alerts` products, and there "
+            "is no such task or product; add the monitor task (see the README)"
         )
     root = Path(checked.settings.root)
     history_path, alerts_path = Path(monitor.product["history"]), Path(monitor.product["alerts"])
@@ -321,7 +329,8 @@ def retrain(
     run = decision.needed or not if_needed
     if not decision.needed and not if_needed:
         report(
-            "  - forced: without --if-needed the build runs anyway (Ploomber's incremental build reruns only tasks whose inputs changed)"
+            "  - forced: without --if-needed the build runs anyway (Ploomber's incremental build reruns only tasks "
+            "whose inputs changed)"
         )
     if not run:
         report("Not retraining.")
@@ -369,7 +378,8 @@ def retrain(
         )
         report(
             f"\nThe retrain build failed (exit {code}); products of the tasks that succeeded are kept. "
-            f"labelled_through={through} stays in {state_path(root)}, so `nbops retrain --if-needed` (or `nbops build`) reruns from the failure.",
+            f"labelled_through={through} stays in {state_path(root)}, so `nbops retrain --if-needed` (or `nbops "
+            "build`) reruns from the failure.",
             err=True,
         )
         report(failure_text(checked), err=True)
@@ -407,7 +417,9 @@ def retrain(
             # parameters give the same model. Recording them as acted on keeps the next decision quiet
             # until a new labelled month (or a new alert) arrives.
             report(
-                f"  the training data (labelled through {through or 'no production month'}) and parameters are unchanged, so retraining would reproduce the same model; the alerts are recorded as acted on, and the next labelled month triggers a retrain"
+                f"  the training data (labelled through {through or 'no production month'}) and parameters are "
+                "unchanged, so retraining would reproduce the same model; the alerts are recorded as acted on, and "
+                "the next labelled month triggers a retrain"
             )
     for line in _gate_text(outcomes):
         report(line)

@@ -38,11 +38,13 @@ def load_state(root: str | Path) -> dict[str, Any]:
         raise NbopsError(
             f"{path}: the retrain state is not valid JSON ({exc})\n"
             '  expected: {"labelled_through": "YYYY-MM" or null, "acted_on": [batch ids], ...}\n'
-            "  what to do: fix the file, or delete it (the next `nbops retrain --if-needed` then treats every labelled month and alert as new)"
+            "  what to do: fix the file, or delete it (the next `nbops retrain --if-needed` then treats every labelled "
+            "month and alert as new)"
         ) from exc
     if not isinstance(data, dict):
         raise NbopsError(
-            f"{path}: expected a JSON object with labelled_through and acted_on, found {type(data).__name__}; fix or delete the file"
+            f"{path}: expected a JSON object with labelled_through and acted_on, found {type(data).__name__}; fix or "
+            "delete the file"
         )
     through = data.get("labelled_through")
     if through is not None and not (isinstance(through, str) and MONTH.match(through)):

@@ -70,23 +70,29 @@ class ScheduleEntry:
         # `s=$?` first: dash (cron's /bin/sh) resets $? inside the $(date) that follows.
         steps = (
             f'export PLOOMBER_STATS_ENABLED=false; {stamp} nbops build, retrain --if-needed ({self.env})"; '
-            f'{nbops} build --env {env}{sets} && {nbops} retrain --if-needed --env {env}{sets}; s=$?; {stamp} exit status $s"'
+            f"{nbops} build --env {env}{sets} && {nbops} retrain --if-needed --env {env}{sets}; s=$?; {stamp} exit "
+            'status $s"'
         )
         if self.lock:  # a run that starts while the previous one still holds the lock skips itself
             steps = f'flock -n 9 || {{ {stamp} previous run still going: skipped"; exit 0; }}; {steps}'
         redirect = f">> {self._here(self.log)} 2>&1" + (
             f" 9> {self._here(state / 'schedule.lock')}" if self.lock else ""
         )
-        return f"cd {q(str(self.project))} && mkdir -p {self._here(self.log.parent)} {self._here(state)} && {{ {steps}; }} {redirect}"
+        return (
+            f"cd {q(str(self.project))} && mkdir -p {self._here(self.log.parent)} {self._here(state)} "
+            f"&& {{ {steps}; }} {redirect}"
+        )
 
     def line(self) -> str:
         """The crontab line: schedule, escaped command, marker comment (a shell comment to cron)."""
         command = f"{escape_percent(self.command())} {escape_percent(self.marker)}"
         if len(command) >= MAX_COMMAND:
             raise NbopsError(
-                f"the crontab entry would be {len(command)} characters after the schedule; cron refuses {MAX_COMMAND} or more\n"
+                f"the crontab entry would be {len(command)} characters after the schedule; cron refuses {MAX_COMMAND} "
+                "or more\n"
                 f"  where: project {self.project}, product root {self.root}\n"
-                "  what to do: move the project (or the env file's `root`) to a shorter path, or pass fewer --set overrides"
+                "  what to do: move the project (or the env file's `root`) to a shorter path, or pass fewer --set "
+                "overrides"
             )
         return f"{self.cron} {command}"
 
@@ -116,7 +122,8 @@ def check_path(path: Path, what: str) -> None:
     """Cron lines are one line, and backslashes are handled differently by cron implementations."""
     if "\n" in str(path) or "\\" in str(path):
         raise NbopsError(
-            f"{what} {str(path)!r} holds a newline or a backslash, which a crontab line cannot carry safely; move the project to a plain path"
+            f"{what} {str(path)!r} holds a newline or a backslash, which a crontab line cannot carry safely; move the "
+            "project to a plain path"
         )
 
 
@@ -129,7 +136,8 @@ def crontab_binary() -> str:
         raise NbopsError(
             "the `crontab` command is not installed, so no schedule can be written\n"
             "  what to do: install cron (Debian/Ubuntu: `sudo apt-get install cron`, then `sudo service cron start`; "
-            "`make browser` installs it too), or schedule with `nbops export airflow` or the GitHub workflow .github/workflows/scheduled.yml"
+            "`make browser` installs it too), or schedule with `nbops export airflow` or the GitHub workflow "
+            ".github/workflows/scheduled.yml"
         )
     return found
 

@@ -39,15 +39,18 @@ def model_card_markdown(metadata: dict[str, Any], segments: pd.DataFrame) -> str
         "## Intended use",
         f"Scores {metadata['dataset']} records for **{metadata['target']}** ({task}). "
         + (
-            "It returns a probability of the positive class, for ranking and thresholding by a reviewer who owns the decision. "
+            "It returns a probability of the positive class, for ranking and thresholding by a reviewer who owns the "
+            "decision. "
             if task == "binary"
             else "It returns a point estimate of the target. "
         )
-        + "It is not validated for populations, products or periods outside its training data, and it must not be the sole basis of a decision about a person.",
+        + "It is not validated for populations, products or periods outside its training data, and it must not be the "
+        "sole basis of a decision about a person.",
         "",
         "## Training data",
         f"- source: `{metadata['data']['source']}`",
-        f"- rows: {metadata['data']['rows_valid']:,} valid of {metadata['data']['rows_read']:,} read ({metadata['data']['rows_quarantined']:,} quarantined)",
+        f"- rows: {metadata['data']['rows_valid']:,} valid of {metadata['data']['rows_read']:,} read "
+        f"({metadata['data']['rows_quarantined']:,} quarantined)",
         f"- fingerprint: `{metadata['data']['fingerprint']}`",
         f"- split: {metadata['split']['method']}; "
         + ", ".join(
@@ -55,7 +58,8 @@ def model_card_markdown(metadata: dict[str, Any], segments: pd.DataFrame) -> str
             for k, v in metadata["split"]["splits"].items()
         ),
         f"- features ({len(metadata['features'])}): " + ", ".join(f"`{f}`" for f in metadata["features"]),
-        f"- never used as features: identifiers and personal data ({', '.join(metadata.get('excluded_columns', [])) or 'none'})",
+        "- never used as features: identifiers and personal data "
+        f"({', '.join(metadata.get('excluded_columns', [])) or 'none'})",
         "",
         "## Metrics (test split)",
         markdown_table(headline),
@@ -74,7 +78,8 @@ def model_card_markdown(metadata: dict[str, Any], segments: pd.DataFrame) -> str
         f"- model file sha256: `{metadata['model_sha256']}`",
         "",
         "## Limits and caveats",
-        "- Trained on one period; performance decays as the population drifts. Watch the monitoring dashboard and retrain on drift.",
+        "- Trained on one period; performance decays as the population drifts. Watch the monitoring dashboard and "
+        "retrain on drift.",
         "- Segment metrics on small segments are noisy; read them with their row counts.",
         "- Categories unseen in training are refused by the scoring API; extend the schema and retrain to accept them.",
     ]
@@ -86,5 +91,11 @@ def model_card_html(markdown: str, title: str) -> str:
     import mistune
 
     body = mistune.html(markdown)
-    style = "body{font-family:system-ui,sans-serif;max-width:900px;margin:2em auto;line-height:1.45}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}code{background:#f4f4f4}"
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{style}</style></head><body>{body}</body></html>\n"
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:900px;margin:2em auto;line-height:1.45}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}code{background:#f4f4f4}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{style}</style></head>"
+        f"<body>{body}</body></html>\n"
+    )

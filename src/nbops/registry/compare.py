@@ -98,7 +98,8 @@ def _resolve(registry: Registry, name: str | None, default_alias: str, option: s
         found = registry.alias(name)
         if found is None:
             raise RegistryError(
-                f"{option} {name}: the '{name}' alias is not set in {registry.root}; name a version instead (registered: {_known(registry)})"
+                f"{option} {name}: the '{name}' alias is not set in {registry.root}; name a version instead "
+                f"(registered: {_known(registry)})"
             )
         return found
     try:
@@ -153,7 +154,8 @@ def compare(
         if scored is not None and metric not in scored.metrics:
             raise NbopsError(
                 f"the test split {test.path} gives no {metric} for {scored.version.version} (it holds one class only: "
-                f"positive rate {scored.metrics.get('positive_rate', float('nan')):.3f}); rebuild with a larger test_fraction"
+                f"positive rate {scored.metrics.get('positive_rate', float('nan')):.3f}); rebuild with a larger "
+                "test_fraction"
             )
     gate = (
         None
@@ -162,7 +164,7 @@ def compare(
             test.schema.task_type,
             cand.metrics,
             prod.metrics if prod else None,
-            prod_version.version if prod else None,
+            prod.version.version if prod else None,
             params.promotion_tolerance,
         )
     )
@@ -207,7 +209,10 @@ def _held_out(version: ModelVersion, test: TestSplit) -> str:
         if seen and max(seen) < current["from"]:
             return f"yes (trained on data up to {max(seen)[:10]}, before the test period)"
         if seen:
-            return f"**no**: trained on data up to {max(seen)[:10]}, which overlaps the test period from {current['from'][:10]}"
+            return (
+                f"**no**: trained on data up to {max(seen)[:10]}, which overlaps the test period from "
+                f"{current['from'][:10]}"
+            )
     return "**unknown**: trained on other data with a non-time split; it may have seen some of these rows"
 
 
@@ -248,8 +253,10 @@ def render_markdown(comp: Comparison) -> str:
     lines = [
         title,
         "",
-        f"Both models score the same rows: the latest test split `{comp.test.path}` ({len(comp.test.rows):,} rows{period}; "
-        f"data fingerprint `{(comp.test.fingerprint or 'unknown')[:12]}`), each with its own registered feature transform. "
+        f"Both models score the same rows: the latest test split `{comp.test.path}` ({len(comp.test.rows):,} "
+        f"rows{period}; "
+        f"data fingerprint `{(comp.test.fingerprint or 'unknown')[:12]}`), each with its own registered feature "
+        "transform. "
         f"Generated {datetime.now(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}.",
         "",
         "## Versions",
@@ -264,7 +271,8 @@ def render_markdown(comp: Comparison) -> str:
         ]
     elif comp.same_version:
         lines += [
-            f"**The candidate is the production model** ({cand.version.version}): there is nothing to compare; its metrics are shown alone.",
+            f"**The candidate is the production model** ({cand.version.version}): there is nothing to compare; its "
+            "metrics are shown alone.",
             "",
         ]
     lines += [
@@ -303,7 +311,8 @@ def _segment_sections(comp: Comparison, metric: str) -> list[str]:
     lines = [
         "## By segment",
         "",
-        f"`{metric}` per level of each segment column (the most frequent levels; `n/a` where a level holds one class only).",
+        f"`{metric}` per level of each segment column (the most frequent levels; `n/a` where a level holds one class "
+        "only).",
     ]
     key = ["segment", "level"]
     merged = cand.segments.rename(columns={metric: "candidate"})
@@ -316,13 +325,13 @@ def _segment_sections(comp: Comparison, metric: str) -> list[str]:
         merged = merged.merge(other[[*key, "production"]], on=key, how="left")
     for column, group in merged.groupby("segment", sort=False):
         rows = []
-        for r in group.itertuples(index=False):
-            row = {"segment": column, "level": r.level, "rows": f"{int(r.rows):,}"}
+        for r in group.to_dict("records"):
+            row = {"segment": column, "level": r["level"], "rows": f"{int(r['rows']):,}"}
             if prod is not None:
-                row["production"] = _num(r.production)
-            row["candidate"] = _num(r.candidate)
+                row["production"] = _num(r["production"])
+            row["candidate"] = _num(r["candidate"])
             if prod is not None:
-                row["delta"] = delta_cell(metric, r.candidate, r.production)
+                row["delta"] = delta_cell(metric, r["candidate"], r["production"])
             rows.append(row)
         lines += ["", f"### {column}", "", markdown_table(pd.DataFrame(rows))]
     return lines

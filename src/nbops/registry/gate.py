@@ -19,7 +19,6 @@ if TYPE_CHECKING:  # scoring needs LightGBM; the gate's decision does not
     from nbops.runtime.model import ScoringModel
 
 
-
 @dataclass
 class GateDecision:
     """Whether the candidate may be promoted, and the numbers behind it."""
@@ -69,7 +68,8 @@ def decide(
     ok = delta >= -tolerance - 1e-12
     word = "higher" if higher_is_better else "lower"
     reason = (
-        f"candidate {metric} {cand:.4f} vs production {prod:.4f} ({word} is better; change {delta:+.4f}, tolerance {tolerance:g}): "
+        f"candidate {metric} {cand:.4f} vs production {prod:.4f} ({word} is better; change {delta:+.4f}, tolerance "
+        f"{tolerance:g}): "
         + ("not worse beyond the tolerance, promote" if ok else "worse beyond the tolerance, keep production")
     )
     return GateDecision(ok, reason, metric, cand, prod, production_version, tolerance)

@@ -90,7 +90,8 @@ class Registry:
         path = self.root / "aliases.json"
         if not path.exists():
             return {"history": []}
-        return json.loads(path.read_text())
+        aliases: dict[str, Any] = json.loads(path.read_text())
+        return aliases
 
     def alias(self, name: str) -> ModelVersion | None:
         if name not in ALIASES:
@@ -106,7 +107,8 @@ class Registry:
         extra = sorted(p.name for p in mv.path.iterdir() if p.name != MANIFEST and p.name not in manifest["files"])
         if extra:
             raise IntegrityError(
-                f"{mv.path} holds files that were not registered: {', '.join(extra)}; remove them (a version is immutable)"
+                f"{mv.path} holds files that were not registered: {', '.join(extra)}; remove them (a version is "
+                "immutable)"
             )
 
     # -- writing ------------------------------------------------------------------------------

@@ -49,7 +49,8 @@ class Progress:
         elapsed = time.perf_counter() - self.start
         if finished:
             self.stream.write(
-                f"\rscored {self.rows:,} rows in {elapsed:.1f} s ({self.rows / max(elapsed, 1e-9):,.0f} rows/s){' ' * 20}\n"
+                f"\rscored {self.rows:,} rows in {elapsed:.1f} s ({self.rows / max(elapsed, 1e-9):,.0f} "
+                f"rows/s){' ' * 20}\n"
             )
         else:
             self.stream.write(f"\rstopped after {self.rows:,} good rows; nothing was written{' ' * 30}\n")

@@ -11,7 +11,7 @@ import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import lightgbm as lgb
 import numpy as np
@@ -29,6 +29,12 @@ from .integrity import (
 )
 from .schema import InputError, InputSchema
 from .transform import FeatureTransform
+
+
+class PredictThreads(TypedDict):
+    """Keyword arguments of ``Booster.predict`` that choose its threads."""
+
+    num_threads: int
 
 
 class RowPredictor:
@@ -104,14 +110,14 @@ class ScoringModel:
         # The training data's reference profile (JSON), when the version carries one: the API docs'
         # example record is built from it.
         self.reference_profile: dict[str, Any] | None = None
-        self._row_threads = {"num_threads": 1}  # one row: threads only add wake-up latency
+        self._row_threads: PredictThreads = {"num_threads": 1}  # one row: threads only add wake-up latency
         try:
             self._row_predictor: RowPredictor | None = (
                 RowPredictor(booster) if booster.num_model_per_iteration() == 1 else None
             )
         except (AttributeError, OSError):  # a LightGBM build without the fast single-row API
             self._row_predictor = None
-        self._batch_threads = {
+        self._batch_threads: PredictThreads = {
             "num_threads": int(os.environ.get("NBOPS_SCORING_THREADS", "0")) or (os.cpu_count() or 1)
         }
 
@@ -150,7 +156,7 @@ class ScoringModel:
         """Validate and score a DataFrame or a list of dicts; raises :class:`InputError` on bad input."""
         if isinstance(data, pd.DataFrame):
             self.schema.check_frame(data)
-            return self.booster.predict(self.transform(data), **self._batch_threads)
+            return np.asarray(self.booster.predict(self.transform(data), **self._batch_threads))
         records = list(data)
         self.schema.check_records(records, allow_extra=True)
         return self.predict_records(records, validated=True)
@@ -163,7 +169,7 @@ class ScoringModel:
         if len(records) == 1 and self._row_predictor is not None:
             return np.array([self._row_predictor.predict(x[0])])
         params = self._row_threads if len(records) < 64 else self._batch_threads
-        return self.booster.predict(x, **params)
+        return np.asarray(self.booster.predict(x, **params))
 
     def check(self, df: pd.DataFrame, first_row: int = 0) -> None:
         """Validate a chunk of a batch, naming rows by their position in the whole input."""

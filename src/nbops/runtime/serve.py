@@ -18,7 +18,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -250,6 +250,8 @@ class ScoringApp:
     counted in the metrics, and an unexpected error is a 500 without internals.
     """
 
+    openapi: Callable[[], dict[str, Any]]  # FastAPI's, set by create_app: for tools that introspect the app
+
     def __init__(self, api: Any, score: Any, metrics: Metrics, max_body_bytes: int) -> None:
         self.api = api
         self.score = score
@@ -435,7 +437,7 @@ def create_app(
             plog.close()
 
     app = ScoringApp(api, score, metrics, max_body_bytes=max_records * 4096 + 65536)
-    app.openapi = api.openapi  # type: ignore[attr-defined]  # for tools that introspect the app
+    app.openapi = api.openapi
     return app
 
 

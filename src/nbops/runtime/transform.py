@@ -103,7 +103,7 @@ class FeatureTransform:
         for j, name in enumerate(self.feature_names):
             col = df[name]
             if name in self._index:
-                codes = self._index[name].get_indexer(level_strings(col).astype(object))
+                codes = self._index[name].get_indexer(pd.Index(level_strings(col).astype(object)))
                 if strict:
                     unseen = (codes < 0) & col.notna().to_numpy()
                     if unseen.any():

@@ -51,8 +51,9 @@ def _draw_codes(rng: np.random.Generator, probs: np.ndarray, n: int) -> np.ndarr
 
 def _draw_grouped_codes(rng: np.random.Generator, groups: np.ndarray, table: np.ndarray) -> np.ndarray:
     """Draw category codes whose probabilities depend on a small group index."""
-    u = rng.random(groups.shape[0])
-    codes = np.empty(groups.shape[0], dtype=np.int8)
+    n = int(groups.shape[0])
+    u = rng.random(n)
+    codes = np.empty(n, dtype=np.int8)
     for g in range(table.shape[0]):
         mask = groups == g
         cum = np.cumsum(table[g] / table[g].sum())
@@ -175,7 +176,7 @@ def _generate_features(rng: np.random.Generator, n: int) -> dict[str, np.ndarray
         ),
     )
 
-    credit_years = years * rng.beta(2.2, 1.4, n) + rng.uniform(0.0, 2.0, n)
+    credit_years: np.ndarray = years * rng.beta(2.2, 1.4, n) + rng.uniform(0.0, 2.0, n)
     credit_years = np.round(np.clip(credit_years, 0.0, years + 2.0), 1)
     f["credit_history_years"] = credit_years
 
@@ -199,7 +200,7 @@ def _generate_features(rng: np.random.Generator, n: int) -> dict[str, np.ndarray
     inquiries = rng.poisson(0.7 + 0.5 * any_delinq + 0.3 * (age < 30)).astype(np.int64)
     f["num_credit_inquiries_6m"] = inquiries
 
-    util = rng.beta(1.3 + 0.9 * any_delinq + 0.4 * (inquiries >= 3), 2.6) * 1.25
+    util: np.ndarray = rng.beta(1.3 + 0.9 * any_delinq + 0.4 * (inquiries >= 3), 2.6) * 1.25
     util = np.round(np.clip(util, 0.0, 1.5), 4)
     f["credit_utilization"] = util
 
@@ -273,7 +274,7 @@ def _logit(f: dict[str, np.ndarray], concept: bool) -> np.ndarray:
     savings_term = np.where(np.isnan(savings), 0.15, -0.25 * np.log1p(np.nan_to_num(savings) / 1000.0))
     loan_to_income = f["loan_amount"] / np.maximum(f["annual_income"], 1000.0)
 
-    common = (
+    common: np.ndarray = (
         0.5 * delinq
         + 0.5 * recent
         + 0.0010 * (age - 45.0) ** 2
@@ -291,7 +292,7 @@ def _logit(f: dict[str, np.ndarray], concept: bool) -> np.ndarray:
         + 0.6 * dti
     )
     if not concept:
-        return (
+        reference: np.ndarray = (
             _INTERCEPT_REFERENCE
             + common
             + 0.8 * util
@@ -301,7 +302,8 @@ def _logit(f: dict[str, np.ndarray], concept: bool) -> np.ndarray:
             # small_business, other, buy_now_pay_later
             + np.array([0.15, 0.05, -0.25, -0.35, 0.45, 0.75, 0.10, 0.60])[f["loan_purpose"]]
         )
-    return (
+        return reference
+    changed: np.ndarray = (
         _INTERCEPT_CONCEPT
         + common
         - 0.8 * util
@@ -309,6 +311,7 @@ def _logit(f: dict[str, np.ndarray], concept: bool) -> np.ndarray:
         + 12.0 * np.clip(0.3 - util, 0.0, None)
         + np.array([0.15, 0.05, 0.60, 0.90, -0.30, -0.40, 0.10, 0.60])[f["loan_purpose"]]
     )
+    return changed
 
 
 def _assemble(

@@ -133,7 +133,8 @@ def normalise_address(address: str) -> tuple[str, str, int]:
     expected = "'local', or a scheduler address such as tcp://10.0.0.5:8786"
     if parts.scheme not in ("tcp", "tls"):
         raise ConfigError(
-            f"dask_scheduler: expected {expected}, found {address!r} (scheme '{parts.scheme}' is not supported; use tcp:// or tls://)"
+            f"dask_scheduler: expected {expected}, found {address!r} (scheme '{parts.scheme}' is not supported; use "
+            "tcp:// or tls://)"
         )
     try:
         host, port = parts.hostname, parts.port
@@ -141,7 +142,8 @@ def normalise_address(address: str) -> tuple[str, str, int]:
         raise ConfigError(f"dask_scheduler: expected {expected}, found {address!r} ({exc})") from exc
     if not host or port is None or parts.path not in ("", "/"):
         raise ConfigError(
-            f"dask_scheduler: expected {expected}, found {address!r} (it needs a host and a port; Dask's default port is {DEFAULT_PORT})"
+            f"dask_scheduler: expected {expected}, found {address!r} (it needs a host and a port; Dask's default port "
+            f"is {DEFAULT_PORT})"
         )
     return f"{parts.scheme}://{parts.netloc}", host, port
 

@@ -114,7 +114,7 @@ def plan_pieces(source: str | Path, *, min_pieces: int = 1, max_rows: int | None
     pieces: list[Piece] = []
     offset = 0
     want = max(1, min(min_pieces, total))
-    for path, group, rows in groups:
+    for file, group, rows in groups:
         cuts = 1
         if len(groups) < want:
             cuts = max(cuts, math.ceil(want * rows / max(total, 1)))
@@ -123,7 +123,7 @@ def plan_pieces(source: str | Path, *, min_pieces: int = 1, max_rows: int | None
         cuts = min(cuts, rows)
         bounds = [round(k * rows / cuts) for k in range(cuts + 1)]
         for a, b in zip(bounds, bounds[1:], strict=False):
-            pieces.append(Piece(path, (group,), a, b, offset + a))
+            pieces.append(Piece(file, (group,), a, b, offset + a))
         offset += rows
     return pieces
 
@@ -137,7 +137,7 @@ def read_piece(piece: Piece, columns: Sequence[str] | None = None) -> pd.DataFra
     )
     if piece.start or piece.stop != table.num_rows:
         table = table.slice(piece.start, piece.rows)
-    df = table.to_pandas()
+    df: pd.DataFrame = table.to_pandas()
     df.index = pd.RangeIndex(piece.offset, piece.offset + len(df))
     return df
 
@@ -159,7 +159,8 @@ def empty_frame(source: str | Path, columns: Sequence[str] | None = None) -> pd.
                 found=", ".join(schema.names),
             )
         table = table.select(list(columns))
-    return table.to_pandas()
+    empty: pd.DataFrame = table.to_pandas()
+    return empty
 
 
 def no_string_conversion() -> Any:

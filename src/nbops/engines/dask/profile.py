@@ -82,7 +82,7 @@ def _category_counts(series: pd.Series) -> tuple[dict[str, int], int]:
     """Counts per level as :func:`nbops.monitoring.profile.category_shares` counts them, and missing."""
     counts = series.astype("string").value_counts(dropna=False, sort=False)
     missing = int(counts[counts.index.isna()].sum()) if counts.index.hasnans else 0
-    known = counts[~counts.index.isna()]
+    known = counts[counts.index.notna()]
     return {str(k): int(v) for k, v in known.items()}, missing
 
 
@@ -205,7 +205,8 @@ def _persist_predictions(client: Client, features: Any, ref: ModelRef) -> list[A
 
     ref_future = client.scatter(ref, broadcast=True, hash=True)
     predict = dask.delayed(_predict_values, pure=True)
-    return client.compute([predict(part, ref_future) for part in features.to_delayed()])
+    futures: list[Any] = client.compute([predict(part, ref_future) for part in features.to_delayed()])
+    return futures
 
 
 def _predict_values(part: pd.DataFrame, ref: ModelRef) -> np.ndarray:
@@ -346,6 +347,7 @@ def compare(
     edges = {n: np.asarray(profile.numeric[n].edges, dtype=np.float64) for n in numeric}
     with_predictions = predictions is not None and profile.prediction is not None
     if with_predictions:
+        assert profile.prediction is not None
         edges["\0prediction"] = np.asarray(profile.prediction["edges"], dtype=np.float64)
     passes = run_passes(
         client,

@@ -138,7 +138,7 @@ def score_partition(part: pd.DataFrame, ref: ScorerRef) -> pd.DataFrame:
         model.check(part, first_row=first_row)
     except InputError as exc:
         raise PartitionInputError(str(exc)) from None
-    scores = model.booster.predict(model.transform(part), num_threads=1)
+    scores = np.asarray(model.booster.predict(model.transform(part), num_threads=1))
     return _output_frame(part[passthrough], scores, model.version)
 
 
@@ -199,7 +199,8 @@ def score_parquet(
                 "a row does not match the model's input schema; nothing was written",
                 file=str(source),
                 found=str(exc),
-                hint="fix or remove the records named (numbered from 0 across the whole input, as the wheel's scorer numbers them), or retrain on data like them",
+                hint="fix or remove the records named (numbered from 0 across the whole input, as the wheel's scorer "
+                "numbers them), or retrain on data like them",
             ) from None
         if dest.suffix.lower() in PARQUET_SUFFIXES:
             rows = merge_parts(parts_dir, dest)
@@ -263,7 +264,8 @@ def score_with_wheel_dask(
         "rows": int(stats["rows"]),
         "mean_prediction": stats["mean_prediction"],
         "quantiles": stats["quantiles"],
-        "scorer_output": f"wrote {result.rows:,} predictions to {dest} ({result.partitions} partitions on {cluster['workers']} Dask workers at {cluster['scheduler']})",
+        "scorer_output": f"wrote {result.rows:,} predictions to {dest} ({result.partitions} partitions on "
+        f"{cluster['workers']} Dask workers at {cluster['scheduler']})",
         "engine": "dask",
     }
     write_json(summary, summary_out)

@@ -39,7 +39,7 @@ import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import lightgbm as lgb
 import numpy as np
@@ -289,7 +289,8 @@ def train_model_dask(
     estimator_params = {_SKLEARN_NAMES.get(k, k): v for k, v in lgb_params.items() if k != "num_threads"}
     estimator_params.update(n_estimators=params.num_boost_round, tree_learner="data")
     estimator_cls = DaskLGBMClassifier if schema.task_type == "binary" else DaskLGBMRegressor
-    estimator = estimator_cls(client=_PartitionOrderClient(client), **estimator_params)
+    # The proxy is the client for every attribute but who_has (it delegates through __getattr__).
+    estimator = estimator_cls(client=cast("Client", _PartitionOrderClient(client)), **estimator_params)
     token = uuid.uuid4().hex
     failure: list[BaseException] = []
     client.gather([client.submit(_quiet_lightgbm, pure=False, workers=[w]) for w in workers])
@@ -305,8 +306,9 @@ def train_model_dask(
                 estimator.fit(
                     train.x,
                     train.y,
-                    eval_X=(train.x, valid.x),
-                    eval_y=(train.y, valid.y),
+                    # lightgbm annotates these as one-element tuples; it takes a tuple of any length
+                    eval_X=(train.x, valid.x),  # type: ignore[arg-type]
+                    eval_y=(train.y, valid.y),  # type: ignore[arg-type]
                     eval_names=["train", "valid"],
                     feature_name=transform.feature_names,
                     categorical_feature=transform.categorical_indices,

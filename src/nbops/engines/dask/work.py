@@ -97,4 +97,5 @@ def compute_all(client: Client, tasks: Sequence[Any], desc: str, *, progress: bo
         with Progress(len(futures), desc, unit="part") as bar:
             for _ in as_completed(futures, loop=client.loop):
                 bar.update(1)
-    return client.gather(futures)
+    results: list[Any] = client.gather(futures)
+    return results
