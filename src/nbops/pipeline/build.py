@@ -214,9 +214,9 @@ def run_build(
         # Ploomber decides what is outdated from its own metadata (notebook source, parameters,
         # timestamps): it cannot see a changed library module or lock file. nbops' run identities
         # can; removing the metadata of the tasks they say must run makes Ploomber run them too.
-        scope = upstream_closure(checked, until) if until is not None else set(names)
+        stale_scope = upstream_closure(checked, until) if until is not None else set(names)
         for spec in checked.tasks:
-            if spec.name in scope and reasons[spec.name]:
+            if spec.name in stale_scope and reasons[spec.name]:
                 lineage.forget_ploomber_metadata(spec)
     started = time.time()
     logs = root / paths.LOGS_DIR
@@ -226,7 +226,9 @@ def run_build(
     returncode = _run_ploomber(cmd, project, env, log_path, events_path, on_event)
     outcomes = task_outcomes(checked, started, reasons)
     failure = build_failure(events_path, log_path) if returncode != 0 else None
-    scope: set[str] | None = None if until is None and task is None else ({task} if task else upstream_closure(checked, until or ""))
+    scope: set[str] | None = (
+        None if until is None and task is None else ({task} if task else upstream_closure(checked, until or ""))
+    )
     if failure is not None:
         # What succeeded before the failure is recorded, so the next build resumes at the failed task.
         failed = {failure.get("task")} if failure.get("task") else {o.name for o in outcomes if o.ran}
@@ -238,7 +240,9 @@ def run_build(
         for spec, outcome in zip(checked.tasks, outcomes, strict=True):
             if outcome.ran:
                 lineage.stamp_ploomber_metadata(spec, ids[spec.name]["identity"], build_id)
-        lineage.save_state(root, checked.tasks, build_id, ran={o.name: o.ran for o in outcomes}, reasons=reasons, only=scope)
+        lineage.save_state(
+            root, checked.tasks, build_id, ran={o.name: o.ran for o in outcomes}, reasons=reasons, only=scope
+        )
     record: dict[str, Any] = {
         "build_id": build_id,
         "env_file": env_file,
