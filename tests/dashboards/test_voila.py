@@ -10,7 +10,6 @@ import queue
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,30 +24,14 @@ import pytest
 import yaml
 
 from nbops.registry.store import Registry
-from tests.conftest import REPO, copy_project, nbops, output_of
+from tests.support import REPO, copy_project, free_port, launch_chromium, nbops, output_of
 
 pytestmark = pytest.mark.slow
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 VENV = Path(sys.executable).parent.parent  # the worktree's .venv, which `make install` made
 # What `make dashboard` reads besides the project: the Makefile and the files its install step depends on.
 MAKE_FILES = ("Makefile", "requirements.lock", "pyproject.toml", "requirements/overrides.txt")
 LINK = re.compile(r"^(monitoring|model):\s+(http://\S+)$")
 READY = {"monitoring": ".nbops-kpis", "model": ".nbops-threshold-result"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def dashboard_copy(dest: Path) -> Path:
@@ -68,7 +51,7 @@ def make_dashboard(
 ) -> tuple[subprocess.Popen[str], dict[str, str]]:
     """Run `make dashboard` in ``project`` as a user would (a free port, the test env file, the
     worktree's .venv) and return the process and the links it printed, once Voila answers."""
-    make = ["make", "-C", str(project), f"VENV={VENV}", "ENV_FILE=env.test.yaml", f"DASHBOARD_PORT={_free_port()}"]
+    make = ["make", "-C", str(project), f"VENV={VENV}", "ENV_FILE=env.test.yaml", f"DASHBOARD_PORT={free_port()}"]
     stale = subprocess.run([*make, "-q", f"{VENV}/.installed"], capture_output=True, text=True)
     if stale.returncode != 0:
         pytest.fail(
@@ -150,7 +133,7 @@ def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        chromium = launch_chromium(pw)
         yield chromium
         chromium.close()
 

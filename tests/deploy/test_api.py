@@ -17,8 +17,6 @@ import math
 import os
 import re
 import secrets
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -35,7 +33,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import copy_project, nbops, output_of, stop_process
+from tests.support import copy_project, free_port, launch_chromium, nbops, output_of, stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -53,12 +51,6 @@ class Server:
     token: str | None
     process: subprocess.Popen[bytes]
     output: Path
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
@@ -318,17 +310,6 @@ def test_openapi_documents_the_predict_body_from_the_input_schema(client: httpx.
 
 # --- /docs: Swagger UI served offline, with an example record -----------------------------------------
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# As in tests/dashboards/test_voila.py: Debian's chromium, never a downloaded browser.
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 CONTENT_TYPES = {
     ".js": "javascript",
@@ -453,7 +434,7 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        chromium = launch_chromium(pw)
         yield chromium
         chromium.close()
 

@@ -22,7 +22,7 @@ from nbops.registry.store import Registry
 from nbops.runtime.model import ScoringModel
 from nbops.runtime.schema import FieldSpec
 from nbops.runtime.transform import FeatureTransform
-from tests.conftest import train_tiny_booster
+from tests.support import train_tiny_booster
 
 BINARY_METRICS = {
     "roc_auc": 0.81234,

@@ -24,7 +24,7 @@ from nbops.errors import NbopsError
 from nbops.registry.compare import delta_cell, pick_versions
 from nbops.registry.store import Registry, RegistryError
 from nbops.runtime.transform import FeatureTransform
-from tests.conftest import nbops, output_of
+from tests.support import nbops, output_of
 
 ROOT = Path("build/test")  # env.test.yaml's root, under the project
 REGISTRY = ROOT / "registry" / "credit_risk"

@@ -15,7 +15,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,21 +26,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REPO, copy_project, nbops, output_of, stop_process
+from tests.support import REPO, copy_project, free_port, launch_chromium, nbops, output_of, stop_process
 
 pytestmark = pytest.mark.slow
 TOKEN = "nbops-lab-test-token"
 AUTH = {"Authorization": f"token {TOKEN}"}
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # Variables a pipeline build or a test runner may leave in the environment; a user's lab has none.
 NOT_IN_A_LAB = (
     "NBOPS_PROJECT",
@@ -54,12 +43,6 @@ NOT_IN_A_LAB = (
 # The plugins of the ploomber-extension labextension (its bundle in .venv/share/jupyter/labextensions):
 # "sharing" adds the Share Notebook button, "ploomber-extension:settings" its setting.
 PLOOMBER_LAB_PLUGINS = ("sharing", "ploomber-extension:settings")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _lab_env(tmp: Path) -> dict[str, str]:
@@ -98,7 +81,7 @@ def lab_command(*args: str) -> tuple[list[str], dict[str, str]]:
 def jupyterlab(root: Path, tmp: Path) -> Iterator[str]:
     """JupyterLab started as `make lab` starts it, from ``root`` (its root_dir), with a known token
     and a free port; yields its base URL."""
-    port = _free_port()
+    port = free_port()
     cmd, make_env = lab_command(f"--port={port}", f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={root}")
     tmp.mkdir(parents=True, exist_ok=True)
     log = tmp / "lab.log"
@@ -282,7 +265,7 @@ def test_a_stage_notebook_in_chromium_has_its_parameters_injected_no_share_butto
     shots = tmp_path / "screenshots"
     shots.mkdir()
     with jupyterlab(built_project, tmp_path / "lab") as base, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        browser = launch_chromium(pw)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"{base}/lab/tree/notebooks/03_train.ipynb?token={TOKEN}", wait_until="domcontentloaded")
@@ -317,7 +300,7 @@ def test_a_stage_notebook_in_chromium_has_its_parameters_injected_no_share_butto
 
 
 def test_make_lab_prints_the_url_and_nothing_that_is_not_the_users_business(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         ["make", "-C", str(REPO), "lab", f"ARGS=--port={port}"],
         env=_lab_env(tmp_path),

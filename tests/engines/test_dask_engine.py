@@ -14,7 +14,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO, train_tiny_booster
 
 from nbops.config.params import ComputeParams, TrainParams
 from nbops.data.simulate import simulate_batch, simulate_history
@@ -40,6 +39,7 @@ from nbops.runtime.batch import score_file
 from nbops.runtime.integrity import PROFILE_FILE
 from nbops.runtime.model import ScoringModel
 from nbops.runtime.transform import FeatureTransform
+from tests.support import REPO, train_tiny_booster
 
 NUMERIC = [
     "age",
@@ -330,6 +330,7 @@ def test_partitioned_ingest_and_split_equal_the_pandas_stages(client, tmp_path: 
     from nbops.data.ingest import simulator_schema
     from nbops.data.profile import fingerprint
     from nbops.data.validate import validate_table
+
     # The scale benchmark's partitioned ingest (not the library's): here and on the workers.
     sys.path.insert(0, str(REPO / "bench"))
     client.upload_file(str(REPO / "bench" / "dask_ingest.py"))

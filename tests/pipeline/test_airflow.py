@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, copy_project, nbops, output_of
 
 from nbops.errors import NbopsError
 from nbops.pipeline.airflow import MARKER, export_airflow, stage_command
 from nbops.pipeline.check import check_project
+from tests.support import REPO, copy_project, nbops, output_of
 
 ENV = "env.test.yaml"
 # The newest Airflow 3.3 on PyPI. Airflow's constraint files live on GitHub, which CI may not

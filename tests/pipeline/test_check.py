@@ -11,7 +11,7 @@ import pytest
 
 from nbops.errors import ConfigError
 from nbops.pipeline.check import check_project
-from tests.conftest import nbops, output_of
+from tests.support import free_port, nbops, output_of
 
 
 def test_the_repository_pipeline_passes(project: Path) -> None:
@@ -97,11 +97,7 @@ def test_build_with_bad_parameter_fails_before_ploomber_runs(project: Path) -> N
 
 
 def test_an_unreachable_dask_scheduler_fails_the_check_before_anything_runs(project: Path) -> None:
-    import socket
-
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listens there
     proc = nbops(
         project,
         "build",

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from nbops.config.spec import notebook_parameters
-from tests.conftest import REPO
+from tests.support import REPO
 
 pytestmark = pytest.mark.slow
 NBVAL_ENV = "env.test.yaml"
@@ -68,7 +68,7 @@ def test_notebooks_declare_only_what_ploomber_needs_and_any_default_is_the_model
 
 
 def test_notebooks_pass_nbval_in_a_copy_of_the_project(tmp_path: Path) -> None:
-    from tests.conftest import copy_project
+    from tests.support import copy_project
 
     project = copy_project(tmp_path / "project")
     # On their own the notebooks take their values from the env file: the small sample's here.

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import copy_project, nbops, output_of
 
 from nbops.deploy.batch import score_with_wheel
+from tests.support import copy_project, nbops, output_of
 
 TOLERANCE = {"roc_auc": 0.02, "ks": 0.02, "pr_auc": 0.03, "log_loss": 0.01, "brier": 0.005}
 ROOT = Path("build/test")

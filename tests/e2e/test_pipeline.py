@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from nbops.pipeline.check import check_project
-from tests.conftest import copy_project, files_containing, nbops, output_of
+from tests.support import copy_project, files_containing, nbops, output_of
 
 pytestmark = pytest.mark.slow
 

@@ -20,7 +20,7 @@ from nbops.cli import build_parser
 from nbops.config.cron import validate_cron
 from nbops.pipeline.check import check_project
 from nbops.pipeline.compare import default_output
-from tests.conftest import REPO
+from tests.support import REPO
 
 WORKFLOWS = REPO / ".github" / "workflows"
 ACTIONS = {"actions/checkout@v4", "actions/setup-python@v5", "actions/cache@v4", "actions/upload-artifact@v4"}
@@ -101,7 +101,11 @@ def test_workflows_parse_and_use_current_actions_on_python_311(name: str) -> Non
 
 def test_ci_runs_make_test_as_ci_run_does_and_make_lint() -> None:
     ci_run = (REPO / ".ci" / "run").read_text()
-    assert re.search(r"^make lint$", ci_run, flags=re.M) and re.search(r"^make test$", ci_run, flags=re.M) and os.access(REPO / ".ci" / "run", os.X_OK)
+    assert (
+        re.search(r"^make lint$", ci_run, flags=re.M)
+        and re.search(r"^make test$", ci_run, flags=re.M)
+        and os.access(REPO / ".ci" / "run", os.X_OK)
+    )
     cmds = [cmd for _, cmd in all_commands(workflow("ci.yml"))]
     assert [".ci/run"] in cmds or ["make", "test"] in cmds
     assert ["make", "lint"] in cmds

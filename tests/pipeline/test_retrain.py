@@ -22,7 +22,7 @@ from nbops.pipeline.retrain import (
     save_state,
     state_path,
 )
-from tests.conftest import copy_project, nbops, output_of
+from tests.support import copy_project, nbops, output_of
 
 NOW = 1.79e9
 

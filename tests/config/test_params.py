@@ -18,8 +18,7 @@ from nbops.config.params import (
 )
 from nbops.config.spec import load_env
 from nbops.errors import ConfigError
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.support import REPO
 
 
 def test_unknown_key_suggests_the_close_name():

@@ -20,7 +20,7 @@ import pytest
 from nbops.cli import main
 from nbops.config.cron import CronError, validate_cron
 from nbops.pipeline.schedule import command_of, read_crontab, write_crontab
-from tests.conftest import REPO, copy_project
+from tests.support import REPO, copy_project
 
 NEVER = "0 0 31 2 *"
 MARKER = "# nbops-schedule"

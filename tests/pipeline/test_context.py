@@ -10,7 +10,7 @@ import pytest
 import nbops
 from nbops.config.spec import load_env, load_tasks
 from nbops.errors import ConfigError
-from tests.conftest import copy_project
+from tests.support import copy_project
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import json
 import os
 import pty
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,19 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import copy_project, nbops, output_of
+from tests.support import copy_project, launch_chromium, nbops, output_of
 
 pytestmark = pytest.mark.slow
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 QUIET = ("--set", "tracking=disabled")
 
 
@@ -183,7 +172,7 @@ def test_the_pipeline_picture_opens_offline_and_agrees_with_nbops_why(tmp_path: 
     assert expected["train"] == "will run" and expected["features"] == "up to date"
     requests: list[str] = []
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        browser = launch_chromium(pw)
         page = browser.new_page(viewport={"width": 1300, "height": 900})
         page.on("request", lambda r: requests.append(r.url))
         page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file:") else r.abort())

@@ -21,7 +21,7 @@ import pytest
 from nbops.registry.store import Registry
 from nbops.runtime.model import MANIFEST
 from nbops.runtime.schema import FieldSpec, InputSchema
-from tests.conftest import REPO, copy_project, train_tiny_booster
+from tests.support import REPO, copy_project, train_tiny_booster
 
 PYTHON = REPO / ".venv" / "bin" / "python"
 FINGERPRINTS = ["f1a2b3c4d5e6f7a8", "0badc0ffee12abcd", "9e8d7c6b5a4f3e2d"]

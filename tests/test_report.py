@@ -28,7 +28,7 @@ from nbops.report import (
     show_summary,
     table,
 )
-from tests.conftest import REPO, copy_project, nbops, output_of
+from tests.support import REPO, copy_project, nbops, output_of
 
 # --- the display helpers -------------------------------------------------------------------------
 

@@ -13,25 +13,18 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import stop_process
 
 from nbops.config.params import ComputeParams
 from nbops.engines.dask.cluster import close_all, describe, get_client, normalise_address
 from nbops.errors import ConfigError
+from tests.support import free_port, stop_process
 
 SECONDS = 10.0  # the promise: a clear error within seconds, never a hang
 DASK = Path(sys.executable).parent / "dask"
 
 
-def closed_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_closed_port_is_a_clear_error_within_seconds() -> None:
-    port = closed_port()
+    port = free_port()  # nothing listens there
     address = f"tcp://127.0.0.1:{port}"
     t0 = time.perf_counter()
     with pytest.raises(ConfigError) as info:
@@ -131,7 +124,7 @@ def wait_listening(port: int, seconds: float = 30.0) -> None:
 def test_a_real_scheduler_without_then_with_a_worker(monkeypatch: pytest.MonkeyPatch) -> None:
     """`dask scheduler` alone is refused (no workers, named); once a `dask worker` joins, the engine
     connects to it as a remote cluster and runs work there."""
-    port = closed_port()
+    port = free_port()  # nothing listens there
     address = f"tcp://127.0.0.1:{port}"
     scheduler = start("scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard")
     worker = None
@@ -177,7 +170,7 @@ def test_a_real_scheduler_without_then_with_a_worker(monkeypatch: pytest.MonkeyP
 
 def test_preflight_checks_the_address_without_importing_dask() -> None:
     """What `nbops check` can call before a build: form and reachability, in milliseconds, no Dask."""
-    port = closed_port()
+    port = free_port()  # nothing listens there
     code = (
         "import sys, time\n"
         "from nbops.errors import ConfigError\n"
