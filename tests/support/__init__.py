@@ -4,6 +4,7 @@ Fixtures live in ``tests/conftest.py``; everything here is a plain function or c
 """
 
 from tests.support.browser import CHROMIUM, CHROMIUM_FLAGS, launch_chromium
+from tests.support.html import tables_of, text_of
 from tests.support.models import TinyModel, tiny_registered_model, train_tiny_booster
 from tests.support.processes import free_port, stop_process
 from tests.support.project import (
@@ -30,6 +31,8 @@ __all__ = [
     "nbops",
     "output_of",
     "stop_process",
+    "tables_of",
+    "text_of",
     "tiny_registered_model",
     "train_tiny_booster",
 ]
