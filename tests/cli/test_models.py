@@ -1,8 +1,9 @@
-"""`nbops models list|show|promote|rollback` and `nbops package`, run as a user would on a project copy
-whose registry ({{root}}/registry/credit_risk, root = the project folder) holds tiny real models.
+"""`nbops models list|show|promote|rollback` and `nbops package` on a project copy whose registry
+({{root}}/registry/credit_risk, root = the project folder) holds tiny real models.
 
-Each command pays a couple of seconds of imports (LightGBM), so independent commands run concurrently,
-each on its own project copy when it changes the registry.
+The commands run through the CLI's own entry function in this process (the parser and command code
+a user runs, without a new interpreter importing LightGBM for each); `list` also runs as a process,
+as a user types it. A command that changes the registry works on its own project copy.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -21,9 +21,8 @@ import pytest
 from nbops.registry.store import Registry
 from nbops.runtime.model import MANIFEST
 from nbops.runtime.schema import FieldSpec, InputSchema
-from tests.support import REPO, copy_project, train_tiny_booster
+from tests.support import copy_project, nbops, nbops_in_process, train_tiny_booster
 
-PYTHON = REPO / ".venv" / "bin" / "python"
 FINGERPRINTS = ["f1a2b3c4d5e6f7a8", "0badc0ffee12abcd", "9e8d7c6b5a4f3e2d"]
 COMMITS = ["1111aaaa2222bbbb", "3333cccc4444dddd", "5555eeee6666ffff"]
 
@@ -65,25 +64,6 @@ def _populated_copy(dest: Path) -> Path:
     return project
 
 
-def _start(project: Path, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PLOOMBER_STATS_ENABLED": "false"}
-    env.pop("NBOPS_PROJECT", None)
-    python = PYTHON if PYTHON.exists() else Path(sys.executable)
-    return subprocess.Popen(
-        [str(python), "-m", "nbops", "--project", str(project), *args],
-        cwd=project,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _finish(proc: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
-    out, err = proc.communicate(timeout=300)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-
 def _aliases(project: Path) -> dict:
     return json.loads((project / "registry" / "credit_risk" / "aliases.json").read_text())
 
@@ -102,20 +82,15 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     dist = base / "dist"
     out: dict = {"shared": shared, "moving": moving, "tampered": tampered, "dist": dist}
     out["aliases_before"] = _aliases(moving)
-    procs = {
-        "promote": _start(moving, "models", "promote", "v0002"),  # first: rollback waits for it
-        "list": _start(shared, "models", "list"),
-        "show": _start(shared, "models", "show", "v0001"),
-        "show_unknown": _start(shared, "models", "show", "v9"),
-        "package": _start(shared, "package", "v0001", "--dist", str(dist)),
-        "show_tampered": _start(tampered, "models", "show", "v0001"),
-    }
-    out["promote"] = _finish(procs.pop("promote"))
+    out["promote"] = nbops_in_process(moving, "models", "promote", "v0002")
     out["aliases_after_promote"] = _aliases(moving)
-    rollback = _start(moving, "models", "rollback")  # overlaps with the commands still running
-    out.update({name: _finish(p) for name, p in procs.items()})
-    out["rollback"] = _finish(rollback)
+    out["rollback"] = nbops_in_process(moving, "models", "rollback")
     out["aliases_after_rollback"] = _aliases(moving)
+    out["list"] = nbops(shared, "models", "list")  # the one real process: the entry point as typed
+    out["show"] = nbops_in_process(shared, "models", "show", "v0001")
+    out["show_unknown"] = nbops_in_process(shared, "models", "show", "v9")
+    out["package"] = nbops_in_process(shared, "package", "v0001", "--dist", str(dist))
+    out["show_tampered"] = nbops_in_process(tampered, "models", "show", "v0001")
     return out
 
 

@@ -42,6 +42,7 @@ def test_closed_port_is_a_clear_error_within_seconds() -> None:
     )
 
 
+@pytest.mark.slow  # waits out the connect timeout (seconds)
 def test_a_port_that_does_not_speak_dask_times_out_within_seconds() -> None:
     """Something accepts the connection but never answers (the worst case: no refusal to act on)."""
     server = socket.socket()
@@ -121,6 +122,7 @@ def wait_listening(port: int, seconds: float = 30.0) -> None:
     raise AssertionError(f"nothing listened on port {port} after {seconds:g} s")
 
 
+@pytest.mark.slow  # starts `dask scheduler` and `dask worker` processes
 def test_a_real_scheduler_without_then_with_a_worker(monkeypatch: pytest.MonkeyPatch) -> None:
     """`dask scheduler` alone is refused (no workers, named); once a `dask worker` joins, the engine
     connects to it as a remote cluster and runs work there."""

@@ -1,7 +1,10 @@
 """The dask engine against the pandas engine, on a real LocalCluster (two worker processes, one
 thread each, 127.0.0.1): what must be identical is identical (predictions, reference-profile bins
 and quantiles, PSI and every drift number, monitoring rows), training writes the pandas products and
-is reproducible, and a bad row is named by its row number with nothing written."""
+is reproducible, and a bad row is named by its row number with nothing written.
+
+The model is the session's tiny registered model (tests/support/models.py): no pipeline build.
+"""
 
 from __future__ import annotations
 
@@ -39,7 +42,7 @@ from nbops.runtime.batch import score_file
 from nbops.runtime.integrity import PROFILE_FILE
 from nbops.runtime.model import ScoringModel
 from nbops.runtime.transform import FeatureTransform
-from tests.support import REPO, train_tiny_booster
+from tests.support import REPO, TinyModel, train_tiny_booster
 
 NUMERIC = [
     "age",
@@ -52,6 +55,7 @@ NUMERIC = [
     "loan_amount",
 ]
 CATEGORICAL = ["employment_type", "home_ownership", "loan_purpose", "region", "education"]
+pytestmark = pytest.mark.slow  # a LocalCluster of two worker processes
 MEAN_STD_RTOL = 1e-12  # the only profile fields summed in another order than numpy's
 
 
@@ -159,18 +163,17 @@ def test_drift_equals_the_pandas_drift(client, reference, scenario: str, tmp_pat
 
 
 @pytest.fixture(scope="module")
-def production(packaged_project: Path) -> dict:
-    registration = json.loads((packaged_project / "build/test/models/registration.json").read_text())
-    version = Registry(registration["registry"]).alias("production")
-    assert version is not None
-    manifest = json.loads((packaged_project / "build/test/dist/package.json").read_text())
+def production(tiny_model: TinyModel) -> dict:
+    """The session's tiny registered model: its version, scoring model, reference profile and wheel."""
+    version = Registry(tiny_model.version.path.parents[1]).alias("production")
+    assert version is not None and version.version == tiny_model.version.version
     return {
         "version": version,
         "model": ScoringModel.from_folder(version.path),
         "profile": ReferenceProfile.load(version.file(PROFILE_FILE)),
-        "wheel": Path(manifest["wheel"]),
-        "package": manifest["package"],
-        "project": packaged_project,
+        "wheel": tiny_model.wheel,
+        "package": tiny_model.package,
+        "tiny": tiny_model,
     }
 
 
@@ -260,9 +263,18 @@ from nbops.engines.dask.cluster import get_client
 from nbops.engines.dask.train import train_model_dask
 
 if __name__ == "__main__":
-    root, out = Path(sys.argv[1]), Path(sys.argv[2])
+    inputs, out = Path(sys.argv[1]), Path(sys.argv[2])
     params = TrainParams(num_boost_round=40, early_stopping_rounds=10, engine="dask")
-    train_model_dask(get_client(params), params, schema=TableSchema.load(root / "data/interim/schema.yaml"), transform=FeatureTransform.load(root / "models/feature_transform.json"), train_rows=root / "data/processed/train.parquet", valid_rows=root / "data/processed/valid.parquet", model_out=out / "model.txt", summary_out=out / "summary.json")
+    train_model_dask(
+        get_client(params),
+        params,
+        schema=TableSchema.load(inputs / "schema.yaml"),
+        transform=FeatureTransform.load(inputs / "feature_transform.json"),
+        train_rows=inputs / "train.parquet",
+        valid_rows=inputs / "valid.parquet",
+        model_out=out / "model.txt",
+        summary_out=out / "summary.json",
+    )
 """
 
 
@@ -271,23 +283,35 @@ def test_training_writes_the_pandas_products_and_is_reproducible(client, product
     differs (lightgbm.dask would otherwise rank the workers in a set's order)."""
     import os
     import subprocess
-    import sys
 
-    root = production["project"] / "build/test"
-    transform = FeatureTransform.load(root / "models/feature_transform.json")
     from nbops.data.schema import TableSchema
+    from nbops.modeling.train import train_model
 
-    schema = TableSchema.load(root / "data/interim/schema.yaml")
+    tiny: TinyModel = production["tiny"]
+    transform = FeatureTransform.load(tiny.transform_file)
+    schema = TableSchema.load(tiny.schema_file)
     params = TrainParams(num_boost_round=40, early_stopping_rounds=10, engine="dask")
-    pandas_summary = json.loads((root / "models/train_summary.json").read_text())
+    splits = {name: tiny.splits[name] for name in ("train", "valid")}
+    # The pandas engine on the same rows: what the dask engine's products must match.
+    pandas_out = tmp_path / "pandas"
+    train_model(
+        params.model_copy(update={"engine": "pandas"}),
+        schema=schema,
+        transform=transform,
+        train_rows=pd.read_parquet(splits["train"]),
+        valid_rows=pd.read_parquet(splits["valid"]),
+        model_out=pandas_out / "model.txt",
+        summary_out=pandas_out / "summary.json",
+    )
+    pandas_summary = json.loads((pandas_out / "summary.json").read_text())
     out0 = tmp_path / "here"
     r0 = train_model_dask(
         client,
         params,
         schema=schema,
         transform=transform,
-        train_rows=root / "data/processed/train.parquet",
-        valid_rows=root / "data/processed/valid.parquet",
+        train_rows=splits["train"],
+        valid_rows=splits["valid"],
         model_out=out0 / "model.txt",
         summary_out=out0 / "summary.json",
     )
@@ -297,7 +321,7 @@ def test_training_writes_the_pandas_products_and_is_reproducible(client, product
         out = tmp_path / f"hashseed{seed}"
         out.mkdir()
         proc = subprocess.run(
-            [sys.executable, str(script), str(root), str(out)],
+            [sys.executable, str(script), str(tiny.folder), str(out)],
             env={**os.environ, "PYTHONHASHSEED": seed},
             capture_output=True,
             text=True,
@@ -310,11 +334,11 @@ def test_training_writes_the_pandas_products_and_is_reproducible(client, product
     text = (out0 / "model.txt").read_text()
     assert "[machines:" not in text and "[local_listen_port:" not in text and "[tree_learner: data]" in text
     saved = json.loads((out0 / "summary.json").read_text())
-    assert set(pandas_summary["summary"]) <= set(saved["summary"]) and set(pandas_summary["booster_params"]) <= set(
-        saved["booster_params"]
-    )
+    assert set(pandas_summary["summary"]) <= set(saved["summary"])
+    assert set(pandas_summary["booster_params"]) <= set(saved["booster_params"])
     assert lgb.Booster(model_file=str(out0 / "model.txt")).current_iteration() == r0.best_iteration
     curve = r0.history["valid"]["binary_logloss"]
+    # lightgbm.dask cannot stop early: every round is trained, the model is cut at the best one
     assert len(curve) == r0.summary["trees_trained"] == 40 and len(r0.history["train"]["binary_logloss"]) == 40
     assert (r0.best_iteration, r0.summary["early_stopping_round"]) == early_stopping_point(curve, 10, False)
     # the combined curve is the global validation loss: at the best iteration it is the saved model's loss

@@ -14,6 +14,7 @@ from tests.support.project import (
     copy_project,
     files_containing,
     nbops,
+    nbops_in_process,
     output_of,
 )
 
@@ -29,6 +30,7 @@ __all__ = [
     "free_port",
     "launch_chromium",
     "nbops",
+    "nbops_in_process",
     "output_of",
     "stop_process",
     "tables_of",
