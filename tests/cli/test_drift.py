@@ -1,4 +1,5 @@
-"""`nbops drift REFERENCE CURRENT`, run as a user runs it (a subprocess), on simulated files."""
+"""`nbops drift REFERENCE CURRENT` on simulated files: through the CLI's entry function in this
+process, and once as a process exactly as a user types it (with the history `nbops simulate` wrote)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from nbops.data.ingest import simulator_schema
 from nbops.data.simulate import ID_COLUMN, TARGET, TIME_COLUMN, simulate_batch, write_simulation
 from nbops.monitoring.drift import compare, profile_of_table
 from nbops.monitoring.profile import build_reference_profile
+from tests.support import nbops_in_process
 
 FEATURES = simulator_schema().features
 NUMERIC = [c.name for c in FEATURES if c.kind == "numeric"]
@@ -23,10 +25,16 @@ NOT_FEATURES = ("--exclude", ID_COLUMN, "--exclude", TIME_COLUMN, "--exclude", T
 
 
 def nbops(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`nbops ARGS` run from ``cwd`` as a user runs it: a new process."""
     env = {**os.environ, "PLOOMBER_STATS_ENABLED": "false"}
     return subprocess.run(
         [sys.executable, "-m", "nbops", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
     )
+
+
+def drift(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`nbops drift ARGS` from ``cwd``, in this process."""
+    return nbops_in_process(None, "drift", *args, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +64,7 @@ def truth_of(path: Path) -> set[str]:
 
 
 def drift_json(files: dict[str, Path], reference: str, current: str, *extra: str) -> dict:
-    proc = nbops(files["folder"], "drift", reference, current, "--json", *extra)
+    proc = drift(files["folder"], reference, current, "--json", *extra)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     return json.loads(proc.stdout)  # the whole of stdout is one JSON document
@@ -132,7 +140,7 @@ def _clean_failure(proc: subprocess.CompletedProcess[str], *needles: str) -> Non
     ids=["current-txt", "reference-txt", "current-missing"],
 )
 def test_unusable_file_exits_with_a_clear_message(files, reference, current, needle):
-    _clean_failure(nbops(files["folder"], "drift", reference, current, "--json"), needle)
+    _clean_failure(drift(files["folder"], reference, current, "--json"), needle)
 
 
 def test_pq_parquet_written_by_nbops_simulate_is_accepted(files):
@@ -141,6 +149,6 @@ def test_pq_parquet_written_by_nbops_simulate_is_accepted(files):
 
 
 def test_text_output_when_no_profiled_column_is_present(files):
-    proc = nbops(files["folder"], "drift", "reference_profile.json", "no_features.csv")
+    proc = drift(files["folder"], "reference_profile.json", "no_features.csv")
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert "missing columns" in proc.stdout and "dataset drift: True" in proc.stdout

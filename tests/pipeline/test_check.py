@@ -11,7 +11,7 @@ import pytest
 
 from nbops.errors import ConfigError
 from nbops.pipeline.check import check_project
-from tests.support import free_port, nbops, output_of
+from tests.support import free_port, nbops, nbops_in_process, output_of
 
 
 def test_the_repository_pipeline_passes(project: Path) -> None:
@@ -55,7 +55,7 @@ def test_unknown_env_key_is_an_error(project: Path) -> None:
     ],
 )
 def test_wrong_type_names_the_key_and_what_was_expected(project: Path, key: str, value: str, expected: str) -> None:
-    proc = nbops(project, "check", "--set", f"{key}={value}")
+    proc = nbops_in_process(project, "check", "--set", f"{key}={value}")
     assert proc.returncode == 2
     assert f"'{key}' expected" in proc.stderr and expected in proc.stderr and value in proc.stderr
 

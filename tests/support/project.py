@@ -47,28 +47,32 @@ def nbops(
     )
 
 
-def nbops_in_process(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``nbops --project PROJECT ARGS`` through :func:`nbops.cli.main` in this process: the same parser
-    and command code, its output captured, without the seconds a new interpreter spends importing.
-    For tests where the process itself is not the point (``nbops`` covers the entry point)."""
+def nbops_in_process(project: Path | None, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``nbops [--project PROJECT] ARGS`` through :func:`nbops.cli.main` in this process (from ``cwd``
+    when given): the same parser and command code, its output captured, without the seconds a new
+    interpreter spends importing. For tests where the process itself is not the point; ``nbops``
+    (a real process) covers the entry point."""
     from nbops.cli import main
 
+    argv = [*(["--project", str(project)] if project is not None else []), *args]
     out, err = io.StringIO(), io.StringIO()
     saved_project = os.environ.pop("NBOPS_PROJECT", None)
     saved_sigpipe = signal.getsignal(signal.SIGPIPE)  # main() resets it for `nbops ... | head`
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with (
+            contextlib.chdir(cwd or Path.cwd()),
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+        ):
             try:
-                code = main(["--project", str(project), *args])
+                code = main(argv)
             except SystemExit as exc:  # argparse refuses a command line with exit status 2
                 code = exc.code if isinstance(exc.code, int) else 1
     finally:
         signal.signal(signal.SIGPIPE, saved_sigpipe)
         if saved_project is not None:
             os.environ["NBOPS_PROJECT"] = saved_project
-    return subprocess.CompletedProcess(
-        ["nbops", "--project", str(project), *args], code, out.getvalue(), err.getvalue()
-    )
+    return subprocess.CompletedProcess(["nbops", *argv], code, out.getvalue(), err.getvalue())
 
 
 def output_of(proc: subprocess.CompletedProcess[str]) -> str:
