@@ -1,7 +1,8 @@
 """Shared fixtures (the helpers they use are in tests/support).
 
 Costs, for choosing one: ``project`` is a copy of the sources (milliseconds); ``tiny_model`` trains
-and registers a small model once per session (a few seconds, no pipeline); ``packaged_project`` runs
+and registers a small model once per session (a few seconds, no pipeline); ``ran_in_process`` calls
+the eight task runners once per session on a small sample (seconds, no Ploomber); ``packaged_project`` runs
 a whole pipeline build once per session (slow tier only); ``scoring_venv`` installs its wheel into a
 fresh virtualenv (slow tier only).
 """
@@ -12,10 +13,12 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.support import REPO, TEST_ROOT, TinyModel, copy_project, nbops, output_of, tiny_registered_model
+from tests.support.builds import QUICK, run_in_process
 
 
 @pytest.fixture
@@ -29,6 +32,15 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
     """One small registered production model (and its wheel) of the simulated data, built in a
     session folder without a pipeline build. Read-only for the tests that use it."""
     return tiny_registered_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def ran_in_process(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A project copy whose eight tasks ran in this process (their runners, in DAG order, no Ploomber)
+    with env.test.yaml and :data:`QUICK`. Read-only: a test that changes it works on its own copy."""
+    project = copy_project(tmp_path_factory.mktemp("in-process") / "project")
+    checked, results = run_in_process(project, "env.test.yaml", QUICK)
+    return {"project": project, "checked": checked, "results": results, "overrides": QUICK}
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,17 @@ from nbops.config.params import STAGES
 from nbops.pipeline.check import CheckedProject, check_project
 from nbops.pipeline.context import Stage
 
+# The small sample made smaller: every stage runs, in seconds (W&B is tested in tests/test_tracking.py).
+QUICK = {
+    "tracking": "disabled",
+    "rows": 2000,
+    "num_boost_round": 40,
+    "shap_sample": 100,
+    "batch_rows": 400,
+    "production_months": 3,
+    "production_rows": 400,
+}
+
 
 def runner(task: str) -> Any:
     """The runner of ``task``: ``nbops.pipeline.runners.<task>.run_<task>``."""
