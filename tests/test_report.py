@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from nbops.report import (
     MISSING,
     alerts_table,
     format_number,
     format_value,
+    ground_truth_table,
     monitoring_headline,
     relative_text,
     show_summary,
@@ -113,6 +115,56 @@ def test_monitoring_headline_without_ground_truth_never_says_none_of_none():
         pd.DataFrame({"batch_id": ["2025-01", "2025-02"]}), {"found": 2, "named_features": 3, "false_alarms": 0}
     )
     assert simulated == "months monitored: 2; drifted features found: 2 of 3; false alarms on clean months: 0"
+
+
+def test_number_edge_cases_and_dates_read_as_written():
+    assert [format_number(v) for v in (1.2345, 12.345, 999.94, 0.00001234)] == ["1.234", "12.35", "999.9", "1.23e-05"]
+    assert format_number(float("inf")) == "∞" and format_number(-float("inf")) == "-∞"
+    assert format_number(np.int64(1234567)) == "1,234,567" and format_number(7.0, "int") == "7"
+    assert format_value(pd.Timestamp("2025-03-01")) == "2025-03-01"  # a date, not a midnight
+    assert format_value(pd.Timestamp("2025-03-01 14:30")) == "2025-03-01 14:30:00"
+    assert format_value({"b", "a"}) == "a, b" and format_value([]) == MISSING and format_value("  ") == MISSING
+
+
+@pytest.mark.xfail(strict=True, reason="format_number rounds 999.95 to '1000.0' and 99.995 to '100.00'")
+def test_a_number_rounded_up_to_the_next_power_of_ten_keeps_four_significant_digits():
+    """999.95 reads 1,000 (as 1000.4 does), not 1000.0; 99.995 reads 100.0, not 100.00."""
+    assert format_number(999.95) == "1,000" and format_number(99.995) == "100.0"
+
+
+def test_numbers_are_right_aligned_and_named_columns_escaped(tmp_path):
+    rows = [
+        {"feature": "income", "share": "12.5%", "psi": 0.31, "note": "x"},
+        {"feature": "age", "share": "3%", "psi": 0.02, "note": "y"},
+    ]
+    styler = table(rows, columns={"psi": "PSI <batch>"}, root=tmp_path)
+    page = styler.to_html()
+    [(head, body)] = tables_of(page)
+    assert head == ["feature", "share", "PSI <batch>", "note"] and "PSI &lt;batch&gt;" in page
+    assert body == [["income", "12.5%", "0.3100", "x"], ["age", "3%", "0.0200", "y"]]
+    right = {s["selector"] for s in styler.table_styles if ("text-align", "right") in s["props"]}
+    assert right == {"td.col1", "th.col1", "td.col2", "th.col2"}  # numbers, also when written as text
+
+
+def test_an_index_that_carries_meaning_is_a_column():
+    frame = pd.DataFrame({"rows": [3, 4]}, index=pd.Index(["train", "test"], name="split"))
+    [(head, body)] = tables_of(table(frame, index=True, root=None).to_html())
+    assert head == ["split", "rows"] and body == [["train", "3"], ["test", "4"]]
+
+
+def test_the_ground_truth_table_names_its_columns_in_words():
+    truth = pd.DataFrame(
+        {
+            "month": ["2025-01", "2025-02"],
+            "injected": ["", "age,income,"],
+            "found": ["", "age"],
+            "dataset_drift": [False, True],
+        }
+    )
+    [(head, body)] = tables_of(ground_truth_table(truth).to_html())
+    assert head == ["month", "drift injected in", "drifted features found", "drift detected"]
+    assert body == [["2025-01", MISSING, MISSING, "no"], ["2025-02", "age, income", "age", "yes"]]
+    assert "your own data" in ground_truth_table(pd.DataFrame()).data
 
 
 def test_figures_saved_for_dense_screens_show_at_their_physical_size() -> None:

@@ -10,6 +10,14 @@ import pytest
 import nbops
 from nbops.config.spec import load_env, load_tasks
 from nbops.errors import ConfigError
+from nbops.pipeline.context import (
+    Stage,
+    env_file_in_use,
+    interactive_path,
+    pipeline_root,
+    run_identities,
+    run_identity,
+)
 from tests.support import copy_project
 
 
@@ -124,3 +132,75 @@ def test_a_missing_pipeline_product_in_the_lab_says_to_build_it(project: Path) -
         stage.inp("features", "train")
     assert str(project / "data/processed/train.parquet") in str(err.value) and "`make run`" in str(err.value)
     assert "reads the pipeline's" in str(err.value)
+
+
+# --- the Stage and the path rules, directly -------------------------------------------------------
+
+
+def _stage(project: Path, **changes: object) -> Stage:
+    from nbops.config.params import TrainParams
+
+    fields = {
+        "name": "train",
+        "params": TrainParams(),
+        "product": {"model": project / "out" / "deep" / "model.txt"},
+        "upstream": {"features": {"train": project / "in" / "train.parquet"}},
+        "project": project,
+        "interactive": False,
+    }
+    return Stage(**{**fields, **changes})  # type: ignore[arg-type]
+
+
+def test_out_creates_the_folder_and_names_the_products_it_has(project: Path) -> None:
+    stage = _stage(project)
+    assert stage.out("model") == project / "out" / "deep" / "model.txt" and (project / "out" / "deep").is_dir()
+    with pytest.raises(ConfigError, match="stage 'train' has no product 'curve' \\(it has model\\)"):
+        stage.out("curve")
+
+
+def test_inp_names_the_missing_product_the_task_that_makes_it_and_what_to_run(project: Path) -> None:
+    stage = _stage(project)
+    with pytest.raises(ConfigError, match="no upstream product ingest.valid"):
+        stage.inp("ingest", "valid")
+    with pytest.raises(ConfigError) as err:
+        stage.inp("features", "train")
+    assert "made by stage 'features', which has not run yet" in str(err.value)
+    assert "run the 'features' notebook first (or `make run`)" in str(err.value)
+    (project / "in").mkdir()
+    (project / "in" / "train.parquet").write_text("x")
+    assert stage.inp("features", "train") == project / "in" / "train.parquet"
+
+
+def test_the_registry_is_under_the_root_and_production_under_the_pipelines(project: Path) -> None:
+    assert _stage(project).registry == project / "registry"  # no root: the project's
+    lab = _stage(project, root=project / "build/interactive", pipeline_root=project / "build/test")
+    assert lab.registry == project / "build/interactive/registry"
+    assert lab.production_registry == project / "build/test/registry"
+
+
+def test_interactive_paths_never_land_on_a_pipeline_path(tmp_path: Path) -> None:
+    pipeline, lab = tmp_path / "build/test", tmp_path / "build/interactive"
+    assert interactive_path(pipeline / "models/model.txt", pipeline, lab) == lab / "models/model.txt"
+    assert interactive_path(lab / "models/model.txt", pipeline, lab) == lab / "models/model.txt"  # already there
+    assert interactive_path(Path("/srv/shared/x.parquet"), pipeline, lab) == lab / "outside-root/srv/shared/x.parquet"
+    assert interactive_path(Path("build/test/a.json"), pipeline, lab, project=tmp_path) == lab / "a.json"
+
+
+def test_the_env_file_in_use_is_ploombers_then_nbops_env_then_env_yaml(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NBOPS_ENV", raising=False)
+    assert env_file_in_use() == "env.yaml" and pipeline_root(project) == project.resolve()  # env.yaml: root is here
+    monkeypatch.setenv("NBOPS_ENV", "env.test.yaml")
+    assert env_file_in_use() == "env.test.yaml" and pipeline_root(project) == (project / "build/test").resolve()
+    monkeypatch.setenv("PLOOMBER_ENV_FILENAME", "env.yaml")
+    assert env_file_in_use() == "env.yaml"
+
+
+def test_run_identities_come_from_the_build_and_a_broken_value_is_ignored(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("NBOPS_RUN_IDENTITIES", '{"train": "abc123"}')
+    assert run_identity("train") == "abc123" and run_identity("ingest") is None
+    monkeypatch.setenv("NBOPS_RUN_IDENTITIES", "{not json")
+    assert run_identities() == {} and "ignoring NBOPS_RUN_IDENTITIES: not a JSON object" in caplog.text
