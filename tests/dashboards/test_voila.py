@@ -55,7 +55,8 @@ def make_dashboard(
     stale = subprocess.run([*make, "-q", f"{VENV}/.installed"], capture_output=True, text=True)
     if stale.returncode != 0:
         pytest.fail(
-            f"{VENV} is older than requirements.lock or pyproject.toml: `make dashboard` would reinstall it from a temporary copy. Run `make install` in {REPO}, then the tests again."
+            f"{VENV} is older than requirements.lock or pyproject.toml: `make dashboard` would reinstall it from a "
+            f"temporary copy. Run `make install` in {REPO}, then the tests again."
         )
     env = {k: v for k, v in os.environ.items() if k not in ("NBOPS_PROJECT", "NBOPS_ENV", "MAKEFLAGS", "MAKELEVEL")}
     proc = subprocess.Popen(
@@ -83,7 +84,8 @@ def make_dashboard(
     if len(links) < 2:
         stop(proc)
         pytest.fail(
-            f"`make dashboard` printed no monitoring and model links within {timeout:.0f} s; stdout: {printed}; log: {log.read_text()[-3000:]}"
+            f"`make dashboard` printed no monitoring and model links within {timeout:.0f} s; stdout: {printed}; "
+            f"log: {log.read_text()[-3000:]}"
         )
     base = "{0.scheme}://{0.netloc}".format(urlsplit(links["monitoring"]))
     while time.monotonic() < deadline:
@@ -177,7 +179,8 @@ def _clipped(page: object, selector: str) -> list[str]:
     return page.evaluate(  # type: ignore[attr-defined]
         """sel => [...document.querySelectorAll(sel)]
             .filter(e => e.scrollWidth > e.clientWidth + 1 || e.scrollHeight > e.clientHeight + 1)
-            .map(e => `${e.tagName}.${e.className}: ${e.innerText.slice(0, 80)} (${e.scrollWidth}>${e.clientWidth})`)""",
+            .map(e => `${e.tagName}.${e.className}: ${e.innerText.slice(0, 80)} `
+                + `(${e.scrollWidth}>${e.clientWidth})`)""",
         selector,
     )
 
@@ -274,7 +277,8 @@ def test_monitoring_dashboard_says_what_the_numbers_say(
             const ths = [...t.tHead.rows[0].cells], first = t.tBodies[0].rows[0];
             return ths.filter((th, i) => {
                 const td = first.cells[i], a = th.getBoundingClientRect(), b = td.getBoundingClientRect();
-                return getComputedStyle(th).textAlign !== getComputedStyle(td).textAlign || Math.abs(a.left - b.left) > 1 || Math.abs(a.right - b.right) > 1;
+                return getComputedStyle(th).textAlign !== getComputedStyle(td).textAlign
+                    || Math.abs(a.left - b.left) > 1 || Math.abs(a.right - b.right) > 1;
             }).map(th => `${t.className}: ${th.innerText}`);
         })"""
     )
@@ -289,14 +293,16 @@ def test_monitoring_dashboard_says_what_the_numbers_say(
     # The charts are sized for the page: as wide as the column, never wider (no stretching past their
     # natural size at 1280 px, no overflow at 800 px).
     widths = page.evaluate(
-        "() => [...document.querySelectorAll('.nbops-page svg.nbops-chart')].map(s => [s.getBoundingClientRect().width, s.viewBox.baseVal.width])"
+        "() => [...document.querySelectorAll('.nbops-page svg.nbops-chart')].map(s => "
+        "[s.getBoundingClientRect().width, s.viewBox.baseVal.width])"
     )  # type: ignore[attr-defined]
     assert widths and all(shown <= natural + 0.5 for shown, natural in widths), widths
     _full_page_screenshot(page, REPO / "reports" / "dashboard_monitoring.png")
     page.set_viewport_size({"width": 800, "height": 1000})  # type: ignore[attr-defined]
     page.wait_for_timeout(500)  # type: ignore[attr-defined]
     overflow = page.evaluate(
-        "() => [...document.querySelectorAll('.nbops-page, .nbops-page > *')].filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.className)"
+        "() => [...document.querySelectorAll('.nbops-page, .nbops-page > *')].filter(e => e.scrollWidth > "
+        "e.clientWidth + 1).map(e => e.className)"
     )  # type: ignore[attr-defined]
     assert not overflow, f"at 800 px the page is wider than the window: {overflow}"
     page.close()  # type: ignore[attr-defined]

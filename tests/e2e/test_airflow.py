@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from nbops.config.paths import registry_dir
 from nbops.pipeline.check import check_project
 from tests.support import REPO, copy_project, nbops, output_of
 
@@ -116,8 +117,9 @@ def snapshot(project: Path) -> dict[str, Any]:
 
     import pandas as pd
 
-    tasks = {t.name: t for t in check_project(project, ENV).tasks}
-    registry = Path(tasks["register"].params["registry_root"])
+    checked = check_project(project, ENV)
+    tasks = {t.name: t for t in checked.tasks}
+    registry = registry_dir(checked.settings.root)  # the registry register writes: <root>/registry
     monitor = tasks["monitor"].product
     history = pd.read_parquet(monitor["history"])
     return {
@@ -187,7 +189,8 @@ def airflow_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     run = airflow(venv, env, "dags", "test", "nbops_airflow_e2e", timeout=900)
     t_run = time.perf_counter() - t1
     print(
-        f"\nAirflow venv {t_install:.1f} s, db migrate + export + import check {t1 - t0 - t_install:.1f} s, dags test {t_run:.1f} s"
+        f"\nAirflow venv {t_install:.1f} s, db migrate + export + import check {t1 - t0 - t_install:.1f} s, "
+        f"dags test {t_run:.1f} s"
     )
     return {
         "venv": venv,

@@ -59,8 +59,8 @@ def test_a_failing_stage_ends_the_build_with_its_own_message_and_keeps_the_trace
     log = project / named.group(1)
     assert "Traceback" in log.read_text() and "the target has a single class" in log.read_text()
     assert (
-        "The build failed in task 'ingest' (notebooks/01_ingest.ipynb): the products of the tasks that succeeded are kept"
-        in proc.stderr
+        "The build failed in task 'ingest' (notebooks/01_ingest.ipynb): the products of the tasks that succeeded "
+        "are kept" in proc.stderr
     )
     record = json.loads((project / "build/test/reports/builds.jsonl").read_text().splitlines()[-1])
     assert record["failure"]["task"] == "ingest" and record["failure"]["nbops"] is True

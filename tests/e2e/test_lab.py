@@ -235,7 +235,8 @@ def test_the_lab_page_config_disables_share_notebook_and_its_upload_api(tmp_path
     )
     for plugin in PLOOMBER_LAB_PLUGINS:  # so that a renamed plugin fails here rather than passing unseen
         assert f'"{plugin}"' in bundle, (
-            f"ploomber-extension no longer has a plugin '{plugin}'; update PLOOMBER_LAB_PLUGINS and .jupyter/labconfig/page_config.json"
+            f"ploomber-extension no longer has a plugin '{plugin}'; update PLOOMBER_LAB_PLUGINS and "
+            ".jupyter/labconfig/page_config.json"
         )
     with jupyterlab(REPO, tmp_path) as base:
         page = httpx.get(f"{base}/lab", params={"token": TOKEN}, timeout=30)
@@ -248,10 +249,12 @@ def test_the_lab_page_config_disables_share_notebook_and_its_upload_api(tmp_path
     )
     for plugin in PLOOMBER_LAB_PLUGINS:
         assert _plugin_disabled(plugin, disabled), (
-            f"plugin '{plugin}' is enabled in the lab's page config (disabled: {disabled}); disable it in .jupyter/labconfig/page_config.json"
+            f"plugin '{plugin}' is enabled in the lab's page config (disabled: {disabled}); disable it in "
+            ".jupyter/labconfig/page_config.json"
         )
     assert upload.status_code == 404, (
-        f"/ploomber/apikey answers {upload.status_code}: ploomber_extension's server side (Ploomber Cloud upload) is loaded"
+        f"/ploomber/apikey answers {upload.status_code}: ploomber_extension's server side (Ploomber Cloud upload) "
+        "is loaded"
     )
 
 
@@ -398,7 +401,9 @@ def test_notebook_outputs_saved_by_jupyterlab_never_show_in_git_diff(tmp_path: P
             nbformat.v4.new_output(
                 "display_data",
                 data={
-                    "image/png": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==",
+                    "image/png": (
+                        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+                    ),
                     "text/plain": "<Figure size 640x480>",
                 },
             ),

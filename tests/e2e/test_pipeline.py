@@ -1,4 +1,7 @@
-"""End-to-end builds of the real pipeline (Ploomber, notebooks, W&B offline) on the small sample."""
+"""End-to-end builds of the real pipeline (Ploomber, notebooks, W&B offline) on the small sample.
+
+The tests that only read a build read the session's packaged project; the tests that build again
+use this module's own build and leave it up to date, or build their own copy."""
 
 from __future__ import annotations
 
@@ -19,6 +22,9 @@ pytestmark = pytest.mark.slow
 AUC_FLOOR = 0.72
 
 
+QUIET = ("--set", "tracking=disabled")  # W&B has its own tests (and the packaged project's runs)
+
+
 def build(project: Path, *args: str) -> str:
     proc = nbops(project, "build", "--env", "env.test.yaml", *args)
     assert proc.returncode == 0, output_of(proc)[-5000:]
@@ -31,18 +37,24 @@ def last_build(project: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def rebuilt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project built once (W&B off) for the tests that build it again. Each of them leaves it as
+    it found it, every task up to date with the same parameters, so any one runs alone or in any
+    order; a test that changes a parameter builds its own copy."""
     project = copy_project(tmp_path_factory.mktemp("e2e") / "project")
-    build(project)
+    build(project, *QUIET)
     return project
 
 
-def test_build_writes_every_product(built: Path) -> None:
-    checked = check_project(built, "env.test.yaml")
+# --- one build, read (the session's packaged project: read-only) ---------------------------------
+
+
+def test_build_writes_every_product(packaged_project: Path) -> None:
+    checked = check_project(packaged_project, "env.test.yaml")
     for task in checked.tasks:
         for key, path in task.product.items():
             assert Path(path).exists(), f"{task.name}.{key} missing: {path}"
-    reports = built / "build/test/reports"
+    reports = packaged_project / "build/test/reports"
     for stem in (
         "01_ingest",
         "02_features",
@@ -57,11 +69,12 @@ def test_build_writes_every_product(built: Path) -> None:
         assert "<html" in (reports / f"{stem}.html").read_text()[:2000].lower()
 
 
-def test_one_run_identity_keys_metadata_wandb_report_model_version_and_wheel(built: Path) -> None:
+def test_one_run_identity_keys_metadata_wandb_report_model_version_and_wheel(packaged_project: Path) -> None:
     import zipfile
 
     from nbops.pipeline import lineage
 
+    built = packaged_project
     checked = check_project(built, "env.test.yaml")
     state = lineage.load_state(Path(checked.settings.root))
     for task in checked.tasks:
@@ -95,10 +108,10 @@ def test_one_run_identity_keys_metadata_wandb_report_model_version_and_wheel(bui
     assert f"run-identity-{train_id}" in metadata
 
 
-def test_model_learns_the_simulated_signal(built: Path) -> None:
-    metrics = json.loads((built / "build/test/reports/metrics.json").read_text())["metrics"]
+def test_model_learns_the_simulated_signal(packaged_project: Path) -> None:
+    metrics = json.loads((packaged_project / "build/test/reports/metrics.json").read_text())["metrics"]
     assert metrics["roc_auc"] >= AUC_FLOOR
-    predictions = pd.read_parquet(built / "build/test/data/processed/test_predictions.parquet")
+    predictions = pd.read_parquet(packaged_project / "build/test/data/processed/test_predictions.parquet")
     assert predictions["prediction"].between(0, 1).all()
     # The evaluate report computed its AUC on exactly these predictions.
     from sklearn.metrics import roc_auc_score
@@ -108,47 +121,52 @@ def test_model_learns_the_simulated_signal(built: Path) -> None:
     )
 
 
-def test_model_file_is_lightgbm_text(built: Path) -> None:
-    text = (built / "build/test/models/model.txt").read_text()
+def test_model_file_is_lightgbm_text(packaged_project: Path) -> None:
+    text = (packaged_project / "build/test/models/model.txt").read_text()
     assert text.startswith("tree\n") and "end of trees" in text
 
 
-def test_every_stage_logged_an_offline_wandb_run_inside_the_project(built: Path) -> None:
-    runs = sorted((built / "wandb" / "wandb").glob("offline-run-*"))
-    assert len(runs) == 6  # ingest, features, train, evaluate, register, monitor (package and batch_score log nothing)
-    build_id = last_build(built)["build_id"]
+def test_every_stage_logged_an_offline_wandb_run_inside_the_project(packaged_project: Path) -> None:
+    runs = sorted((packaged_project / "wandb" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 6  # ingest, features, train, evaluate, register, monitor (package, batch_score: none)
+    build_id = last_build(packaged_project)["build_id"]
     for run in runs:
         assert list(run.glob("run-*.wandb")), f"no run data in {run}"
     # one group per build: the build id is in every run's recorded config/metadata
     assert all(files_containing(run, [build_id]) for run in runs)
 
 
-def test_a_single_task_build_is_idempotent(built: Path) -> None:
+# --- building again ------------------------------------------------------------------------------
+
+
+def test_a_single_task_build_is_idempotent(rebuilt: Path) -> None:
     """What each Airflow task runs: a retry of a task that succeeded changes nothing."""
-    history = built / "build/test/monitoring/history.parquet"
+    history = rebuilt / "build/test/monitoring/history.parquet"
     before = (history.stat().st_mtime_ns, len(pd.read_parquet(history)))
-    out = build(built, "--task", "monitor")
+    out = build(rebuilt, *QUIET, "--task", "monitor")
     assert "task 'monitor' is up to date" in out
     assert (history.stat().st_mtime_ns, len(pd.read_parquet(history))) == before
-    out = build(built, "--task", "monitor", "--force")
+    out = build(rebuilt, *QUIET, "--task", "monitor", "--force")
     assert "Ran 1 of 8 tasks: monitor" in out
     assert len(pd.read_parquet(history)) == before[1]  # history is upserted per batch, not appended
 
 
-def test_summary_names_metrics_and_reports(built: Path) -> None:
-    out = build(built, "--force")
+def test_summary_names_metrics_and_reports(rebuilt: Path) -> None:
+    out = build(rebuilt, *QUIET, "--force")
     assert "Ran 8 of 8 tasks" in out
     assert "roc_auc" in out and "reports" in out
 
 
-def test_second_build_skips_everything_and_says_so(built: Path) -> None:
-    out = build(built)
+def test_second_build_skips_everything_and_says_so(rebuilt: Path) -> None:
+    out = build(rebuilt, *QUIET)
     assert "Nothing changed: all 8 tasks are up to date" in out
 
 
-def test_changed_parameter_reruns_only_the_affected_tasks(built: Path) -> None:
-    build(built, "--set", "learning_rate=0.1")
-    ran = last_build(built)["tasks"]
+def test_changed_parameter_reruns_only_the_affected_tasks(tmp_path: Path) -> None:
+    project = copy_project(tmp_path / "project")
+    build(project, *QUIET)
+    build(project, *QUIET, "--set", "learning_rate=0.1")
+    ran = last_build(project)["tasks"]
     assert ran == {
         "ingest": False,
         "features": False,
@@ -159,11 +177,11 @@ def test_changed_parameter_reruns_only_the_affected_tasks(built: Path) -> None:
         "batch_score": True,
         "monitor": True,
     }
-    why = nbops(built, "why", "train", "--env", "env.test.yaml", "--set", "learning_rate=0.1")
+    why = nbops(project, "why", "train", "--env", "env.test.yaml", *QUIET, "--set", "learning_rate=0.1")
     assert why.returncode == 0, output_of(why)
     assert "ran because parameter 'learning_rate' changed: 0.05 -> 0.1" in why.stdout
     assert "next build: up to date" in why.stdout
-    why = nbops(built, "why", "features", "--env", "env.test.yaml")
+    why = nbops(project, "why", "features", "--env", "env.test.yaml", *QUIET)
     assert "skipped, up to date" in why.stdout
     assert "next build: up to date" in why.stdout
 
@@ -199,25 +217,21 @@ def test_a_failed_task_keeps_earlier_products_and_the_next_build_resumes_there(p
     source.write_text(original)
     out = build(project, *quick)
     assert (
-        "Ran 5 of 8 tasks: evaluate, register, package, batch_score, monitor (skipped, up to date: ingest, features, train)"
-        in out
+        "Ran 5 of 8 tasks: evaluate, register, package, batch_score, monitor (skipped, up to date: ingest, "
+        "features, train)" in out
     )
     assert {p: p.stat().st_mtime_ns for p in kept} == kept
 
 
-def test_same_seed_gives_a_byte_identical_model_with_papermill_kernels(built: Path, tmp_path: Path) -> None:
+def test_same_seed_gives_a_byte_identical_model_with_papermill_kernels(packaged_project: Path, tmp_path: Path) -> None:
     """Reproducibility, and the Papermill executor (one real kernel per notebook) end to end."""
     other = copy_project(tmp_path / "again")
     # ingest, features and train are enough to compare the model file
-    build(other, "--set", "executor=papermill", "--until", "train")
-    first = json.loads((built / "build/test/models/train_summary.json").read_text())
-    # `built` may have been rebuilt with another learning rate above; rebuild it at the default.
-    build(built, "--set", "learning_rate=0.05")
-    assert (built / "build/test/models/model.txt").read_bytes() == (other / "build/test/models/model.txt").read_bytes()
-    assert (
-        first["summary"]["features"]
-        == json.loads((other / "build/test/models/train_summary.json").read_text())["summary"]["features"]
-    )
+    build(other, *QUIET, "--set", "executor=papermill", "--until", "train")
+    ours, theirs = packaged_project / "build/test/models", other / "build/test/models"
+    assert (theirs / "model.txt").read_bytes() == (ours / "model.txt").read_bytes()
+    summary = json.loads((ours / "train_summary.json").read_text())["summary"]
+    assert json.loads((theirs / "train_summary.json").read_text())["summary"]["features"] == summary["features"]
 
 
 # --- bring your own data -------------------------------------------------------------------

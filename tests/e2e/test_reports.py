@@ -38,9 +38,10 @@ def _build(project: Path, *args: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def simulated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A project copy built once with the built-in (simulated) credit-risk data."""
-    return _build(copy_project(tmp_path_factory.mktemp("reports-simulated") / "project"))
+def simulated(packaged_project: Path) -> Path:
+    """A build with the built-in (simulated) credit-risk data, W&B offline: the session's packaged
+    project (read-only)."""
+    return packaged_project
 
 
 def _churn_table(n: int = 1200, seed: int = 3) -> pd.DataFrame:

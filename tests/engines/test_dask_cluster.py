@@ -99,7 +99,8 @@ def test_host_port_means_tcp() -> None:
 def test_pandas_engine_imports_no_dask(project: Path) -> None:
     """`import nbops.stages` and `nbops check` (engine: pandas) load neither Dask nor distributed."""
     code = (
-        "import sys; from pathlib import Path; import nbops.pipeline.runners.monitor; from nbops.pipeline.check import check_project; "
+        "import sys; from pathlib import Path; import nbops.pipeline.runners.monitor; from nbops.pipeline.check "
+        "import check_project; "
         f"check_project(Path({str(project)!r}), 'env.yaml'); "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))"
     )

@@ -147,7 +147,10 @@ def test_worker_records_combine_into_the_global_curve() -> None:
 
 
 def test_network_ports_are_stripped_from_the_model_text() -> None:
-    text = "tree\n...\nparameters:\n[tree_learner: data]\n[machines: 127.0.0.1:41000,127.0.0.1:41001]\n[local_listen_port: 41000]\n[num_machines: 2]\nend of parameters\n"
+    text = (
+        "tree\n...\nparameters:\n[tree_learner: data]\n[machines: 127.0.0.1:41000,127.0.0.1:41001]\n"
+        "[local_listen_port: 41000]\n[num_machines: 2]\nend of parameters\n"
+    )
     assert (
         strip_network_params(text)
         == "tree\n...\nparameters:\n[tree_learner: data]\n[num_machines: 2]\nend of parameters\n"

@@ -197,7 +197,8 @@ def test_a_foreign_exception_says_it_is_not_one_of_nbops_checks(project: Path) -
     assert "Full log (Ploomber's output and the traceback): build/test/.nbops/logs/b2.log" in lines
     assert lines[-2] == "error: KeyError: 'month'"
     assert lines[-1] == (
-        "  this is not one of nbops' own checks: the traceback in build/test/.nbops/logs/b2.log shows where it was raised"
+        "  this is not one of nbops' own checks: the traceback in build/test/.nbops/logs/b2.log shows where it was "
+        "raised"
     )
 
 

@@ -82,7 +82,8 @@ def test_check_imports_neither_ploomber_nor_jupyter(project: Path) -> None:
     code = (
         "import sys; from pathlib import Path; from nbops.pipeline.check import check_project; "
         f"check_project(Path({str(project)!r}), 'env.yaml'); "
-        "heavy = [m for m in ('ploomber', 'papermill', 'jupyter_client', 'ipykernel', 'lightgbm', 'wandb') if m in sys.modules]; "
+        "heavy = [m for m in ('ploomber', 'papermill', 'jupyter_client', 'ipykernel', 'lightgbm', 'wandb') if m in "
+        "sys.modules]; "
         "print(heavy)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

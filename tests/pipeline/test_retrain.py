@@ -218,7 +218,8 @@ def test_a_broken_state_file_is_an_error_not_a_reset(tmp_path: Path, text: str, 
 
 @pytest.fixture
 def monitored(tmp_path: Path) -> Path:
-    """A project copy whose monitor task 'ran': months 2025-01..2025-06 (labels for the first four), alerts, batch files."""
+    """A project copy whose monitor task 'ran': months 2025-01..2025-06 (labels for the first four), alerts, batch "
+    "files."""
     project = copy_project(tmp_path / "project")
     root = project / "build" / "test"
     (root / "monitoring").mkdir(parents=True)
@@ -281,7 +282,8 @@ class FakeBuild:
             json.dumps(
                 {
                     "promote": False,
-                    "reason": "candidate roc_auc 0.7000 vs production 0.7600: worse beyond the tolerance, keep production",
+                    "reason": "candidate roc_auc 0.7000 vs production 0.7600: worse beyond the tolerance, keep "
+                    "production",
                 }
             )
         )
@@ -306,8 +308,8 @@ def test_retrain_if_needed_runs_the_build_and_records_what_it_acted_on(
         and "2025-02: drift in loan_amount, interest_rate" in out
     )
     assert (
-        "Reran 5 of 8 tasks: ingest, features, train, evaluate, register (skipped, up to date: package, batch_score, monitor)"
-        in out
+        "Reran 5 of 8 tasks: ingest, features, train, evaluate, register (skipped, up to date: package, "
+        "batch_score, monitor)" in out
     )
     assert "registered v0002 as candidate; production stays v0001" in out
     assert "promotion gate: candidate roc_auc 0.7000 vs production 0.7600" in out

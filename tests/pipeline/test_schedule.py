@@ -1,8 +1,8 @@
 """`nbops schedule install|remove|show` against the real `crontab` command (Debian's cron).
 
-The user's crontab (root's on this machine) is saved before each test that writes it and restored after, whatever happens. The
-entries these tests install are for 31 February, a date that never comes, so a cron daemon running
-on the machine never fires them while a test is under way.
+The user's crontab (root's on this machine) is saved before each test that writes it and restored
+after, whatever happens. The entries these tests install are for 31 February, a date that never
+comes, so a cron daemon running on the machine never fires them while a test is under way.
 """
 
 from __future__ import annotations
@@ -92,8 +92,8 @@ def test_install_is_idempotent_and_remove_keeps_every_other_entry(
     assert mine[0].startswith("0 0 30 2 * ")  # the second install replaced the first line
     assert f"{project}/.venv/bin/nbops" not in mine[0]  # the copy has no .venv: the nbops running now
     assert (
-        f"{REPO}/.venv/bin/nbops build --env env.test.yaml && {REPO}/.venv/bin/nbops retrain --if-needed --env env.test.yaml"
-        in mine[0]
+        f"{REPO}/.venv/bin/nbops build --env env.test.yaml && {REPO}/.venv/bin/nbops retrain --if-needed --env "
+        "env.test.yaml" in mine[0]
     )
     assert f"cd {project} && " in mine[0] and ">> build/test/reports/scheduled.log 2>&1" in mine[0]
 

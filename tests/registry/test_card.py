@@ -44,7 +44,8 @@ def _metadata(task: str = "binary", **over) -> dict:
         "task_type": task,
         "metrics": BINARY_METRICS if task == "binary" else REGRESSION_METRICS,
         "gate": {
-            "reason": "candidate roc_auc 0.8123 vs production 0.8001 (higher is better; change +0.0122, tolerance 0.005): not worse beyond the tolerance, promote"
+            "reason": "candidate roc_auc 0.8123 vs production 0.8001 (higher is better; change +0.0122, tolerance "
+            "0.005): not worse beyond the tolerance, promote"
         },
         "data": {
             "source": "data/loans.parquet",

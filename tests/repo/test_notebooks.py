@@ -36,7 +36,8 @@ def test_test_markers_are_cell_tags_never_source_comments() -> None:
         for number, cell in enumerate(cells):
             source = "".join(cell["source"])
             assert "NBVAL" not in source.upper().replace("-", "_"), (
-                f"{path.name} cell {number}: an nbval marker in the source; use the tag (nbval-check-output, nbval-ignore-output, nbval-skip)"
+                f"{path.name} cell {number}: an nbval marker in the source; use the tag (nbval-check-output, "
+                "nbval-ignore-output, nbval-skip)"
             )
             if "report-hide" in _tags(cell):
                 assert "nbval-check-output" in _tags(cell), (
