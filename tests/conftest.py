@@ -20,6 +20,24 @@ import pytest
 from tests.support import REPO, TEST_ROOT, TinyModel, copy_project, nbops, output_of, tiny_registered_model
 from tests.support.builds import QUICK, run_in_process
 
+# Fixtures that build a whole pipeline: only slow tests may use them (`make test-fast` builds none).
+BUILDS = ("packaged_project", "scoring_venv")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse a fast test that pulls a pipeline build, before anything runs."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if item.get_closest_marker("slow") is None and set(BUILDS) & set(getattr(item, "fixturenames", ()))
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            f"these tests use a fixture that builds the pipeline ({', '.join(BUILDS)}) but are not marked slow: "
+            + ", ".join(unmarked)
+            + "; mark them @pytest.mark.slow (or use the tiny_model or ran_in_process fixture)"
+        )
+
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
