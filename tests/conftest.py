@@ -1,30 +1,42 @@
-"""Shared fixtures: a throwaway copy of the project, and running the nbops command in it."""
+"""Shared fixtures (the helpers they use are in tests/support).
+
+Costs, for choosing one: ``project`` is a copy of the sources (milliseconds); ``tiny_model`` trains
+and registers a small model once per session (a few seconds, no pipeline); ``ran_in_process`` calls
+the eight task runners once per session on a small sample (seconds, no Ploomber); ``packaged_project`` runs
+a whole pipeline build once per session (slow tier only); ``scoring_venv`` installs its wheel into a
+fresh virtualenv (slow tier only).
+"""
 
 from __future__ import annotations
 
-import os
-import shutil
+import json
 import subprocess
 import sys
-from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ("pipeline.yaml", "env.yaml", "env.test.yaml", "notebooks", "schemas", ".jupyter")
+from tests.support import REPO, TEST_ROOT, TinyModel, copy_project, nbops, output_of, tiny_registered_model
+from tests.support.builds import QUICK, run_in_process
+
+# Fixtures that build a whole pipeline: only slow tests may use them (`make test-fast` builds none).
+BUILDS = ("packaged_project", "scoring_venv")
 
 
-def copy_project(dest: Path) -> Path:
-    """Copy what a build needs (the DAG, the env files, the notebooks, the schemas) into ``dest``."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in PROJECT_FILES:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-        elif src.exists():
-            shutil.copy2(src, dest / name)
-    return dest
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse a fast test that pulls a pipeline build, before anything runs."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if item.get_closest_marker("slow") is None and set(BUILDS) & set(getattr(item, "fixturenames", ()))
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            f"these tests use a fixture that builds the pipeline ({', '.join(BUILDS)}) but are not marked slow: "
+            + ", ".join(unmarked)
+            + "; mark them @pytest.mark.slow (or use the tiny_model or ran_in_process fixture)"
+        )
 
 
 @pytest.fixture
@@ -33,42 +45,29 @@ def project(tmp_path: Path) -> Path:
     return copy_project(tmp_path / "project")
 
 
-def nbops(
-    project: Path, *args: str, env: dict[str, str] | None = None, timeout: int = 900
-) -> subprocess.CompletedProcess[str]:
-    """Run ``nbops --project PROJECT ARGS`` as a user would, capturing its output."""
-    full_env = {**os.environ, "PLOOMBER_STATS_ENABLED": "false", **(env or {})}
-    full_env.pop("NBOPS_PROJECT", None)
-    return subprocess.run(
-        [sys.executable, "-m", "nbops", "--project", str(project), *args],
-        cwd=project,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
+    """One small registered production model (and its wheel) of the simulated data, built in a
+    session folder without a pipeline build. Read-only for the tests that use it."""
+    return tiny_registered_model(tmp_path_factory.mktemp("tiny-model"))
 
 
-def output_of(proc: subprocess.CompletedProcess[str]) -> str:
-    return proc.stdout + proc.stderr
-
-
-def files_containing(folder: Path, needles: Sequence[str]) -> list[Path]:
-    """Files under ``folder`` whose bytes contain any of ``needles``."""
-    hits = []
-    for path in folder.rglob("*"):
-        if path.is_file():
-            data = path.read_bytes()
-            if any(n.encode() in data for n in needles):
-                hits.append(path)
-    return hits
+@pytest.fixture(scope="session")
+def ran_in_process(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A project copy whose eight tasks ran in this process (their runners, in DAG order, no Ploomber)
+    with env.test.yaml and :data:`QUICK`. Read-only: a test that changes it works on its own copy."""
+    project = copy_project(tmp_path_factory.mktemp("in-process") / "project")
+    checked, results = run_in_process(project, "env.test.yaml", QUICK)
+    return {"project": project, "checked": checked, "results": results, "overrides": QUICK}
 
 
 @pytest.fixture(scope="session")
 def packaged_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A project copy built once with env.test.yaml: registry, production model, wheel, scored batch.
+    """A project copy built once with env.test.yaml: registry, production model, wheel, scored batch,
+    and an offline W&B run per stage.
 
-    Read-only for the tests that use it; a test that changes the registry makes its own copy.
+    Read-only for the tests that use it; a test that changes it works on its own copy
+    (``shutil.copytree(packaged_project, dest, symlinks=True)``).
     """
     project = copy_project(tmp_path_factory.mktemp("packaged") / "project")
     proc = nbops(project, "build", "--env", "env.test.yaml")
@@ -82,9 +81,7 @@ def scoring_venv(packaged_project: Path, tmp_path_factory: pytest.TempPathFactor
 
     Installed with uv from the package index, constrained to the lock's versions.
     """
-    import json
-
-    manifest = json.loads((packaged_project / "build/test/dist/package.json").read_text())
+    manifest = json.loads((packaged_project / TEST_ROOT / "dist/package.json").read_text())
     venv = tmp_path_factory.mktemp("scoring-venv") / "venv"
     uv = Path(sys.executable).parent / "uv"
     subprocess.run(
@@ -113,36 +110,3 @@ def scoring_venv(packaged_project: Path, tmp_path_factory: pytest.TempPathFactor
         "model_version": manifest["model_version"],
         "project": packaged_project,
     }
-
-
-def stop_process(proc: subprocess.Popen) -> None:
-    """Terminate a server started by a test, killing it if it does not stop within 15 s."""
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=15)
-
-
-def train_tiny_booster(df, numeric: list[str], categorical: list[str], target: str, rounds: int, seed: int = 0):
-    """A tiny real LightGBM binary model and its fitted transform (for registry tests)."""
-    import lightgbm as lgb
-
-    from nbops.runtime.transform import FeatureTransform
-
-    transform = FeatureTransform.fit(df, numeric, categorical)
-    params = {
-        "objective": "binary",
-        "num_leaves": 4,
-        "min_data_in_leaf": 10,
-        "num_threads": 1,
-        "verbose": -1,
-        "seed": seed,
-    }
-    booster = lgb.train(
-        params,
-        lgb.Dataset(transform.transform(df), df[target], categorical_feature=transform.categorical_indices),
-        num_boost_round=rounds,
-    )
-    return booster, transform

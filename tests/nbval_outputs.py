@@ -22,7 +22,7 @@ import nbformat
 from nbclient import NotebookClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.conftest import REPO, copy_project  # noqa: E402
+from tests.support import REPO, copy_project  # noqa: E402
 
 CHECK_TAG = "nbval-check-output"
 

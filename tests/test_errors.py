@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nbops.errors import ConfigError, DataError, NbopsError, format_rows
+from nbops.errors import ConfigError, DataError, NbopsError, closest_names, format_rows, missing_column_found, shown
 
 
 def test_data_error_renders_file_column_rows_expected_found_and_hint():
@@ -75,3 +75,17 @@ def test_format_rows_default_limit_is_ten():
     rows = list(range(100, 131))
     shown = ", ".join(str(r) for r in rows[:10])
     assert format_rows(rows) == f"{shown} and {len(rows) - 10} more"
+
+
+def test_values_are_shown_as_written_not_as_numpy_reprs() -> None:
+    import numpy as np
+
+    assert shown(np.int64(1)) == "1" and shown(np.str_("yes")) == "'yes'" and shown(np.float64(0.5)) == "0.5"
+
+
+def test_a_column_differing_in_case_is_suggested_and_never_cut_from_the_list() -> None:
+    columns = [f"feature_{i}" for i in range(60)] + ["Diagnosis"]
+    assert closest_names("diagnosis", columns)[0] == "Diagnosis"
+    text = missing_column_found("diagnosis", columns)
+    assert text.startswith("no column 'diagnosis'; did you mean 'Diagnosis'?")
+    assert "61 columns" in text and "and 21 more" in text

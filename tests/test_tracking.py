@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import files_containing
+from tests.support import files_containing
 
 SCRIPT = """
 import sys, pandas as pd

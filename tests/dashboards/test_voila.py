@@ -10,7 +10,6 @@ import queue
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,30 +24,14 @@ import pytest
 import yaml
 
 from nbops.registry.store import Registry
-from tests.conftest import REPO, copy_project, nbops, output_of
+from tests.support import REPO, copy_project, free_port, launch_chromium, nbops, output_of
 
 pytestmark = pytest.mark.slow
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 VENV = Path(sys.executable).parent.parent  # the worktree's .venv, which `make install` made
 # What `make dashboard` reads besides the project: the Makefile and the files its install step depends on.
 MAKE_FILES = ("Makefile", "requirements.lock", "pyproject.toml", "requirements/overrides.txt")
 LINK = re.compile(r"^(monitoring|model):\s+(http://\S+)$")
 READY = {"monitoring": ".nbops-kpis", "model": ".nbops-threshold-result"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def dashboard_copy(dest: Path) -> Path:
@@ -68,11 +51,12 @@ def make_dashboard(
 ) -> tuple[subprocess.Popen[str], dict[str, str]]:
     """Run `make dashboard` in ``project`` as a user would (a free port, the test env file, the
     worktree's .venv) and return the process and the links it printed, once Voila answers."""
-    make = ["make", "-C", str(project), f"VENV={VENV}", "ENV_FILE=env.test.yaml", f"DASHBOARD_PORT={_free_port()}"]
+    make = ["make", "-C", str(project), f"VENV={VENV}", "ENV_FILE=env.test.yaml", f"DASHBOARD_PORT={free_port()}"]
     stale = subprocess.run([*make, "-q", f"{VENV}/.installed"], capture_output=True, text=True)
     if stale.returncode != 0:
         pytest.fail(
-            f"{VENV} is older than requirements.lock or pyproject.toml: `make dashboard` would reinstall it from a temporary copy. Run `make install` in {REPO}, then the tests again."
+            f"{VENV} is older than requirements.lock or pyproject.toml: `make dashboard` would reinstall it from a "
+            f"temporary copy. Run `make install` in {REPO}, then the tests again."
         )
     env = {k: v for k, v in os.environ.items() if k not in ("NBOPS_PROJECT", "NBOPS_ENV", "MAKEFLAGS", "MAKELEVEL")}
     proc = subprocess.Popen(
@@ -100,7 +84,8 @@ def make_dashboard(
     if len(links) < 2:
         stop(proc)
         pytest.fail(
-            f"`make dashboard` printed no monitoring and model links within {timeout:.0f} s; stdout: {printed}; log: {log.read_text()[-3000:]}"
+            f"`make dashboard` printed no monitoring and model links within {timeout:.0f} s; stdout: {printed}; "
+            f"log: {log.read_text()[-3000:]}"
         )
     base = "{0.scheme}://{0.netloc}".format(urlsplit(links["monitoring"]))
     while time.monotonic() < deadline:
@@ -150,7 +135,7 @@ def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        chromium = launch_chromium(pw)
         yield chromium
         chromium.close()
 
@@ -194,7 +179,8 @@ def _clipped(page: object, selector: str) -> list[str]:
     return page.evaluate(  # type: ignore[attr-defined]
         """sel => [...document.querySelectorAll(sel)]
             .filter(e => e.scrollWidth > e.clientWidth + 1 || e.scrollHeight > e.clientHeight + 1)
-            .map(e => `${e.tagName}.${e.className}: ${e.innerText.slice(0, 80)} (${e.scrollWidth}>${e.clientWidth})`)""",
+            .map(e => `${e.tagName}.${e.className}: ${e.innerText.slice(0, 80)} `
+                + `(${e.scrollWidth}>${e.clientWidth})`)""",
         selector,
     )
 
@@ -291,7 +277,8 @@ def test_monitoring_dashboard_says_what_the_numbers_say(
             const ths = [...t.tHead.rows[0].cells], first = t.tBodies[0].rows[0];
             return ths.filter((th, i) => {
                 const td = first.cells[i], a = th.getBoundingClientRect(), b = td.getBoundingClientRect();
-                return getComputedStyle(th).textAlign !== getComputedStyle(td).textAlign || Math.abs(a.left - b.left) > 1 || Math.abs(a.right - b.right) > 1;
+                return getComputedStyle(th).textAlign !== getComputedStyle(td).textAlign
+                    || Math.abs(a.left - b.left) > 1 || Math.abs(a.right - b.right) > 1;
             }).map(th => `${t.className}: ${th.innerText}`);
         })"""
     )
@@ -306,14 +293,16 @@ def test_monitoring_dashboard_says_what_the_numbers_say(
     # The charts are sized for the page: as wide as the column, never wider (no stretching past their
     # natural size at 1280 px, no overflow at 800 px).
     widths = page.evaluate(
-        "() => [...document.querySelectorAll('.nbops-page svg.nbops-chart')].map(s => [s.getBoundingClientRect().width, s.viewBox.baseVal.width])"
+        "() => [...document.querySelectorAll('.nbops-page svg.nbops-chart')].map(s => "
+        "[s.getBoundingClientRect().width, s.viewBox.baseVal.width])"
     )  # type: ignore[attr-defined]
     assert widths and all(shown <= natural + 0.5 for shown, natural in widths), widths
     _full_page_screenshot(page, REPO / "reports" / "dashboard_monitoring.png")
     page.set_viewport_size({"width": 800, "height": 1000})  # type: ignore[attr-defined]
     page.wait_for_timeout(500)  # type: ignore[attr-defined]
     overflow = page.evaluate(
-        "() => [...document.querySelectorAll('.nbops-page, .nbops-page > *')].filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.className)"
+        "() => [...document.querySelectorAll('.nbops-page, .nbops-page > *')].filter(e => e.scrollWidth > "
+        "e.clientWidth + 1).map(e => e.className)"
     )  # type: ignore[attr-defined]
     assert not overflow, f"at 800 px the page is wider than the window: {overflow}"
     page.close()  # type: ignore[attr-defined]

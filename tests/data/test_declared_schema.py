@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from nbops.data.ingest import simulator_schema
 from nbops.data.schema import TableSchema
 from nbops.data.simulate import simulate_history
 from nbops.data.validate import validate_table
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import REPO
 
 
 def test_committed_schema_matches_the_simulator() -> None:

@@ -17,8 +17,6 @@ import math
 import os
 import re
 import secrets
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -35,7 +33,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import copy_project, nbops, output_of, stop_process
+from tests.support import copy_project, free_port, launch_chromium, nbops, output_of, stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -53,12 +51,6 @@ class Server:
     token: str | None
     process: subprocess.Popen[bytes]
     output: Path
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
@@ -92,7 +84,8 @@ def wait_until_healthy(server: Server) -> None:
     for _ in range(STARTUP_SECONDS * 10):  # bounded in count and in time
         if server.process.poll() is not None:
             pytest.fail(
-                f"the server exited with {server.process.returncode}:\n{server.output.read_text(errors='replace')[-3000:]}"
+                f"the server exited with {server.process.returncode}:\n"
+                + server.output.read_text(errors="replace")[-3000:]
             )
         try:
             r = httpx.get(server.url + "/health", timeout=2.0)
@@ -105,7 +98,8 @@ def wait_until_healthy(server: Server) -> None:
             break
         time.sleep(0.1)
     pytest.fail(
-        f"GET /health did not answer 200 within {STARTUP_SECONDS} s (last: {last}):\n{server.output.read_text(errors='replace')[-3000:]}"
+        f"GET /health did not answer 200 within {STARTUP_SECONDS} s (last: {last}):\n"
+        + server.output.read_text(errors="replace")[-3000:]
     )
 
 
@@ -153,10 +147,13 @@ json.dump({{
 @pytest.fixture(scope="module")
 def facts(scoring_venv: dict[str, Any]) -> dict[str, Any]:
     """The packaged model's version, task type, input schema, metadata and reference predictions."""
+    script = REFERENCE.format(package=scoring_venv["package"])
     proc = subprocess.run(
-        [str(scoring_venv["python"]), "-c", REFERENCE.format(package=scoring_venv["package"]), str(split_path(scoring_venv))],
-        capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
+        [str(scoring_venv["python"]), "-c", script, str(split_path(scoring_venv))],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout)
 
@@ -318,17 +315,6 @@ def test_openapi_documents_the_predict_body_from_the_input_schema(client: httpx.
 
 # --- /docs: Swagger UI served offline, with an example record -----------------------------------------
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# As in tests/dashboards/test_voila.py: Debian's chromium, never a downloaded browser.
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 CONTENT_TYPES = {
     ".js": "javascript",
@@ -453,7 +439,7 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        chromium = launch_chromium(pw)
         yield chromium
         chromium.close()
 
@@ -495,7 +481,8 @@ def test_swagger_ui_renders_offline_and_try_it_out_scores_the_example(
         predict.wait_for(timeout=60_000)
     except Exception as exc:  # playwright's TimeoutError: say what the page could not load
         pytest.fail(
-            f"Swagger UI did not list POST /predict within 60 s ({type(exc).__name__}); requests to other hosts aborted: {traffic.blocked}; failed: {traffic.failed}"
+            f"Swagger UI did not list POST /predict within 60 s ({type(exc).__name__}); requests to other hosts "
+            f"aborted: {traffic.blocked}; failed: {traffic.failed}"
         )
     listed = page.locator(".opblock-summary-path").all_inner_texts()
     assert {"/predict", "/health", "/metadata", "/metrics"} <= set(listed), listed
@@ -1017,7 +1004,8 @@ def test_load_5000_single_record_requests_at_concurrency_32(server: Server, clie
     results, seconds = asyncio.run(hammer(server.url, rows.records))
     rate = len(results) / seconds
     print(
-        f"\nload test: {len(results)} requests at concurrency {LOAD_CONCURRENCY} in {seconds:.2f} s = {rate:,.0f} requests/s"
+        f"\nload test: {len(results)} requests at concurrency {LOAD_CONCURRENCY} in {seconds:.2f} s "
+        f"= {rate:,.0f} requests/s"
     )
     assert len(results) == LOAD_REQUESTS
     errors = [

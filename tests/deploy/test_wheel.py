@@ -488,7 +488,8 @@ def installed_package_dir(scoring_venv, tmp_path_factory) -> Path:
     proc = run_venv(
         scoring_venv,
         "-c",
-        f"import importlib.util; print(importlib.util.find_spec({str(scoring_venv['package'])!r}).submodule_search_locations[0])",
+        "import importlib.util; "
+        f"print(importlib.util.find_spec({str(scoring_venv['package'])!r}).submodule_search_locations[0])",
         cwd=cwd,
     )
     assert proc.returncode == 0, proc.stderr

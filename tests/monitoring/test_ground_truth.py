@@ -116,7 +116,8 @@ def test_named_drifted_features_are_flagged(pool, references, rows, seeds):
     recall = total_found / total_named
     per_scenario = ", ".join(f"{s} {found[s]}/{named[s]}" for s in DRIFT_SCENARIOS)
     print(
-        f"\n[ground truth] {rows:,} rows, {seeds} seeds x {len(DRIFT_SCENARIOS)} scenarios x k in {BATCHES}: recall {recall:.3f} ({total_found}/{total_named}; {per_scenario})"
+        f"\n[ground truth] {rows:,} rows, {seeds} seeds x {len(DRIFT_SCENARIOS)} scenarios x k in {BATCHES}: "
+        f"recall {recall:.3f} ({total_found}/{total_named}; {per_scenario})"
     )
     assert recall >= MIN_RECALL, f"recall {recall:.3f} < {MIN_RECALL}; missed: {missed[:20]}"
 
@@ -134,6 +135,7 @@ def test_clean_batches_rarely_raise_dataset_drift(pool, references, rows, seeds)
     ]
     rate = len(alarmed) / len(results)
     print(
-        f"\n[ground truth] {rows:,} rows, {seeds} seeds, clean batches (none, concept): false alarms {len(alarmed)}/{len(results)} = {rate:.3f}"
+        f"\n[ground truth] {rows:,} rows, {seeds} seeds, clean batches (none, concept): "
+        f"false alarms {len(alarmed)}/{len(results)} = {rate:.3f}"
     )
     assert rate <= MAX_FALSE_ALARM_RATE, f"false-alarm rate {rate:.3f} > {MAX_FALSE_ALARM_RATE}: {alarmed}"

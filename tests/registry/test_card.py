@@ -22,7 +22,7 @@ from nbops.registry.store import Registry
 from nbops.runtime.model import ScoringModel
 from nbops.runtime.schema import FieldSpec
 from nbops.runtime.transform import FeatureTransform
-from tests.conftest import train_tiny_booster
+from tests.support import train_tiny_booster
 
 BINARY_METRICS = {
     "roc_auc": 0.81234,
@@ -44,7 +44,8 @@ def _metadata(task: str = "binary", **over) -> dict:
         "task_type": task,
         "metrics": BINARY_METRICS if task == "binary" else REGRESSION_METRICS,
         "gate": {
-            "reason": "candidate roc_auc 0.8123 vs production 0.8001 (higher is better; change +0.0122, tolerance 0.005): not worse beyond the tolerance, promote"
+            "reason": "candidate roc_auc 0.8123 vs production 0.8001 (higher is better; change +0.0122, tolerance "
+            "0.005): not worse beyond the tolerance, promote"
         },
         "data": {
             "source": "data/loans.parquet",

@@ -18,7 +18,7 @@ import pytest
 from nbops.registry.store import ModelVersion, Registry, RegistryError
 from nbops.runtime.model import MANIFEST, IntegrityError, ScoringModel
 from nbops.runtime.schema import FieldSpec, InputSchema
-from tests.conftest import train_tiny_booster
+from tests.support import train_tiny_booster
 
 # -- small real inputs ---------------------------------------------------------------------------
 

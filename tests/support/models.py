@@ -1,0 +1,112 @@
+"""Tiny real LightGBM models: a booster for registry tests, and one registered model (with its
+reference profile and its scoring wheel) for the engine tests, built in seconds without a pipeline."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+
+def train_tiny_booster(
+    df: pd.DataFrame, numeric: list[str], categorical: list[str], target: str, rounds: int, seed: int = 0
+) -> tuple[Any, Any]:
+    """A tiny real LightGBM binary model and its fitted transform (for registry tests)."""
+    import lightgbm as lgb
+
+    from nbops.runtime.transform import FeatureTransform
+
+    transform = FeatureTransform.fit(df, numeric, categorical)
+    params = {
+        "objective": "binary",
+        "num_leaves": 4,
+        "min_data_in_leaf": 10,
+        "num_threads": 1,
+        "verbose": -1,
+        "seed": seed,
+    }
+    booster = lgb.train(
+        params,
+        lgb.Dataset(transform.transform(df), df[target], categorical_feature=transform.categorical_indices),
+        num_boost_round=rounds,
+    )
+    return booster, transform
+
+
+@dataclass(frozen=True)
+class TinyModel:
+    """A small model of the simulated credit-risk data, registered as production, and its inputs:
+    the split it was trained on (Parquet), the dataset schema, the transform and the wheel."""
+
+    folder: Path
+    schema_file: Path
+    transform_file: Path
+    splits: dict[str, Path]
+    version: Any  # nbops.registry.store.ModelVersion
+    wheel: Path
+    package: str
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return dict(self.version.metadata["metrics"])
+
+
+def tiny_registered_model(folder: Path, rows: int = 4_000, seed: int = 11, rounds: int = 20) -> TinyModel:
+    """Simulate ``rows`` rows, validate them against the simulator's schema, split them in time, train
+    a tiny booster on the train split and register it (model, transform, input schema, reference
+    profile) as the production version of a registry under ``folder``; then build its wheel."""
+    from nbops.data.ingest import simulator_schema
+    from nbops.data.simulate import simulate_history
+    from nbops.data.validate import validate_table
+    from nbops.deploy.wheel import build_wheel
+    from nbops.features.split import SPLITS, split_rows
+    from nbops.modeling.metrics import task_metrics
+    from nbops.monitoring.profile import build_reference_profile
+    from nbops.registry.publish import input_schema, package_name
+    from nbops.registry.store import Registry
+    from nbops.runtime.integrity import MODEL_FILE, PROFILE_FILE, SCHEMA_FILE, TRANSFORM_FILE
+
+    folder.mkdir(parents=True, exist_ok=True)
+    schema = simulator_schema()
+    raw, _ = simulate_history(rows=rows, seed=seed)
+    valid = validate_table(raw, schema, file="simulated history").valid
+    split = split_rows(valid, time_column=schema.time_column, valid_fraction=0.2, test_fraction=0.2, seed=seed)
+    numeric = [c.name for c in schema.features if c.kind == "numeric"]
+    categorical = [c.name for c in schema.features if c.kind == "categorical"]
+    booster, transform = train_tiny_booster(split.train, numeric, categorical, schema.target, rounds, seed)
+    splits = {}
+    for name in SPLITS:
+        splits[name] = folder / f"{name}.parquet"
+        getattr(split, name).to_parquet(splits[name], index=False)
+    schema_file = schema.save(folder / "schema.yaml")
+    transform_file = transform.save(folder / "feature_transform.json")
+    profile = build_reference_profile(
+        split.train, numeric, categorical, booster.predict(transform.transform(split.train))
+    )
+    test = split.test
+    metrics = task_metrics(
+        schema.task_type, test[schema.target].to_numpy(float), booster.predict(transform.transform(test))
+    )
+    files = {
+        MODEL_FILE: booster.model_to_string().encode(),
+        TRANSFORM_FILE: transform_file.read_bytes(),
+        SCHEMA_FILE: (json.dumps(input_schema(schema).to_dict(), indent=2) + "\n").encode(),
+        PROFILE_FILE: (json.dumps(profile.to_dict()) + "\n").encode(),
+    }
+    metadata = {
+        "package": package_name(schema.dataset),
+        "dataset": schema.dataset,
+        "target": schema.target,
+        "task_type": schema.task_type,
+        "positive_class": schema.positive_class,
+        "features": transform.feature_names,
+        "metrics": metrics,
+    }
+    registry = Registry(folder / "registry" / schema.dataset)
+    version, _ = registry.register(files, metadata)
+    registry.promote(version.version, "the tiny model of the test session")
+    wheel = build_wheel(version, folder / "dist")
+    return TinyModel(folder, Path(schema_file), Path(transform_file), splits, version, wheel, metadata["package"])
