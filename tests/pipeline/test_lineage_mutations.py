@@ -24,7 +24,16 @@ PROJECT_FILES = ("pipeline.yaml", "env.yaml", "env.test.yaml", "notebooks", "sch
 TASKS = ["ingest", "features", "train", "evaluate", "register", "package", "batch_score", "monitor"]
 AFTER_TRAIN = ["train", "evaluate", "register", "package", "batch_score", "monitor"]
 AFTER_EVALUATE = ["evaluate", "register", "package", "batch_score", "monitor"]
-SETTINGS = ["--env", "env.test.yaml", "--set", "tracking=disabled", "--set", "data=loans.csv", "--set", "target=defaulted"]
+SETTINGS = [
+    "--env",
+    "env.test.yaml",
+    "--set",
+    "tracking=disabled",
+    "--set",
+    "data=loans.csv",
+    "--set",
+    "target=defaulted",
+]
 
 pytestmark = pytest.mark.slow
 
@@ -104,7 +113,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
 
 def _edit_notebook(path: Path, kind: str, text: str) -> None:
     nb = json.loads(path.read_text())
-    cell = next(c for c in nb["cells"] if c["cell_type"] == kind and "parameters" not in c.get("metadata", {}).get("tags", []))
+    cell = next(
+        c for c in nb["cells"] if c["cell_type"] == kind and "parameters" not in c.get("metadata", {}).get("tags", [])
+    )
     cell["source"] = ["".join(cell["source"]) + text]
     path.write_text(json.dumps(nb, indent=1))
 
@@ -117,7 +128,12 @@ def _edit(path: Path, old: str, new: str) -> None:
 
 # (what changed, how to change it, the tasks that must rerun, (task, what `nbops why` says))
 MUTATIONS: list[tuple[str, Callable[[Project], None], list[str], tuple[str, str] | None]] = [
-    ("a markdown-only cell", lambda p: _edit_notebook(p.root / "notebooks/03_train.ipynb", "markdown", "\nA note for readers."), [], None),
+    (
+        "a markdown-only cell",
+        lambda p: _edit_notebook(p.root / "notebooks/03_train.ipynb", "markdown", "\nA note for readers."),
+        [],
+        None,
+    ),
     (
         "a parameter",
         lambda p: _edit(p.root / "env.test.yaml", "learning_rate: 0.05", "learning_rate: 0.08"),
@@ -132,19 +148,29 @@ MUTATIONS: list[tuple[str, Callable[[Project], None], list[str], tuple[str, str]
     ),
     (
         "a library module used by one stage",
-        lambda p: _edit(p.src / "nbops/modeling/evaluate.py", '\nPREDICTION = "prediction"\n', '\nPREDICTION = "prediction"  # renamed later?\n'),
+        lambda p: _edit(
+            p.src / "nbops/modeling/evaluate.py",
+            '\nPREDICTION = "prediction"\n',
+            '\nPREDICTION = "prediction"  # renamed later?\n',
+        ),
         AFTER_EVALUATE,
         ("evaluate", "library code changed (src/nbops/modeling/evaluate.py)"),
     ),
     (
         "the scoring runtime the wheel carries",
-        lambda p: _edit(p.src / "nbops/runtime/serve.py", '"""', '"""(edited) ', ),
+        lambda p: _edit(
+            p.src / "nbops/runtime/serve.py",
+            '"""',
+            '"""(edited) ',
+        ),
         ["package", "batch_score"],
         ("package", "library code changed (src/nbops/runtime/serve.py)"),
     ),
     (
         "the lock file",
-        lambda p: (p.root / "requirements.lock").write_text((p.root / "requirements.lock").read_text() + "# re-locked\n"),
+        lambda p: (p.root / "requirements.lock").write_text(
+            (p.root / "requirements.lock").read_text() + "# re-locked\n"
+        ),
         TASKS,
         ("ingest", "the environment changed (requirements.lock)"),
     ),
@@ -159,7 +185,9 @@ MUTATIONS: list[tuple[str, Callable[[Project], None], list[str], tuple[str, str]
 
 
 @pytest.mark.parametrize(("what", "mutate", "reruns", "why"), MUTATIONS, ids=[m[0] for m in MUTATIONS])
-def test_a_change_reruns_exactly_the_tasks_it_should(project: Project, what: str, mutate: Callable[[Project], None], reruns: list[str], why: tuple[str, str] | None) -> None:
+def test_a_change_reruns_exactly_the_tasks_it_should(
+    project: Project, what: str, mutate: Callable[[Project], None], reruns: list[str], why: tuple[str, str] | None
+) -> None:
     mutate(project)
     if why is not None:
         task, cause = why
