@@ -126,7 +126,6 @@ def test_number_edge_cases_and_dates_read_as_written():
     assert format_value({"b", "a"}) == "a, b" and format_value([]) == MISSING and format_value("  ") == MISSING
 
 
-@pytest.mark.xfail(strict=True, reason="format_number rounds 999.95 to '1000.0' and 99.995 to '100.00'")
 def test_a_number_rounded_up_to_the_next_power_of_ten_keeps_four_significant_digits():
     """999.95 reads 1,000 (as 1000.4 does), not 1000.0; 99.995 reads 100.0, not 100.00."""
     assert format_number(999.95) == "1,000" and format_number(99.995) == "100.0"

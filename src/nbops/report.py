@@ -88,6 +88,8 @@ def format_number(value: float | int | np.number[Any] | np.bool, style: str | No
         return f"{v:.4f}"
     if style == "int" or (v.is_integer() and abs(v) < 1e15):
         return f"{round(v):,}"
+    # Rounded to four significant digits first, so 999.95 reads 1,000 and 99.995 reads 100.0.
+    v = float(f"{v:.4g}") if 1 <= abs(v) < 1000 else v
     size = abs(v)
     if size >= 1000:
         return f"{v:,.0f}"
