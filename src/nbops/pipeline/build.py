@@ -26,13 +26,14 @@ import yaml
 
 from nbops import progress as events
 from nbops.config import paths
-from nbops.config.spec import load_env
+from nbops.config.spec import TaskSpec, load_env
 from nbops.errors import ConfigError
 from nbops.files import write_text
 from nbops.pipeline import lineage
 from nbops.pipeline.check import CheckedProject, check_project
 from nbops.pipeline.context import IDENTITIES_ENV
 from nbops.pipeline.plot import write_pipeline_picture
+from nbops.pipeline.reports import write_html_report
 
 log = logging.getLogger(__name__)
 GENERATED_ENV = "env.nbops-build.yaml"
@@ -240,6 +241,7 @@ def run_build(
         for spec, outcome in zip(checked.tasks, outcomes, strict=True):
             if outcome.ran:
                 lineage.stamp_ploomber_metadata(spec, ids[spec.name]["identity"], build_id)
+                _html_report(spec, checked.tasks)
         lineage.save_state(
             root, checked.tasks, build_id, ran={o.name: o.ran for o in outcomes}, reasons=reasons, only=scope
         )
@@ -260,6 +262,14 @@ def run_build(
     except OSError as exc:
         log.warning("could not write the pipeline picture: %s", exc)
     return returncode, outcomes, checked
+
+
+def _html_report(spec: TaskSpec, tasks: list[TaskSpec]) -> None:
+    """A task of your own without an ``html`` product gets its HTML report all the same."""
+    try:
+        write_html_report(spec, tasks)
+    except Exception as exc:  # a report that cannot be drawn must not fail a build that succeeded
+        log.warning("could not write the HTML report of task '%s': %s", spec.name, exc)
 
 
 def data_version(project: Path, env_file: str, overrides: Mapping[str, Any]) -> str:
