@@ -85,8 +85,8 @@ def segment_review(
     missing = [c for c in reviewed if c not in rows.columns]
     if missing:
         raise ConfigError(
-            f"segment review: column(s) {shown(missing)} are not in the test rows; "
-            f"choose from {shown([c for c in rows.columns if c != schema.target])}"
+            f"segment review: column(s) {', '.join(missing)} are not in the test rows; "
+            f"choose from {', '.join(c for c in rows.columns if c != schema.target)}"
         )
     y = rows[schema.target].to_numpy(float)
     p = predictions[PREDICTION].to_numpy(float)
