@@ -7,8 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from nbops.cli.common import add_env_args, project_of, registry_of, text_table
+from nbops.cli.common import add_env_args, add_wait_arg, project_of, registry_of, say_waiting, text_table
 from nbops.errors import NbopsError
+from nbops.pipeline.operations import promote_version, rollback_production
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -16,6 +17,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     add_env_args(p)
     p.add_argument("action", choices=["list", "show", "promote", "rollback"])
     p.add_argument("version", nargs="?", help="a version such as v0003 (or 3)")
+    add_wait_arg(p)
     p.set_defaults(func=models)
     p = sub.add_parser("package", help="build the scoring wheel of a version (default: production) into dist/")
     add_env_args(p)
@@ -68,12 +70,16 @@ def models(args: argparse.Namespace) -> int:
     if args.action == "promote":
         if not args.version:
             raise NbopsError("`nbops models promote` needs a VERSION (see `nbops models list`)")
-        version = registry.get(args.version)
-        registry.verify(version.version)
-        previous = registry.promote(version.version, "promoted by hand (nbops models promote)")
+        previous, version = promote_version(
+            registry,
+            args.version,
+            reason="promoted by hand (nbops models promote)",
+            wait=not args.no_wait,
+            on_wait=say_waiting,
+        )
         print(f"production: {previous or 'none'} -> {version.version}")
         return 0
-    before, after = registry.rollback()
+    before, after = rollback_production(registry, wait=not args.no_wait, on_wait=say_waiting)
     print(f"production rolled back: {before} -> {after}")
     return 0
 
