@@ -101,8 +101,14 @@ def project_lock(
             held_shared, depth, handle, record = _HELD[lock]
             _HELD[lock] = (held_shared, depth - 1, handle, record)
         return
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    handle = lock.open("a+")
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        handle = lock.open("a+")
+    except OSError as exc:
+        raise NbopsError(
+            f"cannot write {lock.parent.parent}: {exc.strerror or exc} ({lock}); nbops needs write access to the "
+            "products root to build or change it: give this user write access, or set `root` in env.yaml"
+        ) from None
     mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     try:
         try:

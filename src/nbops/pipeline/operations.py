@@ -30,9 +30,11 @@ def promote_version(
         return registry.promote(chosen.version, reason), chosen
 
 
-def rollback_production(registry: Registry, *, wait: bool = True, on_wait: OnWait | None = None) -> tuple[str, str]:
+def rollback_production(
+    registry: Registry, *, reason: str, wait: bool = True, on_wait: OnWait | None = None
+) -> tuple[str, str]:
     """Put the previous production version back; returns (before, after)."""
     with locks.project_lock(
         products_root(registry) / paths.BUILD_LOCK, command=locks.command_line(), wait=wait, on_wait=on_wait
     ):
-        return registry.rollback()
+        return registry.rollback(reason)
