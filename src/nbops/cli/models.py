@@ -84,6 +84,7 @@ def models(args: argparse.Namespace) -> int:
         registry.verify(version.version)
         print(json.dumps(version.metadata, indent=2, default=str))
         print(f"\nfiles verified against their checksums; card: {version.file('card.html')}")
+        print(f"history: `nbops models history {version.version}`")
         return 0
     if args.action == "promote":
         if not args.version:

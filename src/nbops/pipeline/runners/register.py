@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,8 +11,10 @@ import pandas as pd
 from nbops.config.params import RegisterParams
 from nbops.data.io import write_json
 from nbops.engines import engine_for
+from nbops.files import write_text
 from nbops.pipeline.context import Stage, run_identity
 from nbops.pipeline.runners.common import load_schema, read_json, track
+from nbops.registry.card import history_markdown, model_card_html
 from nbops.registry.gate import GateDecision
 from nbops.registry.publish import register_model, registry_for
 from nbops.registry.store import ModelVersion
@@ -68,8 +69,11 @@ def run_register(stage: Stage[RegisterParams]) -> Registration:
         )
     card = stage.out("card")
     card.mkdir(parents=True, exist_ok=True)
-    for name in ("card.md", "card.html"):
-        shutil.copyfile(version.file(name), card / name)
+    # The version's own card is immutable (checksummed); this copy adds what happened to it since.
+    events = [e for e in registry.history() if version.version in (e.get("version"), e.get("previous"))]
+    markdown = version.file("card.md").read_text() + "\n" + history_markdown(events)
+    write_text(markdown, card / "card.md")
+    write_text(model_card_html(markdown, f"{version.metadata['package']} {version.version}"), card / "card.html")
     write_json(
         {
             "version": version.version,
