@@ -127,6 +127,12 @@ class RegisterParams(ComputeParams):
     """Parameters of the register stage."""
 
     tracking: Literal["offline", "online", "disabled"] = "offline"
+    keep_data_snapshots: int = Field(
+        0,
+        ge=0,
+        description="training-data snapshots the registry keeps for `nbops reproduce` (those of the newest N "
+        "versions, production and candidate always); 0 keeps every one",
+    )
 
 
 class PackageParams(StageParams):

@@ -40,6 +40,21 @@ def git_commit(project: Path) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def git_dirty(project: Path) -> bool | None:
+    """Whether tracked files of the project differ from its commit (None outside a git repository):
+    a version registered from uncommitted changes cannot be rebuilt from its commit alone."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(project), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
+
+
 def lock_sha256(project: Path) -> str | None:
     lock = project / "requirements.lock"
     return hashlib.sha256(lock.read_bytes()).hexdigest() if lock.exists() else None
@@ -75,8 +90,15 @@ def register_model(
     reference_profile: bytes | None = None,
     wandb_run_id: str | None = None,
     run_identity: str | None = None,
+    raw_snapshot: Path | None = None,
+    build_env: dict[str, Any] | None = None,
+    keep_data_snapshots: int = 0,
 ) -> tuple[ModelVersion, bool, bool]:
     """Register the model as a new version, set ``candidate``, and promote it if the gate allows.
+
+    ``raw_snapshot`` (ingest's raw table) is kept content-addressed in the registry and
+    ``build_env`` (the values the build ran with) recorded, so that ``nbops reproduce`` can rebuild
+    the version from what it recorded.
 
     Returns:
         (version, newly created, promoted to production).
@@ -110,7 +132,9 @@ def register_model(
             for k in ("source", "source_sha256", "fingerprint", "rows_read", "rows_valid", "rows_quarantined")
         },
         "git_commit": git_commit(project),
+        "git_dirty": git_dirty(project),
         "lock_sha256": lock_sha256(project),
+        "build_env": build_env,
         "wandb_run_id": wandb_run_id,
         "run_identity": run_identity,
     }
@@ -122,7 +146,10 @@ def register_model(
             "card.html": model_card_html(md, f"{meta['package']} {meta['version']}").encode(),
         }
 
+    if raw_snapshot is not None:
+        metadata["data"]["snapshot"] = registry.keep_data(raw_snapshot, ingest_summary["source_sha256"])
     version, created = registry.register(files, metadata, derived=card)
+    registry.prune_data(keep_data_snapshots)
     registry.set_candidate(
         version.version, "registered by the pipeline" if created else "re-registered (identical model)"
     )

@@ -9,10 +9,11 @@ from typing import Any
 import pandas as pd
 
 from nbops.config.params import RegisterParams
+from nbops.config.spec import load_env
 from nbops.data.io import write_json
 from nbops.engines import engine_for
 from nbops.files import write_text
-from nbops.pipeline.context import Stage, run_identity
+from nbops.pipeline.context import Stage, env_file_in_use, run_identity
 from nbops.pipeline.runners.common import load_schema, read_json, track
 from nbops.registry.card import history_markdown, model_card_html
 from nbops.registry.gate import GateDecision
@@ -29,6 +30,16 @@ class Registration:
     promoted: bool
     gate: GateDecision
     aliases: dict[str, Any]
+
+
+# Values that name this machine's folders, not what the model was built from.
+NOT_RECORDED = ("root", "here", "cwd", "user", "data_version")
+
+
+def recorded_env(stage: Stage[RegisterParams]) -> dict[str, Any]:
+    """The env values this build ran with, as ``nbops reproduce`` needs them (paths of this machine left out)."""
+    env = load_env(stage.project, env_file_in_use())
+    return {k: v for k, v in env.items() if k not in NOT_RECORDED}
 
 
 def run_register(stage: Stage[RegisterParams]) -> Registration:
@@ -57,6 +68,9 @@ def run_register(stage: Stage[RegisterParams]) -> Registration:
             reference_profile=(json.dumps(profile.to_dict()) + "\n").encode(),
             wandb_run_id=run.run_id,
             run_identity=run_identity("train"),  # the training run that made this model
+            raw_snapshot=stage.inp("ingest", "raw"),
+            build_env=recorded_env(stage),
+            keep_data_snapshots=stage.params.keep_data_snapshots,
         )
         aliases = registry.aliases()
         names = [a for a in ("candidate", "production") if aliases.get(a) == version.version]
