@@ -47,7 +47,8 @@ class IngestParams(StageParams):
     """Parameters of the ingest stage: where the raw table comes from and how to read it."""
 
     data: str = Field("simulate", description="'simulate' for the built-in credit-risk table, or a CSV/Parquet path")
-    rows: int = Field(100_000, ge=100, description="rows to simulate when data is 'simulate'")
+    # 50 million simulated rows take ~20 GB in memory; more is refused before a kernel starts
+    rows: int = Field(100_000, ge=100, le=50_000_000, description="rows to simulate when data is 'simulate'")
     seed: int = Field(42, ge=0, description="random seed for simulation, splits and training")
     target: str = Field("default", min_length=1, description="name of the target column")
     task_type: TaskType = Field("auto", description="binary or regression; auto infers it from the target")
@@ -150,7 +151,7 @@ class BatchScoreParams(ComputeParams):
         "simulate", description="'simulate' scores a simulated monthly batch; otherwise the test split is scored"
     )
     batch: int = Field(1, ge=1, description="which month after the training history to simulate")
-    batch_rows: int = Field(10_000, ge=1)
+    batch_rows: int = Field(10_000, ge=1, le=50_000_000)
     # Ploomber renders "none" as None; both mean no drift.
     batch_drift: Literal["none", "shock", "gradual", "new-category", "concept"] | None = "none"
     seed: int = Field(42, ge=0)
@@ -168,7 +169,7 @@ class MonitorParams(ComputeParams):
     production_months: int = Field(
         12, ge=1, le=120, description="months after the training history to simulate and monitor"
     )
-    production_rows: int = Field(5000, ge=1, description="rows per simulated month")
+    production_rows: int = Field(5000, ge=1, le=50_000_000, description="rows per simulated month")
     drift_schedule: list[Scenario | None] = Field(
         default_factory=list,
         description="the drift scenario of each production month, in order; missing months have none",
