@@ -145,7 +145,7 @@ def evaluate_model(
             confusion(y, p, len(classes)), index=pd.Index(classes, name="true"), columns=pd.Index(classes)
         )
         figures = multiclass_figures(y, p, classes, target=schema.target, confusion_counts=confusion_frame)
-        figures["shap_importance"] = importance_figure(importance)
+        figures["shap_importance"] = importance_figure(importance, xlabel="mean |SHAP value|, summed over the classes")
         figures["shap_summary"] = shap_per_class_figure(importance, classes)
     else:
         importance = shap_importance(contrib, transform.feature_names)
@@ -240,12 +240,12 @@ def shap_importance(contrib: np.ndarray, names: list[str], classes: list[str] | 
     )
 
 
-def importance_figure(importance: pd.DataFrame, top: int = 20) -> Figure:
+def importance_figure(importance: pd.DataFrame, top: int = 20, xlabel: str = "mean |SHAP value|") -> Figure:
     data = importance.head(top).iloc[::-1]
     fig = Figure(figsize=(6, 0.28 * len(data) + 1.2))
     ax = fig.subplots()
     ax.barh(data["feature"], data["mean_abs_shap"], color="#3b6ea8")
-    ax.set_xlabel("mean |SHAP value|")
+    ax.set_xlabel(xlabel)
     ax.set_title("Feature importance (SHAP)")
     fig.tight_layout()
     return fig
