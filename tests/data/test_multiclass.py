@@ -11,7 +11,7 @@ from nbops.data.schema import MAX_CLASSES, ColumnSpec, TableSchema, infer_schema
 from nbops.data.validate import check_split_classes, validate_table
 from nbops.errors import DataError
 from nbops.runtime.schema import class_codes, label_text
-from tests.support.multiclass import PLANS, multiclass_table
+from tests.support.multiclass import PLANS, TARGET, multiclass_table
 
 # --- detection --------------------------------------------------------------------------------
 
@@ -175,3 +175,23 @@ def test_a_class_in_valid_but_not_in_train_is_refused_too():
             _schema(), {"train": train, "valid": pd.DataFrame({"plan": ["premium"]}), "test": train}, file="f"
         )
     check_split_classes(_schema(), {"train": train, "valid": train, "test": train}, file="f")  # all there: fine
+
+
+def test_the_features_stage_refuses_a_class_that_only_the_latest_months_have(tmp_path):
+    from nbops.config.params import FeaturesParams
+    from nbops.features.build import build_features
+
+    df = multiclass_table(600, months=10)
+    df.loc[df["month"] >= "2024-10", TARGET] = "enterprise"  # a plan launched in the last month
+    schema = infer_schema(df, dataset="plans", target=TARGET, file="plans.csv")
+    assert "enterprise" in schema.classes
+    valid = tmp_path / "valid.parquet"
+    validate_table(df, schema, file="plans.csv").valid.to_parquet(valid)
+    out = {name: tmp_path / f"{name}.parquet" for name in ("train", "valid", "test")}
+    out.update(transform=tmp_path / "transform.json", summary=tmp_path / "summary.json")
+    with pytest.raises(DataError) as info:
+        build_features(FeaturesParams(), schema=schema, valid_rows=valid, out=out)
+    text = str(info.value)
+    assert "a class of the test split never appears in the training split" in text
+    assert "'enterprise' in" in text and str(valid) in text
+    assert not out["train"].exists()  # refused before any split is written
