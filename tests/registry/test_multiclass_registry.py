@@ -103,6 +103,30 @@ def test_the_card_names_the_classes_and_the_multiclass_metrics():
     assert weakest.index("east") < weakest.index("north")  # the highest log loss is the weakest
 
 
+def test_a_class_name_from_the_data_reaches_the_card_escaped():
+    from nbops.dashboards.widgets import card_html
+    from nbops.registry.card import model_card_html
+
+    hostile = "a`<img src=x onerror=alert(1)>"
+    metadata = {
+        "package": "p",
+        "version": "v1",
+        "dataset": "d",
+        "target": "t",
+        "task_type": "multiclass",
+        "classes": [hostile, "b"],
+        "metrics": {},
+        "data": {"source": "d.csv", "rows_valid": 1, "rows_read": 1, "rows_quarantined": 0, "fingerprint": "f"},
+        "split": {"method": "random", "splits": {}},
+        "features": [],
+        "created_at": "now",
+        "model_sha256": "0",
+    }
+    card = model_card_markdown(metadata, pd.DataFrame())
+    for page in (model_card_html(card, "p v1"), card_html(card)):
+        assert "<img" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+
+
 def test_the_dask_engine_refuses_a_multiclass_model_naming_the_engine(trained, tmp_path):
     engine = DaskEngine(ComputeParams(engine="dask"))
     with pytest.raises(ConfigError) as info:

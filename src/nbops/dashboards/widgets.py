@@ -562,8 +562,12 @@ def model_dashboard(data: DashboardData) -> w.Widget:
     children.append(
         section(
             "What drives the predictions (SHAP)",
-            "Mean absolute SHAP value per feature on a sample of the test split (hover a bar for its value), then how "
-            "each feature's values push the score.",
+            "Mean absolute SHAP value per feature on a sample of the test split (hover a bar for its value), then "
+            + (
+                "what each feature does for each class."
+                if meta["task_type"] == "multiclass"
+                else "how each feature's values push the score."
+            ),
         )
     )
     if importance and importance.exists():

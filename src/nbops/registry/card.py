@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pandas as pd
@@ -15,6 +16,15 @@ def markdown_table(df: pd.DataFrame) -> str:
     for row in df.itertuples(index=False):
         lines.append("| " + " | ".join(_cell(v, col) for v, col in zip(row, cols, strict=True)) + " |")
     return "\n".join(lines)
+
+
+def code_span(text: str) -> str:
+    """``text`` as a Markdown code span, whatever it holds: fenced by one backtick more than its
+    longest run of backticks, so a class name from the data can never end the span (and its HTML is
+    always escaped where the card is rendered)."""
+    runs = [len(r) for r in re.findall(r"`+", text)]
+    fence = "`" * (max(runs, default=0) + 1)
+    return f"{fence} {text} {fence}" if runs or text.startswith(" ") else f"{fence}{text}{fence}"
 
 
 def _cell(value: object, column: str) -> str:
@@ -47,7 +57,7 @@ def model_card_markdown(metadata: dict[str, Any], segments: pd.DataFrame) -> str
             if task == "binary"
             else (
                 f"It returns a probability for each of its {len(metadata.get('classes') or [])} classes ("
-                + ", ".join(f"`{c}`" for c in metadata.get("classes") or [])
+                + ", ".join(code_span(str(c)) for c in metadata.get("classes") or [])
                 + ") and the most likely one. "
             )
             if task == "multiclass"
