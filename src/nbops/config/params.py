@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from nbops.errors import ConfigError
 
-TaskType = Literal["auto", "binary", "regression"]
+TaskType = Literal["auto", "binary", "multiclass", "regression"]
 
 
 class StageParams(BaseModel):
@@ -51,7 +51,9 @@ class IngestParams(StageParams):
     rows: int = Field(100_000, ge=100, le=50_000_000, description="rows to simulate when data is 'simulate'")
     seed: int = Field(42, ge=0, description="random seed for simulation, splits and training")
     target: str = Field("default", min_length=1, description="name of the target column")
-    task_type: TaskType = Field("auto", description="binary or regression; auto infers it from the target")
+    task_type: TaskType = Field(
+        "auto", description="binary, multiclass (3 to 50 classes) or regression; auto infers it from the target"
+    )
     time_column: str | None = Field(
         "auto", description="column ordering the rows in time; 'auto' detects one, 'none' (or null) for a random split"
     )
@@ -114,6 +116,12 @@ class EvaluateParams(StageParams):
         0.005,
         ge=0,
         description="how much worse than production a candidate may be on the gate metric and still be promoted",
+    )
+    gate_metric: str = Field(
+        "auto",
+        min_length=1,
+        description="the test metric the promotion gate compares; auto: roc_auc (binary), log_loss (multiclass), "
+        "rmse (regression)",
     )
 
     segment_columns: list[str] = Field(

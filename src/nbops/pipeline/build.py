@@ -483,12 +483,12 @@ def summary_text(outcomes: list[TaskOutcome], checked: CheckedProject) -> str:
 def gate_note(gate: Mapping[str, Any], registration: Mapping[str, Any]) -> str | None:
     """A line for the summary when the gate's decision deserves attention: the new production model
     is worse than the one it replaced (within the tolerance), or the candidate was kept out."""
-    from nbops.modeling.metrics import GATE_METRIC
+    from nbops.modeling.metrics import HIGHER_IS_BETTER
 
     previous, metric = gate.get("production_version"), gate.get("metric")
     if previous is None or gate.get("production") is None or metric is None:
         return None
-    higher = next((h for m, h in GATE_METRIC.values() if m == metric), True)
+    higher = HIGHER_IS_BETTER.get(str(metric), True)
     change = (gate["candidate"] - gate["production"]) * (1 if higher else -1)
     version = registration.get("version")
     if gate.get("promote") and registration.get("aliases", {}).get("production") == version and change < 0:

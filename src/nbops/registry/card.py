@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from nbops.modeling.metrics import HEADLINE
+from nbops.modeling.metrics import HEADLINE, HIGHER_IS_BETTER, MEANING
 
 
 def code(text: object) -> str:
@@ -62,10 +62,13 @@ def model_card_markdown(metadata: dict[str, Any], segments: pd.DataFrame) -> str
     task = metadata["task_type"]
     metrics = metadata["metrics"]
     headline = pd.DataFrame({"metric": HEADLINE[task], "test": [metrics.get(k) for k in HEADLINE[task]]})
+    if task == "multiclass":  # the metrics' names are less familiar: say what each measures
+        headline["what it measures"] = [MEANING[k] for k in HEADLINE[task]]
     seg_cols = ["segment", "level", "rows"] + [m for m in HEADLINE[task] if m in segments.columns][:3]
     weakest = segments.dropna(subset=[seg_cols[3]]) if len(seg_cols) > 3 and not segments.empty else segments
     if not weakest.empty and len(seg_cols) > 3:
-        weakest = weakest.sort_values(seg_cols[3], ascending=task == "binary").head(5)
+        # the weakest first: the lowest of a metric where higher is better, the highest of a loss
+        weakest = weakest.sort_values(seg_cols[3], ascending=HIGHER_IS_BETTER.get(seg_cols[3], True)).head(5)
     gate = metadata.get("gate", {})
     lines = [
         f"# Model card: {metadata['package']} {metadata['version']}",
@@ -76,6 +79,12 @@ def model_card_markdown(metadata: dict[str, Any], segments: pd.DataFrame) -> str
             "It returns a probability of the positive class, for ranking and thresholding by a reviewer who owns the "
             "decision. "
             if task == "binary"
+            else (
+                f"It returns a probability for each of its {len(metadata.get('classes') or [])} classes ("
+                + ", ".join(code(c) for c in metadata.get("classes") or [])
+                + ") and the most likely one. "
+            )
+            if task == "multiclass"
             else "It returns a point estimate of the target. "
         )
         + "It is not validated for populations, products or periods outside its training data, and it must not be the "

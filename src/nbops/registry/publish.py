@@ -21,13 +21,17 @@ from nbops.runtime.schema import FieldSpec, InputSchema
 
 def input_schema(schema: TableSchema) -> InputSchema:
     """The scoring contract: feature fields as declared (types, ranges, categories, nullability);
-    identifiers and the time column may be sent along and are echoed, never modelled."""
+    identifiers and the time column may be sent along and are echoed, never modelled. A multiclass
+    contract carries the classes in the order of the model's outputs (whole numbers as integers)."""
     fields = [
         FieldSpec(c.name, "numeric" if c.kind == "numeric" else "categorical", c.nullable, c.min, c.max, c.categories)
         for c in schema.features
     ]
     passthrough = [c.name for c in schema.by_role("id", "time")]
-    return InputSchema(fields, passthrough)
+    classes: list[Any] | None = None
+    if schema.task_type == "multiclass":
+        classes = [int(c) for c in schema.classes] if schema.integer_classes else list(schema.classes)
+    return InputSchema(fields, passthrough, classes=classes)
 
 
 def git_commit(project: Path) -> str | None:
@@ -120,6 +124,7 @@ def register_model(
         "target": schema.target,
         "task_type": schema.task_type,
         "positive_class": schema.positive_class,
+        **({"classes": schema.classes} if schema.task_type == "multiclass" else {}),
         "features": json.loads(transform_file.read_text())["feature_names"],
         "excluded_columns": [c.name for c in schema.by_role("id", "pii", "ignore")],
         "metrics": metrics,

@@ -48,7 +48,10 @@ def run_register(stage: Stage[RegisterParams]) -> Registration:
     gate = GateDecision(**read_json(stage.inp("evaluate", "gate")))
     registry = registry_for(stage.registry, schema.dataset)
     profile = engine_for(stage.params).reference_profile(
-        stage.inp("features", "train"), stage.inp("features", "transform"), stage.inp("train", "model")
+        stage.inp("features", "train"),
+        stage.inp("features", "transform"),
+        stage.inp("train", "model"),
+        schema.classes or None,
     )
     train = read_json(stage.inp("train", "summary"))
     with track(stage) as run:
