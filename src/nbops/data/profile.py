@@ -24,6 +24,14 @@ def fingerprint(df: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
+def _distinct(s: pd.Series) -> int:
+    """Distinct values; lists and records (Parquet list/struct columns) are counted by their text."""
+    try:
+        return int(s.nunique(dropna=True))
+    except TypeError:  # unhashable values
+        return int(s.dropna().map(repr).nunique())
+
+
 def profile_table(df: pd.DataFrame, schema: TableSchema) -> dict[str, Any]:
     """Per-column statistics for the report; private (pii) columns are not in ``df`` at all.
 
@@ -40,7 +48,7 @@ def profile_table(df: pd.DataFrame, schema: TableSchema) -> dict[str, Any]:
             "kind": spec.kind,
             "role": spec.role,
             "missing_rate": float(s.isna().mean()),
-            "distinct": int(s.nunique(dropna=True)),
+            "distinct": _distinct(s),
         }
         if spec.kind == "numeric" or (spec.role == "target" and pd.api.types.is_numeric_dtype(s)):
             v = s.to_numpy(dtype=float, na_value=np.nan)

@@ -210,6 +210,7 @@ def infer_task_type(target: pd.Series, *, file: str, column: str) -> tuple[TaskT
     if values.empty:
         raise DataError("the target column has no values", file=file, column=column, expected="a label on most rows")
     numeric = pd.to_numeric(values, errors="coerce")
+    numeric = numeric.where(np.isfinite(numeric.astype("float64")))  # inf: quarantined, never a class or a scale
     is_numeric = numeric.notna().mean() >= PARSE_SHARE
     uniques = pd.unique(numeric.dropna() if is_numeric else values.astype(str))
     if len(uniques) == 1:
@@ -261,6 +262,27 @@ def class_order(values: pd.Series) -> tuple[list[str], bool]:
     if len(present) and numeric.notna().all() and bool(np.all(np.mod(numeric.astype(float), 1) == 0)):
         return [str(int(v)) for v in sorted(set(numeric.astype(float)))], True
     return sorted(set(label_text(present).tolist())), False
+
+
+_INDEX_HEADER = re.compile(r"(Unnamed: \d+|index|)", re.I)
+
+
+def looks_like_row_index(name: object, series: pd.Series) -> bool:
+    """A row number saved with the table (pandas' ``to_csv`` default, R's ``write.csv``): a blank,
+    ``Unnamed: N`` or ``index`` header over unique consecutive integers from 0 or 1."""
+    if not _INDEX_HEADER.fullmatch(str(name).strip()) or series.isna().any() or len(series) < 2:
+        return False
+    numbers = pd.to_numeric(series, errors="coerce")
+    if numbers.isna().any() or not np.all(np.mod(numbers, 1) == 0):
+        return False
+    steps = np.diff(numbers.to_numpy(dtype="float64"))
+    return bool(numbers.iloc[0] in (0, 1) and np.all(steps == 1))
+
+
+def holds_containers(series: pd.Series) -> bool:
+    """Whether a column holds lists, arrays or records (Parquet list/struct columns)."""
+    sample = series.dropna().head(100)
+    return bool(len(sample)) and all(isinstance(v, list | tuple | dict | np.ndarray) for v in sample)
 
 
 def infer_schema(
@@ -343,6 +365,19 @@ def infer_schema(
             continue
         if name in id_columns:
             columns.append(ColumnSpec(name, "text", "id", nullable=nullable))
+            continue
+        if looks_like_row_index(name, series):
+            columns.append(ColumnSpec(name, "text", "id", nullable=nullable))
+            notes.append(
+                f"'{name}' is a row number written with the table (a blank or 'Unnamed' header, 0, 1, 2, ...) and was "
+                "marked id: a model must not learn from the row order"
+            )
+            continue
+        if holds_containers(series):
+            columns.append(ColumnSpec(name, "text", "ignore", nullable=True))
+            notes.append(
+                f"'{name}' holds lists or records, not single values, and was set to ignore; flatten it to use it"
+            )
             continue
         numeric = as_numeric(series)
         parsed_share = numeric.notna().sum() / max(series.notna().sum(), 1)

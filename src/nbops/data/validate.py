@@ -206,6 +206,10 @@ def _coerce(column: pd.Series, spec: ColumnSpec, schema: TableSchema) -> tuple[p
         else:
             values = as_numeric(column)
             flag(present & values.isna(), lambda v: name + ": " + v.map(repr) + " is not a number")
+            # inf or -inf: no model can learn or be scored against an infinite outcome
+            infinite = present & values.notna() & ~np.isfinite(values.astype("float64"))
+            flag(infinite, lambda v: name + ": " + v + " is not a finite number", values)
+            values = values.where(~infinite)
         flag(~present, f"{name}: target is missing")
         return values, problems
     if not spec.nullable:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,22 @@ class TrainResult:
     summary: dict[str, Any]
 
 
+def lightgbm_feature_names(names: list[str]) -> list[str]:
+    """Feature names as LightGBM stores them: it refuses ``"``, ``,``, ``:``, brackets and braces
+    (JSON's special characters) and rewrites spaces. Inside the model file each name is reduced to
+    letters, digits and ``_`` (and kept unique); reports, SHAP and the scoring API keep the user's
+    names, which follow the transform's ``feature_names`` by position."""
+    out: list[str] = []
+    for name in names:
+        safe = re.sub(r"[^0-9A-Za-z_]+", "_", str(name)).strip("_") or "feature"
+        candidate, n = safe, 1
+        while candidate in out:
+            n += 1
+            candidate = f"{safe}_{n}"
+        out.append(candidate)
+    return out
+
+
 def train_model(
     params: TrainParams,
     *,
@@ -100,7 +117,7 @@ def train_model(
     dtrain = lgb.Dataset(
         x_train,
         label=schema.target_codes(train_rows[schema.target]),
-        feature_name=transform.feature_names,
+        feature_name=lightgbm_feature_names(transform.feature_names),
         categorical_feature=categorical,
         free_raw_data=False,
     )

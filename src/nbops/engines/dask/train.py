@@ -49,7 +49,7 @@ from nbops.config.params import TrainParams
 from nbops.data.io import write_json
 from nbops.data.schema import TableSchema
 from nbops.files import write_text
-from nbops.modeling.train import TrainResult, booster_params
+from nbops.modeling.train import TrainResult, booster_params, lightgbm_feature_names
 from nbops.progress import Progress
 from nbops.runtime.transform import FeatureTransform
 
@@ -310,7 +310,7 @@ def train_model_dask(
                     eval_X=(train.x, valid.x),  # type: ignore[arg-type]
                     eval_y=(train.y, valid.y),  # type: ignore[arg-type]
                     eval_names=["train", "valid"],
-                    feature_name=transform.feature_names,
+                    feature_name=lightgbm_feature_names(transform.feature_names),
                     categorical_feature=transform.categorical_indices,
                     callbacks=[_Recorder(token)],
                 )
