@@ -221,12 +221,18 @@ def show_summary(summary: Mapping[str, Any], drop: Iterable[str] = (), root: Pat
 
 
 def note(text: str) -> Any:
-    """A sentence for the reader (Markdown in Jupyter, the plain text elsewhere)."""
+    """A sentence for the reader (Markdown rendered to HTML in Jupyter, the plain text elsewhere).
+
+    Rendered here, with any raw HTML in the text escaped, rather than handed to Jupyter as Markdown
+    (which nbconvert and JupyterLab render with raw HTML live): notes quote data (category values,
+    column names, class labels), and no data-derived string may run as HTML in a report."""
     try:
-        from IPython.display import Markdown
+        from IPython.display import HTML
     except ImportError:  # pragma: no cover - outside Jupyter the text is the note
         return text
-    return Markdown(text)
+    from nbops.registry.card import markdown_html
+
+    return HTML(markdown_html(text))
 
 
 def markdown(text: str, root: Path | str | None = None) -> Any:
@@ -237,10 +243,10 @@ def markdown(text: str, root: Path | str | None = None) -> Any:
 def section(title: str, *bodies: Any) -> None:
     """Display a heading and what follows it (for sections shown only in some runs)."""
     try:
-        from IPython.display import Markdown, display
+        from IPython.display import display
     except ImportError:  # pragma: no cover - outside Jupyter there is nothing to show
         return
-    display(Markdown(f"## {title}"))
+    display(note(f"## {title}"))
     for body in bodies:
         display(body)
 
@@ -396,11 +402,11 @@ def ground_truth_table(truth: pd.DataFrame) -> Styler | Any:
 def show_tables(tables: Mapping[str, pd.DataFrame | Styler | Any]) -> None:
     """Display several tables, each under its name in bold (inside Jupyter; a no-op elsewhere)."""
     try:
-        from IPython.display import Markdown, display
+        from IPython.display import display
     except ImportError:  # pragma: no cover - outside Jupyter there is nothing to show
         return
     for title, body in tables.items():
-        display(Markdown(f"**{title}**"))
+        display(note(f"**{title}**"))
         display(table(body) if isinstance(body, pd.DataFrame) else body)
 
 

@@ -129,12 +129,17 @@ def model_card_markdown(metadata: dict[str, Any], segments: pd.DataFrame) -> str
     return "\n".join(lines) + "\n"
 
 
-def model_card_html(markdown: str, title: str) -> str:
-    """The card as a standalone HTML page."""
+def markdown_html(markdown: str) -> str:
+    """Markdown as HTML with every raw HTML tag in it escaped: a category value or a column name
+    such as ``<script>...`` is shown as text, never run (links to ``javascript:`` are dropped)."""
     import mistune
 
-    # escape=True: any HTML in the text (a category value, a column name) is shown, never run.
-    body = mistune.create_markdown(escape=True, plugins=["table", "strikethrough"])(markdown)
+    return str(mistune.create_markdown(escape=True, plugins=["table", "strikethrough"])(markdown))
+
+
+def model_card_html(markdown: str, title: str) -> str:
+    """The card as a standalone HTML page."""
+    body = markdown_html(markdown)
     style = (
         "body{font-family:system-ui,sans-serif;max-width:900px;margin:2em auto;line-height:1.45}"
         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}code{background:#f4f4f4}"
