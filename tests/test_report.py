@@ -13,6 +13,7 @@ from nbops.report import (
     format_value,
     ground_truth_table,
     monitoring_headline,
+    note,
     relative_text,
     show_summary,
     table,
@@ -91,8 +92,14 @@ def test_summary_keeps_counts_as_integers_beside_floats():
 
 
 def test_empty_tables_are_a_sentence():
-    assert table(pd.DataFrame(), empty="No row was quarantined.").data == "No row was quarantined."
-    assert alerts_table([]).data == "No alert."
+    assert table(pd.DataFrame(), empty="No row was quarantined.").data == "<p>No row was quarantined.</p>\n"
+    assert alerts_table([]).data == "<p>No alert.</p>\n"
+
+
+def test_notes_show_markup_from_the_data_as_text():
+    shown = note("level <script>alert(1)</script> of `x`y` is **low**").data
+    assert "<script>" not in shown and "&lt;script&gt;alert(1)&lt;/script&gt;" in shown
+    assert "<strong>low</strong>" in shown  # the note's own Markdown still renders
 
 
 def test_alerts_are_sorted_by_batch_with_messages_in_full():
