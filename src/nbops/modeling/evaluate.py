@@ -90,7 +90,8 @@ def evaluate_model(
     p = np.asarray(booster.predict(x))  # a dense matrix in, an ndarray out (the union covers sparse input)
     y = test_rows[schema.target].to_numpy(float)
     headline = task_metrics(schema.task_type, y, p)
-    segments = segment_metrics(schema, test_rows, p, params)
+    derived_categories = [n for n, kind in transform.derived.items() if kind == "categorical"]
+    segments = segment_metrics(schema, transform.with_derived(test_rows), p, params, derived_categories)
     contrib = np.asarray(booster.predict(_sample(x, params.shap_sample), pred_contrib=True))
     importance = shap_importance(contrib, transform.feature_names)
     keep = [c.name for c in schema.by_role("id", "time") if c.name in test_rows.columns]
@@ -127,10 +128,19 @@ def _sample(x: np.ndarray, n: int) -> np.ndarray:
     return x[np.sort(idx)]
 
 
-def segment_metrics(schema: TableSchema, rows: pd.DataFrame, p: np.ndarray, params: EvaluateParams) -> pd.DataFrame:
-    """Metrics per level of each segment column (default: categorical features and the time column)."""
+def segment_metrics(
+    schema: TableSchema,
+    rows: pd.DataFrame,
+    p: np.ndarray,
+    params: EvaluateParams,
+    derived_categories: list[str] | None = None,
+) -> pd.DataFrame:
+    """Metrics per level of each segment column (default: categorical features, derived categorical
+    features (``derived_categories``) and the time column). A derived feature named in
+    ``segment_columns`` is a segment like a raw column."""
     columns = params.segment_columns or (
         [c.name for c in schema.features if c.kind == "categorical"]
+        + list(derived_categories or [])
         + ([schema.time_column] if schema.time_column else [])
     )
     y = rows[schema.target].to_numpy(float)

@@ -23,6 +23,19 @@ def _cell(value: object, column: str) -> str:
     return str(value)
 
 
+def derived_line(metadata: dict[str, Any]) -> list[str]:
+    """The card's line on derived features, when the model has some (empty list otherwise)."""
+    derived = metadata.get("derived_features")
+    if not derived:
+        return []
+    code = derived["feature_code"]
+    return [
+        f"- derived features, computed from the raw features by the project's `{code['name']}` (carried in the "
+        f"wheel as `{code['file']}`, sha256 `{code['sha256'][:12]}`): "
+        + ", ".join(f"`{name}` ({kind})" for name, kind in derived["kinds"].items())
+    ]
+
+
 def model_card_markdown(metadata: dict[str, Any], segments: pd.DataFrame) -> str:
     """The card as Markdown."""
     task = metadata["task_type"]
@@ -58,6 +71,7 @@ def model_card_markdown(metadata: dict[str, Any], segments: pd.DataFrame) -> str
             for k, v in metadata["split"]["splits"].items()
         ),
         f"- features ({len(metadata['features'])}): " + ", ".join(f"`{f}`" for f in metadata["features"]),
+        *derived_line(metadata),
         "- never used as features: identifiers and personal data "
         f"({', '.join(metadata.get('excluded_columns', [])) or 'none'})",
         "",
