@@ -285,9 +285,6 @@ def _library_change(old: Mapping[str, str], new: Mapping[str, str]) -> str:
 
 def _project_code_change(old: Mapping[str, str | None], new: Mapping[str, str | None]) -> str:
     changed = sorted(f for f in set(old) | set(new) if old.get(f) != new.get(f))
-    missing = [f for f in changed if f in new and new[f] is None]
-    if missing:
-        return f"feature code missing ({', '.join(missing)})"
     return f"feature code changed ({', '.join(changed)})"
 
 
