@@ -13,7 +13,7 @@ import pytest
 
 from nbops.runtime.derived import FeatureCode, FeatureCodeError
 from nbops.runtime.integrity import FEATURE_CODE_FILE, IntegrityError
-from nbops.runtime.transform import FeatureTransform, frame_of_arrays, slow_frame_of_arrays
+from nbops.runtime.transform import FeatureTransform, frame_of_blocks, slow_frame_of_blocks, text_array
 
 NUMERIC = ["income", "debt", "age"]
 CATEGORICAL = ["grade", "region"]
@@ -132,11 +132,26 @@ def test_the_feature_code_sees_the_same_frame_from_records_as_from_a_dataframe()
 
 def test_the_fast_frame_constructor_equals_pandas_public_one():
     t = fit(GOOD)
-    frame = t.input_frame_records(records_of(table()))
-    arrays = [frame[c].array for c in frame.columns]
-    fast = frame_of_arrays(arrays, frame.columns, len(frame))
-    pd.testing.assert_frame_equal(fast, slow_frame_of_arrays(arrays, frame.columns, len(frame)))
+    frame = t.input_frame(table())
+    numbers = frame[NUMERIC].to_numpy().T.copy()
+    texts = [text_array([None if pd.isna(v) else v for v in frame[c]]) for c in CATEGORICAL]
+    fast = frame_of_blocks(numbers, texts, frame.columns, len(frame))
+    pd.testing.assert_frame_equal(fast, slow_frame_of_blocks(numbers, texts, frame.columns, len(frame)))
+    pd.testing.assert_frame_equal(fast, frame)
     assert fast["grade"].dtype == "str" and fast["income"].dtype == np.float64
+
+
+def test_the_text_array_is_pandas_own_str_array():
+    values = ["a", None, "b"]
+    pd.testing.assert_extension_array_equal(text_array(values), pd.array(values, dtype="str"))
+
+
+def test_records_with_no_numeric_or_no_categorical_feature_still_build_the_frame():
+    df = table()
+    for numeric, categorical in ((["income", "debt"], []), ([], ["grade", "region"])):
+        code = code_of("def n(df):\n    return df[df.columns[0]]\n")
+        t = FeatureTransform.fit(df, numeric, categorical, code=code)
+        pd.testing.assert_frame_equal(t.input_frame_records(records_of(df)), t.input_frame(df))
 
 
 def test_a_client_never_sends_derived_columns_and_one_it_sends_is_recomputed():

@@ -179,7 +179,7 @@ class FeatureCode:
                         function=name,
                         rows=infinite.tolist(),
                         expected="finite numbers, or NaN for a missing value",
-                        found=f"{numbers[infinite[0]]!r} at row {infinite[0]}",
+                        found=f"{_short(numbers[infinite[0]])} at row {infinite[0]}",
                         hint="guard divisions by zero (for example `.where(df['x'] > 0)` on the divisor) so the "
                         "value is NaN",
                     )
@@ -227,7 +227,7 @@ class FeatureCode:
                     rows=[i],
                     expected="each row's value computed from that row's raw features only (serving scores one "
                     "record at a time)",
-                    found=f"{whole!r} with the whole table but {alone!r} for row {i} alone",
+                    found=f"{_short(whole)} with the whole table but {_short(alone)} for row {i} alone",
                     hint="replace a statistic of the table (a mean, a rank, a quantile) by a constant written in "
                     "the function",
                 )
@@ -341,6 +341,9 @@ def same_value(a: Any, b: Any, kind: str) -> bool:
 
 
 def _short(value: Any, limit: int = 80) -> str:
+    """A value as a user wrote it (``inf``, ``0.25``, ``'a'``; never ``np.float64(0.25)``), cut to ``limit``."""
+    if type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+        value = value.item()
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
