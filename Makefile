@@ -118,7 +118,7 @@ lock: install ## Recompile requirements.lock from pyproject.toml and requirement
 
 .PHONY: clean
 clean: ## Remove products (data/, models/, registry/, dist/, reports/ outputs, build/, wandb/); keeps .venv
-	rm -rf build data models registry dist wandb .nbops reports/*.ipynb reports/*.html reports/*.json reports/*.jsonl reports/*.parquet reports/figures env.nbops-build.yaml
+	rm -rf build data models registry dist wandb .nbops reports/*.ipynb reports/*.html reports/*.json reports/*.jsonl reports/*.parquet reports/figures env.nbops-build-*.yaml
 
 .PHONY: help
 help: ## List the targets

@@ -82,10 +82,15 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     dist = base / "dist"
     out: dict = {"shared": shared, "moving": moving, "tampered": tampered, "dist": dist}
     out["aliases_before"] = _aliases(moving)
-    out["promote"] = nbops_in_process(moving, "models", "promote", "v0002")
+    out["promote"] = nbops_in_process(moving, "models", "promote", "v0002", "--reason", "better on the spring cohort")
     out["aliases_after_promote"] = _aliases(moving)
-    out["rollback"] = nbops_in_process(moving, "models", "rollback")
+    out["history_after_promote"] = Registry(moving / "registry" / "credit_risk").history()
+    out["rollback"] = nbops_in_process(moving, "models", "rollback", "--reason", "complaints from branch staff")
     out["aliases_after_rollback"] = _aliases(moving)
+    out["history_after_rollback"] = Registry(moving / "registry" / "credit_risk").history()
+    out["history"] = nbops_in_process(moving, "models", "history")
+    out["history_v2"] = nbops_in_process(moving, "models", "history", "v0002", "--json")
+    out["promote_without_reason"] = nbops_in_process(moving, "models", "promote", "v0003")
     out["list"] = nbops(shared, "models", "list")  # the one real process: the entry point as typed
     out["show"] = nbops_in_process(shared, "models", "show", "v0001")
     out["show_unknown"] = nbops_in_process(shared, "models", "show", "v9")
@@ -140,13 +145,32 @@ def test_models_promote_then_rollback(runs):
     assert "production: v0001 -> v0002" in _ok(runs["promote"])
     after = runs["aliases_after_promote"]
     assert after["production"] == "v0002" and after["candidate"] == "v0002"
-    assert after["history"][-1]["reason"] == "promoted by hand (nbops models promote)"
-    assert after["history"][-1]["previous"] == "v0001"
+    last = runs["history_after_promote"][-1]
+    assert (last["event"], last["version"], last["previous"]) == ("promote", "v0002", "v0001")
+    assert last["reason"] == "better on the spring cohort" and "@" in last["by"]
     assert "production rolled back: v0002 -> v0001" in _ok(runs["rollback"])
     back = runs["aliases_after_rollback"]
     assert back["production"] == "v0001"
-    assert back["history"][-1]["reason"] == "rollback from v0002"
-    assert len(back["history"]) == len(runs["aliases_before"]["history"]) + 2
+    last = runs["history_after_rollback"][-1]
+    assert (last["event"], last["version"], last["reason"]) == ("rollback", "v0001", "complaints from branch staff")
+    assert len(runs["history_after_rollback"]) == len(runs["history_after_promote"]) + 1
+
+
+def test_models_history_says_who_did_what_when_and_why(runs):
+    out = _ok(runs["history"])
+    header = next(line for line in out.splitlines() if line.startswith("at"))
+    assert header.split() == ["at", "event", "version", "previous", "by", "reason"]
+    events = [line.split()[1] for line in out.splitlines()[2:] if line.startswith("20")]
+    assert events == ["register", "register", "register", "promote", "candidate", "promote", "rollback"]
+    assert out.rstrip().endswith("complaints from branch staff")
+    v2 = [json.loads(line) for line in _ok(runs["history_v2"]).splitlines()]
+    assert {e["event"] for e in v2} == {"register", "candidate", "promote", "rollback"}  # v0002 in or out
+
+
+def test_a_production_change_without_a_reason_is_refused(runs):
+    proc = runs["promote_without_reason"]
+    assert proc.returncode != 0 and "needs --reason" in proc.stderr.strip().splitlines()[-1]
+    assert _aliases(runs["moving"])["production"] == "v0001"  # unchanged
 
 
 def test_models_show_on_a_tampered_version_exits_1(runs):

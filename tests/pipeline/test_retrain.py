@@ -241,7 +241,7 @@ def _args(
     project: Path, *, if_needed: bool = True, dry_run: bool = False, sets: list[str] | None = None
 ) -> argparse.Namespace:
     return argparse.Namespace(
-        project=str(project), env="env.test.yaml", set=sets or [], if_needed=if_needed, dry_run=dry_run
+        project=str(project), env="env.test.yaml", set=sets or [], if_needed=if_needed, dry_run=dry_run, no_wait=False
     )
 
 

@@ -131,4 +131,4 @@ def test_registering_the_same_model_again_creates_no_version(ran_in_process: dic
     assert (registration.version.version, registration.created, registration.promoted) == ("v0001", False, False)
     registry = Registry(Path(checked.settings.root) / "registry" / "credit_risk")
     assert [v.version for v in registry.versions()] == ["v0001"]
-    assert registry.aliases()["history"][-1]["reason"] == "re-registered (identical model)"
+    assert registry.history()[-1]["reason"] == "re-registered (identical model)"

@@ -284,7 +284,8 @@ def test_register_model_stores_a_verified_version_with_its_card(tmp_path, git_pr
     assert "<title>credit_risk_model v0001</title>" in html and "<table>" in html
     aliases = registry.aliases()
     assert (aliases["candidate"], aliases["production"]) == ("v0001", "v0001")
-    assert aliases["history"][-1]["reason"].startswith("promotion gate: no production model yet")
+    assert registry.history()[-1]["reason"].startswith("promotion gate: no production model yet")
+    assert [e["event"] for e in registry.history()] == ["register", "candidate", "promote"]
     # the registered folder loads and scores like the model that was trained
     model = ScoringModel.from_folder(version.path)
     expected = lgb.Booster(model_file=str(model_file)).predict(FeatureTransform.load(transform_file).transform(df))
@@ -303,8 +304,9 @@ def test_register_model_again_and_a_held_candidate(tmp_path, git_project):
         decide("binary", {"roc_auc": 0.8}, {"roc_auc": 0.8}, "v0001", 0.005),
     )
     assert (again[0].version, again[1], again[2]) == ("v0001", False, False)
-    assert registry.aliases()["history"][-1] == {
-        **registry.aliases()["history"][-1],
+    assert registry.history()[-1] == {
+        **registry.history()[-1],
+        "event": "candidate",
         "alias": "candidate",
         "reason": "re-registered (identical model)",
     }
@@ -316,6 +318,29 @@ def test_register_model_again_and_a_held_candidate(tmp_path, git_project):
     aliases = registry.aliases()
     assert (aliases["candidate"], aliases["production"]) == ("v0002", "v0001")
     assert "keep production" in version.file("card.md").read_text()
+
+
+def test_a_gate_decided_against_another_production_is_not_applied(tmp_path, git_project):
+    """The rollback that a build undid: evaluate compared with v0002, an operator rolled production
+    back to v0001 since, and register must not act on that gate."""
+    registry = Registry(tmp_path / "registry" / "credit_risk")
+    first = _products(tmp_path / "m1", rounds=5)
+    _register(registry, git_project, *first[:2], decide("binary", {"roc_auc": 0.8}, None, None, 0.005))
+    second = _products(tmp_path / "m2", rounds=9)
+    _register(registry, git_project, *second[:2], decide("binary", {"roc_auc": 0.85}, {"roc_auc": 0.8}, "v0001", 0.005))
+    third = _products(tmp_path / "m3", rounds=13)
+    stale = decide("binary", {"roc_auc": 0.9}, {"roc_auc": 0.85}, "v0002", 0.005)  # decided while v0002 was production
+    assert registry.rollback("v0002 approves too many thin files") == ("v0002", "v0001")
+    version, created, promoted = _register(registry, git_project, *third[:2], stale)
+    assert (version.version, created, promoted) == ("v0003", True, False)
+    assert registry.aliases()["production"] == "v0001"  # the operator's rollback stands
+    last = registry.history()[-1]
+    assert last["event"] == "gate-not-applied" and last["version"] == "v0003" and last["production"] == "v0001"
+    assert "the gate compared with v0002, but production is v0001 now" in last["reason"]
+    events = [(e["event"], e["version"]) for e in registry.history()]
+    assert ("rollback", "v0001") in events and events.count(("register", "v0003")) == 1
+    rollback = next(e for e in registry.history() if e["event"] == "rollback")
+    assert rollback["reason"] == "v0002 approves too many thin files" and "@" in rollback["by"]
 
 
 def test_lineage_outside_a_git_repository_is_unknown(tmp_path):

@@ -83,7 +83,7 @@ def _listing(reg: Registry) -> list[str]:
 
 def test_empty_registry_has_no_versions_and_no_aliases(reg):
     assert reg.versions() == []
-    assert reg.aliases() == {"history": []}
+    assert reg.aliases() == {} and reg.history() == []
     assert reg.alias("production") is None
 
 
@@ -343,7 +343,10 @@ def test_set_candidate_and_promote_record_history_with_reasons(reg, models):
     assert reg.promote("v0002", "better auc") == "v0001"
     data = json.loads((reg.root / "aliases.json").read_text())
     assert data["candidate"] == "v0002" and data["production"] == "v0002"
-    history = [{k: e[k] for k in ("alias", "version", "previous", "reason")} for e in data["history"]]
+    assert set(data) == {"candidate", "production"}  # the pointers; the events are in history.jsonl
+    events = [e for e in reg.history() if e["event"] != "register"]
+    assert [e["event"] for e in events] == ["candidate", "promote", "candidate", "promote"]
+    history = [{k: e[k] for k in ("alias", "version", "previous", "reason")} for e in events]
     assert history == [
         {
             "alias": "candidate",
@@ -355,7 +358,8 @@ def test_set_candidate_and_promote_record_history_with_reasons(reg, models):
         {"alias": "candidate", "version": "v0002", "previous": "v0001", "reason": "registered"},
         {"alias": "production", "version": "v0002", "previous": "v0001", "reason": "better auc"},
     ]
-    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", e["at"]) for e in data["history"])
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", e["at"]) for e in events)
+    assert all(re.fullmatch(r"[^@\s]+@[^@\s]+", e["by"]) for e in events)  # who: user@host
     assert reg.alias("production").version == "v0002"
     assert Registry(reg.root).aliases() == data
 
@@ -372,8 +376,8 @@ def test_promote_unknown_version_raises_and_changes_nothing(reg, models):
 def test_unknown_alias_raises(reg, models):
     _with_versions(reg, models, 1)
     with pytest.raises(RegistryError, match="unknown alias 'staging'.*candidate, production"):
-        reg._set("staging", "v0001", "by hand")
-    assert reg.aliases() == {"history": []}
+        reg._set("staging", "v0001", "by hand", "promote")
+    assert reg.aliases() == {} and {e["event"] for e in reg.history()} == {"register"}
 
 
 def test_rollback_walks_back_the_promotion_history(reg, models):
@@ -387,7 +391,7 @@ def test_rollback_walks_back_the_promotion_history(reg, models):
     with pytest.raises(RegistryError, match="nothing to roll back to"):
         reg.rollback()
     assert reg.aliases()["production"] == "v0001"
-    reasons = [e["reason"] for e in reg.aliases()["history"] if e["alias"] == "production"]
+    reasons = [e["reason"] for e in reg.history() if e.get("alias") == "production"]
     assert reasons[-2:] == ["rollback from v0003", "rollback from v0002"]
 
 

@@ -17,8 +17,12 @@ from tests.support.project import (
     nbops_in_process,
     output_of,
 )
+from tests.support.user_tasks import EXAMPLE_TASK, add_example_task, readme_block
 
 __all__ = [
+    "EXAMPLE_TASK",
+    "add_example_task",
+    "readme_block",
     "CHROMIUM",
     "CHROMIUM_FLAGS",
     "PROJECT_FILES",

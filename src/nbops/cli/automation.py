@@ -6,7 +6,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from nbops.cli.common import add_env_args, overrides, project_of, registry_of, say
+from nbops.cli.common import add_env_args, add_wait_arg, overrides, project_of, registry_of, say, say_waiting
 from nbops.errors import NbopsError
 
 # `nbops compare` prints the report up to this many lines; the whole of it is in the file.
@@ -32,6 +32,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     add_env_args(p)
     p.add_argument("--if-needed", action="store_true", help="decide from the monitoring history and say why")
     p.add_argument("--dry-run", action="store_true", help="say what would happen, run nothing")
+    add_wait_arg(p)
     p.set_defaults(func=retrain)
     p = sub.add_parser("compare", help="Markdown table of a candidate model against production, overall and by segment")
     add_env_args(p)
@@ -136,6 +137,8 @@ def retrain(args: argparse.Namespace) -> int:
             dry_run=args.dry_run,
             report=say,
             on_event=display,
+            wait=not args.no_wait,
+            on_wait=say_waiting,
         )
     finally:
         display.finish()

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nbops.cli.common import add_env_args, overrides, project_of
+from nbops.cli.common import add_env_args, add_wait_arg, overrides, project_of, say_waiting
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -19,6 +19,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--task", metavar="TASK", help="build only TASK (its upstream products must exist): what each Airflow task runs"
     )
+    add_wait_arg(p)
     p.set_defaults(func=run)
     p = sub.add_parser("why", help="say why a task reran in the last build, or why it would (or would not) run now")
     add_env_args(p)
@@ -99,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
         until=args.until,
         task=args.task,
         on_event=display,
+        wait=not args.no_wait,
+        on_wait=say_waiting,
     )
     display.finish()
     if code != 0:

@@ -24,6 +24,25 @@ def add_env_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override an env key (repeatable)")
 
 
+def add_wait_arg(p: argparse.ArgumentParser) -> None:
+    """``--no-wait``: refuse, rather than wait, when another command holds the project's root."""
+    p.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="when another build, retrain or promotion holds the products root, stop with a message instead of waiting",
+    )
+
+
+def say_waiting(holders: list[Any]) -> None:
+    """One line on stderr while a command waits for the root's lock: who holds it, since when."""
+    who = "; ".join(h.describe() for h in holders) or "another nbops command"
+    print(
+        f"waiting: {who} holds this project's products root; going on when it finishes (Ctrl-C to stop)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def overrides(pairs: list[str]) -> dict[str, Any]:
     """``--set`` pairs as typed values: YAML turns "[a, b]" into a list and "0.1" into a number,
     and ``nbops check`` then validates the types."""

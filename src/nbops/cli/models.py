@@ -6,16 +6,25 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
-from nbops.cli.common import add_env_args, project_of, registry_of, text_table
+from nbops.cli.common import add_env_args, add_wait_arg, project_of, registry_of, say_waiting, text_table
 from nbops.errors import NbopsError
+from nbops.pipeline.operations import promote_version, rollback_production
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("models", help="list, show, promote or roll back registered model versions")
+    p = sub.add_parser(
+        "models", help="list, show, promote or roll back registered model versions; their history of events"
+    )
     add_env_args(p)
-    p.add_argument("action", choices=["list", "show", "promote", "rollback"])
+    p.add_argument("action", choices=["list", "show", "promote", "rollback", "history"])
     p.add_argument("version", nargs="?", help="a version such as v0003 (or 3)")
+    p.add_argument(
+        "--reason", help="why production changes (promote, rollback: required; recorded in the registry's history)"
+    )
+    p.add_argument("--json", action="store_true", help="history: one JSON object per event")
+    add_wait_arg(p)
     p.set_defaults(func=models)
     p = sub.add_parser("package", help="build the scoring wheel of a version (default: production) into dist/")
     add_env_args(p)
@@ -34,9 +43,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def models(args: argparse.Namespace) -> int:
     registry, _ = registry_of(args)
     aliases = registry.aliases()
+    if args.action in ("promote", "rollback") and not (args.reason or "").strip():
+        raise NbopsError(
+            f'`nbops models {args.action}` changes production and needs --reason "...": say why (it is recorded '
+            "in the registry's history with your name and the time; see `nbops models history`)"
+        )
+    if args.action == "history":
+        return _history(registry, args.version, as_json=args.json)
     if args.action == "list":
         versions = registry.versions()
-        if not versions:
+        damaged = registry.damaged()
+        if not versions and not damaged:
             print(f"no model registered yet in {registry.root}; `make run` registers one")
             return 0
         rows = []
@@ -54,7 +71,10 @@ def models(args: argparse.Namespace) -> int:
                 }
             )
         print(f"registry {registry.root}")
-        print(text_table(rows, list(rows[0])))
+        if rows:
+            print(text_table(rows, list(rows[0])))
+        for name, why in damaged.items():
+            print(f"{name}  DAMAGED: {why}; it cannot be promoted, packaged or served", file=sys.stderr)
         return 0
     if args.action == "show":
         version = registry.get(args.version) if args.version else registry.alias("production")
@@ -68,13 +88,52 @@ def models(args: argparse.Namespace) -> int:
     if args.action == "promote":
         if not args.version:
             raise NbopsError("`nbops models promote` needs a VERSION (see `nbops models list`)")
-        version = registry.get(args.version)
-        registry.verify(version.version)
-        previous = registry.promote(version.version, "promoted by hand (nbops models promote)")
+        previous, version = promote_version(
+            registry,
+            args.version,
+            reason=args.reason.strip(),
+            wait=not args.no_wait,
+            on_wait=say_waiting,
+        )
         print(f"production: {previous or 'none'} -> {version.version}")
         return 0
-    before, after = registry.rollback()
+    before, after = rollback_production(
+        registry, reason=args.reason.strip(), wait=not args.no_wait, on_wait=say_waiting
+    )
     print(f"production rolled back: {before} -> {after}")
+    return 0
+
+
+def _history(registry: Any, version: str | None, *, as_json: bool) -> int:
+    """``nbops models history [VERSION] [--json]``: every register, promote, rollback and gate event."""
+    import json
+
+    from nbops.registry.store import version_name
+
+    events = registry.history()
+    if version:
+        name = version_name(version)
+        events = [e for e in events if e.get("version") == name or e.get("previous") == name]
+    if as_json:
+        for event in events:
+            print(json.dumps(event, sort_keys=True))
+        return 0
+    if not events:
+        print(f"no registry events yet in {registry.root}" + (f" for {version}" if version else ""))
+        return 0
+    rows = [
+        {
+            "at": e.get("at", ""),
+            "event": e.get("event", ""),
+            "version": e.get("version", ""),
+            "previous": e.get("previous") or "",
+            "by": e.get("by", ""),
+            "reason": e.get("reason", ""),
+        }
+        for e in events
+    ]
+    print(f"registry {registry.root}")
+    print(text_table(rows, list(rows[0])))
     return 0
 
 

@@ -292,6 +292,9 @@ def validate_params(model: type[M], values: Mapping[str, Any], *, where: str) ->
                 problems.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
                 continue
             expected = describe_expected(model, top) if top in model.model_fields else err["msg"]
+            if err["type"] == "missing":
+                problems.append(f"{where}: '{key}' is required ({expected}) and was not given; add '{key}: ...'")
+                continue
             problems.append(
                 f"{where}: '{key}' expected {expected}, found {err['input']!r} "
                 f"({type(err['input']).__name__}): {err['msg']}"

@@ -19,6 +19,10 @@ STATE_DIR = ".nbops"
 LINEAGE_FILE = ".nbops/lineage.json"
 RETRAIN_STATE = ".nbops/retrain.json"
 LOGS_DIR = ".nbops/logs"
+# Held by a build, a retrain or a promotion of this root (nbops.locks): one writer at a time.
+BUILD_LOCK = ".nbops/build.lock"
+# Held briefly by whoever rewrites the lineage or appends to the build log.
+STATE_LOCK = ".nbops/state.lock"
 BUILD_LOG = "reports/builds.jsonl"
 
 

@@ -112,13 +112,13 @@ def load_env(
     return env
 
 
-def notebook_parameters(source: Path) -> dict[str, Any]:
-    """Names and default values assigned in a notebook's ``parameters`` cell.
-
-    Supports .ipynb and jupytext percent scripts. Values that are not literals map to ``...``.
-    """
+def parameters_cell(source: Path) -> str:
+    """The code of a notebook's ``parameters`` cell (.ipynb or a jupytext percent script)."""
     if source.suffix == ".ipynb":
-        cells = json.loads(source.read_text())["cells"]
+        try:
+            cells = json.loads(source.read_text())["cells"]
+        except (ValueError, KeyError) as exc:
+            raise ConfigError(f"{source}: not a readable notebook ({exc}); open and save it in JupyterLab") from exc
         code = next(
             ("".join(c["source"]) for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])),
             None,
@@ -127,14 +127,32 @@ def notebook_parameters(source: Path) -> dict[str, Any]:
         match = re.search(r"# %%.*parameters.*\n(.*?)(?=\n# %%|\Z)", source.read_text(), re.S)
         code = match.group(1) if match else None
     if code is None:
-        raise ConfigError(f"{source}: no cell tagged 'parameters'; Ploomber needs one to inject values")
+        raise ConfigError(
+            f"{source}: no cell tagged 'parameters'; Ploomber needs one to inject values "
+            "(in JupyterLab: select the cell, open the property inspector, add the tag 'parameters')"
+        )
+    return code
+
+
+def notebook_parameters(source: Path) -> dict[str, Any]:
+    """Names and default values assigned in a notebook's ``parameters`` cell.
+
+    Supports .ipynb and jupytext percent scripts. Values that are not literals map to ``...``;
+    annotated assignments (``threshold: float = 0.5``) count, and one without a value maps to ``...``.
+    """
     found: dict[str, Any] = {}
-    for node in ast.parse(code).body:
+    for node in ast.parse(parameters_cell(source)).body:
+        value: ast.expr | None
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            try:
-                found[node.targets[0].id] = ast.literal_eval(node.value)
-            except ValueError:
-                found[node.targets[0].id] = ...
+            name, value = node.targets[0].id, node.value
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            name, value = node.target.id, node.value
+        else:
+            continue
+        try:
+            found[name] = ast.literal_eval(value) if value is not None else ...
+        except ValueError:
+            found[name] = ...
     return found
 
 

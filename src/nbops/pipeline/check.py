@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nbops.config.params import STAGES, EnvSettings, unknown_key_message, validate_params
+from nbops.config.notebook_params import is_builtin, task_model
+from nbops.config.params import EnvSettings, unknown_key_message, validate_params
 from nbops.config.spec import TaskSpec, load_env, load_tasks, notebook_parameters
 from nbops.errors import ConfigError, missing_column_found
 
@@ -203,21 +204,29 @@ def table_columns(path: Path) -> list[str]:
 def _check_task(task: TaskSpec, names: set[str]) -> list[str]:
     where = f"pipeline.yaml task '{task.name}'"
     problems: list[str] = []
-    model = STAGES.get(task.name)
-    if model is None:
-        return [f"{where}: no parameter model for this stage; known stages: {', '.join(STAGES)}"]
-    # The stage's model is the one home of its parameters: the notebook declares only what Ploomber
-    # needs (upstream, product); any default it shows must be the model's (tests/test_notebooks.py).
-    declared = notebook_parameters(task.source)
-    for key in sorted(set(declared) - INJECTED - set(model.model_fields)):
-        problems.append(
-            f"{task.source.name}: parameter '{key}' is not a field of {model.__name__}; "
-            f"declare it in src/nbops/config/params.py or remove it from the parameters cell"
-        )
+    try:
+        model = task_model(task.name, task.source)
+    except ConfigError as exc:
+        return [f"{where}: {exc}"]
+    if is_builtin(task.name):
+        # A built-in stage's model is the one home of its parameters: the notebook declares only what
+        # Ploomber needs (upstream, product); any default it shows must be the model's (tests/repo).
+        declared = notebook_parameters(task.source)
+        for key in sorted(set(declared) - INJECTED - set(model.model_fields)):
+            problems.append(
+                f"{task.source.name}: parameter '{key}' is not a field of {model.__name__}; "
+                f"declare it in src/nbops/config/params.py or remove it from the parameters cell"
+            )
+        fix = "src/nbops/config/params.py"
+    else:
+        # Your own notebook: its annotated parameters cell is the model.
+        fix = f"the parameters cell of {task.source.name}"
     fields = sorted(model.model_fields)
     for key in task.params:
         if key not in model.model_fields:
-            problems.append(unknown_key_message(key, fields, where=f"{where} params"))
+            problems.append(
+                unknown_key_message(key, fields, where=f"{where} params") + f" (parameters are declared in {fix})"
+            )
     for up in task.upstream:
         if up not in names:
             problems.append(

@@ -30,10 +30,12 @@ from pydantic import BaseModel
 
 from nbops import progress as events
 from nbops.config import paths
-from nbops.config.params import STAGES, StageParams, validate_params
+from nbops.config.notebook_params import is_builtin, task_model
+from nbops.config.params import StageParams, validate_params
 from nbops.config.paths import project_root
 from nbops.config.spec import load_env, load_tasks
 from nbops.errors import ConfigError
+from nbops.tracking import Tracker
 
 INTERACTIVE_ROOT = "build/interactive"
 # Products of an interactive run whose pipeline path is outside the pipeline root go under this
@@ -68,6 +70,8 @@ class Stage(Generic[P]):
     identity: str | None = None
     root: Path | None = None
     pipeline_root: Path | None = None
+    # The W&B run of a task of your own (None for built-in stages, whose runners open their own).
+    run: Tracker | None = None
 
     @property
     def registry(self) -> Path:
@@ -120,7 +124,7 @@ def stage(name: str, namespace: Mapping[str, Any]) -> Stage[Any]:
     # Under `nbops build`: the build's terminal shows this task's progress, and its error last.
     events.set_task(name)
     events.install_failure_hook()
-    model: type[StageParams] = STAGES[name]
+    model = _model_of(name)
     values = {k: namespace[k] for k in model.model_fields if k in namespace}
     params = validate_params(model, values, where=f"notebook '{name}' parameters")
     product = namespace.get("product")
@@ -145,7 +149,7 @@ def stage(name: str, namespace: Mapping[str, Any]) -> Stage[Any]:
         )
         _show_identity(resolved)
         _report_logging(resolved.project)
-        return resolved
+        return _with_run(resolved)
     project = project_root()
     env = load_env(project, env_file_in_use(), overrides={"root": str(project / INTERACTIVE_ROOT)})
     tasks = {t.name: t for t in load_tasks(project, env)}
@@ -169,7 +173,7 @@ def stage(name: str, namespace: Mapping[str, Any]) -> Stage[Any]:
         pipeline_root=interactive_root,
     )
     _show_interactive(resolved, upstream_root=interactive_root)
-    return resolved
+    return _with_run(resolved)
 
 
 def _injected_interactive(
@@ -201,7 +205,45 @@ def _injected_interactive(
         interactive_root,
     )
     _show_interactive(resolved, upstream_root=root)
-    return resolved
+    return _with_run(resolved)
+
+
+def _model_of(name: str) -> type[StageParams]:
+    """A built-in stage's parameter model, or the one a notebook of your own declares in its
+    annotated parameters cell (its source found through pipeline.yaml)."""
+    if is_builtin(name):
+        return task_model(name, Path())
+    project = project_root()
+    tasks = {t.name: t for t in load_tasks(project, load_env(project, env_file_in_use()))}
+    if name not in tasks:
+        raise ConfigError(
+            f"pipeline.yaml has no task named '{name}' (it has {', '.join(tasks)}); "
+            f"add a task with 'name: {name}' and this notebook as its source, or call nbops.stage with its name"
+        )
+    return task_model(name, tasks[name].source)
+
+
+def _with_run(stage: Stage[Any]) -> Stage[Any]:
+    """A task of your own gets its W&B run as a built-in stage does (in the build's group, named by
+    its run identity, its parameters as config): ``stage.run.log_metrics({...})`` in the notebook.
+    Built-in stages open theirs in their runners."""
+    if is_builtin(stage.name):
+        return stage
+    from dataclasses import replace
+
+    from nbops.tracking import start_run
+
+    mode = getattr(stage.params, "tracking", None)
+    if mode is None:
+        mode = (
+            interactive_tracking()
+            if stage.interactive
+            else str(load_env(stage.project, env_file_in_use()).get("tracking", "disabled"))
+        )
+    run = start_run(
+        stage.name, config=stage.params.model_dump(), mode=mode, project_dir=stage.project, identity=stage.identity
+    )
+    return replace(stage, run=run)
 
 
 def env_file_in_use() -> str:

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from nbops import locks
+from nbops.config import paths
 from nbops.errors import NbopsError
 from nbops.pipeline.retrain_state import MONTH, load_state, save_state, state_path
 
@@ -296,12 +298,33 @@ def retrain(
     dry_run: bool,
     report: Report,
     on_event: Callable[[dict[str, Any]], None] | None = None,
+    wait: bool = True,
+    on_wait: Callable[[list[locks.Holder]], None] | None = None,
 ) -> int:
     """``nbops retrain [--if-needed] [--dry-run]``: decide, say why, and run the incremental build.
 
     Without ``if_needed`` the build runs whatever the decision (a forced retrain; only tasks whose
     inputs changed rerun). Returns 0 whether or not it retrained, non-zero when the build failed.
+    The decision and the build happen under the root's build lock (see :func:`nbops.locks.project_lock`):
+    a build or promotion running meanwhile is waited for, so the decision reads what it left.
     """
+    root = Path(_resolve(project, env_file, dict(overrides)).settings.root)
+    with locks.project_lock(root / paths.BUILD_LOCK, command=locks.command_line(), wait=wait, on_wait=on_wait):
+        return _retrain_locked(
+            project, env_file, overrides, if_needed=if_needed, dry_run=dry_run, report=report, on_event=on_event
+        )
+
+
+def _retrain_locked(
+    project: Path,
+    env_file: str,
+    overrides: Mapping[str, Any],
+    *,
+    if_needed: bool,
+    dry_run: bool,
+    report: Report,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+) -> int:
     from nbops.data.ingest import labelled_batch_files, normalise_month
     from nbops.monitoring.history import read_alerts, read_history
 

@@ -136,6 +136,18 @@ def register_model(
     promoted = False
     current = registry.aliases().get("production")
     if gate.promote and current != version.version:
-        registry.promote(version.version, f"promotion gate: {gate.reason}")
-        promoted = True
+        if gate.production_version != current:
+            # Production changed after evaluate compared with it (an operator's promote or rollback):
+            # a gate decided against another model is stale, and the operator's choice stands.
+            registry.record(
+                "gate-not-applied",
+                version.version,
+                f"the gate compared with {gate.production_version or 'no production model'}, but production "
+                f"is {current or 'none'} now; production kept (promote by hand to change it)",
+                gate_production=gate.production_version,
+                production=current,
+            )
+        else:
+            registry.promote(version.version, f"promotion gate: {gate.reason}")
+            promoted = True
     return version, created, promoted

@@ -4,19 +4,25 @@ Layout under ``<root>/registry/<dataset>/``::
 
     versions/v0001/   model.txt, feature_transform.json, input_schema.json, metadata.json,
                       metrics.json, card.md, card.html, MANIFEST.json (SHA-256 of every file)
-    aliases.json      {"candidate": "v0002", "production": "v0001", "history": [...]}
+    aliases.json      {"candidate": "v0002", "production": "v0001"}
+    history.jsonl     one line per event (register, promote, rollback, gate-not-applied): what,
+                      which version, who (user@host), when and why; appended, never rewritten
 
 A version is written into a temporary folder and renamed into place in one step, so a crash never
 leaves half a version; registering the same model twice returns the existing version. Alias changes
-are serialised with a lock file and every change is appended to the history (for rollback).
+are serialised with a lock file and every event is appended to the history (rollback replays it).
+A version is named ``vNNNN`` and nothing else: a name is never a path.
 """
 
 from __future__ import annotations
 
 import fcntl
+import getpass
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -37,6 +43,8 @@ from nbops.runtime.integrity import (
 )
 
 ALIASES = ("candidate", "production")
+HISTORY_FILE = "history.jsonl"
+VERSION_NAME = re.compile(r"v\d{4,}")
 
 
 class RegistryError(NbopsError):
@@ -69,27 +77,57 @@ class Registry:
     # -- reading ------------------------------------------------------------------------------
 
     def versions(self) -> list[ModelVersion]:
+        """The readable versions, oldest first (damaged ones: :meth:`damaged`)."""
+        return [v for v in self._scan() if isinstance(v, ModelVersion)]
+
+    def damaged(self) -> dict[str, str]:
+        """Versions that cannot be read, each with why (a missing or truncated metadata file...)."""
+        return {name: why for name, why in (v for v in self._scan() if isinstance(v, tuple))}
+
+    def _scan(self) -> list[ModelVersion | tuple[str, str]]:
         if not self.versions_dir.exists():
             return []
-        out = []
+        out: list[ModelVersion | tuple[str, str]] = []
         for folder in sorted(self.versions_dir.glob("v[0-9]*")):
-            meta = folder / METADATA_FILE
-            if folder.is_dir() and meta.exists():
-                out.append(ModelVersion(folder.name, folder, json.loads(meta.read_text())))
+            if not folder.is_dir() or not VERSION_NAME.fullmatch(folder.name):
+                continue
+            try:
+                out.append(ModelVersion(folder.name, folder, _read_metadata(folder)))
+            except RegistryError as exc:
+                out.append((folder.name, str(exc)))
         return out
 
     def get(self, version: str) -> ModelVersion:
-        name = version if version.startswith("v") else f"v{int(version):04d}" if version.isdigit() else version
+        """The version named ``version`` (``v0003`` or ``3``); an unknown, malformed or damaged one
+        is a RegistryError saying which versions there are."""
+        name = version_name(version)
         folder = self.versions_dir / name
-        if not (folder / METADATA_FILE).exists():
+        if not folder.is_dir():
             known = ", ".join(v.version for v in self.versions()) or "none yet"
             raise RegistryError(f"no model version '{version}' in {self.root} (registered: {known})")
-        return ModelVersion(name, folder, json.loads((folder / METADATA_FILE).read_text()))
+        return ModelVersion(name, folder, _read_metadata(folder))
+
+    def history(self) -> list[dict[str, Any]]:
+        """Every registry event, oldest first (a registry from before the history file: the alias
+        changes recorded in aliases.json)."""
+        path = self.root / HISTORY_FILE
+        if not path.exists():
+            legacy: list[dict[str, Any]] = self.aliases().get("history", [])
+            return legacy
+        events = []
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                events.append(json.loads(line))
+            except ValueError as exc:  # a line cut by a crash mid-append: the others still count
+                events.append({"event": "damaged", "line": number, "reason": f"unreadable history line: {exc}"})
+        return events
 
     def aliases(self) -> dict[str, Any]:
         path = self.root / "aliases.json"
         if not path.exists():
-            return {"history": []}
+            return {}
         aliases: dict[str, Any] = json.loads(path.read_text())
         return aliases
 
@@ -115,8 +153,15 @@ class Registry:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with (self.root / ".lock").open("w") as fh:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fh = (self.root / ".lock").open("w")
+        except OSError as exc:
+            raise RegistryError(
+                f"cannot write the registry {self.root}: {exc.strerror or exc}; give this user write access to it "
+                "(or set `root` in env.yaml to a folder you can write)"
+            ) from None
+        with fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 yield
@@ -145,7 +190,9 @@ class Registry:
             for existing in self.versions():
                 if existing.metadata.get("model_sha256") == model_sha:
                     return existing, False
-            number = max((v.number for v in self.versions()), default=0) + 1
+            # damaged versions keep their numbers: a new version never takes a damaged one's name
+            taken = [v.number for v in self.versions()] + [int(name[1:]) for name in self.damaged()]
+            number = max(taken, default=0) + 1
             version = f"v{number:04d}"
             meta = {
                 **metadata,
@@ -172,42 +219,62 @@ class Registry:
                     os.chmod(path, 0o444)  # immutable by convention and by permission
                 os.chmod(tmp, 0o755)
                 os.rename(tmp, self.versions_dir / version)  # atomic: the version appears whole or not at all
+                self._append(
+                    {
+                        "event": "register",
+                        "version": version,
+                        "reason": str(metadata.get("registered_by", "registered")),
+                    }
+                )
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
             return self.get(version), True
 
-    def _set(self, alias: str, version: str, reason: str) -> dict[str, Any]:
+    def _set(self, alias: str, version: str, reason: str, event: str) -> dict[str, Any]:
         if alias not in ALIASES:
             raise RegistryError(f"unknown alias '{alias}' (known: {', '.join(ALIASES)})")
         version = self.get(version).version  # "2" and "v0002" name the same version: store one spelling
         data = self.aliases()
         previous = data.get(alias)
+        if "history" in data and not (self.root / HISTORY_FILE).exists():
+            for old in data["history"]:  # the old in-file history moves to the history file, once
+                self._append({"event": _legacy_event(old), **old})
+        data.pop("history", None)
         data[alias] = version
-        data.setdefault("history", []).append(
-            {
-                "alias": alias,
-                "version": version,
-                "previous": previous,
-                "reason": reason,
-                "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            }
-        )
+        self._append({"event": event, "alias": alias, "version": version, "previous": previous, "reason": reason})
         write_json(data, self.root / "aliases.json", sort_keys=False)
         return data
 
+    def record(self, event: str, version: str, reason: str, **details: Any) -> None:
+        """Append an event that moves no alias (a registration, a gate not applied)."""
+        with self._locked():
+            self._append({"event": event, "version": version, "reason": reason, **details})
+
+    def _append(self, event: dict[str, Any]) -> None:
+        """One line at the end of the history, flushed to disk (the caller holds the lock)."""
+        event = {
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "by": f"{getpass.getuser()}@{socket.gethostname()}",
+            **event,
+        }
+        with (self.root / HISTORY_FILE).open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(event, sort_keys=True) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
     def set_candidate(self, version: str, reason: str = "registered") -> None:
         with self._locked():
-            self._set("candidate", version, reason)
+            self._set("candidate", version, reason, "candidate")
 
     def promote(self, version: str, reason: str = "promoted by hand") -> str | None:
         """Make ``version`` production; return the previous production version."""
         with self._locked():
             previous = self.aliases().get("production")
-            self._set("production", version, reason)
+            self._set("production", version, reason, "promote")
             return previous
 
-    def rollback(self) -> tuple[str, str]:
+    def rollback(self, reason: str | None = None) -> tuple[str, str]:
         """Point production back at the version it had before the current one.
 
         Returns:
@@ -220,10 +287,10 @@ class Registry:
                 raise RegistryError(f"nothing to roll back: {self.root} has no production model yet")
             # Replay the history as a stack: a promotion pushes, a rollback pops.
             stack: list[str] = []
-            for event in data.get("history", []):
-                if event["alias"] != "production":
+            for event in self.history():
+                if event.get("alias") != "production":
                     continue
-                if event["reason"].startswith("rollback") and stack:
+                if event.get("event") == "rollback" and stack:
                     stack.pop()
                 elif not stack or stack[-1] != event["version"]:
                     stack.append(event["version"])
@@ -232,5 +299,34 @@ class Registry:
                     f"nothing to roll back to: {current} is the only version left in the production history"
                 )
             target = stack[-2]
-            self._set("production", target, f"rollback from {current}")
+            self._set("production", target, reason or f"rollback from {current}", "rollback")
             return current, target
+
+
+def version_name(version: str) -> str:
+    """``v0003`` for "v0003" or "3"; anything else (a path, a glob) is refused."""
+    text = str(version).strip()
+    if text.isdigit():
+        return f"v{int(text):04d}"
+    if re.fullmatch(r"v\d+", text):
+        return f"v{int(text[1:]):04d}"
+    raise RegistryError(f"'{version}' is not a model version: expected a name such as v0003 (or 3)")
+
+
+def _read_metadata(folder: Path) -> dict[str, Any]:
+    path = folder / METADATA_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RegistryError(f"{folder.name} is damaged: {METADATA_FILE} is missing") from None
+    except ValueError as exc:
+        raise RegistryError(f"{folder.name} is damaged: {METADATA_FILE} is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise RegistryError(f"{folder.name} is damaged: {METADATA_FILE} holds no mapping")
+    return data
+
+
+def _legacy_event(old: Mapping[str, Any]) -> str:
+    if old.get("alias") == "candidate":
+        return "candidate"
+    return "rollback" if str(old.get("reason", "")).startswith("rollback") else "promote"
