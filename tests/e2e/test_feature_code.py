@@ -269,6 +269,37 @@ def test_the_derived_features_are_in_shap_segments_the_profile_and_drift(built: 
     assert "Derived features" in report and "debt_ratio" in report and "tenure_band" in report
 
 
+def test_a_module_importing_what_the_wheel_lacks_fails_the_package_stage_not_a_deployment(tmp_path: Path) -> None:
+    """The build stops at package, with the import named last; the stages before it did their work."""
+    project = copy_project(tmp_path / "project")
+    loans_table(1500).to_csv(project / "loans.csv", index=False)
+    (project / "features.py").write_text(
+        FEATURES.replace("import numpy as np\n", "import numpy as np\nimport sklearn\n")
+    )
+    set_env(
+        project / "env.test.yaml",
+        {
+            "data": "loans.csv",
+            "target": "bad",
+            "time_column": "none",
+            "tracking": "disabled",
+            "feature_code": "features.py",
+        },
+    )
+    proc = nbops(project, "build", "--env", "env.test.yaml", "--until", "package")
+    assert proc.returncode != 0
+    out = output_of(proc)
+    assert "The build failed in task 'package'" in out, out[-3000:]
+    tail = out.strip().splitlines()[-5:]  # the error is the last thing printed
+    assert tail[0] == "error: the feature code imports a module the scoring wheel does not carry", tail
+    assert tail[1].startswith("  where: file ") and "feature_code.py (the project's features.py" in tail[1], tail
+    assert tail[1].endswith(", line 3"), tail
+    assert tail[3] == "  found: import sklearn", tail
+    assert tail[4].startswith("  what to do: "), tail
+    assert (project / ROOT / "models/feature_code.py").exists()  # features ran with it
+    assert not list((project / ROOT / "dist").glob("*.whl"))
+
+
 def test_editing_a_function_reruns_features_and_downstream_and_why_names_the_module(built: Path) -> None:
     """Last in the file: it edits the module and builds again."""
     module = built / "features.py"

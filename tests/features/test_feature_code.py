@@ -229,3 +229,21 @@ def test_check_accepts_a_good_module_and_passes_it_to_the_features_task(project:
     features = next(t for t in checked.tasks if t.name == "features")
     assert features.params["feature_code"] == "features.py"
     assert check_project(project, "env.test.yaml").settings.feature_code is None
+
+
+def test_the_feature_code_product_must_sit_beside_the_transform(tmp_path):
+    (tmp_path / "features.py").write_text(RATIO)
+    with pytest.raises(ConfigError, match="must sit beside its 'transform'"):
+        build_features(
+            FeaturesParams(tracking="disabled", feature_code="features.py"),
+            schema=schema(),
+            valid_rows=valid_rows(tmp_path),
+            out={
+                **{k: tmp_path / f"{k}.parquet" for k in ("train", "valid", "test")},
+                "transform": tmp_path / "models" / "feature_transform.json",
+                "feature_code": tmp_path / "elsewhere" / "feature_code.py",
+                "summary": tmp_path / "summary.json",
+            },
+            project=tmp_path,
+        )
+    assert not (tmp_path / "models" / "feature_transform.json").exists()

@@ -134,7 +134,6 @@ def add_derived_columns(
 def write_feature_code(transform: FeatureTransform, out: dict[str, Path]) -> None:
     """Save the transform and its feature code beside it (the ``feature_code`` product), or a note
     saying there is none."""
-    transform.save(out["transform"])
     target = out.get("feature_code")
     beside = Path(out["transform"]).parent / FEATURE_CODE_FILE
     if target is not None and Path(target).resolve() != beside.resolve():
@@ -142,6 +141,7 @@ def write_feature_code(transform: FeatureTransform, out: dict[str, Path]) -> Non
             f"pipeline.yaml: the features task's product 'feature_code' must sit beside its 'transform' "
             f"({beside}), found {target}; the transform finds its feature code there"
         )
+    transform.save(out["transform"])
     if target is not None and not transform.derived:
         write_text(NO_FEATURE_CODE, beside)
 
