@@ -61,6 +61,7 @@ def test_the_registry_version_and_the_wheel_carry_the_module_unchanged_and_check
     assert shipped[FEATURE_CODE_FILE] == manifest[FEATURE_CODE_FILE]
 
 
+@pytest.mark.slow  # a fresh interpreter importing the wheel (2 s)
 def test_the_wheel_scores_raw_records_with_the_derived_features(model: TinyModel, tmp_path: Path):
     """The wheel on sys.path in a fresh interpreter, with the project folder (which holds a features.py
     that must not be used) as its working directory."""
@@ -164,6 +165,7 @@ def test_drift_of_a_derived_feature_is_measured_from_a_raw_batch(model: TinyMode
     assert "psi__age_band" in moved.row
 
 
+@pytest.mark.slow  # the evaluate stage draws its figures (2 s)
 def test_shap_importance_and_segments_include_the_derived_features(model: TinyModel, tmp_path: Path):
     test = pd.read_parquet(model.splits["test"])
     transform = FeatureTransform.load(model.transform_file)

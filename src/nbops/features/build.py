@@ -18,7 +18,7 @@ from nbops.config.params import FeaturesParams
 from nbops.data.io import write_json, write_parquet, write_text
 from nbops.data.schema import TableSchema, outcome_label
 from nbops.errors import ConfigError, DataError
-from nbops.features.code import feature_code_error, feature_code_path, read_feature_code
+from nbops.features.code import feature_code_error, read_feature_code
 from nbops.features.split import SPLITS, Split, split_rows
 from nbops.runtime.derived import FeatureCode, FeatureCodeError
 from nbops.runtime.integrity import FEATURE_CODE_FILE
@@ -65,8 +65,10 @@ def build_features(
     if params.feature_code:
         folder = project or Path.cwd()
         code = read_feature_code(folder, params.feature_code)
-        file = feature_code_path(folder, params.feature_code)
-        df = add_derived_columns(df, code, numeric, categorical, file, f"ingest's valid rows, {valid_rows.name}")
+        # errors name the file as env.yaml names it (relative to the project folder)
+        df = add_derived_columns(
+            df, code, numeric, categorical, Path(params.feature_code), f"ingest's valid rows, {valid_rows.name}"
+        )
     split = split_rows(
         df,
         time_column=schema.time_column,

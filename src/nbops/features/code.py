@@ -51,7 +51,7 @@ def read_feature_code(project: Path, value: str) -> FeatureCode:
     try:
         return FeatureCode.from_source(source, path.name)
     except FeatureCodeError as exc:
-        raise feature_code_error(exc, path) from None
+        raise feature_code_error(exc, value) from None  # the file as env.yaml names it
 
 
 def feature_code_error(exc: FeatureCodeError, file: Path | str, table: str | None = None) -> DataError:
