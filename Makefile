@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 ENV_FILE ?= env.yaml
-# make run DATA=path/to/table.csv TARGET=column  (any CSV or Parquet with a binary or numeric target)
+# make run DATA=path/to/table.csv TARGET=column  (any CSV or Parquet with a binary, multiclass or numeric target)
 DATA ?=
 TARGET ?=
 ARGS ?=

@@ -305,6 +305,52 @@ def histogram(values: Sequence[float] | np.ndarray | pd.Series, *, title: str, x
     return fig
 
 
+def batch_scores_figure(scored: pd.DataFrame) -> Figure:
+    """The scores of a batch-scored file: a histogram of ``prediction``, or for a multiclass model
+    (``proba_<class>`` columns) the rows per most likely class and each class's probabilities."""
+    from nbops.runtime.model import LABEL_COLUMN, PROBABILITY_PREFIX
+
+    if "prediction" in scored.columns:
+        return histogram(scored["prediction"], title="Scores of the new batch", xlabel="prediction")
+    columns = [c for c in scored.columns if c.startswith(PROBABILITY_PREFIX)]
+    classes = [c.removeprefix(PROBABILITY_PREFIX) for c in columns]
+    fig = Figure(figsize=(9, 3.5))
+    left, right = fig.subplots(1, 2)
+    counts = scored[LABEL_COLUMN].astype("string").value_counts().reindex(classes, fill_value=0)
+    left.bar(classes, counts.to_numpy(), color="#3b6ea8")
+    left.set(xlabel="most likely class", ylabel="rows", title="Predicted class of the new batch")
+    bins = np.linspace(0, 1, 31).tolist()
+    for column, name in zip(columns, classes, strict=True):
+        right.hist(scored[column].to_numpy(dtype=float), bins=bins, histtype="step", linewidth=1.5, label=name)
+    right.set(xlabel="probability of the class", ylabel="rows", title="Class probabilities")
+    right.legend(title="class", fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def show_classes(evaluation: Any) -> None:
+    """The section "By class" of a multiclass model's evaluation: precision, recall and F1 of each
+    class, its one-vs-rest AUC and calibration in brief, and the confusion matrix as a table.
+
+    ``evaluation`` is the evaluate stage's result; for a binary or regression model nothing is shown,
+    not even the heading.
+    """
+    if getattr(evaluation, "task_type", None) != "multiclass":
+        return
+    section(
+        "By class",
+        note(
+            "Each class against the rest on the test split: precision (of the rows predicted as the class, the "
+            "share that are), recall (of the class's rows, the share predicted as it), F1, the one-vs-rest ROC AUC "
+            "of its probability, and its share of the rows against its mean predicted probability (close when the "
+            "class's probability is calibrated)."
+        ),
+        table(evaluation.per_class_table()),
+        note("Confusion matrix: a row per true class, a column per predicted class (the most likely), row counts."),
+        table(evaluation.confusion_table()),
+    )
+
+
 def alerts_table(alerts: Sequence[Mapping[str, Any]], root: Path | str | None = None) -> Styler | Any:
     """The monitoring alerts, by batch, messages in full."""
     if not alerts:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,7 @@ class Tracker:
             return
         import wandb
 
-        artifact = wandb.Artifact(name=name, type=kind, metadata=dict(metadata or {}))
+        artifact = wandb.Artifact(name=artifact_name(name), type=kind, metadata=dict(metadata or {}))
         for path in paths:
             artifact.add_file(str(path))
         self.run.log_artifact(artifact, aliases=list(aliases) or None)
@@ -106,6 +107,13 @@ class Tracker:
 
     def __exit__(self, *exc: object) -> None:
         self.finish()
+
+
+def artifact_name(name: str) -> str:
+    """``name`` as W&B accepts an artifact name (letters, digits, ``-``, ``_``, ``.``; at most 128
+    characters): a data file called ``loans 2024 (final).csv`` logs as ``loans-2024-final-.csv``."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")[:128]
+    return cleaned or "artifact"
 
 
 def start_run(

@@ -43,16 +43,6 @@ def test_regression_for_a_numeric_target_with_many_values():
     assert infer_task_type(y, file="f.csv", column="price") == ("regression", None)
 
 
-@pytest.mark.parametrize("values", [["a", "b", "c", "a"], ["0", "1", "2", "1", "2"]])
-def test_multiclass_target_is_not_supported_yet(values):
-    with pytest.raises(DataError) as info:
-        infer_task_type(pd.Series(values), file="f.csv", column="label")
-    text = str(info.value)
-    assert "not supported yet" in text
-    assert "f.csv" in text and "'label'" in text
-    assert "3 classes" in text
-
-
 @pytest.mark.parametrize("values", [["1", "1", "1"], ["yes", "yes", None]])
 def test_single_class_target_is_refused(values):
     with pytest.raises(DataError) as info:
@@ -237,7 +227,8 @@ def test_load_refuses_an_unknown_role(tmp_path):
     [
         (lambda raw: raw["columns"][0].update(kind="float"), "unknown kind or role"),
         (lambda raw: raw["columns"][0].update(colour="red"), "missing a key or has an unknown one"),
-        (lambda raw: raw.update(task_type="multiclass"), "unsupported task_type"),
+        (lambda raw: raw.update(task_type="ordinal"), "unsupported task_type"),
+        (lambda raw: raw.update(task_type="multiclass"), "a multiclass schema must list its classes"),
         (lambda raw: raw.update(target="z"), "does not list its target"),
         (lambda raw: raw.pop("columns"), "missing a key"),
     ],

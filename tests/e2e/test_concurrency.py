@@ -80,7 +80,9 @@ def test_no_wait_refuses_while_a_build_runs(tmp_path: Path) -> None:
         time.sleep(0.1)
     try:
         refused = nbops(project, "build", "--env", "env.test.yaml", "--no-wait", "--set", "tracking=disabled")
-        promote = nbops(project, "models", "promote", "v0001", "--env", "env.test.yaml", "--no-wait")
+        promote = nbops(
+            project, "models", "promote", "v0001", "--env", "env.test.yaml", "--no-wait", "--reason", "test"
+        )
     finally:
         build.communicate(timeout=600)
     assert refused.returncode != 0 and promote.returncode != 0

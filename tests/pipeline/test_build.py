@@ -23,6 +23,7 @@ from nbops.pipeline.build import (
     failure_text,
     gate_note,
     last_build_record,
+    remove_debris,
     resolve_project,
     summary_text,
     task_outcomes,
@@ -31,6 +32,7 @@ from nbops.pipeline.build import (
 )
 from nbops.pipeline.check import check_project
 from nbops.pipeline.retrain_state import save_state
+from tests.support import nbops, output_of
 
 TASKS = ["ingest", "features", "train", "evaluate", "register", "package", "batch_score", "monitor"]
 
@@ -129,6 +131,16 @@ def test_a_partial_rebuild_says_why_each_task_ran_and_which_were_skipped(ran_in_
     assert f"  train: {why}" in lines and "  evaluate: input from 'train' changed" in lines
     assert not any("never built before" in line for line in lines)
     assert "  (`nbops why TASK` explains any task)" in lines
+
+
+@pytest.mark.slow
+def test_a_partial_build_on_an_empty_root_never_calls_later_tasks_up_to_date(project: Path) -> None:
+    """`--until ingest` on an empty root once printed every later task as "skipped, up to date"."""
+    proc = nbops(project, "build", "--env", "env.test.yaml", "--until", "ingest", "--set", "tracking=disabled")
+    assert proc.returncode == 0, output_of(proc)[-3000:]
+    later = ", ".join(TASKS[1:])
+    assert "Ran 1 of 8 tasks: ingest\n" in proc.stdout and "skipped, up to date" not in proc.stdout
+    assert f"  not part of this build: {later} (never built: {later})" in proc.stdout
 
 
 def test_nothing_ran_is_up_to_date_only_when_every_task_was_built(project: Path) -> None:
@@ -263,3 +275,26 @@ def test_a_task_and_everything_it_depends_on(project: Path) -> None:
     assert upstream_closure(checked, "ingest") == {"ingest"}
     assert upstream_closure(checked, "train") == {"ingest", "features", "train"}
     assert upstream_closure(checked, "package") == {"ingest", "features", "train", "evaluate", "register", "package"}
+
+
+def test_what_a_killed_command_left_is_removed_and_nothing_else(tmp_path: Path) -> None:
+    """`kill -9` during register left versions/.v0005.<random>/, during package a dist/*.tmp."""
+    project, root = tmp_path, tmp_path / "build/test"
+    debris = [
+        project / "env.nbops-build-20261201-101010-abcd.yaml",
+        root / "data/processed/.train.parquet.k3j2.tmp",
+        root / "dist/.credit_risk_model-5-py3-none-any.whl.x9.tmp",
+        root / "registry/credit_risk/versions/.v0005.q1w2e3/model.txt",
+    ]
+    kept = [
+        project / "env.yaml",
+        root / "data/processed/train.parquet",
+        root / "data/processed/notes.tmp",  # a user's file: not nbops' pattern
+        root / "registry/credit_risk/versions/v0004/model.txt",
+    ]
+    for path in debris + kept:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    removed = remove_debris(project, root)
+    assert sorted(map(str, removed)) == sorted(str(p if p.suffix != ".txt" else p.parent) for p in debris)
+    assert all(p.exists() for p in kept) and not any(p.exists() for p in debris)

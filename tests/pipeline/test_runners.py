@@ -132,3 +132,15 @@ def test_registering_the_same_model_again_creates_no_version(ran_in_process: dic
     registry = Registry(Path(checked.settings.root) / "registry" / "credit_risk")
     assert [v.version for v in registry.versions()] == ["v0001"]
     assert registry.history()[-1]["reason"] == "re-registered (identical model)"
+    # the report's card is the version's, with what happened to the version since
+    card = stage_of(checked, "register").product["card"] / "card.md"
+    text = card.read_text()
+    assert text.startswith(registry.get("v0001").file("card.md").read_text())
+    history = text.split("## History\n", 1)[1]
+    assert [line.split(" | ")[1] for line in history.splitlines()[2:]] == [
+        "register",
+        "candidate",
+        "promote",
+        "candidate",
+    ]
+    assert "re-registered (identical model)" in history

@@ -208,6 +208,28 @@ def test_the_installed_command_runs_under_cron_conditions(
     assert log.read_text().rstrip().endswith("previous run still going: skipped")
 
 
+def test_a_hostile_env_file_name_is_echoed_never_run(
+    saved_crontab: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--env 'env$(touch PWN).yaml'` once reached the entry's echo unquoted: cron's shell ran it."""
+    monkeypatch.delenv("NBOPS_PROJECT", raising=False)
+    project = copy_project(tmp_path / "project")
+    hostile = "env$(touch PWN).yaml"
+    shutil.copy(project / "env.test.yaml", project / hostile)
+    calls, fail = tmp_path / "calls.txt", tmp_path / "fail.txt"
+    stub = project / ".venv" / "bin" / "nbops"
+    stub.parent.mkdir(parents=True)
+    stub.write_text(STUB.format(calls=calls, fail=fail))
+    stub.chmod(0o755)
+    assert _schedule(project, "install", "--env", hostile, "--cron", NEVER) == 0
+    command = command_of(_ours(read_crontab())[0])
+    subprocess.run(["/bin/sh", "-c", command], env=CRON_ENV, cwd="/", check=True, timeout=30)
+    assert not list(project.rglob("PWN")) and not Path("/PWN").exists(), "the env name was run as a command"
+    assert calls.read_text().splitlines()[0] == f"{project}|build --env {hostile}"
+    log = (project / "build/test/reports/scheduled.log").read_text()
+    assert f"nbops build, retrain --if-needed ({hostile})" in log
+
+
 def test_the_real_entry_points_at_existing_files(
     saved_crontab: None, project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -107,7 +107,7 @@ def test_markdown_card_has_identity_data_metrics_gate_and_lineage(task):
     assert "9,876 valid of 10,000 read (124 quarantined)" in md
     assert "train 7,000 rows (2021-01-01 to 2022-06-30)" in md
     assert "`income`, `grade`, `region`" in md
-    assert "loan_id, email" in md
+    assert "(`loan_id`, `email`)" in md
     metrics = _section(md, "Metrics (test split)")
     headline = ["roc_auc", "pr_auc", "log_loss", "brier", "ks"] if task == "binary" else ["rmse", "mae", "r2"]
     for name in headline:

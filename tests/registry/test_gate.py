@@ -21,7 +21,11 @@ from nbops.runtime.transform import FeatureTransform
 
 
 def test_gate_metrics_per_task():
-    assert GATE_METRIC == {"binary": ("roc_auc", True), "regression": ("rmse", False)}
+    assert GATE_METRIC == {
+        "binary": ("roc_auc", True),
+        "multiclass": ("log_loss", False),
+        "regression": ("rmse", False),
+    }
 
 
 @pytest.mark.parametrize(("task", "metric", "value"), [("binary", "roc_auc", 0.71), ("regression", "rmse", 3.5)])

@@ -356,3 +356,12 @@ def test_a_module_that_does_not_parse_names_the_line():
 def test_a_module_importing_what_is_not_installed_names_the_module():
     err = error_of("import not_a_real_module_xyz\n\ndef f(df):\n    return df['age']\n")
     assert "No module named 'not_a_real_module_xyz'" in err.problem and err.line == 1
+
+
+def test_a_function_reading_a_column_that_is_not_a_raw_feature_lists_the_raw_features():
+    err = error_of("def per_target(df):\n    return df['target'] * 2\n")  # the target is never given
+    assert (
+        err.function == "per_target" and err.problem == "reads column 'target', which is not a raw feature of the model"
+    )
+    assert err.expected == "columns among the raw features: income, debt, age, grade, region"
+    assert err.rows == [] and err.line == 2

@@ -32,14 +32,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_at(argv: list[str]) -> int | None:
+    """Where the command word is, after the global options (``nbops --project P -v simulate ...``)."""
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--project":
+            i += 2
+        elif argv[i].startswith("--project=") or argv[i] in ("-v", "--verbose"):
+            i += 1
+        else:
+            return i
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if hasattr(signal, "SIGPIPE"):  # `nbops drift ... | head` ends quietly, like other commands
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    if argv and argv[0] == "simulate":  # its own parser: argparse cannot pass "--rows" through REMAINDER
+    at = _command_at(argv)
+    if at is not None and argv[at] == "simulate":  # its own parser: argparse cannot pass "--rows" through REMAINDER
         from nbops.cli.simulate import main as simulate
 
-        return simulate(argv[1:])
+        return simulate(argv[at + 1 :])
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"

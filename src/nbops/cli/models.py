@@ -26,6 +26,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--json", action="store_true", help="history: one JSON object per event")
     add_wait_arg(p)
     p.set_defaults(func=models)
+    p = sub.add_parser(
+        "reproduce", help="rebuild a registered version from its commit, lock, values and kept data; compare bytes"
+    )
+    add_env_args(p)
+    p.add_argument("version", help="a version such as v0003 (or 3)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary checkout and its products")
+    p.set_defaults(func=reproduce)
     p = sub.add_parser("package", help="build the scoring wheel of a version (default: production) into dist/")
     add_env_args(p)
     p.add_argument("version", nargs="?")
@@ -84,6 +91,7 @@ def models(args: argparse.Namespace) -> int:
         registry.verify(version.version)
         print(json.dumps(version.metadata, indent=2, default=str))
         print(f"\nfiles verified against their checksums; card: {version.file('card.html')}")
+        print(f"history: `nbops models history {version.version}`")
         return 0
     if args.action == "promote":
         if not args.version:
@@ -135,6 +143,18 @@ def _history(registry: Any, version: str | None, *, as_json: bool) -> int:
     print(f"registry {registry.root}")
     print(text_table(rows, list(rows[0])))
     return 0
+
+
+def reproduce(args: argparse.Namespace) -> int:
+    """``nbops reproduce VERSION``: 0 when the rebuild is byte-identical, 1 when it differs."""
+    from nbops.pipeline.reproduce import reproduce as run_reproduce
+
+    registry, _ = registry_of(args)
+    result = run_reproduce(
+        project_of(args), registry, args.version, keep=args.keep, report=lambda line: print(line, file=sys.stderr)
+    )
+    print(result.text())
+    return 0 if result.identical else 1
 
 
 def package(args: argparse.Namespace) -> int:

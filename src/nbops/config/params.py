@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from nbops.errors import ConfigError
 
-TaskType = Literal["auto", "binary", "regression"]
+TaskType = Literal["auto", "binary", "multiclass", "regression"]
 
 
 class StageParams(BaseModel):
@@ -47,10 +47,13 @@ class IngestParams(StageParams):
     """Parameters of the ingest stage: where the raw table comes from and how to read it."""
 
     data: str = Field("simulate", description="'simulate' for the built-in credit-risk table, or a CSV/Parquet path")
-    rows: int = Field(100_000, ge=100, description="rows to simulate when data is 'simulate'")
+    # 50 million simulated rows take ~20 GB in memory; more is refused before a kernel starts
+    rows: int = Field(100_000, ge=100, le=50_000_000, description="rows to simulate when data is 'simulate'")
     seed: int = Field(42, ge=0, description="random seed for simulation, splits and training")
     target: str = Field("default", min_length=1, description="name of the target column")
-    task_type: TaskType = Field("auto", description="binary or regression; auto infers it from the target")
+    task_type: TaskType = Field(
+        "auto", description="binary, multiclass (3 to 50 classes) or regression; auto infers it from the target"
+    )
     time_column: str | None = Field(
         "auto", description="column ordering the rows in time; 'auto' detects one, 'none' (or null) for a random split"
     )
@@ -126,6 +129,12 @@ class EvaluateParams(StageParams):
         ge=0,
         description="how much worse than production a candidate may be on the gate metric and still be promoted",
     )
+    gate_metric: str = Field(
+        "auto",
+        min_length=1,
+        description="the test metric the promotion gate compares; auto: roc_auc (binary), log_loss (multiclass), "
+        "rmse (regression)",
+    )
 
     segment_columns: list[str] = Field(
         default_factory=list, description="columns to break metrics down by; empty: the categorical features and time"
@@ -139,6 +148,12 @@ class RegisterParams(ComputeParams):
     """Parameters of the register stage."""
 
     tracking: Literal["offline", "online", "disabled"] = "offline"
+    keep_data_snapshots: int = Field(
+        0,
+        ge=0,
+        description="training-data snapshots the registry keeps for `nbops reproduce` (those of the newest N "
+        "versions, production and candidate always); 0 keeps every one",
+    )
 
 
 class PackageParams(StageParams):
@@ -156,7 +171,7 @@ class BatchScoreParams(ComputeParams):
         "simulate", description="'simulate' scores a simulated monthly batch; otherwise the test split is scored"
     )
     batch: int = Field(1, ge=1, description="which month after the training history to simulate")
-    batch_rows: int = Field(10_000, ge=1)
+    batch_rows: int = Field(10_000, ge=1, le=50_000_000)
     # Ploomber renders "none" as None; both mean no drift.
     batch_drift: Literal["none", "shock", "gradual", "new-category", "concept"] | None = "none"
     seed: int = Field(42, ge=0)
@@ -174,7 +189,7 @@ class MonitorParams(ComputeParams):
     production_months: int = Field(
         12, ge=1, le=120, description="months after the training history to simulate and monitor"
     )
-    production_rows: int = Field(5000, ge=1, description="rows per simulated month")
+    production_rows: int = Field(5000, ge=1, le=50_000_000, description="rows per simulated month")
     drift_schedule: list[Scenario | None] = Field(
         default_factory=list,
         description="the drift scenario of each production month, in order; missing months have none",

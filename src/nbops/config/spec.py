@@ -42,14 +42,61 @@ class TaskSpec:
 def load_yaml(path: Path) -> dict[str, Any]:
     """Load a YAML mapping, naming the file and line when it does not parse."""
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        raw = path.read_bytes()
     except FileNotFoundError as exc:
         raise ConfigError(f"{path} does not exist") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path} line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the file as UTF-8"
+        ) from None
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    problem = _alias_problem(data)
+    if problem is not None:
+        raise ConfigError(f"{path}: {problem}")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys to values, found {type(data).__name__}")
     return data
+
+
+# More values than this, counted through aliases, is an alias bomb ("billion laughs"), not settings.
+MAX_VALUES = 100_000
+
+
+def _alias_problem(value: Any) -> str | None:
+    """What is wrong with a YAML document's aliases, or None for ordinary settings: a key whose
+    value contains itself, or values that expand through aliases beyond MAX_VALUES."""
+    count = 0
+
+    def walk(item: Any, path: str, open_at: dict[int, str]) -> str | None:
+        nonlocal count
+        count += 1
+        if count > MAX_VALUES:
+            return (
+                f"key '{path}' expands through YAML aliases to more than {MAX_VALUES:,} values (an alias bomb); "
+                "write the values out instead"
+            )
+        if not isinstance(item, dict | list):
+            return None
+        if id(item) in open_at:
+            return (
+                f"key '{open_at[id(item)] or '(top level)'}' refers to itself through a YAML alias "
+                "(&name ... *name inside it); write its value out instead"
+            )
+        inner = {**open_at, id(item): path}
+        children = item.items() if isinstance(item, dict) else enumerate(item)
+        for key, child in children:
+            found = walk(child, f"{path}.{key}" if path else str(key), inner)
+            if found is not None:
+                return found
+        return None
+
+    return walk(value, "", {})
 
 
 def render(value: Any, env: Mapping[str, Any], *, where: str) -> Any:

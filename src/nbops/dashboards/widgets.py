@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from nbops.dashboards.data import DashboardData
-from nbops.monitoring.monitor import performance_limit
+from nbops.modeling.metrics import HIGHER_IS_BETTER
+from nbops.monitoring.monitor import performance_limit, performance_metric
 from nbops.monitoring.plots import (
     distribution_shares,
     distribution_svg,
@@ -246,10 +247,10 @@ def _png_size(data: bytes) -> tuple[int, float | None]:
 
 
 def _perf_column(history: pd.DataFrame, task_type: str) -> str:
-    preferred = "perf__roc_auc" if task_type == "binary" else "perf__rmse"
+    preferred = performance_metric(task_type)
     if preferred in history.columns:
         return preferred
-    return next((c for c in ("perf__roc_auc", "perf__rmse") if c in history.columns), preferred)
+    return next((c for c in ("perf__roc_auc", "perf__log_loss", "perf__rmse") if c in history.columns), preferred)
 
 
 def status_table(history: pd.DataFrame, metric: str, limit: float | None = None) -> str:
@@ -279,7 +280,7 @@ def status_table(history: pd.DataFrame, metric: str, limit: float | None = None)
         }
     )
 
-    lower_is_better = metric.removeprefix("perf__") in ("rmse", "mae")
+    lower_is_better = not HIGHER_IS_BETTER.get(metric.removeprefix("perf__"), True)
 
     def perf_cell(v: Any) -> str:
         if v == "labels pending":
@@ -452,9 +453,10 @@ def monitoring_dashboard(data: DashboardData) -> w.Widget:
     batch_picker.observe(redraw, names="value")
     redraw()
     psi = rules.drift.psi
+    higher = HIGHER_IS_BETTER.get(metric.removeprefix("perf__"), True)
     limit_text = (
-        f"; alert {'below' if task_type == 'binary' else 'above'} {limit[1]:.3f} (the test value "
-        f"{'minus' if task_type == 'binary' else 'plus'} the allowed {'drop' if task_type == 'binary' else 'increase'})"
+        f"; alert {'below' if higher else 'above'} {limit[1]:.3f} (the test value "
+        f"{'minus' if higher else 'plus'} the allowed {'drop' if higher else 'increase'})"
         if limit
         else ""
     )
@@ -560,8 +562,12 @@ def model_dashboard(data: DashboardData) -> w.Widget:
     children.append(
         section(
             "What drives the predictions (SHAP)",
-            "Mean absolute SHAP value per feature on a sample of the test split (hover a bar for its value), then how "
-            "each feature's values push the score.",
+            "Mean absolute SHAP value per feature on a sample of the test split (hover a bar for its value), then "
+            + (
+                "what each feature does for each class."
+                if meta["task_type"] == "multiclass"
+                else "how each feature's values push the score."
+            ),
         )
     )
     if importance and importance.exists():
@@ -575,6 +581,8 @@ def model_dashboard(data: DashboardData) -> w.Widget:
                     title="Mean |SHAP| per feature",
                     value_label="mean |SHAP value| (log-odds)"
                     if meta["task_type"] == "binary"
+                    else "mean |SHAP value|, summed over the classes"
+                    if meta["task_type"] == "multiclass"
                     else "mean |SHAP value|",
                 ),
                 "importance",

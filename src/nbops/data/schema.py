@@ -18,11 +18,19 @@ import yaml
 
 from nbops.data.io import write_text
 from nbops.errors import DataError, missing_column_found, shown
+from nbops.runtime.schema import class_codes, label_text
 
 Kind = Literal["numeric", "categorical", "time", "text"]
 Role = Literal["feature", "target", "time", "id", "pii", "ignore"]
+TaskType = Literal["binary", "multiclass", "regression"]
 KINDS = ("numeric", "categorical", "time", "text")
 ROLES = ("feature", "target", "time", "id", "pii", "ignore")
+TASK_TYPES = ("binary", "multiclass", "regression")
+# A multiclass target has at most this many classes (more is rarely a classification problem: an
+# identifier, a free-text field or a count); a whole-number target with more than MAX_INTEGER_CLASSES
+# values is read as a count (regression) unless task_type says multiclass.
+MAX_CLASSES = 50
+MAX_INTEGER_CLASSES = 20
 
 # Share of non-missing values that must parse for a text column to be inferred as numeric or time;
 # the rest are then quarantined as unparseable rather than turning the column into categories.
@@ -54,7 +62,7 @@ class TableSchema:
 
     dataset: str
     target: str
-    task_type: Literal["binary", "regression"]
+    task_type: TaskType
     columns: list[ColumnSpec]
     time_column: str | None = None
     positive_class: str | None = None
@@ -81,6 +89,26 @@ class TableSchema:
     def private(self) -> list[str]:
         """Columns that must never appear in reports or W&B."""
         return [c.name for c in self.by_role("pii")]
+
+    @property
+    def classes(self) -> list[str]:
+        """A multiclass target's classes as text, in the order of the model's outputs (the target
+        column's ``categories``); empty for a binary or regression target."""
+        if self.task_type != "multiclass":
+            return []
+        return [str(c) for c in self.column(self.target).categories or []]
+
+    @property
+    def integer_classes(self) -> bool:
+        """Whether a multiclass target's labels are whole numbers (its column's kind is numeric)."""
+        return self.task_type == "multiclass" and self.column(self.target).kind == "numeric"
+
+    def target_codes(self, values: pd.Series) -> np.ndarray:
+        """The target as the model and the metrics take it: 0/1 (binary, as validated), the number
+        (regression), or the class's position in :attr:`classes` (multiclass; NaN for a missing label)."""
+        if self.task_type == "multiclass":
+            return class_codes(values, self.classes)
+        return values.to_numpy(dtype=float, na_value=np.nan)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -143,26 +171,40 @@ class TableSchema:
                     expected=f"kind in {KINDS}, role in {ROLES}",
                     found=f"kind={col.kind!r}, role={col.role!r}",
                 )
-        if schema.task_type not in ("binary", "regression"):
+        if schema.task_type not in TASK_TYPES:
             raise DataError(
                 "unsupported task_type in the schema",
                 file=source,
-                expected="binary or regression",
+                expected="binary, multiclass or regression",
                 found=repr(schema.task_type),
             )
         if schema.target not in schema.names:
             raise DataError("the schema does not list its target column", file=source, column=schema.target)
+        if schema.task_type == "multiclass":
+            classes = schema.column(schema.target).categories or []
+            if len(classes) < 2 or len(classes) > MAX_CLASSES or len(set(map(str, classes))) != len(classes):
+                raise DataError(
+                    "a multiclass schema must list its classes",
+                    file=source,
+                    column=schema.target,
+                    expected=f"categories: the target's classes, 2 to {MAX_CLASSES} distinct labels in the order of "
+                    "the model's outputs",
+                    found=f"{len(classes)} categories" + (f": {', '.join(map(str, classes[:8]))}" if classes else ""),
+                    hint="list the classes under the target column's categories, or delete the schema file so it is "
+                    "inferred again",
+                )
         return schema
 
 
-def infer_task_type(target: pd.Series, *, file: str, column: str) -> tuple[Literal["binary", "regression"], str | None]:
-    """Binary when the target has two values, regression when it is numeric with many.
+def infer_task_type(target: pd.Series, *, file: str, column: str) -> tuple[TaskType, str | None]:
+    """Binary when the target has two values, multiclass when it has 3 to 50 labels (text, or whole
+    numbers with at most 20 distinct values), regression when it is numeric with more values.
 
     Returns:
         The task type, and the positive class label for a binary target that is not 0/1.
 
     Raises:
-        DataError: one class only, or a multiclass target (not supported yet).
+        DataError: one class only, or a text target with more than 50 classes.
     """
     values = target.dropna()
     if values.empty:
@@ -171,29 +213,54 @@ def infer_task_type(target: pd.Series, *, file: str, column: str) -> tuple[Liter
     is_numeric = numeric.notna().mean() >= PARSE_SHARE
     uniques = pd.unique(numeric.dropna() if is_numeric else values.astype(str))
     if len(uniques) == 1:
-        raise DataError(
-            "the target has a single class",
-            file=file,
-            column=column,
-            expected="at least two distinct values (both outcomes for a binary target)",
-            found=f"every labelled row is {shown(uniques[0])}",
-            hint="check the file is the full table and not a filtered extract",
-        )
+        raise single_class_error(file, column, uniques[0])
     if len(uniques) == 2:
         if is_numeric and set(np.asarray(uniques, dtype=float)) == {0.0, 1.0}:
             return "binary", None
         counts = values.astype(str).value_counts()
         return "binary", str(counts.index[-1])  # the rarer label is the event of interest
-    if is_numeric and not (len(uniques) <= 20 and np.all(np.mod(np.asarray(uniques, dtype=float), 1) == 0)):
+    whole = is_numeric and bool(np.all(np.mod(np.asarray(uniques, dtype=float), 1) == 0))
+    if is_numeric and not (whole and len(uniques) <= MAX_INTEGER_CLASSES):
         return "regression", None
-    raise DataError(
-        "multiclass targets are not supported yet",
+    if len(uniques) > MAX_CLASSES:
+        raise too_many_classes_error(file, column, len(uniques), list(uniques))
+    return "multiclass", None
+
+
+def single_class_error(file: str, column: str, value: object, where: str = "") -> DataError:
+    """The target has one class: nothing to learn to tell apart."""
+    return DataError(
+        f"the target has a single class{where}",
         file=file,
         column=column,
-        expected="a binary target (two values) or a numeric one (regression)",
-        found=f"{len(uniques)} classes, e.g. {', '.join(map(shown, list(uniques)[:5]))}",
-        hint="set task_type: regression in env.yaml if the classes are ordered counts, or one-vs-rest the target",
+        expected="at least two distinct values (both outcomes for a binary target, 3 to 50 classes for a multiclass "
+        "one)",
+        found=f"every labelled row is {shown(value)}",
+        hint="check the file is the full table and not a filtered extract",
     )
+
+
+def too_many_classes_error(file: str, column: str, n: int, examples: list[object]) -> DataError:
+    """More classes than a multiclass model takes."""
+    return DataError(
+        f"the target has {n:,} classes, more than the {MAX_CLASSES} a multiclass model takes",
+        file=file,
+        column=column,
+        expected=f"2 to {MAX_CLASSES} distinct labels (or a numeric target for regression)",
+        found=f"{n:,} distinct labels, e.g. {', '.join(map(shown, examples[:5]))}",
+        hint="group rare labels into fewer classes (an 'other' class), set task_type: regression if the labels are "
+        "ordered numbers, or check TARGET names the outcome column and not an identifier",
+    )
+
+
+def class_order(values: pd.Series) -> tuple[list[str], bool]:
+    """A multiclass target's classes as text, sorted (whole numbers in numeric order: 2 before 10),
+    and whether they are whole numbers."""
+    present = values.dropna()
+    numeric = pd.to_numeric(present, errors="coerce") if not pd.api.types.is_bool_dtype(present) else present
+    if len(present) and numeric.notna().all() and bool(np.all(np.mod(numeric.astype(float), 1) == 0)):
+        return [str(int(v)) for v in sorted(set(numeric.astype(float)))], True
+    return sorted(set(label_text(present).tolist())), False
 
 
 def infer_schema(
@@ -201,7 +268,7 @@ def infer_schema(
     *,
     dataset: str,
     target: str,
-    task_type: Literal["auto", "binary", "regression"] = "auto",
+    task_type: Literal["auto", "binary", "multiclass", "regression"] = "auto",
     time_column: str = "auto",
     id_columns: list[str] | None = None,
     pii_columns: list[str] | None = None,
@@ -224,12 +291,21 @@ def infer_schema(
                 found=missing_column_found(str(name), list(df.columns)),
                 hint="fix the name in env.yaml (target, time_column, id_columns, pii_columns) or DATA/TARGET",
             )
+    task: TaskType
     if task_type == "auto":
         task, positive = infer_task_type(df[target], file=file, column=target)
     else:
         task, positive = task_type, None
         if task == "binary":
             _, positive = infer_task_type(df[target], file=file, column=target)
+    classes: list[str] = []
+    integer_classes = False
+    if task == "multiclass":
+        classes, integer_classes = class_order(df[target])
+        if len(classes) < 2:
+            raise single_class_error(file, target, classes[0] if classes else None)
+        if len(classes) > MAX_CLASSES:
+            raise too_many_classes_error(file, target, len(classes), list(classes))
     notes: list[str] = []
     columns: list[ColumnSpec] = []
     chosen_time = None if time_column == "none" else (time_column if time_column != "auto" else None)
@@ -239,7 +315,9 @@ def infer_schema(
         if name == target:
             kind: Kind = "numeric" if task == "regression" or positive is None else "categorical"
             labels = None
-            if positive is not None:
+            if task == "multiclass":  # [class 0, class 1, ...]: the order of the model's outputs
+                kind, labels = ("numeric" if integer_classes else "categorical"), classes
+            elif positive is not None:
                 counts = series.dropna().astype(str).value_counts()
                 negative = next(str(v) for v in counts.index if str(v) != positive)
                 labels = [negative, positive]  # [class 0, class 1]

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from nbops.data.schema import ColumnSpec, TableSchema, as_numeric, parse_time
-from nbops.errors import DataError, missing_column_found
+from nbops.data.schema import ColumnSpec, TableSchema, as_numeric, parse_time, single_class_error
+from nbops.errors import DataError, missing_column_found, shown
+from nbops.runtime.schema import label_text
 
 ROW_COLUMN = "_row"
 REASON_COLUMN = "_reason"
@@ -91,7 +92,46 @@ def validate_table(raw: pd.DataFrame, schema: TableSchema, *, file: str) -> Vali
                 expected="both outcomes (0 and 1) present",
                 found=f"every valid row has {schema.target}={classes[0]}",
             )
+    if schema.task_type == "multiclass" and len(valid):
+        present = valid[schema.target].dropna().unique()
+        if len(present) < 2:
+            raise single_class_error(file, schema.target, present[0], " among the valid rows")
     return result
+
+
+def check_split_classes(schema: TableSchema, splits: dict[str, pd.DataFrame], *, file: str) -> None:
+    """A multiclass model learns only the classes of its training rows: a class that appears in the
+    validation or test rows but never in training cannot be predicted, so it is refused here.
+
+    Args:
+        splits: the rows of ``train`` and of the other splits, by name.
+        file: the table that was split (named in the message).
+
+    Raises:
+        DataError: naming the class, the split it appears in and how many of its rows there are.
+    """
+    if schema.task_type != "multiclass":
+        return
+    trained = set(label_text(splits["train"][schema.target]).dropna())
+    for name, rows in splits.items():
+        if name == "train":
+            continue
+        labels = label_text(rows[schema.target])
+        missing = sorted(set(labels.dropna()) - trained)
+        if missing:
+            counts = labels.value_counts()
+            raise DataError(
+                f"a class of the {name} split never appears in the training split",
+                file=file,
+                column=schema.target,
+                expected=f"every class of the {name} rows also among the training rows (they hold "
+                + ", ".join(map(shown, sorted(trained)))
+                + ")",
+                found=", ".join(f"{shown(c)} in {int(counts[c]):,} {name} row(s)" for c in missing),
+                hint="a time-ordered split puts the latest rows in test: if the class is new, train on data that has "
+                "it (more history, or time_column: none for a random split); if it is rare, merge it into another "
+                "class",
+            )
 
 
 def _check_columns(raw: pd.DataFrame, schema: TableSchema, file: str) -> None:
@@ -154,6 +194,15 @@ def _coerce(column: pd.Series, spec: ColumnSpec, schema: TableSchema) -> tuple[p
         if schema.task_type == "binary":
             values = _binary_target(column, spec, schema)
             flag(present & values.isna(), lambda v: name + ": label " + v.map(repr) + " is not one of the two classes")
+        elif schema.task_type == "multiclass":
+            # Kept as the label (text), not a code: every later stage maps it through the schema's classes.
+            values = label_text(column).where(present, pd.NA)
+            classes = schema.classes
+            listed = ", ".join(classes[:8]) + (" ..." if len(classes) > 8 else "")
+            flag(
+                present & ~values.isin(classes).fillna(False),
+                lambda v: name + ": label " + v.map(repr) + f" is not one of the {len(classes)} classes ({listed})",
+            )
         else:
             values = as_numeric(column)
             flag(present & values.isna(), lambda v: name + ": " + v.map(repr) + " is not a number")

@@ -38,8 +38,11 @@ class Engine(Protocol):
         """Train LightGBM with early stopping; write the model (LightGBM text) and its summary."""
         ...
 
-    def reference_profile(self, train_rows: Path, transform_file: Path, model_file: Path) -> ReferenceProfile:
-        """The monitoring reference: the training rows' distributions and the model's scores on them."""
+    def reference_profile(
+        self, train_rows: Path, transform_file: Path, model_file: Path, classes: list[str] | None = None
+    ) -> ReferenceProfile:
+        """The monitoring reference: the training rows' distributions and the model's scores on them
+        (``classes``: a multiclass model's, in the order of its outputs: each one's probability)."""
         ...
 
     def score_wheel(self, wheel: Path, package: str, source: Path, dest: Path, summary_out: Path) -> dict[str, Any]:

@@ -45,7 +45,9 @@ class PandasEngine:
             summary_out=summary_out,
         )
 
-    def reference_profile(self, train_rows: Path, transform_file: Path, model_file: Path) -> ReferenceProfile:
+    def reference_profile(
+        self, train_rows: Path, transform_file: Path, model_file: Path, classes: list[str] | None = None
+    ) -> ReferenceProfile:
         import lightgbm as lgb
         import numpy as np
 
@@ -56,7 +58,11 @@ class PandasEngine:
         rows = transform.with_derived(pd.read_parquet(train_rows))  # derived features are profiled too
         booster = lgb.Booster(model_file=str(model_file))
         return build_reference_profile(
-            rows, transform.numeric, list(transform.categorical), np.asarray(booster.predict(transform.transform(rows)))
+            rows,
+            transform.numeric,
+            list(transform.categorical),
+            np.asarray(booster.predict(transform.transform(rows))),
+            classes,
         )
 
     def score_wheel(self, wheel: Path, package: str, source: Path, dest: Path, summary_out: Path) -> dict[str, Any]:

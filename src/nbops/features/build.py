@@ -17,6 +17,7 @@ import pandas as pd
 from nbops.config.params import FeaturesParams
 from nbops.data.io import write_json, write_parquet, write_text
 from nbops.data.schema import TableSchema, outcome_label
+from nbops.data.validate import check_split_classes
 from nbops.errors import ConfigError, DataError
 from nbops.features.code import feature_code_error, read_feature_code
 from nbops.features.split import SPLITS, Split, split_rows
@@ -75,9 +76,10 @@ def build_features(
         valid_fraction=params.valid_fraction,
         test_fraction=params.test_fraction,
         seed=params.seed,
-        # A binary target keeps its positive rate in every split of a random split.
-        stratify=schema.target if schema.task_type == "binary" else None,
+        # A binary target keeps its positive rate (a multiclass one its class shares) in every split of a random split.
+        stratify=schema.target if schema.task_type in ("binary", "multiclass") else None,
     )
+    check_split_classes(schema, {name: getattr(split, name) for name in SPLITS}, file=str(valid_rows))
     try:
         transform = FeatureTransform.fit(split.train, numeric, categorical, code=code)
     except FeatureCodeError as exc:  # checked on every valid row above: only a function that varies by call
@@ -100,7 +102,12 @@ def build_features(
         summary["stratified_by"] = split.stratified_by
     for name in SPLITS:
         part: pd.DataFrame = getattr(split, name)
-        entry: dict[str, Any] = {"rows": len(part), "target_mean": float(part[schema.target].mean())}
+        entry: dict[str, Any] = {"rows": len(part)}
+        if schema.task_type == "multiclass":  # the share of each class
+            shares = part[schema.target].value_counts(normalize=True)
+            entry["class_shares"] = {c: float(shares.get(c, 0.0)) for c in schema.classes}
+        else:
+            entry["target_mean"] = float(part[schema.target].mean())
         if schema.time_column:
             entry["from"] = str(part[schema.time_column].min())
             entry["to"] = str(part[schema.time_column].max())
@@ -176,6 +183,9 @@ def split_table(summary: dict[str, Any]) -> pd.DataFrame:
     data's words (``rate of default = 1``, ``mean price``) when the summary knows the target."""
     table = pd.DataFrame(summary["splits"]).T.rename_axis("split").reset_index()
     table["rows"] = table["rows"].astype(int)
+    if "class_shares" in table.columns:  # multiclass: a column per class, its share of the split's rows
+        shares = pd.DataFrame(list(table.pop("class_shares")), index=table.index).fillna(0.0)
+        return pd.concat([table, shares.rename(columns=lambda c: f"share of {c}")], axis=1)
     table["target_mean"] = table["target_mean"].astype(float)
     if "target" in summary:
         outcome = outcome_label(summary["target"], summary.get("positive_class"), summary.get("task_type", "binary"))

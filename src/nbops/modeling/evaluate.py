@@ -6,7 +6,7 @@ sampling error beyond the rows chosen for the summary plot.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightgbm as lgb
@@ -18,7 +18,8 @@ from sklearn import metrics as skm
 from nbops.config.params import EvaluateParams
 from nbops.data.io import write_json, write_parquet
 from nbops.data.schema import TableSchema, outcome_label
-from nbops.modeling.metrics import HEADLINE, MEANING, task_metrics
+from nbops.modeling.metrics import HEADLINE, MEANING, confusion, per_class_metrics, task_metrics
+from nbops.runtime.model import LABEL_COLUMN, probability_column
 from nbops.runtime.transform import FeatureTransform
 
 PREDICTION = "prediction"
@@ -53,10 +54,21 @@ class Evaluation:
     target: str = ""
     # What the model predicts, in the data's words: "default = 1" (binary) or the target (regression).
     outcome: str = ""
+    # A multiclass model's classes (in the order of its outputs), per-class metrics and confusion matrix.
+    classes: list[str] = field(default_factory=list)
+    per_class: pd.DataFrame | None = None
+    confusion: pd.DataFrame | None = None
 
     def describe(self) -> str:
         """One sentence on the rows the metrics are computed on."""
         m = self.metrics
+        if self.task_type == "multiclass" and self.per_class is not None:
+            top = self.per_class.sort_values("rows", ascending=False).iloc[0]
+            return (
+                f"Test split: {m['rows']:,} rows in {len(self.classes)} classes of {self.target} "
+                f"({', '.join(self.classes)}); the most frequent, {top['class']}, is {top['observed_share']:.1%} of "
+                "them (the accuracy of always predicting it)."
+            )
         if self.task_type == "binary":
             return (
                 f"Test split: {m['rows']:,} rows; observed rate of {self.outcome}: {m['positive_rate']:.4f}; "
@@ -70,6 +82,29 @@ class Evaluation:
     def segments_table(self) -> pd.DataFrame:
         """The segment metrics with the columns named for a reader."""
         return segments_table(self.segments, self.task_type, self.outcome or self.target)
+
+    def per_class_table(self) -> pd.DataFrame:
+        """Per class (multiclass): rows, precision, recall, F1, one-vs-rest AUC, observed share and
+        mean predicted probability, with the columns named for a reader; empty for other tasks."""
+        if self.per_class is None:
+            return pd.DataFrame()
+        return self.per_class.rename(
+            columns={
+                "class": self.target or "class",
+                "roc_auc_ovr": "ROC AUC (one vs rest)",
+                "observed_share": "share of test rows",
+                "mean_probability": "mean predicted probability",
+            }
+        )
+
+    def confusion_table(self) -> pd.DataFrame:
+        """The confusion matrix (multiclass) as a table: a row per true class, a column per
+        predicted class (the most likely), row counts in the cells; empty for other tasks."""
+        if self.confusion is None:
+            return pd.DataFrame()
+        frame = self.confusion.copy()
+        frame.insert(0, f"true {self.target}", frame.index.astype(str))
+        return frame.rename(columns={c: f"predicted {c}" for c in self.confusion.columns}).reset_index(drop=True)
 
 
 def evaluate_model(
@@ -88,26 +123,51 @@ def evaluate_model(
     """
     x = transform.transform(test_rows)
     p = np.asarray(booster.predict(x))  # a dense matrix in, an ndarray out (the union covers sparse input)
-    y = test_rows[schema.target].to_numpy(float)
+    y = schema.target_codes(test_rows[schema.target])
     headline = task_metrics(schema.task_type, y, p)
     derived_categories = [n for n, kind in transform.derived.items() if kind == "categorical"]
     segments = segment_metrics(schema, transform.with_derived(test_rows), p, params, derived_categories)
-    contrib = np.asarray(booster.predict(_sample(x, params.shap_sample), pred_contrib=True))
-    importance = shap_importance(contrib, transform.feature_names)
+    sample = _sample(x, params.shap_sample)
+    contrib = np.asarray(booster.predict(sample, pred_contrib=True))
+    classes = schema.classes
     keep = [c.name for c in schema.by_role("id", "time") if c.name in test_rows.columns]
     predictions = test_rows[keep + [schema.target]].copy()
-    predictions[PREDICTION] = p
     outcome = class_labels(schema)[1] if schema.task_type == "binary" else schema.target
-    figures = (
-        binary_figures(y, p, classes=class_labels(schema))
-        if schema.task_type == "binary"
-        else regression_figures(y, p, target=schema.target)
-    )
-    figures["shap_importance"] = importance_figure(importance)
-    figures["shap_summary"] = shap_summary_figure(contrib, _sample(x, params.shap_sample), transform.feature_names)
-    write_json(
-        {"task_type": schema.task_type, "metrics": headline, "headline": HEADLINE[schema.task_type]}, out["metrics"]
-    )
+    per_class = confusion_frame = None
+    if schema.task_type == "multiclass":
+        # LightGBM lays a multiclass model's contributions out class after class: (rows, K * (features + 1)).
+        contrib = contrib.reshape(len(sample), len(classes), -1)
+        importance = shap_importance(contrib, transform.feature_names, classes)
+        predictions[LABEL_COLUMN] = pd.array([classes[i] for i in np.argmax(p, axis=1)], dtype="string")
+        for i, name in enumerate(classes):
+            predictions[probability_column(name)] = p[:, i]
+        per_class = pd.DataFrame(per_class_metrics(y, p, classes))
+        confusion_frame = pd.DataFrame(
+            confusion(y, p, len(classes)), index=pd.Index(classes, name="true"), columns=pd.Index(classes)
+        )
+        figures = multiclass_figures(y, p, classes, target=schema.target, confusion_counts=confusion_frame)
+        figures["shap_importance"] = importance_figure(importance, xlabel="mean |SHAP value|, summed over the classes")
+        figures["shap_summary"] = shap_per_class_figure(importance, classes)
+    else:
+        importance = shap_importance(contrib, transform.feature_names)
+        predictions[PREDICTION] = p
+        figures = (
+            binary_figures(y, p, classes=class_labels(schema))
+            if schema.task_type == "binary"
+            else regression_figures(y, p, target=schema.target)
+        )
+        figures["shap_importance"] = importance_figure(importance)
+        figures["shap_summary"] = shap_summary_figure(contrib, sample, transform.feature_names)
+    report: dict[str, object] = {
+        "task_type": schema.task_type,
+        "metrics": headline,
+        "headline": HEADLINE[schema.task_type],
+    }
+    if per_class is not None and confusion_frame is not None:
+        report["classes"] = classes
+        report["per_class"] = per_class.to_dict(orient="records")
+        report["confusion"] = confusion_frame.to_numpy().tolist()  # rows: true class, columns: predicted
+    write_json(report, out["metrics"])
     write_parquet(segments, out["segments"])
     write_parquet(importance, out["importance"])
     write_parquet(predictions, out["predictions"])
@@ -117,7 +177,18 @@ def evaluate_model(
     for name, fig in figures.items():
         fig.savefig(plots[name], dpi=200)  # shown at its physical size: sharp on dense screens
     return Evaluation(
-        headline, segments, importance, predictions, figures, plots, schema.task_type, schema.target, outcome
+        headline,
+        segments,
+        importance,
+        predictions,
+        figures,
+        plots,
+        schema.task_type,
+        schema.target,
+        outcome,
+        classes,
+        per_class,
+        confusion_frame,
     )
 
 
@@ -143,7 +214,7 @@ def segment_metrics(
         + list(derived_categories or [])
         + ([schema.time_column] if schema.time_column else [])
     )
-    y = rows[schema.target].to_numpy(float)
+    y = schema.target_codes(rows[schema.target])
     frames = []
     for col in columns:
         if col not in rows.columns:
@@ -160,20 +231,31 @@ def segment_metrics(
     return pd.DataFrame(frames)
 
 
-def shap_importance(contrib: np.ndarray, names: list[str]) -> pd.DataFrame:
-    """Mean absolute SHAP value per feature (the last column of ``contrib`` is the bias)."""
+def shap_importance(contrib: np.ndarray, names: list[str], classes: list[str] | None = None) -> pd.DataFrame:
+    """Mean absolute SHAP value per feature (the last column of ``contrib`` is the bias).
+
+    For a multiclass model ``contrib`` is (rows, classes, features + 1): each class's mean absolute
+    SHAP value is a column ``mean_abs_shap__<class>`` and ``mean_abs_shap`` is their sum (the length
+    of the feature's stacked bar in the per-class figure).
+    """
+    if contrib.ndim == 3:
+        per_class = np.abs(contrib[:, :, :-1]).mean(axis=0)  # (classes, features)
+        frame = pd.DataFrame({"feature": names, "mean_abs_shap": per_class.sum(axis=0)})
+        for i, name in enumerate(classes or [str(i) for i in range(per_class.shape[0])]):
+            frame[f"mean_abs_shap__{name}"] = per_class[i]
+        return frame.sort_values("mean_abs_shap", ascending=False, ignore_index=True)
     mean_abs = np.abs(contrib[:, :-1]).mean(axis=0)
     return pd.DataFrame({"feature": names, "mean_abs_shap": mean_abs}).sort_values(
         "mean_abs_shap", ascending=False, ignore_index=True
     )
 
 
-def importance_figure(importance: pd.DataFrame, top: int = 20) -> Figure:
+def importance_figure(importance: pd.DataFrame, top: int = 20, xlabel: str = "mean |SHAP value|") -> Figure:
     data = importance.head(top).iloc[::-1]
     fig = Figure(figsize=(6, 0.28 * len(data) + 1.2))
     ax = fig.subplots()
     ax.barh(data["feature"], data["mean_abs_shap"], color="#3b6ea8")
-    ax.set_xlabel("mean |SHAP value|")
+    ax.set_xlabel(xlabel)
     ax.set_title("Feature importance (SHAP)")
     fig.tight_layout()
     return fig
@@ -260,6 +342,105 @@ def binary_figures(
     ax.legend()
     fig.tight_layout()
     figs["score_distribution"] = fig
+    return figs
+
+
+def shap_per_class_figure(importance: pd.DataFrame, classes: list[str], top: int = 20) -> Figure:
+    """SHAP per class: each feature's mean |SHAP value| for each class, stacked (the bar's length is
+    the feature's importance over all classes, its parts what it does for each class)."""
+    data = importance.head(top).iloc[::-1]
+    fig = Figure(figsize=(7, 0.3 * len(data) + 1.6))
+    ax = fig.subplots()
+    left = np.zeros(len(data))
+    colours = _class_colours(len(classes))
+    for i, name in enumerate(classes):
+        values = data[f"mean_abs_shap__{name}"].to_numpy(dtype=float)
+        ax.barh(data["feature"], values, left=left, color=colours[i], label=name)
+        left += values
+    ax.set_xlabel("mean |SHAP value| per class (raw score of each class)")
+    ax.set_title("SHAP per class")
+    ax.legend(title="class", fontsize="small", loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def _class_colours(n: int) -> list[tuple[float, float, float, float]]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def multiclass_figures(
+    y: np.ndarray, p: np.ndarray, classes: list[str], *, target: str, confusion_counts: pd.DataFrame
+) -> dict[str, Figure]:
+    """The confusion matrix, one-vs-rest ROC curves and the calibration of each class's probability.
+
+    Args:
+        y: each row's class position; p: the (rows, classes) probabilities.
+        confusion_counts: rows per (true class, most likely class).
+    """
+    from sklearn.calibration import calibration_curve
+
+    y = np.asarray(y).astype(int)
+    k = len(classes)
+    colours = _class_colours(k)
+    figs: dict[str, Figure] = {}
+    counts = confusion_counts.to_numpy()
+    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)  # recall of each true class on the diagonal
+    size = max(4.0, 0.55 * k + 2.5)
+    fig = Figure(figsize=(size + 0.8, size), layout="constrained")  # constrained: room for the labels and the bar
+    ax = fig.subplots()
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1, aspect="auto")  # a fixed aspect defeats the layout
+    if k <= 15:
+        for i in range(k):
+            for j in range(k):
+                ax.text(
+                    j,
+                    i,
+                    f"{counts[i, j]:,}",
+                    ha="center",
+                    va="center",
+                    fontsize="small",
+                    color="white" if share[i, j] > 0.6 else "black",
+                )
+    ax.set_xticks(range(k), classes, rotation=45 if k > 4 else 0, ha="right" if k > 4 else "center")
+    ax.set_yticks(range(k), classes)
+    ax.set(xlabel=f"predicted {target} (most likely class)", ylabel=f"true {target}", title="Confusion matrix")
+    bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    bar.set_label("share of the true class's rows")
+    figs["confusion_matrix"] = fig
+    fig = Figure(figsize=(4.8, 4.2))
+    ax = fig.subplots()
+    for i, name in enumerate(classes):
+        positive = y == i
+        if positive.any() and not positive.all():
+            fpr, tpr, _ = skm.roc_curve(positive, p[:, i])
+            ax.plot(fpr, tpr, color=colours[i], label=f"{name} (AUC {skm.roc_auc_score(positive, p[:, i]):.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curves (each class vs the rest)")
+    ax.legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    figs["roc_per_class"] = fig
+    fig = Figure(figsize=(4.8, 4.2))
+    ax = fig.subplots()
+    hi = 0.0
+    for i, name in enumerate(classes):
+        positive = (y == i).astype(float)
+        if 0 < positive.sum() < len(positive):
+            bins = int(min(10, max(2, positive.sum() // 20)))
+            observed, predicted = calibration_curve(positive, p[:, i], n_bins=bins, strategy="quantile")
+            ax.plot(predicted, observed, marker="o", markersize=3, color=colours[i], label=name)
+            hi = max(hi, float(predicted.max()), float(observed.max()))
+    ax.plot([0, hi or 1], [0, hi or 1], color="grey", linestyle="--", label="perfect")
+    ax.set(
+        xlabel="mean predicted probability of the class",
+        ylabel="observed share of the class",
+        title="Calibration per class (quantile bins)",
+    )
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    figs["calibration_per_class"] = fig
     return figs
 
 

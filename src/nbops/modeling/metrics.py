@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn import metrics as skm
 
+from nbops.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -27,6 +29,12 @@ METRICS: dict[str, Metric] = {
     "log_loss": Metric(False, "penalty for confident wrong probabilities (lower is better)"),
     "brier": Metric(False, "mean squared error of the probabilities (lower is better)"),
     "ks": Metric(True, "largest gap between the score distributions of the two classes"),
+    "accuracy": Metric(True, "share of rows whose most likely class is the true one"),
+    "f1_macro": Metric(True, "F1 score of each class, averaged with equal weight (rare classes count as much)"),
+    "f1_weighted": Metric(True, "F1 score of each class, averaged weighted by the class's rows"),
+    "roc_auc_ovr": Metric(
+        True, "one-vs-rest ROC AUC of each class's probability, averaged over the classes (0.5: no skill)"
+    ),
     "rmse": Metric(False, "root mean squared error (lower is better)"),
     "mae": Metric(False, "mean absolute error (lower is better)"),
     "r2": Metric(True, "share of the target's variance explained (1: perfect, 0: the mean)"),
@@ -38,12 +46,33 @@ MEANING: dict[str, str] = {name: m.meaning for name, m in METRICS.items()}
 # The metrics a report leads with, per task.
 HEADLINE: dict[str, list[str]] = {
     "binary": ["roc_auc", "pr_auc", "log_loss", "brier", "ks"],
+    "multiclass": ["log_loss", "accuracy", "f1_macro", "f1_weighted", "roc_auc_ovr"],
     "regression": ["rmse", "mae", "r2"],
 }
 # The metric each task is judged on by the promotion gate, and whether higher is better.
 GATE_METRIC: dict[str, tuple[str, bool]] = {
-    task: (name, HIGHER_IS_BETTER[name]) for task, name in {"binary": "roc_auc", "regression": "rmse"}.items()
+    task: (name, HIGHER_IS_BETTER[name])
+    for task, name in {"binary": "roc_auc", "multiclass": "log_loss", "regression": "rmse"}.items()
 }
+# The metric a labelled production batch is watched on (its alert rule is in nbops.monitoring.monitor).
+MONITORED_METRIC: dict[str, str] = {"binary": "roc_auc", "multiclass": "log_loss", "regression": "rmse"}
+
+
+def gate_metric(task_type: str, configured: str = "auto") -> tuple[str, bool]:
+    """The promotion gate's metric and whether higher is better: the task's default (``auto``) or
+    the one ``gate_metric`` names, which must be one of the task's headline metrics.
+
+    Raises:
+        ConfigError: a metric the task's evaluation does not compute.
+    """
+    if configured == "auto":
+        return GATE_METRIC[task_type]
+    if configured not in HEADLINE[task_type]:
+        raise ConfigError(
+            f"gate_metric: expected auto or one of the {task_type} test metrics ({', '.join(HEADLINE[task_type])}), "
+            f"found {configured!r}; set gate_metric in env.yaml (or --set gate_metric=...)"
+        )
+    return configured, HIGHER_IS_BETTER[configured]
 
 
 def binary_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
@@ -75,6 +104,78 @@ def regression_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     }
 
 
+def multiclass_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """Log loss, accuracy, macro and weighted F1 and one-vs-rest macro ROC AUC.
+
+    Args:
+        y: each row's class, as its position among the model's classes (0 .. K-1).
+        p: the (rows, K) class probabilities.
+
+    The one-vs-rest AUC averages the classes present in ``y`` with rows of other classes too (a
+    segment of one class has none: then it is left out, as ranking metrics are for a binary one).
+    """
+    y = np.asarray(y).astype(int)
+    p = np.asarray(p, dtype=np.float64)
+    k = p.shape[1]
+    predicted = np.argmax(p, axis=1)
+    out: dict[str, float] = {
+        "log_loss": float(skm.log_loss(y, np.clip(p, 1e-15, 1.0), labels=list(range(k)))),
+        "accuracy": float(np.mean(predicted == y)),
+        "f1_macro": float(skm.f1_score(y, predicted, average="macro", zero_division=0)),
+        "f1_weighted": float(skm.f1_score(y, predicted, average="weighted", zero_division=0)),
+    }
+    aucs = one_vs_rest_auc(y, p)
+    if aucs:
+        out["roc_auc_ovr"] = float(np.mean(list(aucs.values())))
+    out["rows"] = int(len(y))
+    return out
+
+
+def one_vs_rest_auc(y: np.ndarray, p: np.ndarray) -> dict[int, float]:
+    """ROC AUC of each class's probability against the rest, for the classes ``y`` holds with rows
+    of other classes beside them."""
+    y = np.asarray(y).astype(int)
+    out = {}
+    for c in range(p.shape[1]):
+        positive = y == c
+        if positive.any() and not positive.all():
+            out[c] = float(skm.roc_auc_score(positive, p[:, c]))
+    return out
+
+
+def per_class_metrics(y: np.ndarray, p: np.ndarray, classes: list[str]) -> list[dict[str, float | str]]:
+    """Per class: rows, precision, recall and F1 of predicting it as the most likely class, its
+    one-vs-rest ROC AUC, and its observed share against its mean predicted probability."""
+    y = np.asarray(y).astype(int)
+    p = np.asarray(p, dtype=np.float64)
+    labels = list(range(len(classes)))
+    predicted = np.argmax(p, axis=1)
+    precision, recall, f1, support = skm.precision_recall_fscore_support(y, predicted, labels=labels, zero_division=0)
+    aucs = one_vs_rest_auc(y, p)
+    return [
+        {
+            "class": name,
+            "rows": int(support[i]),
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "roc_auc_ovr": aucs.get(i, float("nan")),
+            "observed_share": float(np.mean(y == i)) if len(y) else float("nan"),
+            "mean_probability": float(np.mean(p[:, i])) if len(y) else float("nan"),
+        }
+        for i, name in enumerate(classes)
+    ]
+
+
+def confusion(y: np.ndarray, p: np.ndarray, k: int) -> np.ndarray:
+    """Rows: the true class; columns: the most likely class; cells: row counts."""
+    counts: np.ndarray = skm.confusion_matrix(np.asarray(y).astype(int), np.argmax(p, axis=1), labels=list(range(k)))
+    return counts
+
+
 def task_metrics(task_type: str, y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    """The task's metrics of predictions ``p`` against labels ``y``."""
+    """The task's metrics of predictions ``p`` against labels ``y`` (for multiclass, ``p`` holds one
+    probability column per class and ``y`` each row's class position)."""
+    if task_type == "multiclass":
+        return multiclass_metrics(y, p)
     return binary_metrics(y, p) if task_type == "binary" else regression_metrics(y, p)

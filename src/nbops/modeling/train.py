@@ -35,11 +35,21 @@ def resolve_threads(num_threads: int, parallel_tasks: int) -> int:
     return max(1, cores // parallel_tasks)
 
 
-def booster_params(params: TrainParams, task_type: str) -> dict[str, Any]:
-    """The full LightGBM parameter set; every source of randomness is seeded."""
-    objective = {"binary": ("binary", ["binary_logloss", "auc"]), "regression": ("regression", ["l2", "l1"])}[task_type]
+def booster_params(params: TrainParams, task_type: str, num_class: int = 0) -> dict[str, Any]:
+    """The full LightGBM parameter set; every source of randomness is seeded.
+
+    Args:
+        num_class: the number of classes of a multiclass target (early stopping on multi_logloss).
+    """
+    objective = {
+        "binary": ("binary", ["binary_logloss", "auc"]),
+        "multiclass": ("multiclass", ["multi_logloss", "multi_error"]),
+        "regression": ("regression", ["l2", "l1"]),
+    }[task_type]
+    classes = {"num_class": num_class} if task_type == "multiclass" else {}
     return {
         "objective": objective[0],
+        **classes,
         "metric": objective[1],
         "first_metric_only": True,
         "learning_rate": params.learning_rate,
@@ -83,19 +93,19 @@ def train_model(
     Returns:
         The booster (trimmed to its best iteration), learning curves and a summary.
     """
-    lgb_params = booster_params(params, schema.task_type)
+    lgb_params = booster_params(params, schema.task_type, len(schema.classes))
     x_train = transform.transform(train_rows)
     x_valid = transform.transform(valid_rows)
     categorical = transform.categorical_indices
     dtrain = lgb.Dataset(
         x_train,
-        label=train_rows[schema.target].to_numpy(float),
+        label=schema.target_codes(train_rows[schema.target]),
         feature_name=transform.feature_names,
         categorical_feature=categorical,
         free_raw_data=False,
     )
     dvalid = lgb.Dataset(
-        x_valid, label=valid_rows[schema.target].to_numpy(float), reference=dtrain, categorical_feature=categorical
+        x_valid, label=schema.target_codes(valid_rows[schema.target]), reference=dtrain, categorical_feature=categorical
     )
     history: dict[str, dict[str, list[float]]] = {}
     bar = Progress(params.num_boost_round, "boosting", unit="tree")

@@ -39,16 +39,29 @@ def read_frame(path: str | Path) -> pd.DataFrame:
 
 
 def read_prediction_log(path: str | Path) -> pd.DataFrame:
-    """The records and predictions of a JSON-lines prediction log, one row per record."""
+    """The records and predictions of a JSON-lines prediction log, one row per record.
+
+    A binary or regression model logged a number per record (column ``prediction``); a multiclass
+    model logged the most likely class and each class's probability (columns ``predicted_label`` and
+    ``proba_<class>``, as in a batch-scored file).
+    """
+    from nbops.runtime.model import LABEL_COLUMN, probability_column
+
     rows = []
     for line in Path(path).read_text().splitlines():
         if not line.strip():
             continue
         entry = json.loads(line)
         for record, score in zip(entry["records"], entry["predictions"], strict=True):
-            rows.append(
-                {**record, "prediction": score, "model_version": entry.get("model_version"), "ts": entry.get("ts")}
+            scored = (
+                {
+                    LABEL_COLUMN: score.get("label"),
+                    **{probability_column(c): v for c, v in (score.get("probabilities") or {}).items()},
+                }
+                if isinstance(score, dict)
+                else {"prediction": score}
             )
+            rows.append({**record, **scored, "model_version": entry.get("model_version"), "ts": entry.get("ts")})
     return pd.DataFrame(rows)
 
 

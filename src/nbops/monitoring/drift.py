@@ -60,6 +60,8 @@ class DriftReport:
     dataset_drift: bool
     thresholds: DriftThresholds
     missing_columns: list[str] = field(default_factory=list)
+    # A multiclass model: the drift of each class's probability (``prediction`` is the worst of them).
+    class_predictions: list[FeatureDrift] = field(default_factory=list)
 
     @property
     def drifted(self) -> list[str]:
@@ -73,6 +75,7 @@ class DriftReport:
             "missing_columns": self.missing_columns,
             "features": [asdict(f) for f in self.features],
             "prediction": asdict(self.prediction) if self.prediction else None,
+            **({"class_predictions": [asdict(f) for f in self.class_predictions]} if self.class_predictions else {}),
             "thresholds": asdict(self.thresholds),
         }
 
@@ -175,21 +178,20 @@ def compare(
             )
         )
     prediction = None
+    per_class: list[FeatureDrift] = []
     if predictions is not None and profile.prediction is not None:
         p = np.asarray(predictions, dtype=np.float64)
-        cur = bin_shares(p, np.asarray(profile.prediction["edges"]))
-        score = psi(profile.prediction["shares"], cur)
-        prediction = FeatureDrift(
-            "prediction",
-            "prediction",
-            "psi",
-            score,
-            score >= thresholds.psi,
-            wasserstein_from_quantiles(np.asarray(profile.prediction["quantiles"]), p, 0.0),
-            jensen_shannon(profile.prediction["shares"], cur),
-            0.0,
-            float(np.isnan(p).mean()),
-        )
+        by_class = profile.prediction.get("classes")
+        if by_class is not None and p.ndim == 2:
+            per_class = [
+                score_drift(f"prediction[{name}]", ref, p[:, i], thresholds)
+                for i, (name, ref) in enumerate(by_class.items())
+            ]
+            worst = max(per_class, key=lambda f: f.score)
+            # The predictions drift as much as their most drifted class (per_class names each class).
+            prediction = FeatureDrift(**{**asdict(worst), "name": "prediction"})
+        elif by_class is None and p.ndim == 1:
+            prediction = score_drift("prediction", profile.prediction, p, thresholds)
     n_drifted = sum(f.drifted for f in rows)
     return DriftReport(
         len(batch),
@@ -198,6 +200,24 @@ def compare(
         n_drifted >= thresholds.min_drifted_features or bool(missing_columns),
         thresholds,
         missing_columns,
+        per_class,
+    )
+
+
+def score_drift(name: str, reference: dict[str, Any], p: np.ndarray, thresholds: DriftThresholds) -> FeatureDrift:
+    """The drift of one score (the predictions, or one class's probability) against its reference bins."""
+    cur = bin_shares(p, np.asarray(reference["edges"]))
+    score = psi(reference["shares"], cur)
+    return FeatureDrift(
+        name,
+        "prediction",
+        "psi",
+        score,
+        score >= thresholds.psi,
+        wasserstein_from_quantiles(np.asarray(reference["quantiles"]), p, 0.0),
+        jensen_shannon(reference["shares"], cur),
+        0.0,
+        float(np.isnan(p).mean()),
     )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nbops.modeling.metrics import MONITORED_METRIC
 from nbops.monitoring.drift import DriftReport, DriftThresholds, compare
 from nbops.monitoring.performance import batch_performance
 from nbops.monitoring.profile import ReferenceProfile
@@ -26,6 +27,7 @@ class AlertRules:
     max_auc_drop: float = 0.05  # alert when a batch's ROC AUC is this far below the test AUC
     max_calibration_error: float = 0.05
     max_rmse_increase: float = 0.2  # relative to the test RMSE
+    max_log_loss_increase: float = 0.2  # multiclass: relative to the test log loss
 
 
 @dataclass
@@ -72,9 +74,7 @@ def monitor_batch(
     if predictions is None:
         predictions = score_for_monitoring(model, batch)
     drift = compare(profile, with_derived_features(model, batch), rules.drift, predictions)
-    labels = (
-        batch[target].to_numpy(dtype=float, na_value=np.nan) if target is not None and target in batch.columns else None
-    )
+    labels = model.label_codes(batch[target]) if target is not None and target in batch.columns else None
     return summarise_batch(batch_id, month, model, quality, drift, predictions, labels, reference_metrics, rules)
 
 
@@ -103,13 +103,21 @@ def summarise_batch(
     if drift is None or predictions is None:
         drift = None  # too broken to compare: no drift, no performance
     else:
+        p = np.asarray(predictions, dtype=np.float64)
+        # A multiclass model: each class's mean probability and the drift of its probability.
+        classes = [str(c) for c in model.classes] if model.classes is not None and p.ndim == 2 else []
         row.update(
             dataset_drift=drift.dataset_drift,
             drifted_features=",".join(drift.drifted),
             n_drifted=len(drift.drifted),
             max_psi=max((f.score for f in drift.features), default=0.0),
-            mean_prediction=float(np.mean(predictions)),
+            **({"mean_prediction": float(np.mean(p))} if not classes else {}),
+            **{f"mean_prediction__{c}": float(np.mean(p[:, i])) for i, c in enumerate(classes)},
             prediction_psi=drift.prediction.score if drift.prediction else None,
+            **{
+                f"prediction_psi__{f.name.removeprefix('prediction[').removesuffix(']')}": f.score
+                for f in drift.class_predictions
+            },
             **{f"psi__{f.name}": f.score for f in drift.features},
             **{f"missing__{c.name}": c.missing_rate for c in quality.columns},
         )
@@ -176,9 +184,10 @@ def assess_batch(
       ``critical`` when the worst feature's PSI is at least twice the threshold or when
       max(3, 2 x ``min_drifted_features``) features drifted, else ``warning``.
     - prediction drift (PSI of the scores >= ``psi_threshold``): ``critical`` at twice the threshold.
-    - performance (ROC AUC more than ``max_auc_drop`` below the test AUC; RMSE more than
-      ``max_rmse_increase`` above the test RMSE) and calibration (error above ``max_calibration_error``):
-      ``critical`` when the drop, increase or error is at least twice its limit.
+    - performance (ROC AUC more than ``max_auc_drop`` below the test AUC; multiclass log loss more
+      than ``max_log_loss_increase`` above the test log loss; RMSE more than ``max_rmse_increase``
+      above the test RMSE) and calibration (error above ``max_calibration_error``): ``critical`` when
+      the drop, increase or error is at least twice its limit.
 
     Status, from the checks (``ok`` < ``watch`` < ``alert``):
 
@@ -261,7 +270,17 @@ def assess_batch(
             )
             watch.append(f"PSI between {level:g} and {threshold:g}: {shown}")
         pred = drift.prediction
-        if pred is not None and pred.drifted:
+        moved = sorted((f for f in drift.class_predictions if f.drifted), key=lambda f: -f.score)
+        if pred is not None and pred.drifted and moved:
+            names = [f.name.removeprefix("prediction[").removesuffix("]") for f in moved]
+            shown = ", ".join(f"{n} (PSI {f.score:.2f})" for n, f in zip(names, moved, strict=True))
+            add(
+                "prediction_drift",
+                graded(pred.score, threshold),
+                f"predicted probabilities moved for {len(moved)} class(es): {shown}",
+                f"predictions moved (PSI {pred.score:.2f}, class {names[0]})",
+            )
+        elif pred is not None and pred.drifted:
             add(
                 "prediction_drift",
                 graded(pred.score, threshold),
@@ -287,12 +306,22 @@ def assess_batch(
     return Assessment(alerts, status, said)
 
 
+def performance_metric(task_type: str) -> str:
+    """The history column a task's labelled performance is watched on: ``perf__roc_auc`` (binary),
+    ``perf__log_loss`` (multiclass), ``perf__rmse`` (regression)."""
+    return f"perf__{MONITORED_METRIC.get(task_type, 'rmse')}"
+
+
 def performance_limit(task_type: str, reference: dict[str, float], rules: AlertRules) -> tuple[str, float] | None:
     """(metric, level) past which a labelled batch's performance is an alert: ROC AUC below the test
-    AUC minus ``max_auc_drop`` (binary), RMSE above the test RMSE times 1 + ``max_rmse_increase``."""
+    AUC minus ``max_auc_drop`` (binary), log loss above the test log loss times 1 +
+    ``max_log_loss_increase`` (multiclass), RMSE above the test RMSE times 1 + ``max_rmse_increase``."""
     if task_type == "binary":
         ref = reference.get("roc_auc")
         return ("roc_auc", ref - rules.max_auc_drop) if ref is not None else None
+    if task_type == "multiclass":
+        ref = reference.get("log_loss")
+        return ("log_loss", ref * (1 + rules.max_log_loss_increase)) if ref else None
     ref = reference.get("rmse")
     return ("rmse", ref * (1 + rules.max_rmse_increase)) if ref else None
 
@@ -325,6 +354,24 @@ def performance_alerts(
                     f"{performance.get('observed_rate', float('nan')):.3f}, mean prediction "
                     f"{performance.get('mean_prediction', float('nan')):.3f})",
                     "reason": f"calibration error {ce:.3f}",
+                }
+            )
+    elif task_type == "multiclass":
+        loss, ref = performance.get("log_loss"), reference.get("log_loss")
+        if loss is not None and ref and loss > ref * (1 + rules.max_log_loss_increase):
+            accuracy, ref_accuracy = performance.get("accuracy"), reference.get("accuracy")
+            also = (
+                f"; accuracy {accuracy:.3f} against {ref_accuracy:.3f} on test"
+                if accuracy is not None and ref_accuracy is not None
+                else ""
+            )
+            out.append(
+                {
+                    "kind": "performance",
+                    "severity": graded(loss / ref - 1, rules.max_log_loss_increase),
+                    "message": f"log loss {loss:.3f} is {loss / ref - 1:.0%} above the test log loss {ref:.3f} (alert "
+                    f"above {ref * (1 + rules.max_log_loss_increase):.3f}){also}",
+                    "reason": f"log loss {loss:.3f}, {loss / ref - 1:.0%} above test",
                 }
             )
     else:

@@ -1,5 +1,5 @@
 """Model performance on a batch once its labels have arrived: ROC AUC and calibration for binary
-models, RMSE and MAE for regression."""
+models, log loss, accuracy and F1 for multiclass ones, RMSE and MAE for regression."""
 
 from __future__ import annotations
 
@@ -9,7 +9,12 @@ from nbops.modeling.metrics import task_metrics
 
 
 def batch_performance(task_type: str, labels: np.ndarray, predictions: np.ndarray) -> dict[str, float] | None:
-    """Metrics on the labelled rows, or None while no label has arrived."""
+    """Metrics on the labelled rows, or None while no label has arrived.
+
+    Args:
+        labels: 0/1, the number, or (multiclass) each row's class position; NaN while unknown.
+        predictions: one score per row, or a multiclass model's (rows, classes) probabilities.
+    """
     y = np.asarray(labels, dtype=np.float64)
     p = np.asarray(predictions, dtype=np.float64)
     known = ~np.isnan(y)

@@ -2,8 +2,9 @@
 
 Computed once from the training rows, it holds per feature the bins and their shares (deciles of
 the training values for numeric features, category frequencies for categorical ones, missing as its
-own bin), quantiles, missing rate, range, and the distribution of the model's predictions. A new
-batch is compared with it without re-reading the training set.
+own bin), quantiles, missing rate, range, and the distribution of the model's predictions (for a
+multiclass model, of each class's probability). A new batch is compared with it without re-reading
+the training set.
 """
 
 from __future__ import annotations
@@ -144,9 +145,19 @@ def profile_categorical(series: pd.Series, max_levels: int = 50) -> CategoricalP
 
 
 def build_reference_profile(
-    df: pd.DataFrame, numeric: list[str], categorical: list[str], predictions: np.ndarray | None = None
+    df: pd.DataFrame,
+    numeric: list[str],
+    categorical: list[str],
+    predictions: np.ndarray | None = None,
+    classes: list[str] | None = None,
 ) -> ReferenceProfile:
-    """Profile the training rows (and, if given, the model's predictions on them)."""
+    """Profile the training rows (and, if given, the model's predictions on them).
+
+    Args:
+        predictions: one score per row, or a multiclass model's (rows, classes) probabilities.
+        classes: a multiclass model's class names, in the order of ``predictions``' columns: the
+            profile then holds each class's probability distribution (``prediction["classes"]``).
+    """
     profile = ReferenceProfile(rows=len(df))
     for name in numeric:
         profile.numeric[name] = profile_numeric(numeric_values(df[name]))
@@ -154,11 +165,22 @@ def build_reference_profile(
         profile.categorical[name] = profile_categorical(df[name])
     if predictions is not None:
         p = np.asarray(predictions, dtype=np.float64)
-        edges = np.unique(np.quantile(p, np.linspace(0, 1, N_BINS + 1)[1:-1]))
-        profile.prediction = {
-            "edges": edges.tolist(),
-            "shares": bin_shares(p, edges).tolist(),
-            "quantiles": np.quantile(p, np.linspace(0, 1, N_QUANTILES)).tolist(),
-            "mean": float(p.mean()),
-        }
+        if p.ndim == 2:
+            names = classes or [str(i) for i in range(p.shape[1])]
+            profile.prediction = {
+                "classes": {name: score_profile(p[:, i]) for i, name in enumerate(names)},
+            }
+        else:
+            profile.prediction = score_profile(p)
     return profile
+
+
+def score_profile(p: np.ndarray) -> dict[str, Any]:
+    """The reference distribution of one score: decile bins, shares, quantiles and mean."""
+    edges = np.unique(np.quantile(p, np.linspace(0, 1, N_BINS + 1)[1:-1]))
+    return {
+        "edges": edges.tolist(),
+        "shares": bin_shares(p, edges).tolist(),
+        "quantiles": np.quantile(p, np.linspace(0, 1, N_QUANTILES)).tolist(),
+        "mean": float(p.mean()),
+    }

@@ -7,6 +7,7 @@ values are handed to Ploomber in a generated env file, so both see exactly the s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -48,6 +49,8 @@ class TaskOutcome:
     ran: bool
     products: dict[str, str]
     reasons: list[str] = field(default_factory=list)
+    # False for a task outside this build (--until, --task): neither run nor checked
+    in_scope: bool = True
 
 
 def new_build_id() -> str:
@@ -281,18 +284,21 @@ def _run_with_env(
     log_path, events_path = logs / f"build-{build_id}.log", logs / f"build-{build_id}.events.jsonl"
     env[events.EVENTS_ENV] = str(events_path)
     returncode = _run_ploomber(cmd, project, env, log_path, events_path, on_event)
-    outcomes = task_outcomes(checked, started, reasons)
-    failure = build_failure(events_path, log_path) if returncode != 0 else None
     scope: set[str] | None = (
         None if until is None and task is None else ({task} if task else upstream_closure(checked, until or ""))
     )
+    outcomes = [
+        dataclasses.replace(o, in_scope=scope is None or o.name in scope)
+        for o in task_outcomes(checked, started, reasons)
+    ]
+    failure = build_failure(events_path, log_path) if returncode != 0 else None
     if failure is not None:
         # What succeeded before the failure is recorded, so the next build resumes at the failed task.
         failed = {failure.get("task")} if failure.get("task") else {o.name for o in outcomes if o.ran}
         broken = set().union(*(downstream_closure(checked, f) for f in failed if f))
         succeeded = {o.name for o in outcomes if o.ran} - broken
         scope = succeeded & (scope if scope is not None else succeeded)
-        outcomes = [TaskOutcome(o.name, o.ran and o.name in succeeded, o.products, o.reasons) for o in outcomes]
+        outcomes = [dataclasses.replace(o, ran=o.ran and o.name in succeeded) for o in outcomes]
     if scope is None or scope:
         for spec, outcome in zip(checked.tasks, outcomes, strict=True):
             if outcome.ran:
@@ -405,11 +411,18 @@ def summary_text(outcomes: list[TaskOutcome], checked: CheckedProject) -> str:
     elif not ran:
         lines.append(f"Nothing changed: all {len(outcomes)} tasks are up to date and were skipped.")
     else:
-        skipped = [o.name for o in outcomes if not o.ran]
+        skipped = [o.name for o in outcomes if not o.ran and o.in_scope]
         lines.append(
             f"Ran {len(ran)} of {len(outcomes)} tasks: {', '.join(ran)}"
             + (f" (skipped, up to date: {', '.join(skipped)})" if skipped else "")
         )
+        outside = [o for o in outcomes if not o.in_scope]
+        if outside:
+            unbuilt = [o.name for o in outside if not Path(o.products.get("nb", "")).exists()]
+            lines.append(
+                f"  not part of this build: {', '.join(o.name for o in outside)}"
+                + (f" (never built: {', '.join(unbuilt)})" if unbuilt else "")
+            )
         new = [o.name for o in outcomes if o.ran and o.reasons == ["never built"]]
         if new:
             lines.append(f"  never built before: {', '.join(new)}")
@@ -470,12 +483,12 @@ def summary_text(outcomes: list[TaskOutcome], checked: CheckedProject) -> str:
 def gate_note(gate: Mapping[str, Any], registration: Mapping[str, Any]) -> str | None:
     """A line for the summary when the gate's decision deserves attention: the new production model
     is worse than the one it replaced (within the tolerance), or the candidate was kept out."""
-    from nbops.modeling.metrics import GATE_METRIC
+    from nbops.modeling.metrics import HIGHER_IS_BETTER
 
     previous, metric = gate.get("production_version"), gate.get("metric")
     if previous is None or gate.get("production") is None or metric is None:
         return None
-    higher = next((h for m, h in GATE_METRIC.values() if m == metric), True)
+    higher = HIGHER_IS_BETTER.get(str(metric), True)
     change = (gate["candidate"] - gate["production"]) * (1 if higher else -1)
     version = registration.get("version")
     if gate.get("promote") and registration.get("aliases", {}).get("production") == version and change < 0:

@@ -69,7 +69,8 @@ class ScheduleEntry:
         stamp = 'echo "== $(date -u +%FT%TZ)'
         # `s=$?` first: dash (cron's /bin/sh) resets $? inside the $(date) that follows.
         steps = (
-            f'export PLOOMBER_STATS_ENABLED=false; {stamp} nbops build, retrain --if-needed ({self.env})"; '
+            # the env name leaves the double quotes, shell-quoted: its text is echoed, never run
+            f'export PLOOMBER_STATS_ENABLED=false; {stamp} nbops build, retrain --if-needed ("{env}")"; '
             f"{nbops} build --env {env}{sets} && {nbops} retrain --if-needed --env {env}{sets}; s=$?; {stamp} exit "
             'status $s"'
         )

@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import html
+import re
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pandas as pd
 
-from nbops.modeling.metrics import HEADLINE
+from nbops.modeling.metrics import HEADLINE, HIGHER_IS_BETTER, MEANING
+
+
+def code(text: object) -> str:
+    """``text`` as a Markdown code span whatever it holds: the fence is longer than any run of
+    backticks inside it (CommonMark), so a column name with a backtick cannot break out of it."""
+    value = str(text).replace("\r", " ").replace("\n", " ")
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", value)), default=0) + 1)
+    pad = " " if value.startswith("`") or value.endswith("`") or not value.strip() else ""
+    return f"{fence}{pad}{value}{pad}{fence}"
+
+
+def table_text(value: object) -> str:
+    """Text for a Markdown table cell: a pipe or a line break in data cannot split the row."""
+    return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
 def markdown_table(df: pd.DataFrame) -> str:
     cols = list(df.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines = ["| " + " | ".join(table_text(c) for c in cols) + " |", "|" + "---|" * len(cols)]
     for row in df.itertuples(index=False):
         lines.append("| " + " | ".join(_cell(v, col) for v, col in zip(row, cols, strict=True)) + " |")
     return "\n".join(lines)
@@ -20,7 +37,24 @@ def markdown_table(df: pd.DataFrame) -> str:
 def _cell(value: object, column: str) -> str:
     if isinstance(value, float):
         return f"{value:,.0f}" if column == "rows" else f"{value:.4f}"
-    return str(value)
+    return table_text(value)
+
+
+def history_markdown(events: Iterable[Mapping[str, Any]]) -> str:
+    """The registry events of a version as a Markdown section (when, what, who, why)."""
+    rows = [
+        {
+            "at": e.get("at", ""),
+            "event": e.get("event", ""),
+            "version": e.get("version", ""),
+            "previous": e.get("previous") or "",
+            "by": e.get("by", ""),
+            "reason": e.get("reason", ""),
+        }
+        for e in events
+    ]
+    body = markdown_table(pd.DataFrame(rows)) if rows else "No registry events yet."
+    return "## History\n" + body + "\n"
 
 
 def derived_line(metadata: dict[str, Any]) -> list[str]:
@@ -28,11 +62,11 @@ def derived_line(metadata: dict[str, Any]) -> list[str]:
     derived = metadata.get("derived_features")
     if not derived:
         return []
-    code = derived["feature_code"]
+    source = derived["feature_code"]
     return [
-        f"- derived features, computed from the raw features by the project's `{code['name']}` (carried in the "
-        f"wheel as `{code['file']}`, sha256 `{code['sha256'][:12]}`): "
-        + ", ".join(f"`{name}` ({kind})" for name, kind in derived["kinds"].items())
+        f"- derived features, computed from the raw features by the project's {code(source['name'])} (carried in "
+        f"the wheel as {code(source['file'])}, sha256 {code(source['sha256'][:12])}): "
+        + ", ".join(f"{code(name)} ({kind})" for name, kind in derived["kinds"].items())
     ]
 
 
@@ -41,10 +75,13 @@ def model_card_markdown(metadata: dict[str, Any], segments: pd.DataFrame) -> str
     task = metadata["task_type"]
     metrics = metadata["metrics"]
     headline = pd.DataFrame({"metric": HEADLINE[task], "test": [metrics.get(k) for k in HEADLINE[task]]})
+    if task == "multiclass":  # the metrics' names are less familiar: say what each measures
+        headline["what it measures"] = [MEANING[k] for k in HEADLINE[task]]
     seg_cols = ["segment", "level", "rows"] + [m for m in HEADLINE[task] if m in segments.columns][:3]
     weakest = segments.dropna(subset=[seg_cols[3]]) if len(seg_cols) > 3 and not segments.empty else segments
     if not weakest.empty and len(seg_cols) > 3:
-        weakest = weakest.sort_values(seg_cols[3], ascending=task == "binary").head(5)
+        # the weakest first: the lowest of a metric where higher is better, the highest of a loss
+        weakest = weakest.sort_values(seg_cols[3], ascending=HIGHER_IS_BETTER.get(seg_cols[3], True)).head(5)
     gate = metadata.get("gate", {})
     lines = [
         f"# Model card: {metadata['package']} {metadata['version']}",
@@ -55,25 +92,31 @@ def model_card_markdown(metadata: dict[str, Any], segments: pd.DataFrame) -> str
             "It returns a probability of the positive class, for ranking and thresholding by a reviewer who owns the "
             "decision. "
             if task == "binary"
+            else (
+                f"It returns a probability for each of its {len(metadata.get('classes') or [])} classes ("
+                + ", ".join(code(c) for c in metadata.get("classes") or [])
+                + ") and the most likely one. "
+            )
+            if task == "multiclass"
             else "It returns a point estimate of the target. "
         )
         + "It is not validated for populations, products or periods outside its training data, and it must not be the "
         "sole basis of a decision about a person.",
         "",
         "## Training data",
-        f"- source: `{metadata['data']['source']}`",
+        f"- source: {code(metadata['data']['source'])}",
         f"- rows: {metadata['data']['rows_valid']:,} valid of {metadata['data']['rows_read']:,} read "
         f"({metadata['data']['rows_quarantined']:,} quarantined)",
-        f"- fingerprint: `{metadata['data']['fingerprint']}`",
+        f"- fingerprint: {code(metadata['data']['fingerprint'])}",
         f"- split: {metadata['split']['method']}; "
         + ", ".join(
             f"{k} {v['rows']:,} rows" + (f" ({v['from'][:10]} to {v['to'][:10]})" if "from" in v else "")
             for k, v in metadata["split"]["splits"].items()
         ),
-        f"- features ({len(metadata['features'])}): " + ", ".join(f"`{f}`" for f in metadata["features"]),
+        f"- features ({len(metadata['features'])}): " + ", ".join(code(f) for f in metadata["features"]),
         *derived_line(metadata),
         "- never used as features: identifiers and personal data "
-        f"({', '.join(metadata.get('excluded_columns', [])) or 'none'})",
+        f"({', '.join(code(c) for c in metadata.get('excluded_columns', [])) or 'none'})",
         "",
         "## Metrics (test split)",
         markdown_table(headline),
@@ -86,10 +129,10 @@ def model_card_markdown(metadata: dict[str, Any], segments: pd.DataFrame) -> str
         "",
         "## Lineage",
         f"- created: {metadata['created_at']}",
-        f"- git commit: `{metadata.get('git_commit') or 'unknown'}`",
-        f"- dependency lock sha256: `{metadata.get('lock_sha256') or 'unknown'}`",
-        f"- W&B run: `{metadata.get('wandb_run_id') or 'not tracked'}`",
-        f"- model file sha256: `{metadata['model_sha256']}`",
+        f"- git commit: {code(metadata.get('git_commit') or 'unknown')}",
+        f"- dependency lock sha256: {code(metadata.get('lock_sha256') or 'unknown')}",
+        f"- W&B run: {code(metadata.get('wandb_run_id') or 'not tracked')}",
+        f"- model file sha256: {code(metadata['model_sha256'])}",
         "",
         "## Limits and caveats",
         "- Trained on one period; performance decays as the population drifts. Watch the monitoring dashboard and "
@@ -104,12 +147,14 @@ def model_card_html(markdown: str, title: str) -> str:
     """The card as a standalone HTML page."""
     import mistune
 
-    body = mistune.html(markdown)
+    # escape=True: any HTML in the text (a category value, a column name) is shown, never run.
+    body = mistune.create_markdown(escape=True, plugins=["table", "strikethrough"])(markdown)
     style = (
         "body{font-family:system-ui,sans-serif;max-width:900px;margin:2em auto;line-height:1.45}"
         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}code{background:#f4f4f4}"
     )
     return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{style}</style></head>"
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{style}</style></head>"
         f"<body>{body}</body></html>\n"
     )

@@ -23,7 +23,7 @@ from nbops.config.params import EvaluateParams
 from nbops.data.schema import TableSchema
 from nbops.errors import NbopsError
 from nbops.modeling.evaluate import segment_metrics
-from nbops.modeling.metrics import GATE_METRIC, HEADLINE, HIGHER_IS_BETTER, task_metrics
+from nbops.modeling.metrics import HEADLINE, HIGHER_IS_BETTER, gate_metric, task_metrics
 from nbops.registry.card import markdown_table
 from nbops.registry.gate import GateDecision, decide
 from nbops.registry.store import ModelVersion, Registry, RegistryError
@@ -64,6 +64,7 @@ class Comparison:
     gate: GateDecision | None  # None when the candidate is the production model
     task_type: str
     tolerance: float
+    gate_metric: str = "auto"  # as configured (env.yaml's gate_metric)
 
     @property
     def same_version(self) -> bool:
@@ -133,7 +134,7 @@ def score(version: ModelVersion, test: TestSplit, params: EvaluateParams) -> Sco
             "it was trained on another table. Compare it on a build of its own data"
         )
     p = np.asarray(model.booster.predict(model.transform(test.rows)))
-    y = test.rows[schema.target].to_numpy(float)
+    y = schema.target_codes(test.rows[schema.target])
     return Scored(version, task_metrics(schema.task_type, y, p), segment_metrics(schema, test.rows, p, params))
 
 
@@ -149,7 +150,7 @@ def compare(
     cand = score(cand_version, test, params)
     same = prod_version is not None and prod_version.version == cand_version.version
     prod = score(prod_version, test, params) if prod_version is not None and not same else None
-    metric = GATE_METRIC[test.schema.task_type][0]
+    metric = gate_metric(test.schema.task_type, params.gate_metric)[0]
     for scored in (cand, prod):
         if scored is not None and metric not in scored.metrics:
             raise NbopsError(
@@ -166,9 +167,12 @@ def compare(
             prod.metrics if prod else None,
             prod.version.version if prod else None,
             params.promotion_tolerance,
+            params.gate_metric,
         )
     )
-    return Comparison(test, cand, prod, prod_version, gate, test.schema.task_type, params.promotion_tolerance)
+    return Comparison(
+        test, cand, prod, prod_version, gate, test.schema.task_type, params.promotion_tolerance, params.gate_metric
+    )
 
 
 # -- the report ---------------------------------------------------------------------------------
@@ -240,7 +244,7 @@ def _version_rows(comp: Comparison) -> list[dict[str, str]]:
 def render_markdown(comp: Comparison) -> str:
     """The report: versions, the gate, an overall table and a table per segment column."""
     cand, prod, gate = comp.candidate, comp.production, comp.gate
-    metric, higher = GATE_METRIC[comp.task_type]
+    metric, higher = gate_metric(comp.task_type, comp.gate_metric)
     title = f"# Model comparison: candidate {cand.version.version} vs " + (
         f"production {prod.version.version}"
         if prod

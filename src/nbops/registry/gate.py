@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from nbops.modeling.metrics import GATE_METRIC
+from nbops.modeling.metrics import gate_metric
 
 if TYPE_CHECKING:  # scoring needs LightGBM; the gate's decision does not
     from nbops.runtime.model import ScoringModel
@@ -54,9 +54,15 @@ def decide(
     production_metrics: dict[str, float] | None,
     production_version: str | None,
     tolerance: float,
+    metric_name: str = "auto",
 ) -> GateDecision:
-    """Apply the gate to metrics computed on the same rows."""
-    metric, higher_is_better = GATE_METRIC[task_type]
+    """Apply the gate to metrics computed on the same rows.
+
+    Args:
+        metric_name: the metric compared (``gate_metric``): ``auto`` is the task's own, ROC AUC
+            (binary), log loss (multiclass) or RMSE (regression).
+    """
+    metric, higher_is_better = gate_metric(task_type, metric_name)
     cand = float(candidate_metrics[metric])
     if production_metrics is None:
         return GateDecision(
@@ -82,4 +88,4 @@ def production_metrics_on(
     from nbops.modeling.metrics import task_metrics
 
     p = production.booster.predict(production.transform(test_rows))
-    return task_metrics(task_type, test_rows[target].to_numpy(float), np.asarray(p))
+    return task_metrics(task_type, production.label_codes(test_rows[target]), np.asarray(p))

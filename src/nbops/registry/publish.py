@@ -21,13 +21,17 @@ from nbops.runtime.schema import FieldSpec, InputSchema
 
 def input_schema(schema: TableSchema) -> InputSchema:
     """The scoring contract: feature fields as declared (types, ranges, categories, nullability);
-    identifiers and the time column may be sent along and are echoed, never modelled."""
+    identifiers and the time column may be sent along and are echoed, never modelled. A multiclass
+    contract carries the classes in the order of the model's outputs (whole numbers as integers)."""
     fields = [
         FieldSpec(c.name, "numeric" if c.kind == "numeric" else "categorical", c.nullable, c.min, c.max, c.categories)
         for c in schema.features
     ]
     passthrough = [c.name for c in schema.by_role("id", "time")]
-    return InputSchema(fields, passthrough)
+    classes: list[Any] | None = None
+    if schema.task_type == "multiclass":
+        classes = [int(c) for c in schema.classes] if schema.integer_classes else list(schema.classes)
+    return InputSchema(fields, passthrough, classes=classes)
 
 
 def git_commit(project: Path) -> str | None:
@@ -38,6 +42,21 @@ def git_commit(project: Path) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def git_dirty(project: Path) -> bool | None:
+    """Whether tracked files of the project differ from its commit (None outside a git repository):
+    a version registered from uncommitted changes cannot be rebuilt from its commit alone."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(project), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
 
 
 def lock_sha256(project: Path) -> str | None:
@@ -75,8 +94,15 @@ def register_model(
     reference_profile: bytes | None = None,
     wandb_run_id: str | None = None,
     run_identity: str | None = None,
+    raw_snapshot: Path | None = None,
+    build_env: dict[str, Any] | None = None,
+    keep_data_snapshots: int = 0,
 ) -> tuple[ModelVersion, bool, bool]:
     """Register the model as a new version, set ``candidate``, and promote it if the gate allows.
+
+    ``raw_snapshot`` (ingest's raw table) is kept content-addressed in the registry and
+    ``build_env`` (the values the build ran with) recorded, so that ``nbops reproduce`` can rebuild
+    the version from what it recorded.
 
     Returns:
         (version, newly created, promoted to production).
@@ -103,6 +129,7 @@ def register_model(
         "target": schema.target,
         "task_type": schema.task_type,
         "positive_class": schema.positive_class,
+        **({"classes": schema.classes} if schema.task_type == "multiclass" else {}),
         "features": transform["feature_names"],
         "excluded_columns": [c.name for c in schema.by_role("id", "pii", "ignore")],
         "metrics": metrics,
@@ -115,7 +142,9 @@ def register_model(
             for k in ("source", "source_sha256", "fingerprint", "rows_read", "rows_valid", "rows_quarantined")
         },
         "git_commit": git_commit(project),
+        "git_dirty": git_dirty(project),
         "lock_sha256": lock_sha256(project),
+        "build_env": build_env,
         "wandb_run_id": wandb_run_id,
         "run_identity": run_identity,
     }
@@ -129,7 +158,10 @@ def register_model(
             "card.html": model_card_html(md, f"{meta['package']} {meta['version']}").encode(),
         }
 
+    if raw_snapshot is not None:
+        metadata["data"]["snapshot"] = registry.keep_data(raw_snapshot, ingest_summary["source_sha256"])
     version, created = registry.register(files, metadata, derived=card)
+    registry.prune_data(keep_data_snapshots)
     registry.set_candidate(
         version.version, "registered by the pipeline" if created else "re-registered (identical model)"
     )

@@ -5,6 +5,8 @@ Layout under ``<root>/registry/<dataset>/``::
     versions/v0001/   model.txt, feature_transform.json, input_schema.json, metadata.json,
                       metrics.json, card.md, card.html, MANIFEST.json (SHA-256 of every file)
     aliases.json      {"candidate": "v0002", "production": "v0001"}
+    data/<sha256>.parquet  the training data's raw snapshot, content-addressed (one file however many
+                      versions share it), for `nbops reproduce`; pruned by keep_data_snapshots
     history.jsonl     one line per event (register, promote, rollback, gate-not-applied): what,
                       which version, who (user@host), when and why; appended, never rewritten
 
@@ -245,6 +247,49 @@ class Registry:
         self._append({"event": event, "alias": alias, "version": version, "previous": previous, "reason": reason})
         write_json(data, self.root / "aliases.json", sort_keys=False)
         return data
+
+    # -- the training data, kept for reproduction ---------------------------------------------
+
+    def keep_data(self, snapshot: Path, sha256: str) -> str:
+        """Keep the raw training snapshot under ``data/<sha256>.parquet`` (once per content) and
+        return that path relative to the registry."""
+        name = f"data/{sha256}{snapshot.suffix or '.parquet'}"
+        with self._locked():
+            dest = self.root / name
+            if not dest.exists():
+                from nbops.files import write_bytes
+
+                data = snapshot.read_bytes()
+                if sha256_bytes(data) != sha256:
+                    raise IntegrityError(f"{snapshot} changed while it was registered (sha256 differs)")
+                write_bytes(data, dest)
+                os.chmod(dest, 0o444)
+        return name
+
+    def prune_data(self, keep_versions: int) -> list[str]:
+        """Remove data snapshots no longer needed: those of the newest ``keep_versions`` versions and
+        of production and candidate stay (0 keeps every snapshot). Returns the removed names."""
+        if keep_versions <= 0 or not (self.root / "data").is_dir():
+            return []
+        versions = self.versions()
+        aliases = self.aliases()
+        keep = {v.version for v in versions[-keep_versions:]} | {aliases.get(a) for a in ALIASES} - {None}
+        needed = {v.metadata.get("data", {}).get("snapshot") for v in versions if v.version in keep}
+        removed = []
+        with self._locked():
+            for blob in sorted((self.root / "data").iterdir()):
+                name = f"data/{blob.name}"
+                if blob.is_file() and name not in needed:
+                    blob.unlink()
+                    removed.append(name)
+                    self._append(
+                        {
+                            "event": "data-pruned",
+                            "version": "",
+                            "reason": f"{name}: keep_data_snapshots={keep_versions}",
+                        }
+                    )
+        return removed
 
     def record(self, event: str, version: str, reason: str, **details: Any) -> None:
         """Append an event that moves no alias (a registration, a gate not applied)."""

@@ -2,6 +2,10 @@
 
 The output is written to a temporary file beside the destination and renamed into place only when
 every row has scored, so a bad row (named by its row number and column) leaves no partial output.
+
+Its columns: the identifier and time columns sent along, then ``prediction`` (binary: the positive
+class's probability; regression: the estimate) or, for a multiclass model, ``predicted_label`` (the
+most likely class) and ``proba_<class>`` for each class; then ``model_version``.
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from .model import ScoringModel
+from .model import LABEL_COLUMN, ScoringModel, probability_column
 
 SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -114,9 +119,14 @@ def score_file(
                 for chunk, done in iter_chunks(source, chunk_rows, text_columns):
                     chunk = restore_text(chunk, model)
                     model.check(chunk, first_row=rows)
-                    scores = model.booster.predict(model.transform(chunk), **model._batch_threads)
+                    scores = np.asarray(model.booster.predict(model.transform(chunk), **model._batch_threads))
                     out = chunk[[c for c in passthrough if c in chunk.columns]].copy()
-                    out["prediction"] = scores
+                    if model.classes is not None:
+                        out[LABEL_COLUMN] = model.labels_of(scores, out.index)
+                        for i, label in enumerate(model.classes):
+                            out[probability_column(label)] = scores[:, i]
+                    else:
+                        out["prediction"] = scores
                     out["model_version"] = model.version
                     table = pa.Table.from_pandas(out, preserve_index=False)
                     if out_kind == "parquet":

@@ -191,16 +191,34 @@ class FeatureCode:
         fn = self.functions[name]
         try:
             result = fn(frame)
+        except KeyError as exc:
+            missing = exc.args[0] if exc.args else None
+            if isinstance(missing, str) and missing not in frame.columns:
+                raise FeatureCodeError(
+                    f"reads column '{missing}', which is not a raw feature of the model",
+                    function=name,
+                    line=_line_in(exc, self.module.__file__ or ""),
+                    expected="columns among the raw features: " + ", ".join(map(str, frame.columns)),
+                    found=f"df[{missing!r}]",
+                    hint="use a feature column of the schema (identifiers, the target, the time column and "
+                    "ignored columns are not given to the feature code)",
+                ) from None
+            raise self._raised(name, fn, frame, exc) from None
         except Exception as exc:
-            raise FeatureCodeError(
-                f"raised {type(exc).__name__}: {exc}",
-                function=name,
-                line=_line_in(exc, self.module.__file__ or ""),
-                rows=self._failing_rows(fn, frame),
-                hint="fix the function (try it in a notebook: nbops.features.load_feature_code()); "
-                "a value that cannot be computed should be NaN, not an exception",
-            ) from None
+            raise self._raised(name, fn, frame, exc) from None
         return check_shape(name, result, frame)
+
+    def _raised(
+        self, name: str, fn: Callable[[pd.DataFrame], Any], frame: pd.DataFrame, exc: Exception
+    ) -> FeatureCodeError:
+        return FeatureCodeError(
+            f"raised {type(exc).__name__}: {exc}",
+            function=name,
+            line=_line_in(exc, self.module.__file__ or ""),
+            rows=self._failing_rows(fn, frame),
+            hint="fix the function (try it in a notebook: nbops.features.load_feature_code()); "
+            "a value that cannot be computed should be NaN, not an exception",
+        )
 
     def _failing_rows(self, fn: Callable[[pd.DataFrame], Any], frame: pd.DataFrame) -> list[int]:
         """The first rows the function raises on when given that row alone (empty: none alone does)."""

@@ -3,6 +3,11 @@
 Loading checks every file against the SHA-256 checksums written when the version was registered, and
 refuses a model whose files were altered. Nothing is ever unpickled: the booster is LightGBM text, the
 transform, schema and metadata are JSON.
+
+A binary model's ``predict`` returns the probability of the positive class, a regression model's the
+estimate, one number per row. A multiclass model's ``predict`` returns a DataFrame with one
+probability column per class, named by the class (each row sums to 1), and ``predict_label`` the
+most likely class of each row.
 """
 
 from __future__ import annotations
@@ -28,8 +33,17 @@ from .integrity import (
     IntegrityError,
     verify,
 )
-from .schema import InputError, InputSchema
+from .schema import InputError, InputSchema, class_codes
 from .transform import FeatureTransform
+
+# A multiclass model's columns in a scored file: the most likely class, then one probability per class.
+LABEL_COLUMN = "predicted_label"
+PROBABILITY_PREFIX = "proba_"
+
+
+def probability_column(label: object) -> str:
+    """The column of a class's probability in a scored file: ``proba_<class>``."""
+    return f"{PROBABILITY_PREFIX}{label}"
 
 
 class PredictThreads(TypedDict):
@@ -75,6 +89,10 @@ class RowPredictor:
         self._out_ptr = self._out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
 
     def predict(self, row: np.ndarray) -> float:
+        return float(self.predict_all(row)[0])
+
+    def predict_all(self, row: np.ndarray) -> np.ndarray:
+        """Every output of the model for one row (a multiclass model's class probabilities)."""
         row = np.ascontiguousarray(row, dtype=np.float64)
         with self._lock:
             self._safe_call(
@@ -85,7 +103,7 @@ class RowPredictor:
                     self._out_ptr,
                 )
             )
-            return float(self._out[0])
+            return self._out[: self._out_len.value].copy()
 
     def __del__(self) -> None:
         handle = getattr(self, "_handle", None)
@@ -112,10 +130,10 @@ class ScoringModel:
         # example record is built from it.
         self.reference_profile: dict[str, Any] | None = None
         self._row_threads: PredictThreads = {"num_threads": 1}  # one row: threads only add wake-up latency
+        # A multiclass model's classes, in the order of the booster's outputs (None for the others).
+        self.classes: list[Any] | None = schema.classes if self.task_type == "multiclass" else None
         try:
-            self._row_predictor: RowPredictor | None = (
-                RowPredictor(booster) if booster.num_model_per_iteration() == 1 else None
-            )
+            self._row_predictor: RowPredictor | None = RowPredictor(booster)
         except (AttributeError, OSError):  # a LightGBM build without the fast single-row API
             self._row_predictor = None
         self._batch_threads: PredictThreads = {
@@ -153,8 +171,26 @@ class ScoringModel:
         """Exactly the matrix fed to the booster for ``df``."""
         return self.feature_transform.transform(df)
 
-    def predict(self, data: pd.DataFrame | Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """Validate and score a DataFrame or a list of dicts; raises :class:`InputError` on bad input."""
+    def predict(self, data: pd.DataFrame | Sequence[Mapping[str, Any]]) -> Any:
+        """Validate and score a DataFrame or a list of dicts; raises :class:`InputError` on bad input.
+
+        Returns:
+            One number per row (an ndarray: the positive class's probability, or the estimate), or
+            for a multiclass model a DataFrame of class probabilities, a column per class named by
+            the class, rows in the input's order (and with a DataFrame's index).
+        """
+        index = data.index if isinstance(data, pd.DataFrame) else None
+        return self._as_output(self.scores(data), index)
+
+    def predict_label(self, data: pd.DataFrame | Sequence[Mapping[str, Any]]) -> pd.Series:
+        """The most likely class of each row (a multiclass model), as the training data wrote it:
+        whole numbers for integer labels, else text."""
+        self._require_classes("predict_label")
+        index = data.index if isinstance(data, pd.DataFrame) else None
+        return self.labels_of(self.scores(data), index)
+
+    def scores(self, data: pd.DataFrame | Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """The booster's output for validated rows: (rows,) or, multiclass, (rows, classes)."""
         if isinstance(data, pd.DataFrame):
             self.schema.check_frame(data)
             return np.asarray(self.booster.predict(self.transform(data), **self._batch_threads))
@@ -162,12 +198,45 @@ class ScoringModel:
         self.schema.check_records(records, allow_extra=True)
         return self.predict_records(records, validated=True)
 
+    def labels_of(self, scores: np.ndarray, index: pd.Index | None = None) -> pd.Series:
+        """The most likely class of each row of a multiclass model's ``scores``."""
+        classes = self._require_classes("labels_of")
+        picked = np.asarray(classes, dtype=object)[np.argmax(scores, axis=1)]
+        integer = all(isinstance(c, int) and not isinstance(c, bool) for c in classes)
+        return pd.Series(picked, index=index, name=LABEL_COLUMN, dtype="int64" if integer else "string")
+
+    def probabilities_frame(self, scores: np.ndarray, index: pd.Index | None = None) -> pd.DataFrame:
+        """A multiclass model's ``scores`` as a DataFrame, a column per class named by the class."""
+        classes = self._require_classes("probabilities_frame")
+        return pd.DataFrame(scores, index=index, columns=[str(c) for c in classes])
+
+    def label_codes(self, labels: Any) -> np.ndarray:
+        """Labels as the metrics take them: each class's position among :attr:`classes` (multiclass;
+        NaN for a missing or unknown label), otherwise the numbers themselves (NaN when missing)."""
+        if self.classes is not None:
+            return class_codes(labels, self.classes)
+        return pd.to_numeric(pd.Series(labels), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+    def _as_output(self, scores: np.ndarray, index: pd.Index | None) -> Any:
+        return self.probabilities_frame(scores, index) if self.classes is not None else scores
+
+    def _require_classes(self, name: str) -> list[Any]:
+        if self.classes is None:
+            raise ValueError(
+                f"{name} is for multiclass models; model {self.version} is {self.task_type}: its predict returns "
+                "one number per row"
+            )
+        return self.classes
+
     def predict_records(self, records: Sequence[Mapping[str, Any]], *, validated: bool = False) -> np.ndarray:
-        """Score records (dicts) without building a DataFrame: the serving path."""
+        """Score records (dicts) without building a DataFrame: the serving path. The booster's
+        output: (rows,), or (rows, classes) for a multiclass model."""
         if not validated:
             self.schema.check_records(list(records))
         x = self.feature_transform.transform_records(records)
         if len(records) == 1 and self._row_predictor is not None:
+            if self.classes is not None:
+                return self._row_predictor.predict_all(x[0])[np.newaxis, :]
             return np.array([self._row_predictor.predict(x[0])])
         params = self._row_threads if len(records) < 64 else self._batch_threads
         return np.asarray(self.booster.predict(x, **params))

@@ -3,6 +3,10 @@
 One validator serves every way in (a DataFrame, a list of dicts, a REST body), so a record refused
 by the API is refused the same way by ``predict`` and by the batch scorer. Every problem names the
 record (0-based position) and the field.
+
+A multiclass model's contract also holds its classes, in the order of the booster's outputs: class
+``i`` is the model's ``i``-th probability. Labels are compared as text (``2`` and ``"2"`` are one
+class), through :func:`label_text`, wherever they come from (a CSV, a Parquet file, a JSON body).
 """
 
 from __future__ import annotations
@@ -51,13 +55,39 @@ class FieldSpec:
     categories: list[str] | None = None
 
 
+def label_text(values: Any) -> pd.Series:
+    """Class labels as text, the form they are compared in: ``2``, ``2.0`` and ``"2"`` all read ``"2"``
+    (a whole number read as a float from Parquet is still its integer label); missing stays missing."""
+    series = values if isinstance(values, pd.Series) else pd.Series(values)
+    if pd.api.types.is_bool_dtype(series) or not pd.api.types.is_numeric_dtype(series):
+        return series.astype("string")
+    numbers = series.astype("float64")
+    whole = numbers.notna() & (numbers % 1 == 0)
+    text = numbers.astype("string")
+    text[whole] = numbers[whole].astype("int64").astype("string")
+    return text
+
+
+def class_codes(values: Any, classes: Sequence[Any]) -> np.ndarray:
+    """Each label's position in ``classes`` (as floats, for LightGBM and the metrics); NaN for a
+    missing label or one that is not a class."""
+    index = {str(c): float(i) for i, c in enumerate(classes)}
+    text = label_text(values)
+    return text.map(index).to_numpy(dtype=np.float64, na_value=np.nan)
+
+
 @dataclass
 class InputSchema:
-    """The fields a record must carry to be scored, and optional pass-through identifier fields."""
+    """The fields a record must carry to be scored, and optional pass-through identifier fields.
+
+    ``classes``: a multiclass model's classes in the order of its outputs (integers when the labels
+    are whole numbers, else text); None for a binary or regression model.
+    """
 
     fields: list[FieldSpec]
     passthrough: list[str] = field(default_factory=list)
     max_problems: int = 50
+    classes: list[Any] | None = None
 
     def __post_init__(self) -> None:
         self._by_name = {f.name: f for f in self.fields}
@@ -69,11 +99,19 @@ class InputSchema:
         return [f.name for f in self.fields]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"fields": [asdict(f) for f in self.fields], "passthrough": self.passthrough}
+        out: dict[str, Any] = {"fields": [asdict(f) for f in self.fields], "passthrough": self.passthrough}
+        if self.classes is not None:  # only a multiclass contract has them: the others are unchanged
+            out["classes"] = list(self.classes)
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> InputSchema:
-        return cls(fields=[FieldSpec(**f) for f in data["fields"]], passthrough=list(data.get("passthrough", [])))
+        classes = data.get("classes")
+        return cls(
+            fields=[FieldSpec(**f) for f in data["fields"]],
+            passthrough=list(data.get("passthrough", [])),
+            classes=list(classes) if classes is not None else None,
+        )
 
     # -- records (lists of dicts: the REST path) ------------------------------------------------
 

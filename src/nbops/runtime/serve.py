@@ -371,11 +371,13 @@ def create_app(
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             return 400, _problem(f"the body is not valid JSON: {exc}"), [], 0
-        status, payload, scores, rejected = _score(body, model, max_records)
+        status, payload, predictions, rejected = _score(body, model, max_records)
         if status == 200 and plog is not None:
             plog.append(
-                {"ts": time.time(), "model_version": version, "records": body["records"], "predictions": scores}
+                {"ts": time.time(), "model_version": version, "records": body["records"], "predictions": predictions}
             )
+        # The score histogram counts a number per record: a multiclass record's most likely class's probability.
+        scores = [max(p["probabilities"].values()) if isinstance(p, dict) else p for p in predictions]
         return status, payload, scores, rejected
 
     @api.post(
@@ -393,7 +395,7 @@ def create_app(
                             "additionalProperties": False,
                             "properties": {
                                 "model_version": {"type": "string"},
-                                "predictions": {"type": "array", "items": {"type": "number"}},
+                                "predictions": {"type": "array", "items": prediction_schema(model)},
                             },
                         }
                     }
@@ -441,7 +443,40 @@ def create_app(
     return app
 
 
-def _score(body: Any, model: ScoringModel, max_records: int) -> tuple[int, bytes, list[float], int]:
+def prediction_schema(model: ScoringModel) -> dict[str, Any]:
+    """The JSON Schema of one prediction: a number, or for a multiclass model an object with the
+    most likely class and the probability of each class keyed by its name."""
+    if model.classes is None:
+        return {"type": "number"}
+    names = [str(c) for c in model.classes]
+    integer = all(isinstance(c, int) and not isinstance(c, bool) for c in model.classes)
+    return {
+        "type": "object",
+        "required": ["label", "probabilities"],
+        "additionalProperties": False,
+        "properties": {
+            "label": {"type": "integer" if integer else "string", "enum": list(model.classes)},
+            "probabilities": {
+                "type": "object",
+                "required": names,
+                "additionalProperties": False,
+                "properties": {name: {"type": "number", "minimum": 0, "maximum": 1} for name in names},
+            },
+        },
+    }
+
+
+def multiclass_predictions(model: ScoringModel, scores: Any) -> list[dict[str, Any]]:
+    """Each record's most likely class and its probability of every class, keyed by class name."""
+    classes = model.classes or []
+    names = [str(c) for c in classes]
+    return [
+        {"label": classes[int(row.argmax())], "probabilities": dict(zip(names, row.tolist(), strict=True))}
+        for row in scores
+    ]
+
+
+def _score(body: Any, model: ScoringModel, max_records: int) -> tuple[int, bytes, list[Any], int]:
     if not isinstance(body, dict) or set(body) != {"records"}:
         keys = sorted(body) if isinstance(body, dict) else type(body).__name__
         return 422, _problem(f'expected an object {{"records": [...]}}, found {keys}'), [], 0
@@ -460,7 +495,14 @@ def _score(body: Any, model: ScoringModel, max_records: int) -> tuple[int, bytes
     except InputError as exc:
         details = [{"record": p.record, "field": p.field, "problem": p.message} for p in exc.problems]
         return 422, _problem(str(exc), details), [], len({p.record for p in exc.problems})
-    scores = model.predict_records(records, validated=True).tolist()
+    raw = model.predict_records(records, validated=True)
+    if model.classes is not None:
+        if not all(math.isfinite(s) for s in raw.ravel().tolist()):  # never expected: a model bug
+            raise RuntimeError("non-finite prediction")
+        predictions: list[Any] = multiclass_predictions(model, raw)
+        # ensure_ascii: class names are the data's, any text at all
+        return 200, json.dumps({"model_version": model.version, "predictions": predictions}).encode(), predictions, 0
+    scores = raw.tolist()
     if not all(math.isfinite(s) for s in scores):  # never expected: a model bug, not a client error
         raise RuntimeError("non-finite prediction")
     return 200, json.dumps({"model_version": model.version, "predictions": scores}).encode(), scores, 0

@@ -48,6 +48,14 @@ class DaskEngine:
     ) -> TrainResult:
         from nbops.engines.dask.train import train_model_dask
 
+        if schema.task_type == "multiclass":
+            from nbops.errors import ConfigError
+
+            raise ConfigError(
+                f"engine 'dask' cannot train a multiclass model yet: the target '{schema.target}' has "
+                f"{len(schema.classes)} classes, and the dask engine's training, scoring and drift handle one score "
+                "per row. Use the pandas engine: engine: pandas in env.yaml (or drop ENGINE=dask / --set engine=dask)"
+            )
         return train_model_dask(
             self.client,
             params,
@@ -59,9 +67,18 @@ class DaskEngine:
             summary_out=summary_out,
         )
 
-    def reference_profile(self, train_rows: Path, transform_file: Path, model_file: Path) -> ReferenceProfile:
+    def reference_profile(
+        self, train_rows: Path, transform_file: Path, model_file: Path, classes: list[str] | None = None
+    ) -> ReferenceProfile:
         from nbops.engines.dask.profile import reference_profile_of_parquet
 
+        if classes:
+            from nbops.errors import ConfigError
+
+            raise ConfigError(
+                "engine 'dask' cannot profile a multiclass model's predictions yet (one probability per class); use "
+                "the pandas engine: engine: pandas in env.yaml"
+            )
         return reference_profile_of_parquet(self.params, train_rows, transform_file, model_file)
 
     def score_wheel(self, wheel: Path, package: str, source: Path, dest: Path, summary_out: Path) -> dict[str, Any]:

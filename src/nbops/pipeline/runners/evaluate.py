@@ -40,6 +40,7 @@ def run_evaluate(stage: Stage[EvaluateParams]) -> tuple[Evaluation, GateDecision
         production_metrics,
         production.version if production else None,
         stage.params.promotion_tolerance,
+        stage.params.gate_metric,
     )
     write_json(gate.to_dict(), stage.out("gate"))
     with track(stage, private_columns=schema.private) as run:

@@ -18,7 +18,7 @@ from nbops.errors import NbopsError
 from nbops.monitoring.drift import DriftThresholds
 from nbops.monitoring.ground_truth import drift_recall, truth_table
 from nbops.monitoring.history import read_alerts, replace_alerts, upsert_history
-from nbops.monitoring.monitor import AlertRules, BatchMonitoring, performance_limit
+from nbops.monitoring.monitor import AlertRules, BatchMonitoring, performance_limit, performance_metric
 from nbops.monitoring.plots import (
     drift_heatmap,
     drift_heatmap_svg,
@@ -210,7 +210,7 @@ def _figures(
     figures = stage.out("figures")
     figures.mkdir(parents=True, exist_ok=True)
     plots = {"drift_heatmap": figures / "drift_heatmap.png", "performance": figures / "performance.png"}
-    metric = "perf__roc_auc" if reference.task_type == "binary" else "perf__rmse"
+    metric = performance_metric(reference.task_type)
     limit = performance_limit(reference.task_type, reference.metrics, rules)
     level = reference.metrics.get(metric.removeprefix("perf__"))
     psi = stage.params.psi_threshold
@@ -222,6 +222,18 @@ def _figures(
         figures / "performance.svg",
     )
     return plots
+
+
+def logged_predictions(frame: pd.DataFrame, model: ScoringModel) -> Any:
+    """The scores the serving log recorded with its records: a number per record, or a multiclass
+    model's probabilities in the order of its classes; None when the log lacks them (then monitoring
+    scores the records itself)."""
+    from nbops.runtime.model import probability_column
+
+    if model.classes is not None:
+        columns = [probability_column(c) for c in model.classes]
+        return frame[columns].to_numpy(dtype=float) if all(c in frame.columns for c in columns) else None
+    return frame["prediction"].to_numpy() if "prediction" in frame.columns else None
 
 
 @dataclass
@@ -255,9 +267,7 @@ def monitor_pending(
             row = log.unreadable(batch_id, path, exc)
             out.append(BatchOutcome(batch_id, 0, row["status"], row["status_reason"], row["alerts"]))
             continue
-        predictions = (
-            frame["prediction"].to_numpy() if "prediction" in frame.columns and path.suffix == ".jsonl" else None
-        )
+        predictions = logged_predictions(frame, reference.model) if path.suffix == ".jsonl" else None
         target = reference.target if reference.target in frame.columns else None
         result = log.record(
             monitor_batch(

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from nbops.config.params import RegisterParams
+from nbops.config.spec import load_env
 from nbops.data.io import write_json
 from nbops.engines import engine_for
-from nbops.pipeline.context import Stage, run_identity
+from nbops.files import write_text
+from nbops.pipeline.context import Stage, env_file_in_use, run_identity
 from nbops.pipeline.runners.common import load_schema, read_json, track
+from nbops.registry.card import history_markdown, model_card_html
 from nbops.registry.gate import GateDecision
 from nbops.registry.publish import register_model, registry_for
 from nbops.registry.store import ModelVersion
@@ -30,13 +32,26 @@ class Registration:
     aliases: dict[str, Any]
 
 
+# Values that name this machine's folders, not what the model was built from.
+NOT_RECORDED = ("root", "here", "cwd", "user", "data_version")
+
+
+def recorded_env(stage: Stage[RegisterParams]) -> dict[str, Any]:
+    """The env values this build ran with, as ``nbops reproduce`` needs them (paths of this machine left out)."""
+    env = load_env(stage.project, env_file_in_use())
+    return {k: v for k, v in env.items() if k not in NOT_RECORDED}
+
+
 def run_register(stage: Stage[RegisterParams]) -> Registration:
     """Store the trained model as a new version (or find it already there) and apply the gate."""
     schema = load_schema(stage)
     gate = GateDecision(**read_json(stage.inp("evaluate", "gate")))
     registry = registry_for(stage.registry, schema.dataset)
     profile = engine_for(stage.params).reference_profile(
-        stage.inp("features", "train"), stage.inp("features", "transform"), stage.inp("train", "model")
+        stage.inp("features", "train"),
+        stage.inp("features", "transform"),
+        stage.inp("train", "model"),
+        schema.classes or None,
     )
     train = read_json(stage.inp("train", "summary"))
     with track(stage) as run:
@@ -56,6 +71,9 @@ def run_register(stage: Stage[RegisterParams]) -> Registration:
             reference_profile=(json.dumps(profile.to_dict()) + "\n").encode(),
             wandb_run_id=run.run_id,
             run_identity=run_identity("train"),  # the training run that made this model
+            raw_snapshot=stage.inp("ingest", "raw"),
+            build_env=recorded_env(stage),
+            keep_data_snapshots=stage.params.keep_data_snapshots,
         )
         aliases = registry.aliases()
         names = [a for a in ("candidate", "production") if aliases.get(a) == version.version]
@@ -68,8 +86,11 @@ def run_register(stage: Stage[RegisterParams]) -> Registration:
         )
     card = stage.out("card")
     card.mkdir(parents=True, exist_ok=True)
-    for name in ("card.md", "card.html"):
-        shutil.copyfile(version.file(name), card / name)
+    # The version's own card is immutable (checksummed); this copy adds what happened to it since.
+    events = [e for e in registry.history() if version.version in (e.get("version"), e.get("previous"))]
+    markdown = version.file("card.md").read_text() + "\n" + history_markdown(events)
+    write_text(markdown, card / "card.md")
+    write_text(model_card_html(markdown, f"{version.metadata['package']} {version.version}"), card / "card.html")
     write_json(
         {
             "version": version.version,
