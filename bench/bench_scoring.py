@@ -1,6 +1,10 @@
 """Benchmark: the scoring wheel, as its users run it. Writes bench/results/scoring.json and scoring.md.
 
-    python bench/bench_scoring.py [--rows 1000000] [--requests 5000]
+    python bench/bench_scoring.py [--rows 1000000] [--requests 5000] [--derived]
+
+``--derived``: the model also has one derived feature, ``loan_to_income`` (:data:`FEATURE_CODE`, the
+project's own feature code, env key ``feature_code``), which the wheel computes from the raw record on
+every request; the results go to scoring_derived.json and scoring_derived.md.
 
 1. Setup (not timed against a goal): simulate a credit-risk history, validate it and fit the feature
    transform with nbops's own stage code, train LightGBM with exactly 500 trees (no early stopping),
@@ -50,6 +54,16 @@ TREES = 500
 BLOCK_PRIMING = 20  # untimed requests on each block's fresh connection
 NUM_LEAVES = 31
 
+# The feature module of the --derived case: one derived feature, as a project writes it.
+FEATURE_CODE = '''"""Derived features of the credit-risk table."""
+import pandas as pd
+
+
+def loan_to_income(df: pd.DataFrame) -> pd.Series:
+    """The loan as a share of a year's income (missing without an income)."""
+    return df["loan_amount"] / df["annual_income"].where(df["annual_income"] > 0)
+'''
+
 GOALS = {
     "batch_ratio": 0.8,  # package / raw throughput
     "rest_p50_ms": 1.0,
@@ -65,8 +79,12 @@ def log(msg: str) -> None:
 # --------------------------------------------------------------------------- setup
 
 
-def build_model_wheel(work: Path, train_rows: int, seed: int) -> tuple[Path, dict[str, Any]]:
-    """Simulate, validate, fit the transform, train 500 trees, register and package; return the wheel."""
+def build_model_wheel(
+    work: Path, train_rows: int, seed: int, feature_code: str | None = None
+) -> tuple[Path, dict[str, Any]]:
+    """Simulate, validate, fit the transform, train 500 trees, register and package; return the wheel.
+
+    ``feature_code``: the source of a feature module whose derived features the model uses."""
     import lightgbm as lgb
 
     from nbops.config.params import EvaluateParams, FeaturesParams, TrainParams
@@ -95,8 +113,10 @@ def build_model_wheel(work: Path, train_rows: int, seed: int) -> tuple[Path, dic
 
     t0 = time.perf_counter()
     feats_dir = work / "features"
+    if feature_code is not None:
+        (work / "features.py").write_text(feature_code)
     features = build_features(
-        FeaturesParams(seed=seed, tracking="disabled"),
+        FeaturesParams(seed=seed, tracking="disabled", feature_code="features.py" if feature_code else None),
         schema=schema,
         valid_rows=valid_path,
         out={
@@ -104,8 +124,10 @@ def build_model_wheel(work: Path, train_rows: int, seed: int) -> tuple[Path, dic
             "valid": feats_dir / "valid.parquet",
             "test": feats_dir / "test.parquet",
             "transform": feats_dir / "feature_transform.json",
+            "feature_code": feats_dir / "feature_code.py",
             "summary": feats_dir / "summary.json",
         },
+        project=work,
     )
     transform = features.transform
     split = features.split
@@ -173,6 +195,7 @@ def build_model_wheel(work: Path, train_rows: int, seed: int) -> tuple[Path, dic
         "num_leaves": NUM_LEAVES,
         "features": transform.feature_names,
         "n_features": len(transform.feature_names),
+        "derived_features": transform.derived,
         "test_roc_auc": metrics.get("roc_auc"),
         "registered_files": sorted(p.name for p in version.path.iterdir()),
         "wheel": wheel.name,
@@ -340,6 +363,7 @@ def column_costs(m: Any, df: pd.DataFrame) -> dict[str, Any]:
     schema_mod = import_module(type(m.schema).__module__)
     transform_mod = import_module(type(m.feature_transform).__module__)
     out: dict[str, Any] = {"validation": {}, "transform": {}}
+    df = m.feature_transform.with_derived(df)  # derived columns are timed as columns too
     one = type(m.schema)
     for spec in m.schema.fields:
         sub = one(fields=[spec])
@@ -915,9 +939,10 @@ def ok(value: float, goal: float, higher_is_better: bool) -> str:
 def markdown(r: dict[str, Any]) -> str:
     s, b, rest, ip = r["setup"], r["batch"], r["rest"], r["in_process"]
     g = GOALS
+    derived = s.get("derived_features") or {}
     lines = [
-        f"# Scoring benchmark ({r['machine']['cpus']} cores, Python {r['machine']['python']}, LightGBM "
-        f"{r['machine']['lightgbm']})",
+        f"# Scoring benchmark{' with one derived feature' if len(derived) == 1 else ''} "
+        f"({r['machine']['cpus']} cores, Python {r['machine']['python']}, LightGBM {r['machine']['lightgbm']})",
         "",
         f"Model: LightGBM, {s['trees']} trees, {s['num_leaves']} leaves, {s['n_features']} features, trained on "
         f"{s['train_rows']:,} simulated rows "
@@ -925,6 +950,20 @@ def markdown(r: dict[str, Any]) -> str:
         "loaded from the wheel "
         f"(`sys.path.insert(0, wheel); import {s['package']}; {s['package']}.load()`, {s['load_s'] * 1e3:.0f} ms).",
         "",
+    ]
+    if derived:
+        lines += [
+            "Derived features (the project's feature code, computed by the wheel from each raw record; a client "
+            "sends raw fields only): "
+            + ", ".join(f"`{name}` ({kind})" for name, kind in derived.items())
+            + ". The feature module:",
+            "",
+            "```python",
+            FEATURE_CODE.rstrip(),
+            "```",
+            "",
+        ]
+    lines += [
         f"## Batch: {b['rows']:,} rows × {b['features']} features (median of {b['reps']}, alternating)",
         "",
         "| path | seconds (wall) | rows/s | CPU seconds | goal |",
@@ -1065,6 +1104,12 @@ def main() -> int:
     )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
+    parser.add_argument(
+        "--derived",
+        action="store_true",
+        help="the model has one derived feature (loan_to_income, from a feature module); results go to "
+        "scoring_derived.json and scoring_derived.md",
+    )
     args = parser.parse_args()
     if min(args.rows, args.requests, args.calls, args.reps, args.train_rows) < 1 or args.train_rows < 1000:
         parser.error("--rows, --requests, --calls, --reps must be >= 1 and --train-rows >= 1000")
@@ -1097,7 +1142,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="nbops-bench-scoring-") as tmp:
         work = Path(tmp)
         log(f"setup: simulating {args.train_rows:,} rows, training {TREES} trees, registering, packaging")
-        wheel, setup = build_model_wheel(work, args.train_rows, args.seed)
+        wheel, setup = build_model_wheel(
+            work, args.train_rows, args.seed, feature_code=FEATURE_CODE if args.derived else None
+        )
         m, load_s = load_from_wheel(wheel, setup["package"])
         setup["load_s"] = load_s
         setup["runtime_module"] = type(m).__module__
@@ -1136,11 +1183,12 @@ def main() -> int:
     result["load_average"]["end"] = os.getloadavg()
     result["total_seconds"] = time.perf_counter() - started
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "scoring.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    name = "scoring_derived" if args.derived else "scoring"
+    (args.out / f"{name}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     md = markdown(result)
-    (args.out / "scoring.md").write_text(md)
+    (args.out / f"{name}.md").write_text(md)
     print(md)
-    log(f"total {result['total_seconds']:.0f} s; wrote {args.out / 'scoring.json'} and {args.out / 'scoring.md'}")
+    log(f"total {result['total_seconds']:.0f} s; wrote {args.out / f'{name}.json'} and {args.out / f'{name}.md'}")
     if not result["rest"]["model_server_check"]["ok"]:
         log(f"FAILED: the model server does not score ({result['rest']['model_server_check']['detail'][:200]})")
         return 1

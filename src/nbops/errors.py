@@ -17,7 +17,8 @@ class ConfigError(NbopsError):
 class DataError(NbopsError):
     """A table cannot be used as it is: wrong file, missing column, unusable values.
 
-    The message always names the file, and where it applies the column and the rows.
+    The message always names the file, and where it applies the column (or the feature function, and
+    the line of the file) and the rows.
     """
 
     def __init__(
@@ -26,6 +27,8 @@ class DataError(NbopsError):
         *,
         file: str | None = None,
         column: str | None = None,
+        function: str | None = None,
+        line: int | None = None,
         rows: Sequence[int] | None = None,
         expected: str | None = None,
         found: str | None = None,
@@ -34,6 +37,8 @@ class DataError(NbopsError):
         self.problem = problem
         self.file = file
         self.column = column
+        self.function = function
+        self.line = line
         self.rows = list(rows) if rows is not None else None
         self.expected = expected
         self.found = found
@@ -45,6 +50,10 @@ class DataError(NbopsError):
         where = []
         if self.file:
             where.append(f"file {self.file}")
+        if self.function:
+            where.append(f"function {self.function}()")
+        if self.line:
+            where.append(f"line {self.line}")
         if self.column:
             where.append(f"column '{self.column}'")
         if self.rows:

@@ -126,3 +126,32 @@ def test_stamp_writes_the_identity_into_ploomber_metadata(project: Path) -> None
     lineage.stamp_ploomber_metadata(task, "abc123", "b1")
     data = json.loads(meta.read_text())
     assert data["nbops_run_identity"] == "abc123" and data["params"] == {"a": 1} and data["timestamp"] == 1.0
+
+
+def test_editing_the_feature_module_reruns_features_and_downstream_and_names_the_file(project: Path) -> None:
+    module = project / "features.py"
+    module.write_text("def loan_to_income(df):\n    return df['loan_amount'] / df['annual_income']\n")
+    tasks = _tasks(project, feature_code="features.py")
+    _pretend_built(project, tasks)
+    root = Path(check_project(project, "env.test.yaml").settings.root)
+    assert all(why == [] for why in lineage.changes(_tasks(project, feature_code="features.py"), root).values())
+    module.write_text("def loan_to_income(df):\n    return df['loan_amount'] / (1 + df['annual_income'])\n")
+    why = lineage.changes(_tasks(project, feature_code="features.py"), root)
+    assert why["ingest"] == []
+    assert why["features"] == ["feature code changed (features.py)"]
+    assert why["train"] == ["input from 'features' changed"]
+    assert all(why[t] for t in ("evaluate", "register", "package", "batch_score", "monitor"))
+    text = lineage.why_text(_tasks(project, feature_code="features.py"), root, "features")
+    assert "next build: will run, because feature code changed (features.py)" in text
+
+
+def test_the_feature_module_is_part_of_the_features_identity_only(project: Path) -> None:
+    module = project / "features.py"
+    module.write_text("def a(df):\n    return df['age']\n")
+    before = lineage.identities(_tasks(project, feature_code="features.py"))
+    module.write_text("def a(df):\n    return df['age'] * 2\n")
+    after = lineage.identities(_tasks(project, feature_code="features.py"))
+    assert before["ingest"]["identity"] == after["ingest"]["identity"]
+    assert before["features"]["identity"] != after["features"]["identity"]
+    assert set(after["features"]["components"]["project_code"]) == {"features.py"}
+    assert "project_code" not in after["train"]["components"]

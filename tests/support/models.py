@@ -12,14 +12,23 @@ import pandas as pd
 
 
 def train_tiny_booster(
-    df: pd.DataFrame, numeric: list[str], categorical: list[str], target: str, rounds: int, seed: int = 0
+    df: pd.DataFrame,
+    numeric: list[str],
+    categorical: list[str],
+    target: str,
+    rounds: int,
+    seed: int = 0,
+    feature_code: str | None = None,
 ) -> tuple[Any, Any]:
-    """A tiny real LightGBM binary model and its fitted transform (for registry tests)."""
+    """A tiny real LightGBM binary model and its fitted transform (for registry tests), with the derived
+    features of ``feature_code`` (a feature module's source) when given."""
     import lightgbm as lgb
 
+    from nbops.runtime.derived import FeatureCode
     from nbops.runtime.transform import FeatureTransform
 
-    transform = FeatureTransform.fit(df, numeric, categorical)
+    code = FeatureCode.from_source(feature_code.encode()) if feature_code is not None else None
+    transform = FeatureTransform.fit(df, numeric, categorical, code=code)
     params = {
         "objective": "binary",
         "num_leaves": 4,
@@ -54,10 +63,19 @@ class TinyModel:
         return dict(self.version.metadata["metrics"])
 
 
-def tiny_registered_model(folder: Path, rows: int = 4_000, seed: int = 11, rounds: int = 20) -> TinyModel:
+def tiny_registered_model(
+    folder: Path,
+    rows: int = 4_000,
+    seed: int = 11,
+    rounds: int = 20,
+    feature_code: str | None = None,
+    wheel: bool = True,
+) -> TinyModel:
     """Simulate ``rows`` rows, validate them against the simulator's schema, split them in time, train
     a tiny booster on the train split and register it (model, transform, input schema, reference
-    profile) as the production version of a registry under ``folder``; then build its wheel."""
+    profile) as the production version of a registry under ``folder``; then build its wheel (unless
+    ``wheel`` is false). ``feature_code``: a feature module's source, whose derived features the model
+    uses (registered with it, as the pipeline does)."""
     from nbops.data.ingest import simulator_schema
     from nbops.data.simulate import simulate_history
     from nbops.data.validate import validate_table
@@ -67,7 +85,7 @@ def tiny_registered_model(folder: Path, rows: int = 4_000, seed: int = 11, round
     from nbops.monitoring.profile import build_reference_profile
     from nbops.registry.publish import input_schema, package_name
     from nbops.registry.store import Registry
-    from nbops.runtime.integrity import MODEL_FILE, PROFILE_FILE, SCHEMA_FILE, TRANSFORM_FILE
+    from nbops.runtime.integrity import FEATURE_CODE_FILE, MODEL_FILE, PROFILE_FILE, SCHEMA_FILE, TRANSFORM_FILE
 
     folder.mkdir(parents=True, exist_ok=True)
     schema = simulator_schema()
@@ -76,7 +94,9 @@ def tiny_registered_model(folder: Path, rows: int = 4_000, seed: int = 11, round
     split = split_rows(valid, time_column=schema.time_column, valid_fraction=0.2, test_fraction=0.2, seed=seed)
     numeric = [c.name for c in schema.features if c.kind == "numeric"]
     categorical = [c.name for c in schema.features if c.kind == "categorical"]
-    booster, transform = train_tiny_booster(split.train, numeric, categorical, schema.target, rounds, seed)
+    booster, transform = train_tiny_booster(
+        split.train, numeric, categorical, schema.target, rounds, seed, feature_code=feature_code
+    )
     splits = {}
     for name in SPLITS:
         splits[name] = folder / f"{name}.parquet"
@@ -84,7 +104,10 @@ def tiny_registered_model(folder: Path, rows: int = 4_000, seed: int = 11, round
     schema_file = schema.save(folder / "schema.yaml")
     transform_file = transform.save(folder / "feature_transform.json")
     profile = build_reference_profile(
-        split.train, numeric, categorical, booster.predict(transform.transform(split.train))
+        transform.with_derived(split.train),
+        transform.numeric,
+        list(transform.categorical),
+        booster.predict(transform.transform(split.train)),
     )
     test = split.test
     metrics = task_metrics(
@@ -96,6 +119,8 @@ def tiny_registered_model(folder: Path, rows: int = 4_000, seed: int = 11, round
         SCHEMA_FILE: (json.dumps(input_schema(schema).to_dict(), indent=2) + "\n").encode(),
         PROFILE_FILE: (json.dumps(profile.to_dict()) + "\n").encode(),
     }
+    if transform.code is not None:
+        files[FEATURE_CODE_FILE] = transform.code.source
     metadata = {
         "package": package_name(schema.dataset),
         "dataset": schema.dataset,
@@ -105,8 +130,10 @@ def tiny_registered_model(folder: Path, rows: int = 4_000, seed: int = 11, round
         "features": transform.feature_names,
         "metrics": metrics,
     }
+    if transform.derived:
+        metadata["derived_features"] = {"kinds": transform.derived, "feature_code": transform.feature_code}
     registry = Registry(folder / "registry" / schema.dataset)
     version, _ = registry.register(files, metadata)
     registry.promote(version.version, "the tiny model of the test session")
-    wheel = build_wheel(version, folder / "dist")
-    return TinyModel(folder, Path(schema_file), Path(transform_file), splits, version, wheel, metadata["package"])
+    built = build_wheel(version, folder / "dist") if wheel else folder / "dist" / "(not built)"
+    return TinyModel(folder, Path(schema_file), Path(transform_file), splits, version, built, metadata["package"])

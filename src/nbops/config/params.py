@@ -84,12 +84,24 @@ class IngestParams(StageParams):
 
 
 class FeaturesParams(StageParams):
-    """Parameters of the features stage: the split."""
+    """Parameters of the features stage: the split, and the project's feature code."""
 
+    feature_code: str | None = Field(
+        None,
+        min_length=1,
+        description="your feature module, relative to the project folder (e.g. features.py): each public function "
+        "`name(df) -> Series` is a derived feature; none: no derived features",
+    )
     valid_fraction: float = Field(0.15, gt=0, lt=0.5, description="share of rows for early stopping")
     test_fraction: float = Field(0.15, gt=0, lt=0.5, description="share of rows held out for evaluation")
     seed: int = Field(42, ge=0)
     tracking: Literal["offline", "online", "disabled"] = "offline"
+
+    @field_validator("feature_code", mode="before")
+    @classmethod
+    def _no_feature_code(cls, value: Any) -> Any:
+        # env.yaml's `none` reaches the check as text; Ploomber hands the notebook None for it.
+        return None if isinstance(value, str) and value.strip().lower() in ("none", "null") else value
 
 
 class TrainParams(ComputeParams):

@@ -1,7 +1,8 @@
 """Build a self-contained scoring wheel from a registered model version.
 
 The wheel carries the scoring runtime (``nbops/runtime``, copied as is: it uses only relative
-imports) and the version's files, checksums included. It depends on numpy, pandas, pyarrow and
+imports) and the version's files, checksums included (the project's feature code among them, which is
+refused here if it imports anything the wheel does not carry). It depends on numpy, pandas, pyarrow and
 lightgbm only (the ``[serve]`` extra adds FastAPI, uvicorn and fastapi-offline, whose Swagger UI files
 serve /docs without a CDN); it needs neither nbops, Jupyter, Ploomber nor W&B. The zip is written with
 fixed timestamps, so the same version gives the same wheel.
@@ -9,9 +10,11 @@ fixed timestamps, so the same version gives the same wheel.
 
 from __future__ import annotations
 
+import ast
 import base64
 import hashlib
 import json
+import sys
 import zipfile
 from collections.abc import Mapping
 from importlib import metadata as importlib_metadata
@@ -19,12 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import nbops.runtime
+from nbops.errors import DataError
 from nbops.files import atomic_path
 from nbops.registry.store import ModelVersion
-from nbops.runtime.integrity import MANIFEST
+from nbops.runtime.integrity import FEATURE_CODE_FILE, MANIFEST
 
 RUNTIME_MODULES = (
     "__init__.py",
+    "derived.py",
     "integrity.py",
     "model.py",
     "schema.py",
@@ -80,6 +85,49 @@ sys.exit(main(load, "{package}"))
 """
 
 
+def carried_modules() -> set[str]:
+    """What code in the wheel may import: the standard library and the wheel's own requirements
+    (``[serve]`` is optional, so batch scoring must work without it)."""
+    return set(sys.stdlib_module_names) | set(CORE_REQUIREMENTS)
+
+
+def check_feature_code_imports(source: bytes, where: str) -> None:
+    """Refuse feature code that imports a module the wheel does not carry, before the wheel exists:
+    an installed wheel would otherwise fail on its first load, wherever it was deployed."""
+    allowed = carried_modules()
+    tree = ast.parse(source, filename=where)
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if not isinstance(node, ast.Import | ast.ImportFrom):
+            continue
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            if node.level:
+                raise DataError(
+                    "the feature code uses a relative import, which a module of its own cannot resolve",
+                    file=where,
+                    line=node.lineno,
+                    expected="absolute imports of the standard library, " + ", ".join(CORE_REQUIREMENTS),
+                    found=ast.unparse(node),
+                    hint="put what it imports into the feature module itself (as private functions)",
+                )
+            names = [node.module or ""]
+        for name in names:
+            if name.split(".")[0] not in allowed:
+                raise DataError(
+                    "the feature code imports a module the scoring wheel does not carry",
+                    file=where,
+                    line=node.lineno,
+                    expected="imports of the standard library or the wheel's requirements only ("
+                    + ", ".join(CORE_REQUIREMENTS)
+                    + ")",
+                    found=ast.unparse(node),
+                    hint=f"compute the feature with numpy or pandas instead of '{name.split('.')[0]}'; the wheel "
+                    "would fail on its first load wherever it is deployed",
+                )
+
+
 def train_identity(meta: Mapping[str, Any]) -> str | None:
     """The run identity of the training task recorded with the version (None before lineage existed)."""
     identity = meta.get("run_identity")
@@ -115,6 +163,12 @@ def build_wheel(model: ModelVersion, dist: str | Path) -> Path:
     ).encode()
     files[f"{package}/__main__.py"] = MAIN_TEMPLATE.format(package=package).encode()
     manifest = json.loads((model.path / MANIFEST).read_text())
+    if FEATURE_CODE_FILE in manifest["files"]:
+        code = meta.get("derived_features", {}).get("feature_code", {}).get("name", FEATURE_CODE_FILE)
+        check_feature_code_imports(
+            (model.path / FEATURE_CODE_FILE).read_bytes(),
+            f"{model.path / FEATURE_CODE_FILE} (the project's {code}, as registered with {model.version})",
+        )
     for name in [*sorted(manifest["files"]), MANIFEST]:  # exactly the registered files
         files[f"{package}/artifacts/{name}"] = (model.path / name).read_bytes()
     info = f"{package}-{wheel_version}.dist-info"

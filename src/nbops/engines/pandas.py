@@ -54,8 +54,8 @@ class PandasEngine:
         from nbops.monitoring.profile import build_reference_profile
         from nbops.runtime.transform import FeatureTransform
 
-        rows = pd.read_parquet(train_rows)
         transform = FeatureTransform.load(transform_file)
+        rows = transform.with_derived(pd.read_parquet(train_rows))  # derived features are profiled too
         booster = lgb.Booster(model_file=str(model_file))
         return build_reference_profile(
             rows,

@@ -125,7 +125,8 @@ def evaluate_model(
     p = np.asarray(booster.predict(x))  # a dense matrix in, an ndarray out (the union covers sparse input)
     y = schema.target_codes(test_rows[schema.target])
     headline = task_metrics(schema.task_type, y, p)
-    segments = segment_metrics(schema, test_rows, p, params)
+    derived_categories = [n for n, kind in transform.derived.items() if kind == "categorical"]
+    segments = segment_metrics(schema, transform.with_derived(test_rows), p, params, derived_categories)
     sample = _sample(x, params.shap_sample)
     contrib = np.asarray(booster.predict(sample, pred_contrib=True))
     classes = schema.classes
@@ -198,10 +199,19 @@ def _sample(x: np.ndarray, n: int) -> np.ndarray:
     return x[np.sort(idx)]
 
 
-def segment_metrics(schema: TableSchema, rows: pd.DataFrame, p: np.ndarray, params: EvaluateParams) -> pd.DataFrame:
-    """Metrics per level of each segment column (default: categorical features and the time column)."""
+def segment_metrics(
+    schema: TableSchema,
+    rows: pd.DataFrame,
+    p: np.ndarray,
+    params: EvaluateParams,
+    derived_categories: list[str] | None = None,
+) -> pd.DataFrame:
+    """Metrics per level of each segment column (default: categorical features, derived categorical
+    features (``derived_categories``) and the time column). A derived feature named in
+    ``segment_columns`` is a segment like a raw column."""
     columns = params.segment_columns or (
         [c.name for c in schema.features if c.kind == "categorical"]
+        + list(derived_categories or [])
         + ([schema.time_column] if schema.time_column else [])
     )
     y = schema.target_codes(rows[schema.target])

@@ -49,6 +49,12 @@ def score_for_monitoring(model: ScoringModel, batch: pd.DataFrame) -> np.ndarray
     return np.asarray(model.booster.predict(model.transform(batch)))
 
 
+def with_derived_features(model: ScoringModel, batch: pd.DataFrame) -> pd.DataFrame:
+    """The batch with the model's derived features computed from its raw columns, so that their drift
+    is measured like any feature's (the reference profile has them)."""
+    return model.feature_transform.with_derived(batch)
+
+
 def monitor_batch(
     batch_id: str,
     batch: pd.DataFrame,
@@ -67,7 +73,7 @@ def monitor_batch(
         return summarise_batch(batch_id, month, model, quality, None, None, None, reference_metrics, rules)
     if predictions is None:
         predictions = score_for_monitoring(model, batch)
-    drift = compare(profile, batch, rules.drift, predictions)
+    drift = compare(profile, with_derived_features(model, batch), rules.drift, predictions)
     labels = model.label_codes(batch[target]) if target is not None and target in batch.columns else None
     return summarise_batch(batch_id, month, model, quality, drift, predictions, labels, reference_metrics, rules)
 

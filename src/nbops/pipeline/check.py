@@ -73,6 +73,8 @@ def check_project(
         problems.extend(_check_task(task, names))
     if settings is not None and settings.data != "simulate":
         problems.extend(_check_data_file(project, settings.data, settings.target))
+    if settings is not None and settings.feature_code:
+        problems.extend(_check_feature_code(project, settings.feature_code))
     if settings is not None and settings.engine == "dask" and not problems:
         # A scheduler that does not answer fails here, in seconds, not after the first stages ran.
         from nbops.engines.dask.cluster import preflight
@@ -108,6 +110,59 @@ def _check_data_file(project: Path, data: str, target: str) -> list[str]:
                     expected=f"a column named '{target}'",
                     found=missing_column_found(target, columns),
                     hint="set TARGET=<column> (or `target` in env.yaml) to the outcome column",
+                )
+            )
+        ]
+    return []
+
+
+def _check_feature_code(project: Path, value: str) -> list[str]:
+    """Fail fast on a feature module that is missing, does not parse or has no feature function; what
+    its functions compute is checked by the features stage, on the data."""
+    import ast
+
+    from nbops.errors import DataError
+    from nbops.features.code import feature_code_path
+
+    path = feature_code_path(project, value)
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except FileNotFoundError:
+        return [
+            str(
+                DataError(
+                    "the feature module does not exist",
+                    file=str(path),
+                    expected=f"a Python file at {value} (feature_code, relative to the project folder)",
+                    hint="create it, or set `feature_code: none` in env.yaml",
+                )
+            )
+        ]
+    except SyntaxError as exc:
+        return [
+            str(
+                DataError(
+                    f"the feature module is not valid Python: {exc.msg}",
+                    file=str(path),
+                    line=exc.lineno,
+                    hint="fix the syntax (feature_code in env.yaml names this file)",
+                )
+            )
+        ]
+    functions = [
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and not node.name.startswith("_")
+    ]
+    if not functions:
+        return [
+            str(
+                DataError(
+                    "the feature module defines no public function",
+                    file=str(path),
+                    expected="at least one `def name(df: pandas.DataFrame) -> pandas.Series` (its name is the "
+                    "derived column's)",
+                    hint="helpers start with an underscore; every other function is a derived feature",
                 )
             )
         ]

@@ -10,8 +10,9 @@ all. When something differs, the components say what: which code cell, which par
 value), which input. ``nbops why TASK`` prints it.
 
 The raw data enters through ``data_version`` (size and modification time of the data file) and
-``labelled_through``; every other input is a product of an upstream task, whose identity stands in
-for its fingerprint: the same code and parameters on the same inputs give the same products.
+``labelled_through``, the project's feature module through its content (``feature_code``); every
+other input is a product of an upstream task, whose identity stands in for its fingerprint: the
+same code and parameters on the same inputs give the same products.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ from nbops.pipeline.code_deps import library_fingerprint
 
 STATE_FILE = paths.LINEAGE_FILE
 LOCK_FILE = "requirements.lock"
+# A task parameter naming a file of the project whose content the task runs (the feature module):
+# the content, not only the name, is part of the task's identity.
+CODE_PARAMS = ("feature_code",)
 
 
 class TaskIdentity(TypedDict):
@@ -75,7 +79,7 @@ def identities(tasks: list[TaskSpec]) -> dict[str, TaskIdentity]:
         task = by_name[name]
         code = notebook_code(task.source)
         library = library_fingerprint(code)
-        components = {
+        components: dict[str, Any] = {
             "code": hashlib.sha256(code.encode()).hexdigest(),
             "params": {k: _digest(v) for k, v in sorted(task.params.items())},
             "products": _digest(task.product),
@@ -86,11 +90,30 @@ def identities(tasks: list[TaskSpec]) -> dict[str, TaskIdentity]:
             "lock": lock_digest(task.project),
             "options": _digest(task.options),
         }
+        project_code = project_code_digests(task)
+        if project_code:
+            components["project_code"] = project_code
         out[name] = {"identity": _digest(components)[:16], "components": components, "library_files": library}
         return out[name]["identity"]
 
     for task in tasks:
         visit(task.name)
+    return out
+
+
+def project_code_digests(task: TaskSpec) -> dict[str, str | None]:
+    """SHA-256 (16 hex digits; None for a missing file) of each project file a parameter of the task
+    names as code it runs (``feature_code: features.py``), keyed by the parameter's value."""
+    out: dict[str, str | None] = {}
+    for key in CODE_PARAMS:
+        value = task.params.get(key)
+        if not isinstance(value, str) or not value:
+            continue
+        path = Path(value) if Path(value).is_absolute() or task.project is None else task.project / value
+        try:
+            out[value] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        except OSError:
+            out[value] = None
     return out
 
 
@@ -194,6 +217,8 @@ def changes(tasks: list[TaskSpec], root: Path) -> dict[str, list[str]]:
                     reasons.append(f"input from '{up}' changed")
             if old.get("nbops") != new["nbops"]:
                 reasons.append("nbops version changed")
+            if old.get("project_code", {}) != new.get("project_code", {}):
+                reasons.append(_project_code_change(old.get("project_code", {}), new.get("project_code", {})))
             if old.get("library") != new["library"]:
                 reasons.append(_library_change(before.get("library_files") or {}, now["library_files"]))
             if old.get("options", new["options"]) != new["options"]:
@@ -256,6 +281,11 @@ def _library_change(old: Mapping[str, str], new: Mapping[str, str]) -> str:
         f" and {len(changed) - 4} more" if len(changed) > 4 else ""
     )
     return f"library code changed ({shown})"
+
+
+def _project_code_change(old: Mapping[str, str | None], new: Mapping[str, str | None]) -> str:
+    changed = sorted(f for f in set(old) | set(new) if old.get(f) != new.get(f))
+    return f"feature code changed ({', '.join(changed)})"
 
 
 def _param_change(key: str, old: str | None, new: Any) -> str:

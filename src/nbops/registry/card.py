@@ -57,6 +57,19 @@ def history_markdown(events: Iterable[Mapping[str, Any]]) -> str:
     return "## History\n" + body + "\n"
 
 
+def derived_line(metadata: dict[str, Any]) -> list[str]:
+    """The card's line on derived features, when the model has some (empty list otherwise)."""
+    derived = metadata.get("derived_features")
+    if not derived:
+        return []
+    source = derived["feature_code"]
+    return [
+        f"- derived features, computed from the raw features by the project's {code(source['name'])} (carried in "
+        f"the wheel as {code(source['file'])}, sha256 {code(source['sha256'][:12])}): "
+        + ", ".join(f"{code(name)} ({kind})" for name, kind in derived["kinds"].items())
+    ]
+
+
 def model_card_markdown(metadata: dict[str, Any], segments: pd.DataFrame) -> str:
     """The card as Markdown."""
     task = metadata["task_type"]
@@ -101,6 +114,7 @@ def model_card_markdown(metadata: dict[str, Any], segments: pd.DataFrame) -> str
             for k, v in metadata["split"]["splits"].items()
         ),
         f"- features ({len(metadata['features'])}): " + ", ".join(code(f) for f in metadata["features"]),
+        *derived_line(metadata),
         "- never used as features: identifiers and personal data "
         f"({', '.join(code(c) for c in metadata.get('excluded_columns', [])) or 'none'})",
         "",

@@ -15,7 +15,7 @@ from nbops.data.schema import TableSchema
 from nbops.registry.card import model_card_html, model_card_markdown
 from nbops.registry.gate import GateDecision
 from nbops.registry.store import ModelVersion, Registry
-from nbops.runtime.integrity import MODEL_FILE, PROFILE_FILE, SCHEMA_FILE, TRANSFORM_FILE
+from nbops.runtime.integrity import FEATURE_CODE_FILE, MODEL_FILE, PROFILE_FILE, SCHEMA_FILE, TRANSFORM_FILE
 from nbops.runtime.schema import FieldSpec, InputSchema
 
 
@@ -118,6 +118,11 @@ def register_model(
     }
     if reference_profile is not None:
         files[PROFILE_FILE] = reference_profile
+    transform = json.loads(transform_file.read_text())
+    if transform.get("derived"):
+        # The project's feature code, as the features stage copied it beside the transform: checksummed
+        # with the other files, and carried unchanged into the wheel.
+        files[FEATURE_CODE_FILE] = (transform_file.parent / transform["feature_code"]["file"]).read_bytes()
     metadata = {
         "package": package_name(schema.dataset),
         "dataset": schema.dataset,
@@ -125,7 +130,7 @@ def register_model(
         "task_type": schema.task_type,
         "positive_class": schema.positive_class,
         **({"classes": schema.classes} if schema.task_type == "multiclass" else {}),
-        "features": json.loads(transform_file.read_text())["feature_names"],
+        "features": transform["feature_names"],
         "excluded_columns": [c.name for c in schema.by_role("id", "pii", "ignore")],
         "metrics": metrics,
         "gate": gate.to_dict(),
@@ -143,6 +148,8 @@ def register_model(
         "wandb_run_id": wandb_run_id,
         "run_identity": run_identity,
     }
+    if transform.get("derived"):
+        metadata["derived_features"] = {"kinds": transform["derived"], "feature_code": transform["feature_code"]}
 
     def card(meta: dict[str, Any]) -> dict[str, bytes]:
         md = model_card_markdown(meta, segments)

@@ -17,6 +17,8 @@ _EXPORTS = {
     "InputError": ".schema",
     "InputSchema": ".schema",
     "Problem": ".schema",
+    "FeatureCode": ".derived",
+    "FeatureCodeError": ".derived",
     "FeatureTransform": ".transform",
     "UnseenCategoryError": ".transform",
 }

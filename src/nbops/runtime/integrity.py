@@ -11,6 +11,7 @@ TRANSFORM_FILE = "feature_transform.json"
 SCHEMA_FILE = "input_schema.json"
 METADATA_FILE = "metadata.json"
 PROFILE_FILE = "reference_profile.json"  # the training data's profile (the registry's PROFILE_FILE)
+FEATURE_CODE_FILE = "feature_code.py"  # the project's feature code, when the model has derived features
 
 
 class IntegrityError(RuntimeError):

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .integrity import (
+    FEATURE_CODE_FILE,
     MANIFEST,
     METADATA_FILE,
     MODEL_FILE,
@@ -147,7 +148,7 @@ class ScoringModel:
         manifest = json.loads(read(MANIFEST))
         files = verify(read, manifest["files"], where)
         booster = lgb.Booster(model_str=files[MODEL_FILE].decode())
-        transform = FeatureTransform.from_dict(json.loads(files[TRANSFORM_FILE]))
+        transform = FeatureTransform.from_dict(json.loads(files[TRANSFORM_FILE]), code=files.get(FEATURE_CODE_FILE))
         schema = InputSchema.from_dict(json.loads(files[SCHEMA_FILE]))
         metadata = json.loads(files[METADATA_FILE])
         model = cls(booster, transform, schema, metadata)

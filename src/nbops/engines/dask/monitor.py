@@ -21,7 +21,7 @@ import pandas as pd
 
 from nbops.engines.dask.parquet import empty_frame, frame, plan_pieces
 from nbops.engines.dask.profile import compare, predictions_of
-from nbops.engines.dask.work import ModelRef, compute_all
+from nbops.engines.dask.work import ModelRef, compute_all, with_derived
 from nbops.monitoring.monitor import AlertRules, BatchMonitoring, summarise_batch
 from nbops.monitoring.profile import ReferenceProfile
 from nbops.monitoring.quality import ColumnQuality, QualityReport, check_quality
@@ -95,10 +95,10 @@ def monitor_batch_dask(
     )
     if quality.rows == 0 or quality.missing_columns:
         return summarise_batch(batch_id, month, model, quality, None, None, None, reference_metrics, rules)
-    ref = ModelRef(model.booster.model_to_string(), model.feature_transform.to_dict())
+    ref = ModelRef(model.booster.model_to_string(), model.feature_transform.to_dict(include_code=True))
     futures = predictions_of(client, batch, ref)
     try:
-        drift = compare(client, profile, batch, rules.drift, futures)
+        drift = compare(client, profile, with_derived(batch, model.feature_transform, ref), rules.drift, futures)
         predictions = np.concatenate(client.gather(futures))
     finally:
         client.cancel(futures)

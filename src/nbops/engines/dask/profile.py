@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from nbops.engines.dask import quantiles as qx
-from nbops.engines.dask.work import ModelRef, compute_all
+from nbops.engines.dask.work import ModelRef, compute_all, with_derived
 from nbops.monitoring.drift import (
     _INNER,
     DriftReport,
@@ -459,11 +459,7 @@ def reference_profile_of_parquet(
     transform = FeatureTransform.load(transform_file)
     booster = lgb.Booster(model_file=str(model_file))
     pieces = plan_pieces(train_rows, min_pieces=len(workers_in_order(client)), max_rows=1_000_000)
-    features = frame(train_rows, pieces, transform.feature_names)
-    return reference_profile(
-        client,
-        features,
-        transform.numeric,
-        list(transform.categorical),
-        ModelRef(booster.model_to_string(), transform.to_dict()),
-    )
+    ref = ModelRef(booster.model_to_string(), transform.to_dict(include_code=True))
+    # derived features are computed from the raw ones on the workers, as the pandas engine does
+    features = with_derived(frame(train_rows, pieces, transform.raw_names), transform, ref)
+    return reference_profile(client, features, transform.numeric, list(transform.categorical), ref)

@@ -186,11 +186,11 @@ def _shards(client: Client, path: Path, transform: FeatureTransform, target: str
     from nbops.engines.dask.parquet import frame, plan_pieces
 
     pieces = plan_pieces(path, min_pieces=len(workers), max_rows=1_000_000)
-    columns = [*transform.feature_names, target]
+    columns = [*transform.raw_names, target]  # the transform computes derived features from the raw ones
     parts = frame(path, pieces, columns).to_delayed()
     build = dask.delayed(_matrix_and_label, pure=True)
     pairs = [
-        client.compute(build(part, transform.to_dict(), target), workers=[workers[i % len(workers)]])
+        client.compute(build(part, transform.to_dict(include_code=True), target), workers=[workers[i % len(workers)]])
         for i, part in enumerate(parts)
     ]
     x_futures = [client.submit(_first, f, workers=[workers[i % len(workers)]]) for i, f in enumerate(pairs)]

@@ -78,7 +78,28 @@ def cached_booster(model_text: str) -> Any:
 
 def model_ref(booster: Any, transform: Any) -> ModelRef:
     """A :class:`ModelRef` for a loaded booster and :class:`~nbops.runtime.transform.FeatureTransform`."""
-    return ModelRef(booster.model_to_string(), transform.to_dict())
+    return ModelRef(booster.model_to_string(), transform.to_dict(include_code=True))
+
+
+def derive_partition(part: pd.DataFrame, ref: ModelRef) -> pd.DataFrame:
+    """A partition with the model's derived features added (the project's feature code, run on the worker)."""
+    _, transform = ref.load()
+    frame: pd.DataFrame = transform.with_derived(part)
+    return frame
+
+
+def with_derived(batch: Any, transform: Any, ref: ModelRef) -> Any:
+    """A dask DataFrame with the derived features of ``transform`` computed per partition (``batch``
+    itself when it has none), so drift compares them like any feature."""
+    if not transform.derived:
+        return batch
+    meta = batch._meta.assign(
+        **{
+            name: pd.Series(dtype=np.float64 if kind == "numeric" else "str")
+            for name, kind in transform.derived.items()
+        }
+    )
+    return batch.map_partitions(derive_partition, ref, meta=meta, enforce_metadata=False)
 
 
 def predict_partition(part: pd.DataFrame, ref: ModelRef) -> pd.Series:
