@@ -3,26 +3,38 @@
 Airflow is installed into its own virtualenv (cached under build/, as an operator's Airflow would
 be: without nbops); the exported DAG runs with ``airflow dags test`` on a copy of the project, every
 stage's products are checked, then one stage is rerun through Airflow to show a retry is harmless.
+On the same built project, two single-task runs of independent stages run at once, and then Airflow's
+scheduler (LocalExecutor, as `airflow standalone` runs it) runs a triggered DAG run whose independent
+stages overlap in time, by Airflow's own records; each time the project is left consistent.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
+import re
+import secrets
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from nbops.config import paths
 from nbops.config.paths import registry_dir
+from nbops.pipeline import lineage
+from nbops.pipeline.build import resolve_project
 from nbops.pipeline.check import check_project
-from tests.support import REPO, copy_project, nbops, output_of
+from tests.support import REPO, copy_project, free_port, nbops, output_of
 
 pytestmark = pytest.mark.slow
 ENV = "env.test.yaml"
@@ -268,3 +280,254 @@ def test_rerunning_a_stage_through_airflow_is_idempotent(airflow_run: dict[str, 
     ]
     after = snapshot(project)
     assert after == before, {k: (before[k], after[k]) for k in before if before[k] != after[k]}
+
+
+# --------------------------------------------------------------------------------------------
+# independent stages at once: package and monitor, then batch_score and monitor, depend on earlier
+# stages but not on each other
+
+# The executed reports of the stages after register: removing them makes exactly those stages run
+# again (their records say "a product was removed"), while everything upstream stays up to date.
+AFTER_REGISTER = {"package": "06_package", "batch_score": "07_batch_score", "monitor": "08_monitor"}
+
+
+def project_records(project: Path) -> dict[str, Any]:
+    """The lineage and the build log, as the next command would read them."""
+    root = Path(check_project(project, ENV).settings.root)
+    log = [json.loads(line) for line in (root / paths.BUILD_LOG).read_text().splitlines() if line.strip()]
+    return {"lineage": lineage.load_state(root), "log": log}
+
+
+def assert_consistent(project: Path, before: dict[str, Any], ran: set[str]) -> None:
+    """What independent single-task runs at once must leave: the lineage holds every task's current
+    identity and, for each task that ran, its own new run; the build log one record per run, each
+    claiming only its own task; every product and its Ploomber metadata intact and stamped by the run
+    that made it; no generated env file left; and the next build is a true no-op."""
+    checked = resolve_project(project, ENV, {"tracking": "disabled"})  # the values each build ran with (SETS)
+    ids = lineage.identities(checked.tasks)
+    after = project_records(project)
+    state, new_records = after["lineage"], after["log"][len(before["log"]) :]
+    assert sorted(state) == sorted(ids), state.keys()
+    for task in checked.tasks:
+        record = state[task.name]
+        assert record["identity"] == ids[task.name]["identity"], (task.name, record["identity"])
+        last_run = record["last_run"]["build_id"]
+        if task.name in ran:
+            assert last_run != before["lineage"][task.name]["last_run"]["build_id"], f"{task.name} did not run"
+            mine = [r for r in new_records if r["only"] == task.name and r["tasks"][task.name]]
+            assert [r["build_id"] for r in mine] == [last_run], (task.name, new_records)
+        else:
+            assert record == before["lineage"][task.name], f"{task.name}'s record changed but it did not run"
+        for key, product in task.product.items():
+            assert Path(product).exists(), f"{task.name}.{key} missing: {product}"
+            meta = Path(product).parent / f".{Path(product).name}.metadata"
+            data = json.loads(meta.read_text())  # Ploomber's own record, whole
+            assert data["stored_source_code"] and data["timestamp"], (meta, sorted(data))
+            assert (data["nbops_run_identity"], data["nbops_build_id"]) == (record["identity"], last_run), meta
+        notebook = json.loads(Path(task.product["nb"]).read_text())
+        assert notebook["cells"] and "<html" in Path(task.product["html"]).read_text()[:2000].lower()
+    # a single-task run claims only its own task, even when another stage finished while it ran
+    for record in new_records:
+        assert record["returncode"] == 0, record
+        assert [name for name, did in record["tasks"].items() if did] in ([], [record["only"]]), record
+    assert sorted(r["only"] for r in new_records if r["tasks"][r["only"]]) == sorted(ran)
+    assert not list(project.glob("env.nbops-build*.yaml")), "a generated env file was left behind"
+    # the pipeline's picture, drawn by the run that finished last, shows every stage up to date
+    page = (Path(checked.settings.root) / "reports" / "pipeline.html").read_text()
+    for task in checked.tasks:
+        row = re.search(rf'<tr data-task="{task.name}">.*?</tr>', page, re.S)
+        assert row and '">up to date</span>' in row.group(0), (task.name, row and row.group(0))
+    snap = snapshot(project)
+    assert len(snap["versions"]) == 1 and snap["wheels"] and snap["history_rows"] > 0, snap
+    again = nbops(project, "build", "--env", ENV, *SETS)
+    assert again.returncode == 0 and "Nothing changed: all 8 tasks are up to date" in again.stdout, output_of(again)
+
+
+def remove_reports(project: Path, tasks: set[str]) -> None:
+    reports = Path(check_project(project, ENV).settings.root) / "reports"
+    for task in tasks:
+        (reports / f"{AFTER_REGISTER[task]}.ipynb").unlink()
+
+
+def test_two_single_task_runs_of_independent_stages_at_once(airflow_run: dict[str, Any]) -> None:
+    """What two Airflow workers do: `nbops build --task batch_score` and `--task monitor` started
+    together, both running their notebooks at the same time."""
+    project = airflow_run["project"]
+    before = project_records(project)
+    remove_reports(project, {"batch_score", "monitor"})
+    env = {**os.environ, "PLOOMBER_STATS_ENABLED": "false"}
+    env.pop("NBOPS_PROJECT", None)
+    procs = {
+        task: subprocess.Popen(
+            [str(REPO_NBOPS), "build", "--env", ENV, "--task", task, *SETS],
+            cwd=project,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for task in ("batch_score", "monitor")
+    }
+    outputs = {task: proc.communicate(timeout=600) for task, proc in procs.items()}
+    for task, (out, err) in outputs.items():
+        assert procs[task].returncode == 0, f"{task}:\n{out[-3000:]}\n{err[-3000:]}"
+        assert f"Ran 1 of 8 tasks: {task}" in out, out[-3000:]
+    assert_consistent(project, before, {"batch_score", "monitor"})
+
+
+# Airflow's scheduler and API server (the task workers report to its execution API) on 127.0.0.1,
+# with the LocalExecutor on the SQLite database the fixture migrated: what `airflow standalone`
+# runs, without its triggerer and DAG processor (the DAG is written to the database with
+# `airflow dags reserialize`). `airflow dags test` would run the stages one after another.
+PARALLEL_DAG = "nbops_airflow_parallel"
+
+
+def scheduler_env(env: dict[str, str], port: int) -> dict[str, str]:
+    return {
+        **env,
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        # one secret for every component: the scheduler signs the workers' tokens, the API server checks them
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
+        "AIRFLOW__API__SECRET_KEY": secrets.token_hex(32),
+    }
+
+
+@contextlib.contextmanager
+def airflow_services(venv: Path, env: dict[str, str], logs: Path) -> Iterator[None]:
+    """The API server and the scheduler for the block, each in its own process group, stopped after."""
+    started: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for name, args in (("api-server", ["--port", env["AIRFLOW__API__PORT"]]), ("scheduler", [])):
+            with (logs / f"{name}.log").open("wb") as out:
+                started[name] = subprocess.Popen(
+                    [str(venv / "bin" / "airflow"), name, *args],
+                    env=env,
+                    cwd=env["AIRFLOW_HOME"],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        yield
+    finally:
+        for proc in started.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in started.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
+            with contextlib.suppress(ProcessLookupError):  # what its group still holds (workers, server children)
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def wait_for_api(env: dict[str, str], logs: Path, timeout: float = 180) -> None:
+    import httpx
+
+    url = f"{env['AIRFLOW__API__BASE_URL']}/api/v2/monitor/health"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=5).status_code == 200:
+                return
+        time.sleep(0.5)
+    raise AssertionError(f"Airflow's API server did not answer {url}:\n{(logs / 'api-server.log').read_text()[-5000:]}")
+
+
+def wait_for_run(home: Path, dag_id: str, run_id: str, logs: Path, timeout: float = 600) -> str:
+    deadline = time.monotonic() + timeout
+    state = None
+    while time.monotonic() < deadline:
+        with sqlite3.connect(home / "airflow.db") as db:
+            row = db.execute("select state from dag_run where dag_id = ? and run_id = ?", (dag_id, run_id)).fetchone()
+        state = row[0] if row else None
+        if state in ("success", "failed"):
+            return str(state)
+        time.sleep(1)
+    raise AssertionError(
+        f"the DAG run {run_id} did not finish in {timeout:.0f} s (state {state}):\n"
+        f"{(logs / 'scheduler.log').read_text()[-5000:]}"
+    )
+
+
+def task_times(home: Path, dag_id: str, run_id: str) -> dict[str, tuple[str, int, datetime, datetime]]:
+    """Per task of one run: state, try number, start and end, from Airflow's task_instance table."""
+    with sqlite3.connect(home / "airflow.db") as db:
+        rows = db.execute(
+            "select task_id, state, try_number, start_date, end_date from task_instance "
+            "where dag_id = ? and run_id = ? order by start_date",
+            (dag_id, run_id),
+        ).fetchall()
+    return {
+        t: (state, tries, datetime.fromisoformat(start), datetime.fromisoformat(end))
+        for t, state, tries, start, end in rows
+    }
+
+
+def test_airflow_scheduler_runs_independent_stages_at_the_same_time(airflow_run: dict[str, Any]) -> None:
+    """A triggered run of the exported DAG under Airflow's scheduler: after register, package and
+    monitor are ready together and run side by side, then batch_score beside monitor; Airflow's own
+    start and end dates show the overlap, its edges are kept, and the project is consistent."""
+    venv, home, project = airflow_run["venv"], airflow_run["home"], airflow_run["project"]
+    dags_folder = airflow_run["dag_file"].parent
+    logs = home / "parallel-logs"
+    logs.mkdir()
+    env = scheduler_env(airflow_run["env"], free_port())
+    exported = nbops(
+        project,
+        "export",
+        "airflow",
+        str(dags_folder),
+        "--env",
+        ENV,
+        "--dag-id",
+        PARALLEL_DAG,
+        "--schedule",
+        "none",
+        *SETS,
+    )
+    assert exported.returncode == 0 and "at most 2 at once" in exported.stdout, output_of(exported)
+    with sqlite3.connect(home / "airflow.db") as db:  # the scheduled e2e DAG must not start a run of its own
+        assert db.execute("select is_paused from dag where dag_id = ?", (airflow_run["dag_id"],)).fetchone() == (1,)
+    before = project_records(project)
+    remove_reports(project, set(AFTER_REGISTER))
+    with airflow_services(venv, env, logs):
+        serialized = airflow(venv, env, "dags", "reserialize")
+        assert serialized.returncode == 0, output_of(serialized)[-5000:]
+        wait_for_api(env, logs)
+        t0 = time.perf_counter()
+        triggered = airflow(venv, env, "dags", "trigger", PARALLEL_DAG, "--output", "json")
+        assert triggered.returncode == 0, output_of(triggered)[-5000:]
+        (run,) = json.loads(triggered.stdout.strip().splitlines()[-1])
+        state = wait_for_run(home, PARALLEL_DAG, run["dag_run_id"], logs)
+        seconds = time.perf_counter() - t0
+    times = task_times(home, PARALLEL_DAG, run["dag_run_id"])
+    print(f"\nDAG run under the scheduler: {state} in {seconds:.1f} s")
+    for task, (task_state, tries, start, end) in times.items():
+        print(f"  {task:12s} {task_state:8s} try {tries}  {start:%H:%M:%S.%f} -> {end:%H:%M:%S.%f}")
+    assert state == "success", (times, (logs / "scheduler.log").read_text()[-5000:])
+    names = [t.name for t in check_project(project, ENV).tasks]
+    assert sorted(times) == sorted(names) and all(s == "success" and n == 1 for s, n, _, _ in times.values()), times
+    # Airflow kept every edge: a stage started only after each of its upstream stages ended
+    for task in check_project(project, ENV).tasks:
+        for up in task.upstream:
+            assert times[up][3] <= times[task.name][2], (up, task.name, times[up], times[task.name])
+
+    def overlap(a: str, b: str) -> float:
+        return (min(times[a][3], times[b][3]) - max(times[a][2], times[b][2])).total_seconds()
+
+    overlaps = {pair: overlap(*pair) for pair in (("package", "monitor"), ("batch_score", "monitor"))}
+    print(f"  overlaps (s): {overlaps}")
+    assert any(seconds > 0 for seconds in overlaps.values()), (
+        f"no two independent stages ran at the same time under the scheduler: {overlaps}; {times}"
+    )
+    assert_consistent(project, before, set(AFTER_REGISTER))

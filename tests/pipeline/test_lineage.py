@@ -155,3 +155,49 @@ def test_the_feature_module_is_part_of_the_features_identity_only(project: Path)
     assert before["features"]["identity"] != after["features"]["identity"]
     assert set(after["features"]["components"]["project_code"]) == {"features.py"}
     assert "project_code" not in after["train"]["components"]
+
+
+SAVE_ONE_TASK = """\
+import sys
+from pathlib import Path
+from nbops.pipeline import lineage
+from nbops.pipeline.check import check_project
+checked = check_project(Path(sys.argv[1]), "env.test.yaml")
+print("saving", flush=True)
+root = Path(checked.settings.root)
+lineage.save_state(root, checked.tasks, "b-other", ran={"batch_score": True}, only={"batch_score"})
+"""
+
+
+def test_one_task_record_waits_for_the_state_lock(project: Path) -> None:
+    """Single-task runs (an Airflow DAG's independent stages) record their lineage side by side: each
+    one's read-modify-write of lineage.json waits for the other's, so neither record is lost."""
+    import subprocess
+    import sys
+    import time
+
+    from nbops import locks
+    from nbops.config import paths
+
+    tasks = _tasks(project)
+    _pretend_built(project, tasks)
+    root = Path(check_project(project, "env.test.yaml").settings.root)
+    state_file = root / lineage.STATE_FILE
+    with locks.project_lock(root / paths.STATE_LOCK, command="test: another single-task run"):
+        other = subprocess.Popen(
+            [sys.executable, "-c", SAVE_ONE_TASK, str(project)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert other.stdout is not None and other.stdout.readline().strip() == "saving"
+        before = state_file.read_bytes()
+        time.sleep(1.0)  # the other process's save_state, were it not waiting, would have written by now
+        assert state_file.read_bytes() == before, "save_state wrote lineage.json while another held the state lock"
+        # what this run records while holding the lock is kept by the other's write
+        lineage.save_state(root, tasks, "b-this", ran={"monitor": True}, only={"monitor"})
+    _, err = other.communicate(timeout=60)
+    assert other.returncode == 0, err
+    after = lineage.load_state(root)
+    assert after["monitor"]["build_id"] == "b-this" and after["batch_score"]["build_id"] == "b-other"
+    assert after["train"]["build_id"] == "b1"

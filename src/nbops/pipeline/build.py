@@ -287,8 +287,11 @@ def _run_with_env(
     scope: set[str] | None = (
         None if until is None and task is None else ({task} if task else upstream_closure(checked, until or ""))
     )
+    # A task outside this build's scope did not run in it, even when its report is newer than the
+    # build's start: that is a single-task run beside this one (Airflow's independent stages), whose
+    # products, metadata and records are its own.
     outcomes = [
-        dataclasses.replace(o, in_scope=scope is None or o.name in scope)
+        o if scope is None or o.name in scope else dataclasses.replace(o, ran=False, reasons=[], in_scope=False)
         for o in task_outcomes(checked, started, reasons)
     ]
     failure = build_failure(events_path, log_path) if returncode != 0 else None
@@ -304,11 +307,10 @@ def _run_with_env(
             if outcome.ran:
                 lineage.stamp_ploomber_metadata(spec, ids[spec.name]["identity"], build_id)
                 _html_report(spec, checked.tasks)
-        with locks.project_lock(root / paths.STATE_LOCK, command=locks.command_line()):
-            # Airflow's single-task runs share the build lock: the lineage is rewritten one at a time.
-            lineage.save_state(
-                root, checked.tasks, build_id, ran={o.name: o.ran for o in outcomes}, reasons=reasons, only=scope
-            )
+        # Airflow's single-task runs share the build lock: save_state rewrites the lineage under the state lock.
+        lineage.save_state(
+            root, checked.tasks, build_id, ran={o.name: o.ran for o in outcomes}, reasons=reasons, only=scope
+        )
     record: dict[str, Any] = {
         "build_id": build_id,
         "env_file": env_file,
@@ -321,10 +323,14 @@ def _run_with_env(
     if failure is not None:
         record["failure"] = failure
     _append_build_log(root, record)
-    try:  # the picture of the pipeline as this build left it
-        write_pipeline_picture(checked.tasks, root, project, root / "reports", record.get("failure"))
-    except OSError as exc:
-        log.warning("could not write the pipeline picture: %s", exc)
+    # The picture of the pipeline as this build left it, drawn and written under the state lock: a
+    # single-task run finishing beside this one draws after it (from the lineage both recorded), never
+    # over it with an older view, and pipeline.svg and pipeline.html always come from one drawing.
+    with locks.project_lock(root / paths.STATE_LOCK, command=locks.command_line()):
+        try:
+            write_pipeline_picture(checked.tasks, root, project, root / "reports", record.get("failure"))
+        except OSError as exc:
+            log.warning("could not write the pipeline picture: %s", exc)
     return returncode, outcomes, checked
 
 

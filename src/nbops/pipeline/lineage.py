@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypedDict
 
-from nbops import __version__
+from nbops import __version__, locks
 from nbops.config import paths
 from nbops.config.spec import TaskSpec
 from nbops.errors import ConfigError
@@ -159,12 +159,28 @@ def save_state(
 ) -> dict[str, Any]:
     """Record the tasks' identities, product states and why each ran, after a successful build.
 
+    The record is read, changed and written back under the root's state lock: single-task runs (an
+    Airflow DAG's independent stages) finish side by side, and each must keep what the others wrote.
+
     Args:
         ran: per task, whether it ran in this build (default: unknown, recorded as ran).
         reasons: per task, what differed from the previous record before the build.
         only: record just these tasks and keep the others' records (a one-task build).
     """
-    ids = identities(tasks)
+    ids = identities(tasks)  # reads the notebooks and library files: done before taking the lock
+    with locks.project_lock(root / paths.STATE_LOCK, command=locks.command_line()):
+        return _save_state_locked(root, tasks, ids, build_id, ran, reasons, only)
+
+
+def _save_state_locked(
+    root: Path,
+    tasks: list[TaskSpec],
+    ids: Mapping[str, TaskIdentity],
+    build_id: str,
+    ran: Mapping[str, bool] | None,
+    reasons: Mapping[str, list[str]] | None,
+    only: set[str] | None,
+) -> dict[str, Any]:
     before = load_state(root)
     # a one-task build keeps the other records; a whole build rewrites them all
     state = dict(before) if only is not None else {}
