@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import copy_project
+from tests.support import add_example_task, copy_project
 
 pytestmark = pytest.mark.slow
 NBVAL_ENV = "env.test.yaml"
@@ -18,6 +18,9 @@ NBVAL_ENV = "env.test.yaml"
 
 def test_notebooks_pass_nbval_in_a_copy_of_the_project(tmp_path: Path) -> None:
     project = copy_project(tmp_path / "project")
+    # The worked example (notebooks/examples/, not in the default DAG) runs as a user runs it: its
+    # task added to pipeline.yaml as the README shows; nbval collects it after the stages it reads.
+    add_example_task(project)
     # On their own the notebooks take their values from the env file: the small sample's here.
     env = {**os.environ, "PLOOMBER_STATS_ENABLED": "false", "WANDB_MODE": "offline", "NBOPS_ENV": NBVAL_ENV}
     env.pop("NBOPS_PROJECT", None)
@@ -47,3 +50,4 @@ def test_notebooks_pass_nbval_in_a_copy_of_the_project(tmp_path: Path) -> None:
     # Each notebook ran on its own, writing under build/interactive (never the pipeline's products).
     assert (project / "build/interactive/models/model.txt").exists()
     assert not (project / "models").exists()
+    assert (project / "build/interactive/reports/segment_review.json").exists()

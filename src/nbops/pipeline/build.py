@@ -54,8 +54,10 @@ class TaskOutcome:
 
 
 def new_build_id() -> str:
-    """A sortable id for one pipeline build: the W&B run group of its stages."""
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+    """A sortable id for one pipeline build: the W&B run group of its stages. Eight random hex digits:
+    Airflow starts independent single-task runs in the same second, and each needs its own env and
+    log files."""
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(4)
 
 
 def ploomber_command() -> list[str]:
