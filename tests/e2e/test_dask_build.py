@@ -37,7 +37,7 @@ def test_build_with_the_dask_engine_matches_the_pandas_build(packaged_project: P
     project = copy_project(tmp_path / "project")
     proc = nbops(project, "build", "--env", "env.test.yaml", "--set", "engine=dask")
     assert proc.returncode == 0, output_of(proc)[-6000:]
-    assert "Ran 8 of 8 tasks" in output_of(proc)
+    assert "Ran 9 of 9 tasks" in output_of(proc)
     root = project / ROOT
 
     train = json.loads((root / "models/train_summary.json").read_text())["summary"]

@@ -147,19 +147,19 @@ def test_a_single_task_build_is_idempotent(rebuilt: Path) -> None:
     assert "task 'monitor' is up to date" in out
     assert (history.stat().st_mtime_ns, len(pd.read_parquet(history))) == before
     out = build(rebuilt, *QUIET, "--task", "monitor", "--force")
-    assert "Ran 1 of 8 tasks: monitor" in out
+    assert "Ran 1 of 9 tasks: monitor" in out
     assert len(pd.read_parquet(history)) == before[1]  # history is upserted per batch, not appended
 
 
 def test_summary_names_metrics_and_reports(rebuilt: Path) -> None:
     out = build(rebuilt, *QUIET, "--force")
-    assert "Ran 8 of 8 tasks" in out
+    assert "Ran 9 of 9 tasks" in out
     assert "roc_auc" in out and "reports" in out
 
 
 def test_second_build_skips_everything_and_says_so(rebuilt: Path) -> None:
     out = build(rebuilt, *QUIET)
-    assert "Nothing changed: all 8 tasks are up to date" in out
+    assert "Nothing changed: all 9 tasks are up to date" in out
 
 
 def test_changed_parameter_reruns_only_the_affected_tasks(tmp_path: Path) -> None:
@@ -217,8 +217,8 @@ def test_a_failed_task_keeps_earlier_products_and_the_next_build_resumes_there(p
     source.write_text(original)
     out = build(project, *quick)
     assert (
-        "Ran 5 of 8 tasks: evaluate, register, package, batch_score, monitor (skipped, up to date: ingest, "
-        "features, train)" in out
+        "Ran 5 of 9 tasks: evaluate, register, package, batch_score, monitor (skipped, up to date: ingest, "
+        "features, tune, train)" in out
     )
     assert {p: p.stat().st_mtime_ns for p in kept} == kept
 
@@ -346,10 +346,10 @@ def test_until_builds_a_task_and_its_upstream_only(project: Path) -> None:
     out = build(project, "--until", "features")
     assert (project / "build/test/data/processed/train.parquet").exists()
     assert not (project / "build/test/models/model.txt").exists()
-    assert "Ran 2 of 8 tasks: ingest, features" in out
+    assert "Ran 2 of 9 tasks: ingest, features" in out
     # A partial build is not recorded as complete: the next full build still runs the rest.
     out = build(project)
-    assert "Ran 6 of 8 tasks" in out
+    assert "Ran 7 of 9 tasks" in out
 
 
 def test_until_an_unknown_task_is_refused(project: Path) -> None:

@@ -35,7 +35,7 @@ def test_retrain_end_to_end(tmp_path: Path) -> None:
     assert proc.returncode == 0, out[-5000:]
     assert "retrain needed: yes" in out
     assert "labels arrived for 2025-01..2025-04 (4 months)" in out  # env.test.yaml: 6 months, labels 2 months late
-    assert "Reran 8 of 8 tasks: ingest, features, train" in out
+    assert "Reran 9 of 9 tasks: ingest, features, tune, train" in out
     assert "promotion gate: candidate roc_auc" in out
     summary = json.loads((root / "data/interim/ingest_summary.json").read_text())
     assert summary["labelled_months"] == ["2025-01", "2025-02", "2025-03", "2025-04"]

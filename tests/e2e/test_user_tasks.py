@@ -30,7 +30,7 @@ def with_review(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 def test_only_the_new_task_runs_and_writes_its_products(with_review: tuple[Path, str]) -> None:
     project, out = with_review
-    assert "Ran 9 of 9 tasks:" in out and "✓ segment_review" in out
+    assert "Ran 10 of 10 tasks:" in out and "✓ segment_review" in out
     summary = json.loads((project / REPORTS / "segment_review.json").read_text())
     assert summary["threshold"] == 0.3  # pipeline.yaml's value, not the cell's default (0.5)
     assert summary["columns"] == ["education", "employment_type", "home_ownership", "region", "loan_purpose"]
@@ -69,7 +69,7 @@ def test_a_changed_parameter_reruns_it_and_nbops_why_says_so(with_review: tuple[
         spec.write_text(original.replace("      threshold: 0.3", "      threshold: 0.25"))
         proc = nbops(project, "build", "--env", "env.test.yaml")
         assert proc.returncode == 0, output_of(proc)[-3000:]
-        assert "Ran 1 of 9 tasks: segment_review" in output_of(proc)
+        assert "Ran 1 of 10 tasks: segment_review" in output_of(proc)
         why = nbops(project, "why", EXAMPLE_TASK, "--env", "env.test.yaml")
         assert "parameter 'threshold' changed: 0.3 -> 0.25" in output_of(why)
         assert json.loads((project / REPORTS / "segment_review.json").read_text())["threshold"] == 0.25

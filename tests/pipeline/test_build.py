@@ -34,7 +34,7 @@ from nbops.pipeline.check import check_project
 from nbops.pipeline.retrain_state import save_state
 from tests.support import nbops, output_of
 
-TASKS = ["ingest", "features", "train", "evaluate", "register", "package", "batch_score", "monitor"]
+TASKS = ["ingest", "features", "tune", "train", "evaluate", "register", "package", "batch_score", "monitor"]
 
 
 def test_the_failure_of_a_stage_is_its_own_report_when_it_sent_one(
@@ -105,7 +105,7 @@ def test_the_summary_of_a_first_build_reads_the_products_it_names(ran_in_process
     text = summary_text(_outcomes(checked, {name: ["never built"] for name in TASKS}), checked)
     lines = text.splitlines()
     assert lines[1] == lines[-1] == "=" * 72
-    assert f"Ran 8 of 8 tasks: {', '.join(TASKS)}" in lines
+    assert f"Ran 9 of 9 tasks: {', '.join(TASKS)}" in lines
     assert f"  never built before: {', '.join(TASKS)}" in lines
     metrics = json.loads((root / "reports/metrics.json").read_text())["metrics"]
     head = ", ".join(f"{k} {metrics[k]:.4f}" for k in ("roc_auc", "pr_auc", "log_loss", "brier", "ks"))
@@ -127,7 +127,7 @@ def test_a_partial_rebuild_says_why_each_task_ran_and_which_were_skipped(ran_in_
     ran = {"train": [why], "evaluate": ["input from 'train' changed"]}
     lines = summary_text(_outcomes(checked, ran), checked).splitlines()
     skipped = ", ".join(name for name in TASKS if name not in ran)
-    assert f"Ran 2 of 8 tasks: train, evaluate (skipped, up to date: {skipped})" in lines
+    assert f"Ran 2 of 9 tasks: train, evaluate (skipped, up to date: {skipped})" in lines
     assert f"  train: {why}" in lines and "  evaluate: input from 'train' changed" in lines
     assert not any("never built before" in line for line in lines)
     assert "  (`nbops why TASK` explains any task)" in lines
@@ -139,7 +139,7 @@ def test_a_partial_build_on_an_empty_root_never_calls_later_tasks_up_to_date(pro
     proc = nbops(project, "build", "--env", "env.test.yaml", "--until", "ingest", "--set", "tracking=disabled")
     assert proc.returncode == 0, output_of(proc)[-3000:]
     later = ", ".join(TASKS[1:])
-    assert "Ran 1 of 8 tasks: ingest\n" in proc.stdout and "skipped, up to date" not in proc.stdout
+    assert "Ran 1 of 9 tasks: ingest\n" in proc.stdout and "skipped, up to date" not in proc.stdout
     assert f"  not part of this build: {later} (never built: {later})" in proc.stdout
 
 
@@ -151,7 +151,7 @@ def test_nothing_ran_is_up_to_date_only_when_every_task_was_built(project: Path)
         Path(task.product["nb"]).parent.mkdir(parents=True, exist_ok=True)
         Path(task.product["nb"]).write_text("{}")
     again = summary_text(_outcomes(checked, {}), checked)
-    assert "Nothing changed: all 8 tasks are up to date and were skipped." in again
+    assert "Nothing changed: all 9 tasks are up to date and were skipped." in again
     assert "Model (" not in again and "Registry:" not in again  # no products to read: no such lines
 
 
@@ -273,8 +273,16 @@ def test_resolve_project_derives_the_data_version_and_the_retrain_state(project:
 def test_a_task_and_everything_it_depends_on(project: Path) -> None:
     checked = check_project(project, "env.test.yaml")
     assert upstream_closure(checked, "ingest") == {"ingest"}
-    assert upstream_closure(checked, "train") == {"ingest", "features", "train"}
-    assert upstream_closure(checked, "package") == {"ingest", "features", "train", "evaluate", "register", "package"}
+    assert upstream_closure(checked, "train") == {"ingest", "features", "tune", "train"}
+    assert upstream_closure(checked, "package") == {
+        "ingest",
+        "features",
+        "tune",
+        "train",
+        "evaluate",
+        "register",
+        "package",
+    }
 
 
 def test_what_a_killed_command_left_is_removed_and_nothing_else(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ def test_the_repository_pipeline_passes(project: Path) -> None:
         assert [t.name for t in checked.tasks] == [
             "ingest",
             "features",
+            "tune",
             "train",
             "evaluate",
             "register",

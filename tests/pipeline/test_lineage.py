@@ -35,7 +35,9 @@ def test_parameter_change_propagates_downstream_only(project: Path) -> None:
     root = Path(check_project(project, "env.test.yaml").settings.root)
     why = lineage.changes(_tasks(project, learning_rate=0.2), root)
     assert why["ingest"] == [] and why["features"] == []
-    assert why["train"] == ["parameter 'learning_rate' changed: 0.05 -> 0.2"]
+    # the tune task's study starts from the parameters as set: it reruns too, and train after it
+    assert why["tune"] == ["parameter 'learning_rate' changed: 0.05 -> 0.2"]
+    assert why["train"] == ["parameter 'learning_rate' changed: 0.05 -> 0.2", "input from 'tune' changed"]
     assert why["evaluate"] == ["input from 'train' changed"]
 
 
@@ -117,7 +119,7 @@ def test_one_task_record_keeps_the_others(project: Path) -> None:
 
 
 def test_stamp_writes_the_identity_into_ploomber_metadata(project: Path) -> None:
-    task = _tasks(project)[2]
+    task = next(t for t in _tasks(project) if t.name == "train")
     model = Path(task.product["model"])
     model.parent.mkdir(parents=True, exist_ok=True)
     model.write_text("x")
@@ -139,7 +141,8 @@ def test_editing_the_feature_module_reruns_features_and_downstream_and_names_the
     why = lineage.changes(_tasks(project, feature_code="features.py"), root)
     assert why["ingest"] == []
     assert why["features"] == ["feature code changed (features.py)"]
-    assert why["train"] == ["input from 'features' changed"]
+    assert why["tune"] == ["input from 'features' changed"]
+    assert why["train"] == ["input from 'features' changed", "input from 'tune' changed"]
     assert all(why[t] for t in ("evaluate", "register", "package", "batch_score", "monitor"))
     text = lineage.why_text(_tasks(project, feature_code="features.py"), root, "features")
     assert "next build: will run, because feature code changed (features.py)" in text

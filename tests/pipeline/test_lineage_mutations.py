@@ -21,7 +21,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT_FILES = ("pipeline.yaml", "env.yaml", "env.test.yaml", "notebooks", "schemas", "requirements.lock")
-TASKS = ["ingest", "features", "train", "evaluate", "register", "package", "batch_score", "monitor"]
+TASKS = ["ingest", "features", "tune", "train", "evaluate", "register", "package", "batch_score", "monitor"]
 AFTER_TRAIN = ["train", "evaluate", "register", "package", "batch_score", "monitor"]
 AFTER_EVALUATE = ["evaluate", "register", "package", "batch_score", "monitor"]
 SETTINGS = [
@@ -137,7 +137,7 @@ MUTATIONS: list[tuple[str, Callable[[Project], None], list[str], tuple[str, str]
     (
         "a parameter",
         lambda p: _edit(p.root / "env.test.yaml", "learning_rate: 0.05", "learning_rate: 0.08"),
-        AFTER_TRAIN,
+        ["tune", *AFTER_TRAIN],  # the study starts from the parameters as set
         ("train", "parameter 'learning_rate' changed: 0.05 -> 0.08"),
     ),
     (

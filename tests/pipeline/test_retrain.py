@@ -308,7 +308,7 @@ def test_retrain_if_needed_runs_the_build_and_records_what_it_acted_on(
         and "2025-02: drift in loan_amount, interest_rate" in out
     )
     assert (
-        "Reran 5 of 8 tasks: ingest, features, train, evaluate, register (skipped, up to date: package, "
+        "Reran 5 of 9 tasks: ingest, features, train, evaluate, register (skipped, up to date: tune, package, "
         "batch_score, monitor)" in out
     )
     assert "registered v0002 as candidate; production stays v0001" in out

@@ -12,7 +12,7 @@ import difflib
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from nbops.errors import ConfigError
 
@@ -121,6 +121,80 @@ class TrainParams(ComputeParams):
     tracking: Literal["offline", "online", "disabled"] = "offline"
 
 
+# The LightGBM parameters a study may search, with their type.
+TUNABLE: dict[str, type] = {
+    "learning_rate": float,
+    "num_leaves": int,
+    "min_data_in_leaf": int,
+    "feature_fraction": float,
+    "bagging_fraction": float,
+    "lambda_l2": float,
+}
+
+
+class SearchRange(StageParams):
+    """One dimension of the search space: from ``low`` to ``high``, on a log scale if ``log``."""
+
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SearchRange:
+        if not self.low < self.high:
+            raise ValueError(f"a search range needs low < high, found low {self.low:g} and high {self.high:g}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log-scale range needs low > 0, found {self.low:g}")
+        return self
+
+
+def default_space() -> dict[str, SearchRange]:
+    return {
+        "learning_rate": SearchRange(low=0.01, high=0.2, log=True),
+        "num_leaves": SearchRange(low=8, high=128, log=True),
+        "min_data_in_leaf": SearchRange(low=10, high=200, log=True),
+        "feature_fraction": SearchRange(low=0.5, high=1.0),
+        "lambda_l2": SearchRange(low=0.001, high=10.0, log=True),
+    }
+
+
+class TuneParams(TrainParams):
+    """The tune stage: an Optuna study over LightGBM's parameters (the train parameters are its
+    first trial and the values of every dimension it does not search)."""
+
+    tune_trials: int = Field(0, ge=0, le=10_000, description="trials of the study; 0: no tuning (train as set)")
+    tune_space: dict[str, SearchRange] = Field(
+        default_factory=default_space, description="the parameters searched and their ranges"
+    )
+
+    @model_validator(mode="after")
+    def _known_dimensions(self) -> TuneParams:
+        problems = []
+        for name, dim in self.tune_space.items():
+            if name not in TUNABLE:
+                close = difflib.get_close_matches(name, list(TUNABLE), n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                problems.append(
+                    f"tune_space: '{name}' is not a parameter a study can search{hint} "
+                    f"(searchable: {', '.join(TUNABLE)})"
+                )
+                continue
+            for bound in (dim.low, dim.high):
+                try:
+                    TrainParams.model_validate({name: bound})
+                except ValidationError as exc:
+                    problems.append(
+                        f"tune_space: {name} range {dim.low:g}..{dim.high:g} leaves what {name} allows "
+                        f"({exc.errors()[0]['msg']})"
+                    )
+                    break
+            if TUNABLE[name] is int and (dim.low != int(dim.low) or dim.high != int(dim.high)):
+                problems.append(f"tune_space: {name} takes whole numbers, found {dim.low:g}..{dim.high:g}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
 class EvaluateParams(StageParams):
     """Parameters of the evaluate stage (which also applies the promotion gate)."""
 
@@ -208,6 +282,7 @@ class MonitorParams(ComputeParams):
 STAGES: dict[str, type[StageParams]] = {
     "ingest": IngestParams,
     "features": FeaturesParams,
+    "tune": TuneParams,
     "train": TrainParams,
     "evaluate": EvaluateParams,
     "register": RegisterParams,
@@ -220,7 +295,7 @@ STAGES: dict[str, type[StageParams]] = {
 class EnvSettings(
     IngestParams,
     FeaturesParams,
-    TrainParams,
+    TuneParams,
     EvaluateParams,
     RegisterParams,
     PackageParams,
@@ -302,7 +377,7 @@ def validate_params(model: type[M], values: Mapping[str, Any], *, where: str) ->
     except ValidationError as exc:
         for err in exc.errors():
             key = ".".join(str(p) for p in err["loc"])
-            top = str(err["loc"][0])
+            top = str(err["loc"][0]) if err["loc"] else ""  # a model-level check has no field
             if err["type"] == "value_error":  # our own validators already say expected / found
                 problems.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
                 continue

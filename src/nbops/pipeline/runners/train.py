@@ -5,15 +5,21 @@ from __future__ import annotations
 from nbops.config.params import TrainParams
 from nbops.engines import engine_for
 from nbops.modeling.train import TrainResult, learning_curve
+from nbops.modeling.tune import tuned_params
 from nbops.pipeline.context import Stage
-from nbops.pipeline.runners.common import load_schema, track
+from nbops.pipeline.runners.common import load_schema, read_json, track
 from nbops.runtime.transform import FeatureTransform
 
 
 def run_train(stage: Stage[TrainParams]) -> TrainResult:
-    """Train on the train split, stop early on the validation split, save the learning curve."""
-    result = engine_for(stage.params).train(
-        stage.params,
+    """Train on the train split, stop early on the validation split, save the learning curve.
+
+    With a tune task upstream that tuned, its best parameters replace the ones set in env.yaml."""
+    params = stage.params
+    if "tune" in stage.upstream:
+        params = tuned_params(params, read_json(stage.inp("tune", "best")))
+    result = engine_for(params).train(
+        params,
         schema=load_schema(stage),
         transform=FeatureTransform.load(stage.inp("features", "transform")),
         train_rows=stage.inp("features", "train"),
