@@ -103,6 +103,11 @@ def _reader_problems(name: str, page: str, project: Path) -> list[str]:
     if "nbval" in page.lower():
         problems.append(f"{name}: an nbval marker is in the report")
     problems += [f"{name}: object repr {r!r}" for r in OBJECT_REPRS if r in text]
+    # a report opens offline (file://, a CI artifact, the static site): nothing loaded from the network
+    for url in re.findall(r"""<(?:script|link|img|iframe)\b[^>]*?\b(?:src|href)=["']?(https?://[^"'\s>]+)""", page):
+        problems.append(f"{name}: loads {url} from the network")
+    for url in re.findall(r"""\bimport\b[^;"'<]*["'](https?://[^"']+)""", page):
+        problems.append(f"{name}: imports {url} from the network")
     if "Unnamed: 0" in text:
         problems.append(f"{name}: a saved index column ('Unnamed: 0')")
     for head, body in tables_of(page):

@@ -211,6 +211,8 @@ def load_tasks(project: Path, env: Mapping[str, Any]) -> list[TaskSpec]:
     """The tasks of ``pipeline.yaml`` with placeholders rendered from ``env``."""
     spec_path = project / PIPELINE_FILE
     spec = load_yaml(spec_path)
+    # the placeholders Ploomber defines itself ({{here}}: pipeline.yaml's folder), under the env's
+    env = {**builtin_placeholders(spec_path), **env}
     tasks = []
     for i, raw in enumerate(spec.get("tasks", [])):
         where = f"{PIPELINE_FILE} task #{i + 1}"
