@@ -83,6 +83,10 @@ DASHBOARD_PORT ?= 8866
 # printed links and Voila carry the same token (a make variable set with $(shell) would draw one per use).
 DASHBOARD_TOKEN ?=
 
+.PHONY: site
+site: install ## Write <root>/site/: reports, model cards, registry, runs, monitoring, the DAG; opens offline
+	$(BIN)/nbops site --env $(ENV_FILE)
+
 .PHONY: dashboard
 dashboard: install ## Serve the Voila dashboards on http://127.0.0.1:8866 (token printed), code hidden
 	@token='$(DASHBOARD_TOKEN)'; token="$${token:-$$($(BIN)/python -c 'import secrets; print(secrets.token_hex(16))')}"; \

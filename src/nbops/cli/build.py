@@ -26,6 +26,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("task", nargs="?", help="a task in pipeline.yaml (default: every task)")
     p.set_defaults(func=why)
     p = sub.add_parser(
+        "site", help="write <root>/site/: reports, model cards, registry, runs, monitoring and the DAG, all offline"
+    )
+    add_env_args(p)
+    p.add_argument("--out", default=None, help="folder to write the site into (default: <root>/site)")
+    p.set_defaults(func=site)
+    p = sub.add_parser(
         "plot", help="draw the pipeline (tasks, products, what the next build will run) as SVG + HTML, offline"
     )
     add_env_args(p)
@@ -121,6 +127,17 @@ def why(args: argparse.Namespace) -> int:
 
     checked = resolve_project(project_of(args), args.env, overrides(args.set))
     print(why_text(checked.tasks, Path(checked.settings.root), args.task))
+    return 0
+
+
+def site(args: argparse.Namespace) -> int:
+    from nbops.pipeline.check import check_project
+    from nbops.pipeline.site import write_site
+
+    checked = check_project(project_of(args), args.env, overrides(args.set))
+    written = write_site(checked, Path(args.out).resolve() if args.out else None)
+    print(f"wrote {len(written.pages)} pages to {written.folder}")
+    print(f"open {written.index.as_uri()}")
     return 0
 
 
