@@ -10,14 +10,12 @@ fresh virtualenv (slow tier only).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support import REPO, TEST_ROOT, TinyModel, copy_project, nbops, output_of, tiny_registered_model
+from tests.support import TEST_ROOT, TinyModel, copy_project, nbops, output_of, tiny_registered_model
 from tests.support.builds import QUICK, run_in_process
 
 # Fixtures that build a whole pipeline: only slow tests may use them (`make test-fast` builds none).
@@ -81,28 +79,10 @@ def scoring_venv(packaged_project: Path, tmp_path_factory: pytest.TempPathFactor
 
     Installed with uv from the package index, constrained to the lock's versions.
     """
+    from tests.support.venvs import install_wheel
+
     manifest = json.loads((packaged_project / TEST_ROOT / "dist/package.json").read_text())
-    venv = tmp_path_factory.mktemp("scoring-venv") / "venv"
-    uv = Path(sys.executable).parent / "uv"
-    subprocess.run(
-        [str(uv), "venv", "--python", sys.executable, "--seed", str(venv)], check=True, capture_output=True, text=True
-    )
-    python = venv / "bin" / "python"
-    proc = subprocess.run(
-        [
-            str(uv),
-            "pip",
-            "install",
-            "--python",
-            str(python),
-            "-c",
-            str(REPO / "requirements.lock"),
-            f"{manifest['wheel']}[serve]",
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    python = install_wheel(Path(manifest["wheel"]), tmp_path_factory.mktemp("scoring-venv") / "venv")
     return {
         "python": python,
         "package": manifest["package"],
