@@ -955,7 +955,8 @@ def test_metrics_count_what_was_sent(client: httpx.Client, rows: Rows) -> None:
 
 def test_metrics_stay_valid_prometheus_text_after_odd_paths(auth_server: Server) -> None:
     """Regression: raw paths became unescaped labels (run on the auth server, whose metrics no other test reads)."""
-    with httpx.Client(base_url=auth_server.url, timeout=TIMEOUT) as c:
+    headers = {"Authorization": f"Bearer {auth_server.token}"}
+    with httpx.Client(base_url=auth_server.url, timeout=TIMEOUT, headers=headers) as c:
         for path in ("/no-such-page", "/a%22b", "/back%5Cslash", "/new%0Aline"):
             assert c.get(path).status_code == 404
         r = c.get("/metrics")

@@ -9,6 +9,16 @@ from collections.abc import Callable
 from .model import IntegrityError, ScoringModel
 from .schema import InputError
 
+LIMIT_FLAGS = (
+    "max_records",
+    "max_body_bytes",
+    "max_inflight_bytes",
+    "max_connections",
+    "header_timeout",
+    "body_timeout",
+    "public_metrics",
+)
+
 
 def main(load: Callable[[], ScoringModel], prog: str, argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -24,6 +34,29 @@ def main(load: Callable[[], ScoringModel], prog: str, argv: list[str] | None = N
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--prediction-log", default=None, help="folder for the JSON-lines prediction log")
+    limits = p.add_argument_group("limits (each defaults to its environment variable, then to the value shown)")
+    limits.add_argument("--max-records", type=int, help="records per request (NBOPS_MAX_RECORDS; 10000)")
+    limits.add_argument(
+        "--max-body-bytes", type=int, help="bytes per request body (NBOPS_MAX_BODY_BYTES; 4 KiB a record + 64 KiB)"
+    )
+    limits.add_argument(
+        "--max-inflight-bytes",
+        type=int,
+        help="bytes of bodies held at once, all requests (NBOPS_MAX_INFLIGHT_BYTES; 4 bodies)",
+    )
+    limits.add_argument(
+        "--max-connections", type=int, help="connections at once, 503 beyond (NBOPS_MAX_CONNECTIONS; 1000)"
+    )
+    limits.add_argument(
+        "--header-timeout", type=float, help="seconds to send a request's headers (NBOPS_HEADER_TIMEOUT; 10)"
+    )
+    limits.add_argument("--body-timeout", type=float, help="seconds to send a request's body (NBOPS_BODY_TIMEOUT; 30)")
+    limits.add_argument(
+        "--public-metrics",
+        action="store_const",
+        const=True,
+        help="/metrics answers without the token, for a Prometheus scrape (NBOPS_PUBLIC_METRICS=1)",
+    )
     sub.add_parser("info", help="print the model version and metadata")
     args = parser.parse_args(argv)
     try:
@@ -34,9 +67,10 @@ def main(load: Callable[[], ScoringModel], prog: str, argv: list[str] | None = N
             rows = score_file(model, args.input, args.output, chunk_rows=args.chunk_rows, progress=not args.quiet)
             sys.stdout.write(f"wrote {rows:,} predictions to {args.output} (model {model.version})\n")
         elif args.command == "serve":
-            from .serve import serve
+            from .serve import Limits, serve
 
-            serve(model, host=args.host, port=args.port, log_dir=args.prediction_log)
+            given = {key: getattr(args, key) for key in LIMIT_FLAGS}
+            serve(model, host=args.host, port=args.port, log_dir=args.prediction_log, limits=Limits.from_env(**given))
         else:
             import json
 

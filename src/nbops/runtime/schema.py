@@ -76,6 +76,17 @@ def class_codes(values: Any, classes: Sequence[Any]) -> np.ndarray:
     return text.map(index).to_numpy(dtype=np.float64, na_value=np.nan)
 
 
+def _is_identifier_value(value: Any) -> bool:
+    """A pass-through (identifier) field's value: a scalar, never a container or a boolean.
+
+    Over JSON that leaves text, a number or null, as the API documents; a DataFrame's row as a dict
+    may also carry a timestamp or a numpy scalar, which pass through as they are.
+    """
+    return not isinstance(
+        value, bool | dict | list | tuple | set | frozenset | bytes | bytearray | Mapping | np.ndarray
+    )
+
+
 @dataclass
 class InputSchema:
     """The fields a record must carry to be scored, and optional pass-through identifier fields.
@@ -144,6 +155,16 @@ class InputSchema:
                 )
                 continue
             out.extend(self._value_problems(i, spec, record[spec.name]))
+        for name in self.passthrough:
+            if name in record and not _is_identifier_value(record[name]):
+                value = record[name]
+                out.append(
+                    Problem(
+                        i,
+                        name,
+                        f"a pass-through field holds text, a number or null, found {type(value).__name__}",
+                    )
+                )
         if not allow_extra:
             for key in record:
                 if key not in self._allowed:

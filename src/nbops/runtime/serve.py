@@ -8,10 +8,17 @@ inputs and outputs are appended to a rotated JSON-lines prediction log that moni
 /docs (Swagger UI) loads its script, styles and icon from the API itself (the files of the
 ``fastapi-offline`` package, in the ``[serve]`` extra), never from a CDN, so it works offline; the
 request body's example is a typical record built from the training data's reference profile.
+
+A client cannot make the server hold memory or a connection for long (:class:`Limits`): with a
+token set, every path but /health (and /metrics, if made public) answers 401 from the headers alone,
+before any body is read; a body has a size cap, all bodies being read share a memory budget, a
+request's headers and its body each have a deadline (:func:`guarded_protocol`), and the number of
+connections is capped. A large request is scored on a worker thread, so /health answers meanwhile.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the endpoint annotations at runtime,
 # and the names they use (Request, Response) are imported inside create_app.
+import asyncio
 import hmac
 import json
 import math
@@ -19,6 +26,8 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +37,95 @@ from .schema import InputError, InputSchema
 TOKEN_ENV = "NBOPS_API_TOKEN"
 LOG_DIR_ENV = "NBOPS_PREDICTION_LOG"
 MAX_RECORDS_ENV = "NBOPS_MAX_RECORDS"
+MAX_BODY_BYTES_ENV = "NBOPS_MAX_BODY_BYTES"
+MAX_INFLIGHT_BYTES_ENV = "NBOPS_MAX_INFLIGHT_BYTES"
+MAX_CONNECTIONS_ENV = "NBOPS_MAX_CONNECTIONS"
+HEADER_TIMEOUT_ENV = "NBOPS_HEADER_TIMEOUT"
+BODY_TIMEOUT_ENV = "NBOPS_BODY_TIMEOUT"
+PUBLIC_METRICS_ENV = "NBOPS_PUBLIC_METRICS"
+MAX_HEADER_BYTES = 64 << 10  # a request line and headers larger than this are refused (431)
+INLINE_BODY_BYTES = 16 << 10  # bodies up to this size (a few dozen records, ~1 ms) are scored on the event loop
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 SCORE_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 DOCS_ASSETS = "/docs/assets"  # Swagger UI's files, served by the API itself (no CDN)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much one server lets a client make it hold or wait for; each can be set by an environment
+    variable (or a ``serve`` flag).
+
+    Attributes:
+        max_records: records per request (``NBOPS_MAX_RECORDS``); more is a 413.
+        max_body_bytes: bytes of one request body (``NBOPS_MAX_BODY_BYTES``; default 4 KiB a record
+            plus 64 KiB, and never more than ``max_inflight_bytes``); more is a 413, refused from
+            the Content-Length before the body is read.
+        max_inflight_bytes: bytes of request bodies held at once, all requests together
+            (``NBOPS_MAX_INFLIGHT_BYTES``; default four bodies of the largest size); a request that
+            would go beyond is a 503.
+        max_connections: connections and requests in progress at once (``NBOPS_MAX_CONNECTIONS``,
+            uvicorn's ``limit_concurrency``); a request beyond is a 503.
+        header_timeout: seconds a connection may take to send a request's line and headers, from its
+            opening or from the previous answer (``NBOPS_HEADER_TIMEOUT``); then it is closed (408).
+        body_timeout: seconds a request may take to send its body once its headers are in
+            (``NBOPS_BODY_TIMEOUT``); then it is closed (408).
+        public_metrics: /metrics answers without the token, for a Prometheus scrape
+            (``NBOPS_PUBLIC_METRICS=1``).
+    """
+
+    max_records: int = 10_000
+    max_body_bytes: int = 0  # 0: 4 KiB a record plus 64 KiB
+    max_inflight_bytes: int = 0  # 0: four bodies of max_body_bytes
+    max_connections: int = 1000
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    public_metrics: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.max_body_bytes:
+            object.__setattr__(self, "max_body_bytes", self.max_records * 4096 + 65536)
+        if not self.max_inflight_bytes:
+            object.__setattr__(self, "max_inflight_bytes", 4 * self.max_body_bytes)
+        if self.max_body_bytes > self.max_inflight_bytes:  # such a body could never be read: a 413, not a 503
+            object.__setattr__(self, "max_body_bytes", self.max_inflight_bytes)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **given: Any) -> "Limits":
+        """The limits set in ``env`` (default: the process environment), with ``given`` values
+        (those not None) taking precedence. Raises ValueError naming a variable that is not a number."""
+        env = os.environ if env is None else env
+        names = {
+            "max_records": (MAX_RECORDS_ENV, int),
+            "max_body_bytes": (MAX_BODY_BYTES_ENV, int),
+            "max_inflight_bytes": (MAX_INFLIGHT_BYTES_ENV, int),
+            "max_connections": (MAX_CONNECTIONS_ENV, int),
+            "header_timeout": (HEADER_TIMEOUT_ENV, float),
+            "body_timeout": (BODY_TIMEOUT_ENV, float),
+        }
+        values: dict[str, Any] = {}
+        for key, (variable, kind) in names.items():
+            text = env.get(variable, "").strip()
+            if given.get(key) is not None:
+                values[key] = given[key]
+            elif text:
+                try:
+                    values[key] = kind(text)
+                except ValueError:
+                    values[key] = None
+                if values[key] is None or not values[key] > 0:
+                    what = "a whole number" if kind is int else "a number of seconds"
+                    raise ValueError(f"{variable} must be {what} above 0, found {text!r}; set it or unset it")
+        flag = env.get(PUBLIC_METRICS_ENV, "").strip().lower()
+        if given.get("public_metrics") is not None:
+            values["public_metrics"] = bool(given["public_metrics"])
+        elif flag:
+            if flag not in {"1", "true", "yes", "0", "false", "no"}:
+                raise ValueError(f"{PUBLIC_METRICS_ENV} must be 1 or 0, found {flag!r}")
+            values["public_metrics"] = flag in {"1", "true", "yes"}
+        bad = [k for k, v in values.items() if k != "public_metrics" and not v > 0]
+        if bad:
+            raise ValueError(f"{', '.join(bad)} must be above 0, found {[values[k] for k in bad]}")
+        return cls(**values)
 
 
 class PredictionLog:
@@ -248,15 +343,29 @@ class ScoringApp:
     request (about 0.6 ms and 0.3 ms here), so the scoring path is plain ASGI; FastAPI still serves
     /health, /metadata, /metrics and the OpenAPI documents, including /predict's. Every request is
     counted in the metrics, and an unexpected error is a 500 without internals.
+
+    The token is checked from the headers, before anything else: a request without it is answered
+    401 and its body is never read (the connection is closed if one was announced). A /predict body
+    is refused (413) beyond ``limits.max_body_bytes``, from its Content-Length when it has one, and
+    refused (503) when the bodies held at once would pass ``limits.max_inflight_bytes``. A body
+    larger than :data:`INLINE_BODY_BYTES` is scored on a worker thread (JSON parsing aside, the
+    validation, the transform and LightGBM let the event loop run), so /health answers meanwhile.
     """
 
     openapi: Callable[[], dict[str, Any]]  # FastAPI's, set by create_app: for tools that introspect the app
 
-    def __init__(self, api: Any, score: Any, metrics: Metrics, max_body_bytes: int) -> None:
+    def __init__(
+        self, api: Any, score: Any, metrics: Metrics, limits: Limits, expected_authorization: bytes | None
+    ) -> None:
         self.api = api
         self.score = score
         self.metrics = metrics
-        self.max_body_bytes = max_body_bytes
+        self.limits = limits
+        self.max_body_bytes = limits.max_body_bytes
+        self.expected = expected_authorization
+        self.open_paths = frozenset({"/health", "/metrics"} if limits.public_metrics else {"/health"})
+        self.inflight_bytes = 0  # bodies held now, all requests together (touched only on the event loop)
+        self.workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nbops-scoring")
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -264,27 +373,16 @@ class ScoringApp:
             return
         start = time.perf_counter()
         path = scope["path"] if scope["path"] in KNOWN_PATHS else "other"
-        if scope["path"] == "/predict" and scope["method"] == "POST":
-            chunks, size, more = [], 0, True
-            while more:
-                message = await receive()
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                if size > self.max_body_bytes:
-                    await _respond(
-                        send, 413, _problem(f"the body is larger than {self.max_body_bytes:,} bytes; split the batch")
-                    )
-                    self.metrics.observe(path, 413, time.perf_counter() - start)
-                    return
-                chunks.append(chunk)
-                more = message.get("more_body", False)
+        if self.expected is not None and scope["path"] not in self.open_paths:
             auth = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
-            try:
-                status, payload, scores, rejected = self.score(b"".join(chunks), auth)
-            except Exception:  # a bug of ours, never a client's mistake: count it, hide internals
-                status, payload, scores, rejected = 500, _problem("internal error"), [], 0
-            await _respond(send, status, payload)
-            self.metrics.observe(path, status, time.perf_counter() - start, scores, rejected)
+            if not hmac.compare_digest(auth, self.expected):
+                await _respond(send, 401, UNAUTHORIZED, close=_announces_body(scope), headers=CHALLENGE)
+                self.metrics.observe(path, 401, time.perf_counter() - start)
+                return
+        if scope["path"] == "/predict" and scope["method"] == "POST":
+            status, scores, rejected = await self.predict(scope, receive, send)
+            if status:
+                self.metrics.observe(path, status, time.perf_counter() - start, scores, rejected)
             return
         status_seen = 500
 
@@ -301,15 +399,76 @@ class ScoringApp:
             status_seen = 500
         self.metrics.observe(path, status_seen, time.perf_counter() - start)
 
+    async def predict(self, scope: dict[str, Any], receive: Any, send: Any) -> tuple[int, list[float], int]:
+        """Read the body within the limits, score it and answer; (status, scores, records refused),
+        status 0 if the client went away before an answer."""
+        limit = self.max_body_bytes
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _respond(send, 413, _too_large(limit, int(declared)), close=True)
+            return 413, [], 0
+        chunks: list[bytes] = []
+        held = 0
+        try:
+            more = True
+            while more:
+                message = await receive()
+                if message["type"] != "http.request":  # http.disconnect: nobody to answer
+                    return 0, [], 0
+                chunk = message.get("body", b"")
+                if held + len(chunk) > limit:
+                    await _respond(send, 413, _too_large(limit, None), close=True)
+                    return 413, [], 0
+                if self.inflight_bytes + len(chunk) > self.limits.max_inflight_bytes:
+                    await _respond(send, 503, BUSY, close=True, headers=RETRY_SOON)
+                    return 503, [], 0
+                self.inflight_bytes += len(chunk)
+                held += len(chunk)
+                chunks.append(chunk)
+                more = message.get("more_body", False)
+            raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            del chunks[:]
+            try:
+                if held <= INLINE_BODY_BYTES:
+                    status, payload, scores, rejected = self.score(raw)
+                else:
+                    loop = asyncio.get_running_loop()
+                    status, payload, scores, rejected = await loop.run_in_executor(self.workers, self.score, raw)
+            except Exception:  # a bug of ours, never a client's mistake: count it, hide internals
+                status, payload, scores, rejected = 500, _problem("internal error"), [], 0
+            await _respond(send, status, payload)
+            return status, scores, rejected
+        finally:
+            self.inflight_bytes -= held
 
-async def _respond(send: Any, status: int, payload: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
-        }
+    def close(self) -> None:
+        self.workers.shutdown(wait=False, cancel_futures=True)
+
+
+def _announces_body(scope: Mapping[str, Any]) -> bool:
+    """True if the request's headers announce a body (which an early answer leaves unread)."""
+    for name, value in scope["headers"]:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() not in {b"0", b""}):
+            return True
+    return False
+
+
+def _too_large(limit: int, declared: int | None) -> bytes:
+    found = f"; this one declares {declared:,} bytes" if declared is not None else ""
+    return _problem(
+        f"the body is larger than the {limit:,} bytes allowed per request{found}; split the batch "
+        f"(the server's {MAX_BODY_BYTES_ENV} sets the limit)"
     )
+
+
+async def _respond(
+    send: Any, status: int, payload: bytes, *, close: bool = False, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    """A JSON answer; ``close``: end the connection after it (a body was left unread)."""
+    head = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()), *headers]
+    if close:
+        head.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": head})
     await send({"type": "http.response.body", "body": payload})
 
 
@@ -318,10 +477,32 @@ def _problem(message: str, problems: list[dict[str, Any]] | None = None) -> byte
     return json.dumps({"error": message, "problems": problems or []}, ensure_ascii=True).encode()
 
 
+UNAUTHORIZED = _problem(
+    f"missing or wrong bearer token: every path but /health needs the header 'Authorization: Bearer <token>' "
+    f"(the server's {TOKEN_ENV})"
+)
+CHALLENGE = ((b"www-authenticate", b"Bearer"),)
+BUSY = _problem(
+    f"the server is reading as many request bodies as it may hold at once ({MAX_INFLIGHT_BYTES_ENV}); "
+    "retry in a moment, or send smaller batches"
+)
+RETRY_SOON = ((b"retry-after", b"1"),)
+
+
 def create_app(
-    model: ScoringModel, *, token: str | None = None, log_dir: str | Path | None = None, max_records: int | None = None
+    model: ScoringModel,
+    *,
+    token: str | None = None,
+    log_dir: str | Path | None = None,
+    max_records: int | None = None,
+    limits: Limits | None = None,
 ) -> ScoringApp:
-    """Build the ASGI app serving ``model``."""
+    """Build the ASGI app serving ``model``.
+
+    ``token`` (default ``NBOPS_API_TOKEN``; an empty string for none), ``log_dir`` (default
+    ``NBOPS_PREDICTION_LOG``) and ``limits`` (default :meth:`Limits.from_env`, with ``max_records``
+    when given) say who may call and how much one may send.
+    """
     from fastapi.responses import PlainTextResponse
 
     try:
@@ -334,7 +515,8 @@ def create_app(
 
     token = token if token is not None else os.environ.get(TOKEN_ENV) or None
     expected = f"Bearer {token}".encode() if token else None
-    max_records = max_records or int(os.environ.get(MAX_RECORDS_ENV, "10000"))
+    limits = limits if limits is not None else Limits.from_env(max_records=max_records)
+    max_records = limits.max_records
     folder = log_dir or os.environ.get(LOG_DIR_ENV)
     plog = PredictionLog(Path(folder)) if folder else None
     metrics = Metrics()
@@ -359,14 +541,9 @@ def create_app(
         redoc_url=None,
     )
 
-    def score(raw: bytes, authorization: bytes) -> tuple[int, bytes, list[float], int]:
-        if expected is not None and not hmac.compare_digest(authorization, expected):
-            return (
-                401,
-                _problem(f"missing or wrong bearer token (set the Authorization header to 'Bearer <{TOKEN_ENV}>')"),
-                [],
-                0,
-            )
+    def score(raw: bytes) -> tuple[int, bytes, list[float], int]:
+        """Parse, validate and score one /predict body (the token was checked): (status, answer,
+        scores for the metrics, records refused)."""
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
@@ -407,7 +584,7 @@ def create_app(
                 "content": {"application/json": {"schema": problem_schema}},
             },
             413: {
-                "description": "More records than allowed",
+                "description": "More records or a larger body than allowed",
                 "content": {"application/json": {"schema": problem_schema}},
             },
             422: {
@@ -435,10 +612,11 @@ def create_app(
 
     @api.on_event("shutdown")
     def close_log() -> None:
+        app.close()
         if plog is not None:
             plog.close()
 
-    app = ScoringApp(api, score, metrics, max_body_bytes=max_records * 4096 + 65536)
+    app = ScoringApp(api, score, metrics, limits, expected)
     app.openapi = api.openapi
     return app
 
@@ -508,8 +686,119 @@ def _score(body: Any, model: ScoringModel, max_records: int) -> tuple[int, bytes
     return 200, json.dumps({"model_version": model.version, "predictions": scores}).encode(), scores, 0
 
 
-def serve(model: ScoringModel, host: str = "127.0.0.1", port: int = 8000, log_dir: str | None = None) -> None:
-    """Run the API with uvicorn (one worker; scale out with more processes behind a balancer).
+def guarded_protocol(base: Any, limits: Limits) -> Any:
+    """uvicorn's HTTP protocol class ``base`` (httptools' or h11's) with deadlines a slow client
+    cannot stretch, which uvicorn itself does not have.
+
+    A connection must send a request's line and headers within ``limits.header_timeout`` seconds of
+    opening or of its previous answer (uvicorn's keep-alive timer restarts with every byte, so half a
+    header line sent slowly held a connection for ever), in at most :data:`MAX_HEADER_BYTES` (431
+    beyond); and a request's body within ``limits.body_timeout`` seconds of its headers. A client
+    that misses a deadline gets a 408 (if it had begun a request) and its connection is closed.
+    Only what both protocols share is used: ``cycle`` (the request in progress), its
+    ``response_complete``, ``more_body`` and ``response_started``, and ``on_response_complete``.
+    """
+
+    class GuardedProtocol(base):  # type: ignore[misc]
+        _guard_timer: asyncio.TimerHandle | None = None
+        _guard_phase: tuple[str, Any] = ("", None)
+        _header_bytes = 0
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._guard()
+
+        def data_received(self, data: bytes) -> None:
+            if self._guard_phase[0] == "headers":
+                self._header_bytes += len(data)
+            super().data_received(data)
+            if self._header_bytes > MAX_HEADER_BYTES and self._phase()[0] == "headers":
+                message = f"the request line and headers are larger than {MAX_HEADER_BYTES:,} bytes"
+                self._refuse(b"431 Request Header Fields Too Large", message)
+                return
+            self._guard()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._guard()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._cancel_guard()
+            super().connection_lost(exc)
+
+        def _phase(self) -> tuple[str, Any]:
+            """What the connection waits for from the client: "headers", "body", or "" (its answer)."""
+            cycle = self.cycle
+            if cycle is None or cycle.response_complete:
+                return "headers", cycle
+            return ("body" if cycle.more_body else ""), cycle
+
+        def _guard(self) -> None:
+            """Start the deadline of what the connection now waits for, unless it already runs."""
+            if self.transport is None or self.transport.is_closing():
+                self._cancel_guard()
+                return
+            phase = self._phase()
+            if phase[0] == self._guard_phase[0] and phase[1] is self._guard_phase[1]:
+                return
+            self._cancel_guard()
+            self._guard_phase = phase
+            if phase[0] == "headers":
+                self._header_bytes = 0
+                self._guard_timer = self.loop.call_later(limits.header_timeout, self._expire, phase)
+            elif phase[0] == "body":
+                self._guard_timer = self.loop.call_later(limits.body_timeout, self._expire, phase)
+
+        def _cancel_guard(self) -> None:
+            if self._guard_timer is not None:
+                self._guard_timer.cancel()
+                self._guard_timer = None
+
+        def _expire(self, phase: tuple[str, Any]) -> None:
+            self._guard_timer = None
+            now = self._phase()
+            if now[0] != phase[0] or now[1] is not phase[1] or self.transport.is_closing():
+                return
+            if phase[0] == "headers" and not self._header_bytes:  # an idle connection: just close it
+                self.transport.close()
+                return
+            seconds = limits.header_timeout if phase[0] == "headers" else limits.body_timeout
+            variable = HEADER_TIMEOUT_ENV if phase[0] == "headers" else BODY_TIMEOUT_ENV
+            self._refuse(
+                b"408 Request Timeout",
+                f"the request's {'headers' if phase[0] == 'headers' else 'body'} did not arrive within "
+                f"{seconds:g} s (the server's {variable})",
+                answer=phase[0] == "headers" or not phase[1].response_started,
+            )
+
+        def _refuse(self, status: bytes, message: str, *, answer: bool = True) -> None:
+            """Answer ``status`` with a problem document (unless an answer began) and close."""
+            self._cancel_guard()
+            if answer:
+                body = _problem(message)
+                self.transport.write(
+                    b"HTTP/1.1 "
+                    + status
+                    + b"\r\ncontent-type: application/json\r\ncontent-length: "
+                    + str(len(body)).encode()
+                    + b"\r\nconnection: close\r\n\r\n"
+                    + body
+                )
+            self.transport.close()
+
+    GuardedProtocol.__name__ = GuardedProtocol.__qualname__ = f"Guarded{base.__name__}"
+    return GuardedProtocol
+
+
+def serve(
+    model: ScoringModel,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    log_dir: str | None = None,
+    limits: Limits | None = None,
+) -> None:
+    """Run the API with uvicorn (one worker; scale out with more processes behind a balancer), within
+    ``limits`` (default: :meth:`Limits.from_env`).
 
     httptools and uvloop (in the ``[serve]`` extra) are used when installed: the pure-Python HTTP
     parser alone costs more than scoring a row.
@@ -518,14 +807,20 @@ def serve(model: ScoringModel, host: str = "127.0.0.1", port: int = 8000, log_di
 
     import uvicorn
 
-    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    limits = limits if limits is not None else Limits.from_env()
+    if importlib.util.find_spec("httptools"):
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base
+    else:
+        from uvicorn.protocols.http.h11_impl import H11Protocol as base  # type: ignore[assignment]
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     uvicorn.run(
-        create_app(model, log_dir=log_dir),
+        create_app(model, log_dir=log_dir, limits=limits),
         host=host,
         port=port,
         log_level="warning",
         access_log=False,
-        http=http,
+        http=guarded_protocol(base, limits),
         loop=loop,
+        limit_concurrency=limits.max_connections,
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
     )
