@@ -240,6 +240,13 @@ class Selection:
     runs: dict[str, RunRecord]  # by task (or trial label)
 
 
+def run_selection(run: RunRecord, name: str | None = None) -> Selection:
+    """One run as a selection (what the dashboard's pickers compare)."""
+    return Selection(
+        name or run.identity, "run", f"run {run.identity} ({run.label}, build {run.build_id or '-'})", {run.label: run}
+    )
+
+
 def select(selector: str, runs: Sequence[RunRecord], versions: Mapping[str, str] | None = None) -> Selection:
     """Resolve a run id (a prefix of a run identity), a build id (or a prefix of one) or a registry
     version (``v0002``: the train and evaluate runs that produced it).
@@ -261,10 +268,7 @@ def select(selector: str, runs: Sequence[RunRecord], versions: Mapping[str, str]
         return _select_build(text, runs)
     matched = sorted({r.identity for r in runs if r.identity.startswith(text.lower())})
     if len(matched) == 1:
-        run = newest_first(r for r in runs if r.identity == matched[0])[0]
-        return Selection(
-            text, "run", f"run {run.identity} ({run.label}, build {run.build_id or '-'})", {run.label: run}
-        )
+        return run_selection(newest_first(r for r in runs if r.identity == matched[0])[0], text)
     if len(matched) > 1:
         shown = ", ".join(f"{i} ({_task_of(i, runs)})" for i in matched[:6]) + (" ..." if len(matched) > 6 else "")
         raise RunNotFound(f"run id '{text}' is the start of {len(matched)} runs: {shown}; give more of its digits")
