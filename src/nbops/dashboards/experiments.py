@@ -96,13 +96,14 @@ def experiments_dashboard(data: ExperimentsData) -> w.Widget:
         best = max((r for r in evaluated if gate in r.metrics), key=lambda r: r.metrics[gate] * (1 if higher else -1))
         tiles += tile(f"best test {gate} (run {best.identity[:8]})", format_number(best.metrics[gate]), "good")
     columns, rows = runs_rows(recent[:MAX_TABLE_ROWS])
-    frame = pd.DataFrame(rows, columns=columns)
+    frame = pd.DataFrame(rows, columns=columns).rename(columns={"seconds": "took"})
+    frame["took"] = [f"{v:.1f} s" if isinstance(v, int | float) else "" for v in frame["took"]]
     table = table_html(
         frame,
         max_rows=MAX_TABLE_ROWS,
         cls="nbops-runs-table",
         cells={"status": lambda v: pill(str(v)), "run": lambda v: f"<code>{esc(v)}</code>"},
-        nowrap=("run", "finished", "status", "build", "version"),
+        nowrap=("run", "finished", "status", "took", "build", "version"),
         widths={"metrics": "28%"},
     )
     more = (
