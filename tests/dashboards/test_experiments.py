@@ -98,6 +98,7 @@ def test_the_learning_curves_of_both_training_runs_are_overlaid(page: Any, runs:
     for r in trains:
         points = chart.locator(f"[data-role=valid-curve][data-run='{r['identity']}']").get_attribute("points")
         assert len(points.split()) == len(r["curves"]["valid"])
+    chart.screenshot(path=str(REPO / "reports" / "dashboard_experiments_curves.png"))
     # choosing one run leaves one curve
     page.locator(".nbops-curves-runs select").select_option(index=0)
     page.wait_for_function(
