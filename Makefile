@@ -88,10 +88,11 @@ site: install ## Write <root>/site/: reports, model cards, registry, runs, monit
 	$(BIN)/nbops site --env $(ENV_FILE)
 
 .PHONY: dashboard
-dashboard: install ## Serve the Voila dashboards on http://127.0.0.1:8866 (token printed), code hidden
+dashboard: install ## Serve the Voila dashboards (monitoring, model, experiments) on http://127.0.0.1:8866 (token printed), code hidden
 	@token='$(DASHBOARD_TOKEN)'; token="$${token:-$$($(BIN)/python -c 'import secrets; print(secrets.token_hex(16))')}"; \
 	echo "monitoring: http://127.0.0.1:$(DASHBOARD_PORT)/voila/render/monitoring.ipynb?token=$$token"; \
 	echo "model:      http://127.0.0.1:$(DASHBOARD_PORT)/voila/render/model.ipynb?token=$$token"; \
+	echo "experiments: http://127.0.0.1:$(DASHBOARD_PORT)/voila/render/experiments.ipynb?token=$$token"; \
 	NBOPS_ENV=$(ENV_FILE) exec $(BIN)/voila dashboards --no-browser --port=$(DASHBOARD_PORT) --Voila.ip=127.0.0.1 \
 		--token="$$token" --preheat_kernel=True --pool_size=1 $(ARGS)
 

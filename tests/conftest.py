@@ -4,7 +4,8 @@ Costs, for choosing one: ``project`` is a copy of the sources (milliseconds); ``
 and registers a small model once per session (a few seconds, no pipeline); ``ran_in_process`` calls
 the eight task runners once per session on a small sample (seconds, no Ploomber); ``packaged_project`` runs
 a whole pipeline build once per session (slow tier only); ``scoring_venv`` installs its wheel into a
-fresh virtualenv (slow tier only).
+fresh virtualenv (slow tier only); ``two_builds`` builds a project twice, the second time with another
+learning rate (slow tier only).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from tests.support import TEST_ROOT, TinyModel, copy_project, nbops, output_of, 
 from tests.support.builds import QUICK, run_in_process
 
 # Fixtures that build a whole pipeline: only slow tests may use them (`make test-fast` builds none).
-BUILDS = ("packaged_project", "scoring_venv")
+BUILDS = ("packaged_project", "scoring_venv", "two_builds")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -90,3 +91,24 @@ def scoring_venv(packaged_project: Path, tmp_path_factory: pytest.TempPathFactor
         "model_version": manifest["model_version"],
         "project": packaged_project,
     }
+
+
+@pytest.fixture(scope="session")
+def two_builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A project (with its dashboards and Makefile, so `make dashboard` serves it) built twice with
+    env.test.yaml in one products root: as it is, then with ``--set learning_rate=0.1``, which reruns
+    train and what follows. Read-only; the build ids come from the summary of each build."""
+    from tests.support.voila import dashboard_copy
+
+    project = dashboard_copy(tmp_path_factory.mktemp("two-builds") / "project")
+    builds = []
+    for extra in ([], ["--set", "learning_rate=0.1"]):
+        proc = nbops(project, "build", "--env", "env.test.yaml", *extra)
+        assert proc.returncode == 0, output_of(proc)[-5000:]
+        log = json.loads((project / TEST_ROOT / "reports" / "builds.jsonl").read_text().splitlines()[-1])
+        builds.append(log["build_id"])
+    import yaml
+
+    first = yaml.safe_load((project / "env.test.yaml").read_text())["learning_rate"]
+    assert first != 0.1, "env.test.yaml's learning_rate is already 0.1: the second build would change nothing"
+    return {"project": project, "builds": builds, "learning_rates": [first, 0.1]}

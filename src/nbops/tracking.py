@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from nbops import progress as events
 from nbops.config.paths import wandb_home
 
 log = logging.getLogger(__name__)
@@ -157,4 +158,7 @@ def start_run(
         settings=wandb.Settings(console="off", silent=True, x_disable_stats=True),
     )
     log.info("W&B %s run %s (group %s)", mode, run.id, group)
+    # The build records the run id with the task run (nbops.pipeline.runs): W&B's offline files
+    # cannot be read back.
+    events.emit("tracked", wandb_run_id=run.id, identity=identity, job_type=stage)
     return Tracker(run, private_columns)

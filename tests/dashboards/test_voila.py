@@ -1,19 +1,12 @@
-"""The Voila dashboards as a stakeholder opens them: `make dashboard` in a built project, the two links
-it prints opened in a real headless Chromium, and what the pages say checked against the data."""
+"""The Voila dashboards as a stakeholder opens them: `make dashboard` in a built project, the links it
+prints opened in a real headless Chromium, and what the pages say checked against the data (the
+experiments page, which needs two builds, in test_experiments.py)."""
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import queue
 import re
-import shutil
-import signal
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -24,91 +17,10 @@ import pytest
 import yaml
 
 from nbops.registry.store import Registry
-from tests.support import REPO, copy_project, free_port, launch_chromium, nbops, output_of
+from tests.support import REPO, launch_chromium, nbops, output_of
+from tests.support.voila import READY, dashboard_copy, make_dashboard, stop
 
 pytestmark = pytest.mark.slow
-VENV = Path(sys.executable).parent.parent  # the worktree's .venv, which `make install` made
-# What `make dashboard` reads besides the project: the Makefile and the files its install step depends on.
-MAKE_FILES = ("Makefile", "requirements.lock", "pyproject.toml", "requirements/overrides.txt")
-LINK = re.compile(r"^(monitoring|model):\s+(http://\S+)$")
-READY = {"monitoring": ".nbops-kpis", "model": ".nbops-threshold-result"}
-
-
-def dashboard_copy(dest: Path) -> Path:
-    """A project copy that `make dashboard` can serve: the project, its dashboards and the Makefile
-    with the files its ``install`` prerequisite depends on (times kept, so the worktree's .venv is
-    up to date for make)."""
-    project = copy_project(dest)
-    shutil.copytree(REPO / "dashboards", project / "dashboards", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-    for name in MAKE_FILES:
-        (project / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / name, project / name)
-    return project
-
-
-def make_dashboard(
-    project: Path, log: Path, *extra: str, timeout: float = 120
-) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    """Run `make dashboard` in ``project`` as a user would (a free port, the test env file, the
-    worktree's .venv) and return the process and the links it printed, once Voila answers."""
-    make = ["make", "-C", str(project), f"VENV={VENV}", "ENV_FILE=env.test.yaml", f"DASHBOARD_PORT={free_port()}"]
-    stale = subprocess.run([*make, "-q", f"{VENV}/.installed"], capture_output=True, text=True)
-    if stale.returncode != 0:
-        pytest.fail(
-            f"{VENV} is older than requirements.lock or pyproject.toml: `make dashboard` would reinstall it from a "
-            f"temporary copy. Run `make install` in {REPO}, then the tests again."
-        )
-    env = {k: v for k, v in os.environ.items() if k not in ("NBOPS_PROJECT", "NBOPS_ENV", "MAKEFLAGS", "MAKELEVEL")}
-    proc = subprocess.Popen(
-        [*make, "dashboard", *extra],
-        stdout=subprocess.PIPE,
-        stderr=log.open("w"),
-        text=True,
-        env=env,
-        start_new_session=True,
-    )
-    # A thread reads what make prints (and keeps reading, so a full pipe never blocks the server).
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or ()], daemon=True).start()
-    links: dict[str, str] = {}
-    printed: list[str] = []
-    deadline = time.monotonic() + timeout
-    while len(links) < 2 and time.monotonic() < deadline and proc.poll() is None:
-        try:
-            line = lines.get(timeout=1)
-        except queue.Empty:
-            continue
-        printed.append(line.rstrip("\n"))
-        if m := LINK.match(line.strip()):
-            links[m[1]] = m[2]
-    if len(links) < 2:
-        stop(proc)
-        pytest.fail(
-            f"`make dashboard` printed no monitoring and model links within {timeout:.0f} s; stdout: {printed}; "
-            f"log: {log.read_text()[-3000:]}"
-        )
-    base = "{0.scheme}://{0.netloc}".format(urlsplit(links["monitoring"]))
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()[-3000:]
-        try:
-            # A static file, not a notebook: every notebook GET starts a kernel.
-            if httpx.get(f"{base}/voila/static/voila.js", timeout=2).status_code < 500:
-                break
-        except httpx.TransportError:
-            time.sleep(0.3)
-    return proc, links
-
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    """Stop make and the Voila it started (their own process group)."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-    except ProcessLookupError:
-        pass
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -185,8 +97,9 @@ def _clipped(page: object, selector: str) -> list[str]:
     )
 
 
-def test_make_dashboard_prints_links_that_open_both_dashboards(served: dict[str, str], browser: object) -> None:
+def test_make_dashboard_prints_links_that_open_every_dashboard(served: dict[str, str], browser: object) -> None:
     """The links `make dashboard` prints carry one token, Voila's, and open the dashboards (not a login page)."""
+    assert sorted(served) == sorted(READY), f"`make dashboard` printed links to {sorted(served)}"
     tokens = {name: parse_qs(urlsplit(url).query).get("token", [""])[0] for name, url in served.items()}
     assert len(set(tokens.values())) == 1 and re.fullmatch(r"[0-9a-f]{32}", tokens["monitoring"]), (
         f"the two links carry different tokens: {served}"
@@ -368,5 +281,12 @@ def test_dashboard_without_history_shows_an_empty_state(tmp_path: Path, browser:
         page = _open(browser, links["monitoring"], ".nbops-empty")
         _no_kernel_error(page)
         assert "make run" in page.inner_text(".nbops-empty")  # type: ignore[attr-defined]
+        # The experiments page, with no run recorded yet, says how to record one.
+        page = _open(browser, links["experiments"], ".nbops-empty")
+        _no_kernel_error(page)
+        text = page.inner_text(".nbops-empty")  # type: ignore[attr-defined]
+        assert "No runs recorded yet" in text and "make run" in text, text
+        assert page.locator(".nbops-runs-table").count() == 0  # type: ignore[attr-defined]
+        _full_page_screenshot(page, REPO / "reports" / "dashboard_experiments_empty.png")
     finally:
         stop(proc)

@@ -31,6 +31,7 @@ import pytest
 
 from nbops.config import paths
 from nbops.config.paths import registry_dir
+from nbops.experiments.index import read_runs
 from nbops.pipeline import lineage
 from nbops.pipeline.build import resolve_project
 from nbops.pipeline.check import check_project
@@ -354,6 +355,8 @@ def test_two_single_task_runs_of_independent_stages_at_once(airflow_run: dict[st
     together, both running their notebooks at the same time."""
     project = airflow_run["project"]
     before = project_records(project)
+    root = Path(check_project(project, ENV).settings.root)
+    indexed = len(read_runs(root))
     remove_reports(project, {"batch_score", "monitor"})
     env = {**os.environ, "PLOOMBER_STATS_ENABLED": "false"}
     env.pop("NBOPS_PROJECT", None)
@@ -373,6 +376,10 @@ def test_two_single_task_runs_of_independent_stages_at_once(airflow_run: dict[st
         assert procs[task].returncode == 0, f"{task}:\n{out[-3000:]}\n{err[-3000:]}"
         assert f"Ran 1 of 9 tasks: {task}" in out, out[-3000:]
     assert_consistent(project, before, {"batch_score", "monitor"})
+    # Both finished side by side, and each recorded its run: two whole lines more in the runs index.
+    new = read_runs(root)[indexed:]
+    assert sorted((r.task, r.status) for r in new) == [("batch_score", "ok"), ("monitor", "ok")], new
+    assert len({r.build_id for r in new}) == 2
 
 
 # Airflow's scheduler and API server (the task workers report to its execution API) on 127.0.0.1,

@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.dashboards.test_voila import READY, dashboard_copy, make_dashboard, stop
 from tests.support import launch_chromium, nbops, output_of
 from tests.support.hostile import IMG_COLUMN, SCRIPT_VALUE, write_hostile_table
+from tests.support.voila import READY, dashboard_copy, make_dashboard, stop
 
 pytestmark = pytest.mark.slow
 ROOT = Path("build/test")

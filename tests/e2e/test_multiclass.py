@@ -22,9 +22,9 @@ import pytest
 import yaml
 
 from nbops.registry.store import Registry
-from tests.dashboards.test_voila import dashboard_copy, make_dashboard, stop
 from tests.support import REPO, free_port, launch_chromium, nbops, output_of, stop_process
 from tests.support.multiclass import PLANS, TARGET, multiclass_table
+from tests.support.voila import dashboard_copy, make_dashboard, stop
 
 pytestmark = pytest.mark.slow
 VENV = Path(sys.executable).parent.parent  # the worktree's .venv (`make install`)

@@ -214,6 +214,12 @@ def test_a_failed_task_keeps_earlier_products_and_the_next_build_resumes_there(p
         )
     }
     assert not (project / "build/test/models/registration.json").exists()
+    # The runs index has the tasks that ran, and the failed one with the stage's error.
+    listed = nbops(project, "runs", "--env", "env.test.yaml", "--json")
+    runs = {r["task"]: r for r in json.loads(listed.stdout)}
+    assert sorted(runs) == ["evaluate", "features", "ingest", "train"], output_of(listed)
+    assert runs["evaluate"]["status"] == "failed" and "evaluation exploded" in runs["evaluate"]["error"]
+    assert {runs[t]["status"] for t in ("ingest", "features", "train")} == {"ok"}
     source.write_text(original)
     out = build(project, *quick)
     assert (
@@ -221,6 +227,9 @@ def test_a_failed_task_keeps_earlier_products_and_the_next_build_resumes_there(p
         "features, tune, train)" in out
     )
     assert {p: p.stat().st_mtime_ns for p in kept} == kept
+    evaluated = nbops(project, "runs", "--env", "env.test.yaml", "--json", "--task", "evaluate")
+    [evaluate, failed] = json.loads(evaluated.stdout)  # newest first
+    assert (evaluate["status"], failed["status"]) == ("ok", "failed") and evaluate["metrics"]["roc_auc"] > 0.5
 
 
 def test_same_seed_gives_a_byte_identical_model_with_papermill_kernels(packaged_project: Path, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from tests.support import REPO
 
 
 def test_the_import_contracts_hold() -> None:
-    """pyproject.toml's [tool.importlinter] layers: cli > pipeline > dashboards/report > engines >
+    """pyproject.toml's [tool.importlinter] layers: cli > pipeline > dashboards/report > experiments > engines >
     deploy > monitoring/registry > modeling > features > data > tracking > config > progress > errors
     > runtime; the runtime and the library never import Ploomber."""
     proc = subprocess.run(

@@ -13,7 +13,7 @@ import sys
 from nbops.errors import NbopsError
 
 # The modules that add commands, in the order `nbops --help` lists them.
-COMMANDS = ("check", "build", "automation", "models", "monitoring", "simulate")
+COMMANDS = ("check", "build", "runs", "automation", "models", "monitoring", "simulate")
 
 
 def build_parser() -> argparse.ArgumentParser:

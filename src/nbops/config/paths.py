@@ -24,6 +24,10 @@ BUILD_LOCK = ".nbops/build.lock"
 # Held briefly by whoever rewrites the lineage or appends to the build log.
 STATE_LOCK = ".nbops/state.lock"
 BUILD_LOG = "reports/builds.jsonl"
+# Every task run a build ran (and every tuning trial), one JSON line each (nbops.experiments.index),
+# appended under its own short lock: single-task runs finish side by side.
+RUNS_INDEX = ".nbops/runs.jsonl"
+RUNS_LOCK = ".nbops/runs.lock"
 
 
 def project_root(start: str | Path | None = None) -> Path:

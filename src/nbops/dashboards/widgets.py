@@ -80,6 +80,7 @@ PILLS = {
     "ok": ("#e3f2e1", "#1e6b2c"),
     "watch": ("#fdf0c6", "#7a5b00"),
     "alert": ("#f9d6d5", "#9b1c1c"),
+    "failed": ("#f9d6d5", "#9b1c1c"),  # a task run (the experiments page)
     "info": ("#e6eefb", "#1c4f9b"),
     "warning": ("#fdf0c6", "#7a5b00"),
     "critical": ("#9b1c1c", "#ffffff"),

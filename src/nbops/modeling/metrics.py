@@ -2,7 +2,8 @@
 measures in words, which ones a report leads with and which one the promotion gate judges.
 
 Light on purpose (numpy and scikit-learn's metrics only): the monitor, the gate, the card and the
-comparison use it without importing the evaluate stage's plots.
+comparison use it without importing the evaluate stage's plots. scikit-learn is imported by the
+functions that compute a metric, so reading a direction (``nbops runs``) costs no second of imports.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn import metrics as skm
 
 from nbops.errors import ConfigError
 
@@ -41,6 +41,19 @@ METRICS: dict[str, Metric] = {
 }
 # Whether a higher value is better, per metric (rows and means carry no direction).
 HIGHER_IS_BETTER: dict[str, bool] = {name: m.higher_is_better for name, m in METRICS.items()}
+# LightGBM's evaluation metrics (the train stage's ``valid_<name>`` in its summary and learning curves).
+LIGHTGBM_HIGHER_IS_BETTER: dict[str, bool] = {
+    "auc": True,
+    "binary_logloss": False,
+    "binary_error": False,
+    "multi_logloss": False,
+    "multi_error": False,
+    "l2": False,
+    "l1": False,
+    "rmse": False,
+}
+# Prefixes that name where a metric was measured, not what it is.
+METRIC_PREFIXES = ("test/", "valid/", "train/", "perf__", "valid_", "train_", "test_")
 # What each headline metric measures, for a reader of the report.
 MEANING: dict[str, str] = {name: m.meaning for name, m in METRICS.items()}
 # The metrics a report leads with, per task.
@@ -56,6 +69,18 @@ GATE_METRIC: dict[str, tuple[str, bool]] = {
 }
 # The metric a labelled production batch is watched on (its alert rule is in nbops.monitoring.monitor).
 MONITORED_METRIC: dict[str, str] = {"binary": "roc_auc", "multiclass": "log_loss", "regression": "rmse"}
+
+
+def metric_direction(name: str) -> bool | None:
+    """Whether a higher value of the metric ``name`` is better (None: a count or a metric nbops does
+    not know, such as ``rows`` or ``best_iteration``). Where it was measured may prefix the name:
+    ``valid_auc`` (LightGBM on the validation split), ``test/roc_auc``, ``perf__log_loss``."""
+    for candidate in (name, *(name[len(p) :] for p in METRIC_PREFIXES if name.startswith(p))):
+        if candidate in HIGHER_IS_BETTER:
+            return HIGHER_IS_BETTER[candidate]
+        if candidate in LIGHTGBM_HIGHER_IS_BETTER:
+            return LIGHTGBM_HIGHER_IS_BETTER[candidate]
+    return None
 
 
 def gate_metric(task_type: str, configured: str = "auto") -> tuple[str, bool]:
@@ -77,6 +102,8 @@ def gate_metric(task_type: str, configured: str = "auto") -> tuple[str, bool]:
 
 def binary_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     """ROC AUC, PR AUC, log loss, Brier score and the Kolmogorov-Smirnov statistic."""
+    from sklearn import metrics as skm
+
     if len(np.unique(y)) < 2:
         return {"rows": int(len(y)), "positive_rate": float(np.mean(y)), "mean_prediction": float(np.mean(p))}
     fpr, tpr, _ = skm.roc_curve(y, p)
@@ -94,6 +121,8 @@ def binary_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
 
 def regression_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     """RMSE, MAE and R²."""
+    from sklearn import metrics as skm
+
     return {
         "rmse": float(np.sqrt(skm.mean_squared_error(y, p))),
         "mae": float(skm.mean_absolute_error(y, p)),
@@ -114,6 +143,8 @@ def multiclass_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     The one-vs-rest AUC averages the classes present in ``y`` with rows of other classes too (a
     segment of one class has none: then it is left out, as ranking metrics are for a binary one).
     """
+    from sklearn import metrics as skm
+
     y = np.asarray(y).astype(int)
     p = np.asarray(p, dtype=np.float64)
     k = p.shape[1]
@@ -134,6 +165,8 @@ def multiclass_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
 def one_vs_rest_auc(y: np.ndarray, p: np.ndarray) -> dict[int, float]:
     """ROC AUC of each class's probability against the rest, for the classes ``y`` holds with rows
     of other classes beside them."""
+    from sklearn import metrics as skm
+
     y = np.asarray(y).astype(int)
     out = {}
     for c in range(p.shape[1]):
@@ -146,6 +179,8 @@ def one_vs_rest_auc(y: np.ndarray, p: np.ndarray) -> dict[int, float]:
 def per_class_metrics(y: np.ndarray, p: np.ndarray, classes: list[str]) -> list[dict[str, float | str]]:
     """Per class: rows, precision, recall and F1 of predicting it as the most likely class, its
     one-vs-rest ROC AUC, and its observed share against its mean predicted probability."""
+    from sklearn import metrics as skm
+
     y = np.asarray(y).astype(int)
     p = np.asarray(p, dtype=np.float64)
     labels = list(range(len(classes)))
@@ -169,6 +204,8 @@ def per_class_metrics(y: np.ndarray, p: np.ndarray, classes: list[str]) -> list[
 
 def confusion(y: np.ndarray, p: np.ndarray, k: int) -> np.ndarray:
     """Rows: the true class; columns: the most likely class; cells: row counts."""
+    from sklearn import metrics as skm
+
     counts: np.ndarray = skm.confusion_matrix(np.asarray(y).astype(int), np.argmax(p, axis=1), labels=list(range(k)))
     return counts
 

@@ -163,6 +163,21 @@ def train_model(
     return TrainResult(booster, int(best), history, lgb_params, summary)
 
 
+def learning_curves(history: dict[str, dict[str, list[float]]], best_iteration: int) -> dict[str, Any]:
+    """The learning curves as data (the runs index keeps them, so runs can be overlaid later): per split
+    the first metric's value per boosting round, rounded to 6 significant digits."""
+    metric = next(iter(history["valid"]))
+    return {
+        "metric": metric,
+        "best_iteration": int(best_iteration),
+        **{
+            split: [float(f"{v:.6g}") for v in history[split][metric]]
+            for split in ("train", "valid")
+            if split in history
+        },
+    }
+
+
 def learning_curve(history: dict[str, dict[str, list[float]]], best_iteration: int) -> Figure:
     """Training and validation loss per boosting round, with the early-stopping point marked."""
     metric = next(iter(history["valid"]))

@@ -31,7 +31,7 @@ from nbops.config import paths
 from nbops.config.spec import TaskSpec, load_env
 from nbops.errors import ConfigError
 from nbops.files import write_text
-from nbops.pipeline import lineage
+from nbops.pipeline import lineage, runs
 from nbops.pipeline.check import CheckedProject, check_project
 from nbops.pipeline.context import IDENTITIES_ENV
 from nbops.pipeline.plot import write_pipeline_picture
@@ -313,6 +313,8 @@ def _run_with_env(
         lineage.save_state(
             root, checked.tasks, build_id, ran={o.name: o.ran for o in outcomes}, reasons=reasons, only=scope
         )
+    # Every task run of this build (and the failed one) into the runs index: `nbops runs`.
+    runs.record_build_runs(checked, {o.name: o.ran for o in outcomes}, ids, build_id, events_path, failure)
     record: dict[str, Any] = {
         "build_id": build_id,
         "env_file": env_file,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from nbops.config.params import TrainParams
+from nbops.data.io import write_json
 from nbops.engines import engine_for
-from nbops.modeling.train import TrainResult, learning_curve
+from nbops.modeling.train import TrainResult, learning_curve, learning_curves
 from nbops.modeling.tune import tuned_params
 from nbops.pipeline.context import Stage
 from nbops.pipeline.runners.common import load_schema, read_json, track
@@ -26,6 +27,11 @@ def run_train(stage: Stage[TrainParams]) -> TrainResult:
         valid_rows=stage.inp("features", "valid"),
         model_out=stage.out("model"),
         summary_out=stage.out("summary"),
+    )
+    # The curves as data beside the summary, which the runs index records after the build.
+    summary = stage.out("summary")
+    write_json(
+        {**read_json(summary), "learning_curves": learning_curves(result.history, result.best_iteration)}, summary
     )
     curve = stage.out("learning_curve")
     learning_curve(result.history, result.best_iteration).savefig(curve, dpi=200)
