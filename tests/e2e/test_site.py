@@ -89,6 +89,11 @@ def test_the_registry_and_monitoring_pages_say_what_the_products_say(site: Path,
     assert len(re.findall(r"<td>register</td>", text)) == len(
         [e for e in registry.history() if e["event"] == "register"]
     )
+    runs = (site / "runs.html").read_text()
+    from nbops.experiments.index import read_runs
+
+    recorded = read_runs(packaged_project / "build/test")
+    assert recorded and all(r.identity in runs for r in recorded)  # every run of the index, in the table
     monitoring = (site / "monitoring.html").read_text()
     assert monitoring.count('<img src="monitoring/') >= 2
     import pandas as pd

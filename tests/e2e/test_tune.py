@@ -34,6 +34,17 @@ def test_the_best_parameters_train_the_registered_model(tuned: Path) -> None:
     page = (tuned / ROOT / "reports/02b_tune.html").read_text()
     assert "Optimisation history" not in page or "8 trials" in page  # figures are images; the note says it
     assert "<strong>8 trials</strong>" in page
+    # every trial is a run in the index, under the tune task's own run
+    listed = nbops(tuned, "runs", "--task", "tune", "--json", "--env", "env.test.yaml")
+    assert listed.returncode == 0, output_of(listed)
+    runs = (
+        [json.loads(line) for line in listed.stdout.splitlines() if line.strip()]
+        if not listed.stdout.lstrip().startswith("[")
+        else json.loads(listed.stdout)
+    )
+    trials = [r for r in runs if r.get("trial") is not None]
+    assert sorted(r["trial"] for r in trials) == list(range(8))
+    assert {r["outputs"]["state"] for r in trials} <= {"complete", "pruned"}
 
 
 def test_nothing_changed_runs_no_trial_and_more_trials_resume(tuned: Path) -> None:

@@ -33,6 +33,8 @@ STYLE = (
     "text-align:left;vertical-align:top}th{background:#f6f6f6}td.n{text-align:right;font-variant-numeric:tabular-nums}"
     "nav a{margin-right:1em}.ok{color:#1a7f37}.watch{color:#9a6700}.alert{color:#cf222e;font-weight:600}"
     "code{background:#f4f4f4;padding:0 3px}img{max-width:100%;height:auto}.muted{color:#666}"
+    ".nbops-diff{border-left:3px solid #ddd;padding-left:1em;margin-bottom:1.5em}"
+    ".nbops-better{color:#1a7f37;font-weight:600}.nbops-worse{color:#cf222e;font-weight:600}"
 )
 
 
@@ -201,17 +203,25 @@ def _registry_pages(checked: CheckedProject, root: Path, work: Path, site: Site)
 
 
 def _runs_page(root: Path, work: Path, site: Site) -> int:
-    """The runs index as a table (newest first), when the project has one."""
-    try:
-        from nbops.pipeline import runs as runs_index  # type: ignore[attr-defined]
-    except ImportError:
-        runs_index = None
-    records: list[dict[str, Any]] = []
-    if runs_index is not None and hasattr(runs_index, "site_rows"):
-        records = list(runs_index.site_rows(root))
-    body = table_html(records, list(records[0])) if records else "<p class='muted'>No run recorded yet.</p>"
+    """The runs index, newest first, and what changed between consecutive training runs."""
+    from nbops.experiments.diff import diff_html, diff_selections
+    from nbops.experiments.index import newest_first, read_runs, run_selection
+    from nbops.experiments.table import runs_rows
+
+    runs = newest_first(read_runs(root))
+    columns, rows = runs_rows(runs)
+    body = table_html(rows, columns) if rows else "<p class='muted'>No run recorded yet.</p>"
+    trained = [r for r in runs if r.task == "evaluate" and r.status == "ok" and r.trial is None]
+    diffs = []
+    for newer, older in zip(trained, trained[1:], strict=False):  # each evaluated model against the one before
+        diffs.append(
+            f"<h3>{html.escape(older.identity[:12])} &rarr; {html.escape(newer.identity[:12])}</h3>"
+            + diff_html(diff_selections(run_selection(older), run_selection(newer), runs))
+        )
+    if diffs:
+        body += "<h2>What changed between evaluated models</h2>" + "".join(diffs[:20])
     _write(site, "runs.html", page("Runs", body))
-    return len(records)
+    return len(runs)
 
 
 def _monitoring_page(checked: CheckedProject, work: Path, site: Site) -> int:

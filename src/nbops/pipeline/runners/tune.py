@@ -8,9 +8,11 @@ from nbops.config.params import TuneParams
 from nbops.data.io import read_table, write_parquet
 from nbops.errors import ConfigError
 from nbops.files import write_json
+from nbops.modeling.train import booster_params
 from nbops.modeling.tune import Trial, TuningResult, history_figure, importance_figure, run_study
 from nbops.pipeline.context import Stage
 from nbops.pipeline.runners.common import load_schema, read_json, track
+from nbops.pipeline.runs import record_stage_run
 from nbops.runtime.transform import FeatureTransform
 
 # The studies of a products root, one SQLite file (each study named by what it depends on).
@@ -26,6 +28,7 @@ def run_tune(stage: Stage[TuneParams]) -> TuningResult:
             "for a Dask build, or tune on a pandas build and copy the best parameters into env.yaml"
         )
     schema = load_schema(stage)
+    metric_name = "valid_" + booster_params(params, schema.task_type, len(schema.classes))["metric"][0]
     data_key = read_json(stage.inp("ingest", "summary"))["fingerprint"]
     if not params.tune_trials:  # off: nothing to study, nothing to log
         params = params.model_copy(update={"tracking": "disabled"})
@@ -34,6 +37,16 @@ def run_tune(stage: Stage[TuneParams]) -> TuningResult:
 
         def logged(trial: Trial) -> None:
             run.log_metrics({"trial": trial.number, "valid_loss": trial.value or float("nan")})
+            # every trial is a run in the index, beside the task's own run
+            record_stage_run(
+                stage,
+                trial=trial.number,
+                params=trial.params,
+                metrics={} if trial.value is None else {metric_name: trial.value},
+                wandb_run_id=run.run_id,
+                duration_s=trial.seconds,
+                outputs={"state": trial.state.lower(), "best_iteration": trial.best_iteration},
+            )
 
         result = run_study(
             params,
