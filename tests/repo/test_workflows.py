@@ -158,6 +158,7 @@ def test_compare_job_uploads_what_nbops_compare_writes() -> None:
     assert uploads[0]["with"]["if-no-files-found"] == "error"
 
 
+@pytest.mark.slow  # runs the root-finding step once per env file
 def test_scheduled_runs_the_cron_pipeline_and_uploads_reports(tmp_path: Path) -> None:
     wf = workflow("scheduled.yml")
     crons = [entry["cron"] for entry in wf["on"]["schedule"]]
@@ -174,10 +175,12 @@ def test_scheduled_runs_the_cron_pipeline_and_uploads_reports(tmp_path: Path) ->
         [".venv/bin/nbops", "retrain", "--if-needed", "--env", "env.yaml"],
     )
     assert cmds.index(pipeline[0]) + 1 == cmds.index(pipeline[1])
+    assert [".venv/bin/nbops", "site", "--env", "env.yaml"] in cmds  # the static site, kept as an artifact
     (job,) = wf["jobs"].values()
     uploads = [s for s in job["steps"] if s.get("uses") == "actions/upload-artifact@v4"]
     assert len(uploads) == 1 and uploads[0]["if"] == "always()"
     assert "${{ steps.root.outputs.root }}/reports/" in uploads[0]["with"]["path"].splitlines()
+    assert "${{ steps.root.outputs.root }}/site/" in uploads[0]["with"]["path"].splitlines()
 
     # The step that finds the product root gives the folder `nbops compare` writes into.
     (root_step,) = [s for s in job["steps"] if s.get("id") == "root"]
