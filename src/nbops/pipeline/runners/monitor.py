@@ -16,6 +16,7 @@ from nbops.data.io import write_json, write_text
 from nbops.engines import engine_for
 from nbops.errors import NbopsError
 from nbops.monitoring.drift import DriftThresholds
+from nbops.monitoring.estimate import BinaryEstimator, load_estimator
 from nbops.monitoring.ground_truth import drift_recall, truth_table
 from nbops.monitoring.history import read_alerts, replace_alerts, upsert_history
 from nbops.monitoring.monitor import AlertRules, BatchMonitoring, performance_limit, performance_metric
@@ -41,6 +42,7 @@ class ProductionReference:
     version: ModelVersion
     model: ScoringModel
     profile: ReferenceProfile
+    estimator: BinaryEstimator | None = None  # estimates performance before the labels arrive
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -61,7 +63,10 @@ def production_reference(registry: Registry) -> ProductionReference:
     if version is None:
         raise RegistryError(f"no production model in {registry.root} to monitor against; run `make run` first")
     return ProductionReference(
-        version, ScoringModel.from_folder(version.path), ReferenceProfile.load(version.file(PROFILE_FILE))
+        version,
+        ScoringModel.from_folder(version.path),
+        ReferenceProfile.load(version.file(PROFILE_FILE)),
+        load_estimator(version.path),
     )
 
 
@@ -137,6 +142,7 @@ def run_monitor(stage: Stage[MonitorParams]) -> MonitoringRun:
             reference_metrics=reference.metrics,
             rules=rules,
             target=reference.target,
+            estimator=reference.estimator,
         )
 
     truth_rows = _simulated_months(p, batches_dir, check, log) if p.data == "simulate" else []
@@ -280,6 +286,7 @@ def monitor_pending(
                 target=target,
                 predictions=predictions,
                 month=batch_id,
+                estimator=reference.estimator,
             )
         )
         out.append(

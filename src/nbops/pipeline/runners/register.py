@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -19,6 +20,11 @@ from nbops.registry.card import history_markdown, model_card_html
 from nbops.registry.gate import GateDecision
 from nbops.registry.publish import register_model, registry_for
 from nbops.registry.store import ModelVersion
+
+if TYPE_CHECKING:
+    from nbops.data.schema import TableSchema
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -40,6 +46,27 @@ def recorded_env(stage: Stage[RegisterParams]) -> dict[str, Any]:
     """The env values this build ran with, as ``nbops reproduce`` needs them (paths of this machine left out)."""
     env = load_env(stage.project, env_file_in_use())
     return {k: v for k, v in env.items() if k not in NOT_RECORDED}
+
+
+def performance_estimator(stage: Stage[RegisterParams], schema: TableSchema) -> bytes | None:
+    """The version's performance estimator (binary models: CBPE calibrated on evaluate's test
+    predictions, never the training rows) as JSON; None for other tasks or a test split too small
+    to calibrate on (then monitoring records realised performance only, and the log says why)."""
+    if schema.task_type != "binary":
+        return None
+    from nbops.monitoring.estimate import EstimationError, fit_binary_estimator
+
+    predictions = pd.read_parquet(stage.inp("evaluate", "predictions"))
+    try:
+        estimator = fit_binary_estimator(
+            predictions["prediction"].to_numpy(dtype=float),
+            schema.target_codes(predictions[schema.target]),
+            where=f"{stage.inp('evaluate', 'predictions')} (the test predictions)",
+        )
+    except EstimationError as exc:
+        log.warning("no performance estimator for this version: %s", exc)
+        return None
+    return (json.dumps(estimator.to_dict()) + "\n").encode()
 
 
 def run_register(stage: Stage[RegisterParams]) -> Registration:
@@ -69,6 +96,7 @@ def run_register(stage: Stage[RegisterParams]) -> Registration:
             gate=gate,
             params=train["booster_params"],
             reference_profile=(json.dumps(profile.to_dict()) + "\n").encode(),
+            performance_estimator=performance_estimator(stage, schema),
             wandb_run_id=run.run_id,
             run_identity=run_identity("train"),  # the training run that made this model
             raw_snapshot=stage.inp("ingest", "raw"),
