@@ -70,11 +70,13 @@ def tiny_registered_model(
     rounds: int = 20,
     feature_code: str | None = None,
     wheel: bool = True,
+    estimator: bool = False,
 ) -> TinyModel:
     """Simulate ``rows`` rows, validate them against the simulator's schema, split them in time, train
     a tiny booster on the train split and register it (model, transform, input schema, reference
     profile) as the production version of a registry under ``folder``; then build its wheel (unless
-    ``wheel`` is false). ``feature_code``: a feature module's source, whose derived features the model
+    ``wheel`` is false); with ``estimator``, also its performance estimator (CBPE calibrated on the
+    test split, as the register stage stores it). ``feature_code``: a feature module's source, whose derived features the model
     uses (registered with it, as the pipeline does)."""
     from nbops.data.ingest import simulator_schema
     from nbops.data.simulate import simulate_history
@@ -121,6 +123,12 @@ def tiny_registered_model(
     }
     if transform.code is not None:
         files[FEATURE_CODE_FILE] = transform.code.source
+    if estimator:
+        from nbops.monitoring.estimate import fit_binary_estimator
+        from nbops.runtime.integrity import ESTIMATOR_FILE
+
+        fitted = fit_binary_estimator(booster.predict(transform.transform(test)), test[schema.target].to_numpy(float))
+        files[ESTIMATOR_FILE] = (json.dumps(fitted.to_dict()) + "\n").encode()
     metadata = {
         "package": package_name(schema.dataset),
         "dataset": schema.dataset,
