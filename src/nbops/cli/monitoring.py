@@ -93,9 +93,8 @@ def estimate(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict(), default=float))
         return 0
     est = result.estimate
-    print(
-        f"{args.batch}: {est.rows:,} rows, estimated with {result.version.version} (CBPE; threshold {est.threshold:g})"
-    )
+    how = f"CBPE; threshold {est.threshold:g}" if "roc_auc" in est.metrics else "DLE"
+    print(f"{args.batch}: {est.rows:,} rows, estimated with {result.version.version} ({how})")
     realised = result.realised or {}
     width = max(len(n) for n in est.metrics)
     for name, m in est.metrics.items():
@@ -105,7 +104,7 @@ def estimate(args: argparse.Namespace) -> int:
         line += f"  realised {realised[name]:.4f}" if name in realised else ""
         print(line)
     print(
-        "an estimate from the scores alone: it follows covariate shift, not concept drift (a changed relation "
+        "an estimate without labels: it follows covariate shift, not concept drift (a changed relation "
         "between inputs and outcome shows only in realised performance, once labels arrive)"
     )
     return 0

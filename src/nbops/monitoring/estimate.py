@@ -1,5 +1,5 @@
 """Performance estimated before the labels arrive: confidence-based performance estimation (CBPE)
-for binary models.
+for binary models, direct loss estimation (DLE) for regression ones.
 
 The model's scores are calibrated (isotonic regression) on a labelled reference that is not the
 training data: the test split. For an unlabelled batch, each row's calibrated probability is the
@@ -15,7 +15,14 @@ Honesty: estimation assumes P(label | score) is what it was on the reference. Co
 does not, and no label-free estimate can see it: realised performance catches it when the labels
 arrive.
 
-Everything is stored as JSON (the calibration maps as points), never pickled.
+Regression (DLE): two small LightGBM models fitted on the labelled reference (the test split),
+one of each row's absolute error and one of its squared error, from the model's inputs and its
+prediction; a batch's estimated MAE is the mean predicted absolute error, its RMSE the root of the
+mean predicted squared error. Their band combines the batch's sampling spread (from the predicted
+conditional variance, shrinking with the rows) with how well the reference pins the level down.
+
+Everything is stored as JSON (the calibration maps as points, the loss models as LightGBM text),
+never pickled.
 """
 
 from __future__ import annotations
@@ -117,10 +124,13 @@ class PerformanceEstimate:
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        binary = "roc_auc" in self.metrics
         return {
             "rows": self.rows,
-            "threshold": self.threshold,
-            "method": "CBPE (isotonic calibration on the test split)",
+            "threshold": self.threshold if binary else None,
+            "method": "CBPE (isotonic calibration on the test split)"
+            if binary
+            else "DLE (LightGBM models of the absolute and squared error, fitted on the test split)",
             "metrics": {k: v.to_dict() for k, v in self.metrics.items()},
             "reference": self.reference,
         }
@@ -217,7 +227,7 @@ class BinaryEstimator:
     reference: dict[str, float]
     seed: int = 0
 
-    def estimate(self, scores: np.ndarray) -> PerformanceEstimate:
+    def estimate(self, scores: np.ndarray, features: np.ndarray | None = None) -> PerformanceEstimate:
         """The batch's expected ROC AUC and confusion-matrix metrics at the threshold, each with its band.
 
         Raises:
@@ -281,7 +291,7 @@ class BinaryEstimator:
         )
 
 
-def load_estimator(folder: Path) -> BinaryEstimator | None:
+def load_estimator(folder: Path) -> BinaryEstimator | RegressionEstimator | None:
     """The performance estimator stored in a registry version's ``folder``, or None when the version
     has none (a regression or multiclass model, a version registered before estimation existed, or a
     test split too small to calibrate on).
@@ -296,6 +306,8 @@ def load_estimator(folder: Path) -> BinaryEstimator | None:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise EstimationError(f"{path}: expected JSON, found a file that does not parse ({exc})") from None
+    if isinstance(data, dict) and data.get("task_type") == "regression":
+        return RegressionEstimator.from_dict(data, where=str(path))
     return BinaryEstimator.from_dict(data, where=str(path))
 
 
@@ -351,3 +363,146 @@ def fit_binary_estimator(
     reference = {"roc_auc": realised["roc_auc"], "positive_rate": realised["positive_rate"]}
     reference.update({k: float(v) for k, v in confusion_metrics(s >= threshold, y).items()})
     return BinaryEstimator(CalibrationMap.fit(s, y), tuple(maps), float(threshold), int(s.size), reference, seed)
+
+
+DLE_FORMAT = "nbops-dle/1"
+DLE_PARAMS: dict[str, Any] = {
+    "objective": "regression",
+    "num_leaves": 15,
+    "learning_rate": 0.05,
+    "min_data_in_leaf": 50,
+    "lambda_l2": 1.0,
+    "num_threads": 1,
+    "verbose": -1,
+    "seed": 0,
+    "deterministic": True,
+}
+DLE_ROUNDS = 80
+REGRESSION_METRICS = ("mae", "rmse")
+
+
+def dle_inputs(features: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+    """What the loss models see: the model's inputs and its prediction as the last column."""
+    x = np.asarray(features, dtype=np.float64)
+    return np.column_stack([x.reshape(len(x), -1), np.asarray(predictions, dtype=np.float64).ravel()])
+
+
+@dataclass(frozen=True)
+class RegressionEstimator:
+    """A regression model's performance estimator (DLE): models of the absolute and squared error."""
+
+    abs_error_model: str  # LightGBM text
+    sq_error_model: str
+    reference_rows: int
+    reference: dict[str, float]  # realised mae / rmse on the reference, and their standard errors
+    threshold: float = float("nan")  # no decision threshold for a regression model
+
+    def estimate(self, predictions: np.ndarray, features: np.ndarray | None = None) -> PerformanceEstimate:
+        """The batch's expected MAE and RMSE with their bands.
+
+        Raises:
+            EstimationError: no rows, no features (the loss models need the model's inputs), or
+                predictions that are not numbers.
+        """
+        import lightgbm as lgb
+
+        p = np.asarray(predictions, dtype=np.float64).ravel()
+        if p.size == 0:
+            raise EstimationError("cannot estimate performance on a batch with no rows; check the batch file")
+        if features is None or len(features) != p.size:
+            raise EstimationError(
+                f"a regression estimate needs the model's inputs beside its {p.size:,} predictions, found "
+                f"{'none' if features is None else len(features)}; estimate from the batch table, not its scores alone"
+            )
+        if not np.isfinite(p).all():
+            raise EstimationError(f"expected finite predictions, found {int((~np.isfinite(p)).sum()):,} that are not")
+        x = dle_inputs(features, p)
+        a = np.clip(lgb.Booster(model_str=self.abs_error_model).predict(x), 0.0, None)
+        b = np.clip(lgb.Booster(model_str=self.sq_error_model).predict(x), 0.0, None)
+        n = p.size
+        mae, mse = float(a.mean()), float(b.mean())
+        rmse = float(np.sqrt(mse))
+        # Sampling: |e| given x has variance E[e^2] - E[|e|]^2; e^2 about 2 E[e^2]^2 (normal errors).
+        se_mae_sampling = float(np.sqrt(np.mean(np.clip(b - a**2, 0.0, None)) / n))
+        se_mse_sampling = float(np.sqrt(np.mean(2 * b**2) / n))
+        se_rmse_sampling = se_mse_sampling / (2 * rmse) if rmse > 0 else 0.0
+        se = {
+            "mae": float(np.hypot(se_mae_sampling, self.reference.get("mae_se", 0.0))),
+            "rmse": float(np.hypot(se_rmse_sampling, self.reference.get("rmse_se", 0.0))),
+        }
+        values = {"mae": mae, "rmse": rmse}
+        metrics = {
+            k: MetricEstimate(values[k], max(values[k] - Z * se[k], 0.0), values[k] + Z * se[k], se[k])
+            for k in REGRESSION_METRICS
+        }
+        return PerformanceEstimate(n, self.threshold, metrics, {k: self.reference[k] for k in REGRESSION_METRICS})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": DLE_FORMAT,
+            "task_type": "regression",
+            "method": "DLE: LightGBM models of the absolute and squared error, fitted on the test split",
+            "reference_rows": self.reference_rows,
+            "reference": self.reference,
+            "abs_error_model": self.abs_error_model,
+            "sq_error_model": self.sq_error_model,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "the estimator") -> RegressionEstimator:
+        if d.get("format") != DLE_FORMAT or not isinstance(d.get("abs_error_model"), str):
+            raise EstimationError(
+                f"{where}: expected a regression estimator of format {DLE_FORMAT!r}, found {d.get('format')!r}; "
+                "re-create it by registering the model again"
+            )
+        return cls(
+            d["abs_error_model"],
+            d["sq_error_model"],
+            int(d["reference_rows"]),
+            {k: float(v) for k, v in d["reference"].items()},
+        )
+
+
+def fit_regression_estimator(
+    features: np.ndarray, predictions: np.ndarray, targets: np.ndarray, *, where: str = "the reference"
+) -> RegressionEstimator:
+    """Fit DLE on a labelled reference that is not the training data (the test split).
+
+    Raises:
+        EstimationError: too few rows, mismatched lengths, or targets that are not numbers.
+    """
+    import lightgbm as lgb
+
+    p = np.asarray(predictions, dtype=np.float64).ravel()
+    y = np.asarray(targets, dtype=np.float64).ravel()
+    if not (len(features) == p.size == y.size):
+        raise EstimationError(
+            f"{where}: expected one prediction and one target per row, found {len(features):,} rows, {p.size:,} "
+            f"predictions and {y.size:,} targets"
+        )
+    if p.size < MIN_REFERENCE_ROWS:
+        raise EstimationError(
+            f"{where}: expected at least {MIN_REFERENCE_ROWS} labelled rows to fit the loss models on, found "
+            f"{p.size:,}; use a larger test split (test_fraction in env.yaml)"
+        )
+    if not (np.isfinite(y).all() and np.isfinite(p).all()):
+        raise EstimationError(f"{where}: expected finite targets and predictions; drop unlabelled rows first")
+    x = dle_inputs(features, p)
+    e = y - p
+    models = []
+    for loss in (np.abs(e), e**2):
+        booster = lgb.train(DLE_PARAMS, lgb.Dataset(x, loss), num_boost_round=DLE_ROUNDS)
+        models.append(booster.model_to_string())
+    n = p.size
+    mae, mse = float(np.mean(np.abs(e))), float(np.mean(e**2))
+    rmse = float(np.sqrt(mse))
+    reference = {
+        "mae": mae,
+        "rmse": rmse,
+        "mae_se": float(np.std(np.abs(e)) / np.sqrt(n)),
+        "rmse_se": float(np.std(e**2) / np.sqrt(n) / (2 * rmse)) if rmse > 0 else 0.0,
+    }
+    return RegressionEstimator(models[0], models[1], n, reference)
+
+
+Estimator = BinaryEstimator | RegressionEstimator

@@ -13,7 +13,7 @@ import pandas as pd
 
 from nbops.modeling.metrics import MONITORED_METRIC
 from nbops.monitoring.drift import DriftReport, DriftThresholds, compare
-from nbops.monitoring.estimate import BinaryEstimator, PerformanceEstimate
+from nbops.monitoring.estimate import BinaryEstimator, Estimator, PerformanceEstimate, RegressionEstimator
 from nbops.monitoring.performance import batch_performance
 from nbops.monitoring.profile import ReferenceProfile
 from nbops.monitoring.quality import QualityReport, check_quality
@@ -68,19 +68,32 @@ def monitor_batch(
     target: str | None = None,
     predictions: np.ndarray | None = None,
     month: str | None = None,
-    estimator: BinaryEstimator | None = None,
+    estimator: Estimator | None = None,
 ) -> BatchMonitoring:
     """Quality, drift, performance (when ``target`` labels are present), the performance estimated
     without labels (when the version has an ``estimator``) and alerts for one batch."""
     quality = check_quality(batch, model.schema)
     if len(batch) == 0 or quality.missing_columns:
         return summarise_batch(batch_id, month, model, quality, None, None, None, reference_metrics, rules)
+    features = None
+    if predictions is None or isinstance(estimator, RegressionEstimator):
+        features = model.transform(batch)
     if predictions is None:
-        predictions = score_for_monitoring(model, batch)
+        predictions = np.asarray(model.booster.predict(features))
     drift = compare(profile, with_derived_features(model, batch), rules.drift, predictions)
     labels = model.label_codes(batch[target]) if target is not None and target in batch.columns else None
     return summarise_batch(
-        batch_id, month, model, quality, drift, predictions, labels, reference_metrics, rules, estimator=estimator
+        batch_id,
+        month,
+        model,
+        quality,
+        drift,
+        predictions,
+        labels,
+        reference_metrics,
+        rules,
+        estimator=estimator,
+        features=features,
     )
 
 
@@ -95,7 +108,8 @@ def summarise_batch(
     reference_metrics: dict[str, float],
     rules: AlertRules,
     *,
-    estimator: BinaryEstimator | None = None,
+    estimator: Estimator | None = None,
+    features: np.ndarray | None = None,
 ) -> BatchMonitoring:
     """The history row and the alerts of a batch from what was measured on it (in one process or on
     a cluster): quality, drift (None for a batch too broken to compare), predictions and labels; with
@@ -132,8 +146,12 @@ def summarise_batch(
             **{f"psi__{f.name}": f.score for f in drift.features},
             **{f"missing__{c.name}": c.missing_rate for c in quality.columns},
         )
-        if estimator is not None and model.task_type == "binary" and p.ndim == 1 and len(p):
+        if isinstance(estimator, BinaryEstimator) and model.task_type == "binary" and p.ndim == 1 and len(p):
             estimate = estimator.estimate(p[np.isfinite(p)])
+        elif isinstance(estimator, RegressionEstimator) and features is not None and len(p):
+            finite = np.isfinite(p)  # the loss models need the inputs (the dask engine does not keep them)
+            estimate = estimator.estimate(p[finite], np.asarray(features)[finite])
+        if estimate is not None:
             row.update(estimate.history_columns())
         if labels is not None:
             performance = batch_performance(model.task_type, labels, predictions)
@@ -311,7 +329,7 @@ def assess_batch(
         for alert in performance_alerts(task_type, performance, reference_metrics, rules):
             add(alert["kind"], alert["severity"], alert["message"], alert["reason"])
     elif estimate is not None:
-        for alert in estimated_performance_alerts(estimate, reference_metrics, rules):
+        for alert in estimated_performance_alerts(estimate, reference_metrics, rules, task_type):
             add(alert["kind"], alert["severity"], alert["message"], alert["reason"])
     if reasons["warning"] or reasons["critical"]:
         status = "alert"
@@ -348,10 +366,25 @@ def performance_limit(task_type: str, reference: dict[str, float], rules: AlertR
 
 
 def estimated_performance_alerts(
-    estimate: PerformanceEstimate, reference: dict[str, float], rules: AlertRules
+    estimate: PerformanceEstimate, reference: dict[str, float], rules: AlertRules, task_type: str = "binary"
 ) -> list[dict[str, Any]]:
     """An ``estimated_performance`` alert when a batch whose labels have not arrived is estimated
-    (from its scores alone) to have a ROC AUC more than ``max_auc_drop`` below the test AUC."""
+    (from its scores alone) to have a ROC AUC more than ``max_auc_drop`` below the test AUC, or (a
+    regression model, DLE) an RMSE more than ``max_rmse_increase`` above the test RMSE."""
+    if task_type == "regression":
+        rmse, ref_rmse = estimate.metrics.get("rmse"), reference.get("rmse")
+        if rmse is None or not ref_rmse or rmse.value <= ref_rmse * (1 + rules.max_rmse_increase):
+            return []
+        rise = rmse.value / ref_rmse - 1
+        return [
+            {
+                "kind": "estimated_performance",
+                "severity": graded(rise, rules.max_rmse_increase),
+                "message": f"estimated RMSE {rmse.value:.3f} (band {rmse.low:.3f}-{rmse.high:.3f}, labels pending) is "
+                f"{rise:.0%} above the test RMSE {ref_rmse:.3f}; an estimate from the inputs and predictions alone",
+                "reason": f"estimated RMSE {rmse.value:.3f}, {rise:.0%} above test (labels pending)",
+            }
+        ]
     est, ref = estimate.metrics.get("roc_auc"), reference.get("roc_auc")
     if est is None or ref is None or not np.isfinite(est.value) or est.value >= ref - rules.max_auc_drop:
         return []

@@ -17,7 +17,7 @@ from nbops.data.io import write_json, write_text
 from nbops.engines import engine_for
 from nbops.errors import NbopsError
 from nbops.monitoring.drift import DriftThresholds
-from nbops.monitoring.estimate import BinaryEstimator, PerformanceEstimate, load_estimator
+from nbops.monitoring.estimate import BinaryEstimator, Estimator, PerformanceEstimate, load_estimator
 from nbops.monitoring.ground_truth import drift_recall, truth_table
 from nbops.monitoring.history import read_alerts, replace_alerts, upsert_history
 from nbops.monitoring.monitor import AlertRules, BatchMonitoring, performance_limit, performance_metric
@@ -43,7 +43,7 @@ class ProductionReference:
     version: ModelVersion
     model: ScoringModel
     profile: ReferenceProfile
-    estimator: BinaryEstimator | None = None  # estimates performance before the labels arrive
+    estimator: Estimator | None = None  # estimates performance before the labels arrive
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -308,11 +308,11 @@ class BatchEstimate:
     realised: dict[str, float] | None
 
     def to_dict(self) -> dict[str, Any]:
-        test = self.version.metadata.get("metrics", {}).get("roc_auc")
+        metrics = self.version.metadata.get("metrics", {})
         return {
             "version": self.version.version,
             **self.estimate.to_dict(),
-            "test_roc_auc": test,
+            **{f"test_{k}": metrics.get(k) for k in self.estimate.metrics if k in ("roc_auc", "rmse", "mae")},
             "realised": self.realised,
         }
 
@@ -322,12 +322,11 @@ def estimate_table(registry: Registry, table: Path, version: str | None = None) 
 
     Raises:
         RegistryError: no such version, or no production model.
-        EstimationError: the version has no estimator (not a binary model, or registered before
+        EstimationError: the version has no estimator (a multiclass model, or registered before
             nbops estimated performance: register it again), or the table cannot be scored.
     """
     from nbops.monitoring.batches import read_frame
     from nbops.monitoring.estimate import EstimationError, confusion_metrics
-    from nbops.monitoring.monitor import score_for_monitoring
     from nbops.monitoring.performance import batch_performance
 
     chosen = registry.get(version) if version else registry.alias("production")
@@ -339,8 +338,8 @@ def estimate_table(registry: Registry, table: Path, version: str | None = None) 
     if estimator is None:
         task = chosen.metadata.get("task_type")
         why = (
-            f"it is a {task} model (estimation is for binary models)"
-            if task != "binary"
+            f"it is a {task} model (estimation is for binary and regression models)"
+            if task not in ("binary", "regression")
             else "it was registered before nbops stored an estimator with each version; register it again "
             "(`make run`, or `nbops build --force --task register`)"
         )
@@ -355,14 +354,15 @@ def estimate_table(registry: Registry, table: Path, version: str | None = None) 
             f"{table}: expected the model's input columns, found {len(missing)} missing ({', '.join(missing[:5])}); "
             "pass a table of the same columns the model was trained on"
         )
-    scores = score_for_monitoring(model, frame)
+    features = model.transform(frame)
+    scores = np.asarray(model.booster.predict(features))
     target = str(chosen.metadata.get("target"))
     realised = None
     if target in frame.columns:
         labels = model.label_codes(frame[target])
-        realised = batch_performance("binary", labels, scores)
+        realised = batch_performance(model.task_type, labels, scores)
         known = ~np.isnan(labels)
-        if realised is not None:
+        if realised is not None and isinstance(estimator, BinaryEstimator):
             flagged = scores[known] >= estimator.threshold
             realised.update({k: float(v) for k, v in confusion_metrics(flagged, labels[known]).items()})
-    return BatchEstimate(chosen, estimator.estimate(scores), realised)
+    return BatchEstimate(chosen, estimator.estimate(scores, features), realised)

@@ -49,20 +49,34 @@ def recorded_env(stage: Stage[RegisterParams]) -> dict[str, Any]:
 
 
 def performance_estimator(stage: Stage[RegisterParams], schema: TableSchema) -> bytes | None:
-    """The version's performance estimator (binary models: CBPE calibrated on evaluate's test
-    predictions, never the training rows) as JSON; None for other tasks or a test split too small
-    to calibrate on (then monitoring records realised performance only, and the log says why)."""
-    if schema.task_type != "binary":
+    """The version's performance estimator, fitted on evaluate's test predictions (never the training
+    rows), as JSON: CBPE for a binary model, DLE (models of the absolute and squared error from the
+    model's inputs, the features stage's test split in the same order) for a regression one. None for
+    a multiclass model or a test split too small (then monitoring records realised performance only,
+    and the log says why)."""
+    if schema.task_type not in ("binary", "regression"):
         return None
-    from nbops.monitoring.estimate import EstimationError, fit_binary_estimator
+    from nbops.monitoring.estimate import (
+        BinaryEstimator,
+        EstimationError,
+        RegressionEstimator,
+        fit_binary_estimator,
+        fit_regression_estimator,
+    )
+    from nbops.runtime.transform import FeatureTransform
 
     predictions = pd.read_parquet(stage.inp("evaluate", "predictions"))
+    where = f"{stage.inp('evaluate', 'predictions')} (the test predictions)"
+    scores = predictions["prediction"].to_numpy(dtype=float)
+    targets = schema.target_codes(predictions[schema.target])
+    estimator: BinaryEstimator | RegressionEstimator
     try:
-        estimator = fit_binary_estimator(
-            predictions["prediction"].to_numpy(dtype=float),
-            schema.target_codes(predictions[schema.target]),
-            where=f"{stage.inp('evaluate', 'predictions')} (the test predictions)",
-        )
+        if schema.task_type == "binary":
+            estimator = fit_binary_estimator(scores, targets, where=where)
+        else:
+            transform = FeatureTransform.load(stage.inp("features", "transform"))
+            features = transform.transform(pd.read_parquet(stage.inp("features", "test")))
+            estimator = fit_regression_estimator(features, scores, targets, where=where)
     except EstimationError as exc:
         log.warning("no performance estimator for this version: %s", exc)
         return None
