@@ -201,18 +201,28 @@ def sampling_spread(
     n = len(scores)
     ranks = average_ranks(scores)
     flagged = scores >= threshold
-    aucs, confusion = [], []
-    for _ in range(draws):
+    aucs = np.full(draws, np.nan)
+    counts = np.zeros((draws, 4))  # tp, fn, fp, tn per draw
+    n_flagged = int(flagged.sum())
+    for i in range(draws):
         y = rng.random(n) < probabilities
         n1 = int(y.sum())
         n0 = n - n1
-        aucs.append((float(ranks[y].sum()) - n1 * (n1 + 1) / 2) / (n1 * n0) if n1 and n0 else np.nan)
-        confusion.append({k: float(v) for k, v in confusion_metrics(flagged, y).items()})
-    out = {"roc_auc": float(np.nanstd(aucs))} if np.isfinite(aucs).any() else {"roc_auc": float("nan")}
-    for name in CONFUSION_METRICS:
-        values = np.array([d[name] for d in confusion])
-        out[name] = float(np.nanstd(values)) if np.isfinite(values).any() else float("nan")
-    return out
+        if n1 and n0:
+            aucs[i] = (float(ranks[y].sum()) - n1 * (n1 + 1) / 2) / (n1 * n0)
+        hits = int(np.count_nonzero(y & flagged))
+        counts[i] = (hits, n1 - hits, n_flagged - hits, n0 - (n_flagged - hits))
+    tp, fn, fp, tn = counts.T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        values = {
+            "roc_auc": aucs,
+            "precision": tp / (tp + fp),
+            "recall": tp / (tp + fn),
+            "specificity": tn / (tn + fp),
+            "accuracy": (tp + tn) / n,
+            "f1": 2 * tp / (2 * tp + fp + fn),
+        }
+    return {k: float(np.nanstd(v)) if np.isfinite(v).any() else float("nan") for k, v in values.items()}
 
 
 @dataclass(frozen=True)
@@ -246,6 +256,7 @@ class BinaryEstimator:
                 f"outside (first: {float(s[bad][0])!r}); estimate with the scores of the model the estimator was "
                 "fitted for"
             )
+        s = np.sort(s)  # every figure is order-free; sorted once, each sort below is a pass over sorted data
         c = self.calibration(s)
         point = point_estimates(s, c, self.threshold)
         sampling = sampling_spread(s, c, self.threshold, SAMPLING_DRAWS, self.seed)
