@@ -36,6 +36,7 @@ def test_estimate_as_json_beside_the_realised_figures(project: Path) -> None:
     assert out["test_roc_auc"] == pytest.approx(out["reference"]["roc_auc"])
 
 
+@pytest.mark.slow  # a new interpreter importing LightGBM: ~2 s
 def test_estimate_as_a_user_types_it(project: Path) -> None:
     proc = nbops(project, "estimate", "month.parquet", "--version", "v0001")
     assert proc.returncode == 0, output_of(proc)
