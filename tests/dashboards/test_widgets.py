@@ -201,3 +201,42 @@ def test_threshold_explorer_speaks_of_the_target_not_of_credit(target: str, clas
     assert f"cost of a missed {target} = {classes[0]}" in text
     for word in ("defaulted", "repaid", "declined", "approved", "approval"):
         assert word not in text.lower()
+
+
+def estimated(h: pd.DataFrame) -> pd.DataFrame:
+    """``h`` with the performance estimated before the labels (the monitor's est__ columns) for every month."""
+    est = 0.81 - 0.005 * np.arange(len(h))
+    return h.assign(est__roc_auc=est, est__roc_auc_low=est - 0.02, est__roc_auc_high=est + 0.02)
+
+
+def test_performance_svg_draws_the_estimate_with_its_band_beside_the_realised_line() -> None:
+    root = parse(performance_svg(estimated(history()), "perf__roc_auc", 0.80, 0.75))
+    line = root.find(f".//{SVG}polyline[@data-role='estimate']")
+    band = root.find(f".//{SVG}polygon[@data-role='estimate-band']")
+    assert line is not None and band is not None
+    assert len(line.get("points", "").split()) == 6 and len(band.get("points", "").split()) == 12
+    assert root.find(f".//{SVG}line[@data-role='alert-level']") is not None
+    tips = {t.get("data-batch"): "".join(t.itertext()) for t in root.findall(f".//{SVG}g[@class='nbops-tip']")}
+    assert "ROC AUC 0.800" in tips["2025-01"] and "estimated 0.810 (band 0.790-0.830)" in tips["2025-01"]
+    assert "labels pending: no realised performance yet" in tips["2025-06"] and "estimated 0.785" in tips["2025-06"]
+    text = "".join(root.itertext())
+    assert "estimated before the labels arrive" in text and "estimated (no labels needed)" in text
+
+
+def test_performance_svg_with_only_estimates_still_draws_them() -> None:
+    root = parse(performance_svg(estimated(history(pending=6)), "perf__roc_auc", 0.80, 0.75))
+    assert root.find(f".//{SVG}polyline[@data-role='estimate']") is not None
+    assert "No labelled batch yet" not in "".join(root.itertext())
+
+
+def test_status_table_shows_the_estimate_of_a_month_whose_labels_are_pending() -> None:
+    rows = ET.fromstring(status_table(estimated(history()), "perf__roc_auc", limit=0.78)).findall("./table/tbody/tr")
+    cells = {"".join(r[0].itertext()): "".join(r[6].itertext()) for r in rows}
+    assert cells["2025-06"] == "labels pending (estimated 0.785)"
+    assert cells["2025-01"] == "0.800"  # the realised figure once the labels are here
+
+
+def test_matplotlib_performance_chart_draws_the_estimate_and_its_band() -> None:
+    fig = performance_over_time(estimated(history()), "perf__roc_auc", 0.80, 0.75)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "estimated (no labels needed)" in labels and "estimate's band" in labels

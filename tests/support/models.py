@@ -19,9 +19,10 @@ def train_tiny_booster(
     rounds: int,
     seed: int = 0,
     feature_code: str | None = None,
+    params: dict[str, Any] | None = None,
 ) -> tuple[Any, Any]:
     """A tiny real LightGBM binary model and its fitted transform (for registry tests), with the derived
-    features of ``feature_code`` (a feature module's source) when given."""
+    features of ``feature_code`` (a feature module's source) when given; ``params`` override LightGBM's."""
     import lightgbm as lgb
 
     from nbops.runtime.derived import FeatureCode
@@ -36,6 +37,7 @@ def train_tiny_booster(
         "num_threads": 1,
         "verbose": -1,
         "seed": seed,
+        **(params or {}),
     }
     booster = lgb.train(
         params,
@@ -70,12 +72,16 @@ def tiny_registered_model(
     rounds: int = 20,
     feature_code: str | None = None,
     wheel: bool = True,
+    estimator: bool = False,
+    params: dict[str, Any] | None = None,
 ) -> TinyModel:
     """Simulate ``rows`` rows, validate them against the simulator's schema, split them in time, train
     a tiny booster on the train split and register it (model, transform, input schema, reference
     profile) as the production version of a registry under ``folder``; then build its wheel (unless
-    ``wheel`` is false). ``feature_code``: a feature module's source, whose derived features the model
-    uses (registered with it, as the pipeline does)."""
+    ``wheel`` is false); with ``estimator``, also its performance estimator (CBPE calibrated on the
+    test split, as the register stage stores it); ``params`` override LightGBM's. ``feature_code``: a
+    feature module's source, whose derived features the model uses (registered with it, as the
+    pipeline does)."""
     from nbops.data.ingest import simulator_schema
     from nbops.data.simulate import simulate_history
     from nbops.data.validate import validate_table
@@ -95,7 +101,7 @@ def tiny_registered_model(
     numeric = [c.name for c in schema.features if c.kind == "numeric"]
     categorical = [c.name for c in schema.features if c.kind == "categorical"]
     booster, transform = train_tiny_booster(
-        split.train, numeric, categorical, schema.target, rounds, seed, feature_code=feature_code
+        split.train, numeric, categorical, schema.target, rounds, seed, feature_code=feature_code, params=params
     )
     splits = {}
     for name in SPLITS:
@@ -121,6 +127,12 @@ def tiny_registered_model(
     }
     if transform.code is not None:
         files[FEATURE_CODE_FILE] = transform.code.source
+    if estimator:
+        from nbops.monitoring.estimate import fit_binary_estimator
+        from nbops.runtime.integrity import ESTIMATOR_FILE
+
+        fitted = fit_binary_estimator(booster.predict(transform.transform(test)), test[schema.target].to_numpy(float))
+        files[ESTIMATOR_FILE] = (json.dumps(fitted.to_dict()) + "\n").encode()
     metadata = {
         "package": package_name(schema.dataset),
         "dataset": schema.dataset,

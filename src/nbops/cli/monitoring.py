@@ -1,4 +1,5 @@
-"""``nbops drift`` and ``nbops monitor``: compare tables for drift; monitor pending batches."""
+"""``nbops drift``, ``nbops estimate`` and ``nbops monitor``: compare tables for drift; estimate a
+table's performance before its labels arrive; monitor pending batches."""
 
 from __future__ import annotations
 
@@ -21,6 +22,18 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--min-drifted", type=int, default=1, help="drifted features that make the dataset drifted")
     p.add_argument("--exclude", action="append", default=[], help="columns to leave out (ids, target)")
     p.set_defaults(func=drift)
+    p = sub.add_parser(
+        "estimate", help="estimate a table's performance from its scores before its labels arrive (binary: CBPE)"
+    )
+    p.add_argument("batch", help="the CSV/Parquet table to estimate (its target column, if present, is compared)")
+    p.add_argument("--version", default=None, help="a version such as v0003 (default: production)")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print {version, rows, threshold, metrics: {name: {value, low, high, se}}, ...}",
+    )
+    add_env_args(p)
+    p.set_defaults(func=estimate)
     p = sub.add_parser("monitor", help="monitor every batch not monitored yet (and the serving prediction log)")
     add_env_args(p)
     p.set_defaults(func=monitor)
@@ -66,6 +79,34 @@ def drift(args: argparse.Namespace) -> int:
     )
     if report.missing_columns:
         print(f"missing columns: {', '.join(report.missing_columns)}")
+    return 0
+
+
+def estimate(args: argparse.Namespace) -> int:
+    from nbops.pipeline.runners.monitor import estimate_table
+
+    registry, _ = registry_of(args)
+    if not Path(args.batch).exists():
+        raise NbopsError(f"{args.batch}: file not found; pass a CSV or Parquet table of the model's input columns")
+    result = estimate_table(registry, Path(args.batch), args.version)
+    if args.json:
+        print(json.dumps(result.to_dict(), default=float))
+        return 0
+    est = result.estimate
+    how = f"CBPE; threshold {est.threshold:g}" if "roc_auc" in est.metrics else "DLE"
+    print(f"{args.batch}: {est.rows:,} rows, estimated with {result.version.version} ({how})")
+    realised = result.realised or {}
+    width = max(len(n) for n in est.metrics)
+    for name, m in est.metrics.items():
+        ref = est.reference.get(name)
+        line = f"  {name:<{width}}  {m.value:.4f}  band {m.low:.4f}-{m.high:.4f}"
+        line += f"  (test {ref:.4f})" if ref is not None else ""
+        line += f"  realised {realised[name]:.4f}" if name in realised else ""
+        print(line)
+    print(
+        "an estimate without labels: it follows covariate shift, not concept drift (a changed relation "
+        "between inputs and outcome shows only in realised performance, once labels arrive)"
+    )
     return 0
 
 

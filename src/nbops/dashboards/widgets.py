@@ -247,6 +247,15 @@ def _png_size(data: bytes) -> tuple[int, float | None]:
 # --------------------------------------------------------------------------- monitoring
 
 
+# What the estimated line is, and what it cannot see (the README says the same).
+ESTIMATE_TEXT = (
+    "The dashed line is the same metric estimated from the model's scores alone, before the labels arrive "
+    "(confidence-based estimation, calibrated on the test split), with its band; an estimate past the alert level "
+    "is an alert too. It follows shifts in the inputs but cannot see concept drift (the relation between inputs and "
+    "outcome changing, the simulator's concept scenario): realised performance catches that once the labels arrive. "
+)
+
+
 def _perf_column(history: pd.DataFrame, task_type: str) -> str:
     preferred = performance_metric(task_type)
     if preferred in history.columns:
@@ -263,9 +272,13 @@ def status_table(history: pd.DataFrame, metric: str, limit: float | None = None)
     # a history written before it existed has no such column: there, no metric means pending.
     labels = h["labels"].astype(object) if "labels" in h.columns else pd.Series("pending", index=h.index, dtype=object)
     perf = pd.to_numeric(h[metric], errors="coerce") if metric in h.columns else pd.Series(np.nan, index=h.index)
+    est_column = f"est__{metric.removeprefix('perf__')}"
+    est = pd.to_numeric(h[est_column], errors="coerce") if est_column in h.columns else pd.Series(np.nan, index=h.index)
     perf_text = [
-        f"{v:.3f}" if math.isfinite(v) else ("labels pending" if lab == "pending" else "–")
-        for v, lab in zip(perf, labels, strict=True)
+        f"{v:.3f}"
+        if math.isfinite(v)
+        else (("labels pending" + (f" (estimated {e:.3f})" if math.isfinite(e) else "")) if lab == "pending" else "–")
+        for v, lab, e in zip(perf, labels, est, strict=True)
     ]
     drifted = h["drifted_features"].astype(object) if "drifted_features" in h.columns else pd.Series("", index=h.index)
     frame = pd.DataFrame(
@@ -284,7 +297,7 @@ def status_table(history: pd.DataFrame, metric: str, limit: float | None = None)
     lower_is_better = not HIGHER_IS_BETTER.get(metric.removeprefix("perf__"), True)
 
     def perf_cell(v: Any) -> str:
-        if v == "labels pending":
+        if str(v).startswith("labels pending"):
             return f"<span class='nbops-pending'>{esc(v)}</span>"
         try:
             value = float(v)
@@ -474,8 +487,9 @@ def monitoring_dashboard(data: DashboardData) -> w.Widget:
             heatmap,
             section(
                 "Performance over time",
-                f"{metric_name(metric)} of each batch once its labels have arrived{limit_text}. Hover a point for its "
-                "value.",
+                f"{metric_name(metric)} of each batch once its labels have arrived{limit_text}. "
+                + (ESTIMATE_TEXT if f"est__{metric.removeprefix('perf__')}" in history.columns else "")
+                + "Hover a point for its value.",
             ),
             performance,
             section(

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from nbops.config.params import TrainParams
     from nbops.data.schema import TableSchema
     from nbops.modeling.train import TrainResult
+    from nbops.monitoring.estimate import Estimator
     from nbops.monitoring.monitor import AlertRules, BatchMonitoring
     from nbops.monitoring.profile import ReferenceProfile
     from nbops.runtime.model import ScoringModel
@@ -61,6 +62,7 @@ class Engine(Protocol):
         reference_metrics: dict[str, float],
         rules: AlertRules,
         target: str,
+        estimator: Estimator | None = None,
     ) -> BatchMonitoring:
         """Quality, drift and (when ``labelled``) performance of one stored batch; without labels the
         target column is left out, as it is when a month is first monitored."""

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from nbops.config.params import TrainParams
     from nbops.data.schema import TableSchema
     from nbops.modeling.train import TrainResult
+    from nbops.monitoring.estimate import Estimator
     from nbops.monitoring.monitor import AlertRules, BatchMonitoring
     from nbops.monitoring.profile import ReferenceProfile
     from nbops.runtime.model import ScoringModel
@@ -82,6 +83,7 @@ class PandasEngine:
         reference_metrics: dict[str, float],
         rules: AlertRules,
         target: str,
+        estimator: Estimator | None = None,
     ) -> BatchMonitoring:
         from nbops.monitoring.monitor import monitor_batch
 
@@ -97,4 +99,5 @@ class PandasEngine:
             rules=rules,
             target=target if labelled else None,
             month=month,
+            estimator=estimator,
         )

@@ -13,6 +13,7 @@ import pandas as pd
 
 from nbops.modeling.metrics import MONITORED_METRIC
 from nbops.monitoring.drift import DriftReport, DriftThresholds, compare
+from nbops.monitoring.estimate import BinaryEstimator, Estimator, PerformanceEstimate, RegressionEstimator
 from nbops.monitoring.performance import batch_performance
 from nbops.monitoring.profile import ReferenceProfile
 from nbops.monitoring.quality import QualityReport, check_quality
@@ -41,6 +42,7 @@ class BatchMonitoring:
     performance: dict[str, float] | None
     alerts: list[dict[str, Any]]
     row: dict[str, Any]
+    estimate: PerformanceEstimate | None = None
 
 
 def score_for_monitoring(model: ScoringModel, batch: pd.DataFrame) -> np.ndarray:
@@ -66,16 +68,33 @@ def monitor_batch(
     target: str | None = None,
     predictions: np.ndarray | None = None,
     month: str | None = None,
+    estimator: Estimator | None = None,
 ) -> BatchMonitoring:
-    """Quality, drift, performance (when ``target`` labels are present) and alerts for one batch."""
+    """Quality, drift, performance (when ``target`` labels are present), the performance estimated
+    without labels (when the version has an ``estimator``) and alerts for one batch."""
     quality = check_quality(batch, model.schema)
     if len(batch) == 0 or quality.missing_columns:
         return summarise_batch(batch_id, month, model, quality, None, None, None, reference_metrics, rules)
+    features = None
+    if predictions is None or isinstance(estimator, RegressionEstimator):
+        features = model.transform(batch)
     if predictions is None:
-        predictions = score_for_monitoring(model, batch)
+        predictions = np.asarray(model.booster.predict(features))
     drift = compare(profile, with_derived_features(model, batch), rules.drift, predictions)
     labels = model.label_codes(batch[target]) if target is not None and target in batch.columns else None
-    return summarise_batch(batch_id, month, model, quality, drift, predictions, labels, reference_metrics, rules)
+    return summarise_batch(
+        batch_id,
+        month,
+        model,
+        quality,
+        drift,
+        predictions,
+        labels,
+        reference_metrics,
+        rules,
+        estimator=estimator,
+        features=features,
+    )
 
 
 def summarise_batch(
@@ -88,9 +107,14 @@ def summarise_batch(
     labels: np.ndarray | None,
     reference_metrics: dict[str, float],
     rules: AlertRules,
+    *,
+    estimator: Estimator | None = None,
+    features: np.ndarray | None = None,
 ) -> BatchMonitoring:
     """The history row and the alerts of a batch from what was measured on it (in one process or on
-    a cluster): quality, drift (None for a batch too broken to compare), predictions and labels."""
+    a cluster): quality, drift (None for a batch too broken to compare), predictions and labels; with
+    an ``estimator`` (binary models) also the performance estimated from the scores alone
+    (``est__roc_auc`` with ``est__roc_auc_low`` / ``_high`` ...), recorded whether the labels arrived or not."""
     row: dict[str, Any] = {
         "batch_id": batch_id,
         "month": month,
@@ -100,6 +124,7 @@ def summarise_batch(
     }
     row["quality_issues"] = len(quality.issues)
     performance = None
+    estimate = None
     if drift is None or predictions is None:
         drift = None  # too broken to compare: no drift, no performance
     else:
@@ -121,14 +146,21 @@ def summarise_batch(
             **{f"psi__{f.name}": f.score for f in drift.features},
             **{f"missing__{c.name}": c.missing_rate for c in quality.columns},
         )
+        if isinstance(estimator, BinaryEstimator) and model.task_type == "binary" and p.ndim == 1 and len(p):
+            estimate = estimator.estimate(p[np.isfinite(p)])
+        elif isinstance(estimator, RegressionEstimator) and features is not None and len(p):
+            finite = np.isfinite(p)  # the loss models need the inputs (the dask engine does not keep them)
+            estimate = estimator.estimate(p[finite], np.asarray(features)[finite])
+        if estimate is not None:
+            row.update(estimate.history_columns())
         if labels is not None:
             performance = batch_performance(model.task_type, labels, predictions)
         if performance is not None:
             row.update({f"perf__{k}": v for k, v in performance.items()})
         row["labels"] = "arrived" if performance is not None else "pending"
-    assessment = assess_batch(quality, drift, performance, model.task_type, reference_metrics, rules)
+    assessment = assess_batch(quality, drift, performance, model.task_type, reference_metrics, rules, estimate)
     row.update(status=assessment.status, status_reason=assessment.reason, alerts=len(assessment.alerts))
-    return BatchMonitoring(batch_id, month, quality, drift, performance, assessment.alerts, row)
+    return BatchMonitoring(batch_id, month, quality, drift, performance, assessment.alerts, row, estimate)
 
 
 # --------------------------------------------------------------------------- status and severity
@@ -172,6 +204,7 @@ def assess_batch(
     task_type: str,
     reference_metrics: dict[str, float],
     rules: AlertRules,
+    estimate: PerformanceEstimate | None = None,
 ) -> Assessment:
     """The alerts of a batch, each with a severity, and the batch's one status.
 
@@ -188,6 +221,9 @@ def assess_batch(
       than ``max_log_loss_increase`` above the test log loss; RMSE more than ``max_rmse_increase``
       above the test RMSE) and calibration (error above ``max_calibration_error``): ``critical`` when
       the drop, increase or error is at least twice its limit.
+    - estimated performance (binary, labels not arrived yet): the ROC AUC estimated from the scores
+      (CBPE) more than ``max_auc_drop`` below the test AUC; ``critical`` at twice the drop. Once the
+      labels arrive the realised figure decides instead. Concept drift cannot be seen this way.
 
     Status, from the checks (``ok`` < ``watch`` < ``alert``):
 
@@ -292,6 +328,9 @@ def assess_batch(
     if performance is not None:
         for alert in performance_alerts(task_type, performance, reference_metrics, rules):
             add(alert["kind"], alert["severity"], alert["message"], alert["reason"])
+    elif estimate is not None:
+        for alert in estimated_performance_alerts(estimate, reference_metrics, rules, task_type):
+            add(alert["kind"], alert["severity"], alert["message"], alert["reason"])
     if reasons["warning"] or reasons["critical"]:
         status = "alert"
         said = [f"{s}: {r}" for s in ("critical", "warning") for r in reasons[s]] + [
@@ -324,6 +363,42 @@ def performance_limit(task_type: str, reference: dict[str, float], rules: AlertR
         return ("log_loss", ref * (1 + rules.max_log_loss_increase)) if ref else None
     ref = reference.get("rmse")
     return ("rmse", ref * (1 + rules.max_rmse_increase)) if ref else None
+
+
+def estimated_performance_alerts(
+    estimate: PerformanceEstimate, reference: dict[str, float], rules: AlertRules, task_type: str = "binary"
+) -> list[dict[str, Any]]:
+    """An ``estimated_performance`` alert when a batch whose labels have not arrived is estimated
+    (from its scores alone) to have a ROC AUC more than ``max_auc_drop`` below the test AUC, or (a
+    regression model, DLE) an RMSE more than ``max_rmse_increase`` above the test RMSE."""
+    if task_type == "regression":
+        rmse, ref_rmse = estimate.metrics.get("rmse"), reference.get("rmse")
+        if rmse is None or not ref_rmse or rmse.value <= ref_rmse * (1 + rules.max_rmse_increase):
+            return []
+        rise = rmse.value / ref_rmse - 1
+        return [
+            {
+                "kind": "estimated_performance",
+                "severity": graded(rise, rules.max_rmse_increase),
+                "message": f"estimated RMSE {rmse.value:.3f} (band {rmse.low:.3f}-{rmse.high:.3f}, labels pending) is "
+                f"{rise:.0%} above the test RMSE {ref_rmse:.3f}; an estimate from the inputs and predictions alone",
+                "reason": f"estimated RMSE {rmse.value:.3f}, {rise:.0%} above test (labels pending)",
+            }
+        ]
+    est, ref = estimate.metrics.get("roc_auc"), reference.get("roc_auc")
+    if est is None or ref is None or not np.isfinite(est.value) or est.value >= ref - rules.max_auc_drop:
+        return []
+    drop = ref - est.value
+    return [
+        {
+            "kind": "estimated_performance",
+            "severity": graded(drop, rules.max_auc_drop),
+            "message": f"estimated ROC AUC {est.value:.3f} (band {est.low:.3f}-{est.high:.3f}, labels pending) is "
+            f"{drop:.3f} below the test AUC {ref:.3f} (alert below {ref - rules.max_auc_drop:.3f}); an estimate from "
+            "the scores alone, which concept drift would not show",
+            "reason": f"estimated ROC AUC {est.value:.3f}, {drop:.3f} below test (labels pending)",
+        }
+    ]
 
 
 def performance_alerts(

@@ -43,6 +43,11 @@ METRIC_NAMES = {
     "mean_prediction": "mean prediction",
 }
 LINE, BAD, REFERENCE = "#2b6cb0", "#c92a2a", "#7b8794"
+ESTIMATE, ESTIMATE_BAND = "#d9822b", "#fbe3c8"  # performance estimated before the labels (CBPE)
+CONCEPT_NOTE = (
+    "estimated from the scores alone: it follows shifts in the inputs, not concept drift (a changed relation "
+    "between inputs and outcome), which realised performance catches once the labels arrive"
+)
 
 
 def metric_name(metric: str) -> str:
@@ -102,6 +107,13 @@ class PerformanceSeries:
     reference: float | None
     limit: float | None
     lower_is_better: bool
+    estimated: np.ndarray | None = None  # est__<metric> per batch (NaN without an estimate), and its band
+    low: np.ndarray | None = None
+    high: np.ndarray | None = None
+
+    @property
+    def has_estimate(self) -> bool:
+        return self.estimated is not None and bool(np.isfinite(self.estimated).any())
 
     def breached(self, value: float) -> bool:
         if self.limit is None or not math.isfinite(value):
@@ -128,6 +140,11 @@ def performance_series(
         history.get("perf__labelled_rows", pd.Series(np.nan, index=history.index)), errors="coerce"
     ).to_numpy(dtype=float)
     key = metric.removeprefix("perf__")
+
+    def column(name: str) -> np.ndarray | None:
+        return pd.to_numeric(history[name], errors="coerce").to_numpy(dtype=float) if name in history.columns else None
+
+    estimated, low, high = column(f"est__{key}"), column(f"est__{key}_low"), column(f"est__{key}_high")
     return PerformanceSeries(
         batches,
         values,
@@ -137,6 +154,9 @@ def performance_series(
         reference,
         limit,
         key in ("rmse", "mae", "log_loss", "brier", "calibration_error"),
+        estimated,
+        low if low is not None and high is not None else None,
+        high if low is not None and high is not None else None,
     )
 
 
@@ -243,13 +263,34 @@ def performance_over_time(
     s = performance_series(history, metric, reference, limit)
     fig = Figure(figsize=(10, 3.8), layout="constrained")
     ax = fig.subplots()
-    if not np.isfinite(s.values).any():
+    if not np.isfinite(s.values).any() and not s.has_estimate:
         ax.text(0.5, 0.5, "No labelled batch yet: labels arrive after a delay", ha="center", va="center")
         ax.axis("off")
         return fig
     x = np.arange(len(s.batches))
     known = np.isfinite(s.values)
-    ax.plot(x[known], s.values[known], color=LINE, marker="o", markersize=4, label=f"{metric_name(s.metric)} per batch")
+    if s.estimated is not None and s.has_estimate:
+        e = np.isfinite(s.estimated)
+        if s.low is not None and s.high is not None:
+            ax.fill_between(x[e], s.low[e], s.high[e], color=ESTIMATE_BAND, label="estimate's band", zorder=1)
+        ax.plot(
+            x[e],
+            s.estimated[e],
+            color=ESTIMATE,
+            linestyle="--",
+            marker=".",
+            label="estimated (no labels needed)",
+            zorder=2,
+        )
+    ax.plot(
+        x[known],
+        s.values[known],
+        color=LINE,
+        marker="o",
+        markersize=4,
+        label=f"{metric_name(s.metric)} realised",
+        zorder=3,
+    )
     bad = np.array([s.breached(v) for v in s.values])
     if bad.any():
         ax.plot(
@@ -272,7 +313,12 @@ def performance_over_time(
     ax.set_xlim(-0.5, len(x) - 0.5)
     ax.set_ylabel(f"{metric_name(s.metric)} (labelled rows)")
     ax.grid(axis="y", color=GRID)
-    ax.set_title(f"{metric_name(s.metric)} by batch, once its labels arrived", fontsize=10)
+    ax.set_title(
+        f"{metric_name(s.metric)} by batch: estimated before the labels, realised once they arrived"
+        if s.has_estimate
+        else f"{metric_name(s.metric)} by batch, once its labels arrived",
+        fontsize=10,
+    )
     fig.legend(loc="outside lower center", ncol=5, fontsize=8, frameon=False)
     return fig
 
@@ -397,7 +443,7 @@ def performance_svg(
     are pending. Each point and pending batch says its value or state on hover."""
     s = performance_series(history, metric, reference, limit)
     name = metric_name(s.metric)
-    if not np.isfinite(s.values).any():
+    if not np.isfinite(s.values).any() and not s.has_estimate:
         pending = int(s.pending.sum())
         return message_chart(
             "performance",
@@ -407,7 +453,7 @@ def performance_svg(
         )
     axis = batch_axis(history)
     width, height = axis.width, 340.0
-    top, bottom = 44.0, 62.0
+    top, bottom = (62.0 if s.has_estimate else 44.0), 62.0  # with an estimate the legend takes two rows
     n = len(s.batches)
     x0, x1, y0, y1 = axis.left, axis.left + axis.step * n, top, height - bottom
     step_x = axis.step
@@ -415,6 +461,9 @@ def performance_svg(
 
     known = np.isfinite(s.values)
     span = [*s.values[known].tolist(), *(v for v in (reference, limit) if v is not None)]
+    for extra in (s.estimated, s.low, s.high):
+        if extra is not None:
+            span += extra[np.isfinite(extra)].tolist()
     lo, hi = min(span), max(span)
     pad = (hi - lo) * 0.12 or 0.05
     ticks = nice_ticks(lo - pad, hi + pad, 5)
@@ -427,7 +476,12 @@ def performance_svg(
     attrs = {"data-metric": s.metric}
     if limit is not None:
         attrs["data-limit"] = f"{limit:.6g}"
-    chart = Chart(width, height, kind="performance", title=f"{name} by batch once its labels arrived", attrs=attrs)
+    title = (
+        f"{name} by batch: estimated before the labels arrive, realised once they do"
+        if s.has_estimate
+        else f"{name} by batch once its labels arrived"
+    )
+    chart = Chart(width, height, kind="performance", title=title, attrs=attrs)
     # Pending labels: a grey band per run of pending batches, labelled once.
     runs: list[tuple[int, int]] = []
     for i in np.flatnonzero(s.pending).tolist():
@@ -490,6 +544,33 @@ def performance_svg(
         )
     if limit is not None:
         chart.line(x0, ypos(limit), x1, ypos(limit), stroke=BAD, width=1.5, dash="3 3", extra='data-role="alert-level"')
+    if s.estimated is not None and s.has_estimate:
+        if s.low is not None and s.high is not None:
+            band = [i for i in range(n) if math.isfinite(s.low[i]) and math.isfinite(s.high[i])]
+            outline = [(xpos(i), ypos(float(s.high[i]))) for i in band] + [
+                (xpos(i), ypos(float(s.low[i]))) for i in reversed(band)
+            ]
+            if len(band) > 1:
+                shape = " ".join(f"{px:.1f},{py:.1f}" for px, py in outline)
+                chart.add(f'<polygon fill="{ESTIMATE_BAND}" stroke="none" data-role="estimate-band" points="{shape}"/>')
+        est = [(xpos(i), ypos(float(v))) for i, v in enumerate(s.estimated) if math.isfinite(v)]
+        chart.add(
+            '<polyline fill="none" stroke="{}" stroke-width="2" stroke-dasharray="6 3" data-role="estimate" '
+            'points="{}"/>'.format(ESTIMATE, " ".join(f"{px:.1f},{py:.1f}" for px, py in est))
+        )
+        for px, py in est:
+            chart.add(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="2.5" fill="{ESTIMATE}"/>')
+
+    def estimate_text(i: int) -> list[str]:
+        if s.estimated is None or not math.isfinite(s.estimated[i]):
+            return []
+        band = (
+            f" (band {s.low[i]:.3f}-{s.high[i]:.3f})"
+            if s.low is not None and s.high is not None and math.isfinite(s.low[i])
+            else ""
+        )
+        return [f"estimated {s.estimated[i]:.3f}{band}"]
+
     points = [(xpos(i), ypos(float(v))) for i, v in enumerate(s.values) if math.isfinite(v)]
     if len(points) > 1:
         chart.add(
@@ -514,7 +595,7 @@ def performance_svg(
         rows = f"{int(s.rows[i]):,} labelled rows" if math.isfinite(s.rows[i]) else ""
         chart.tip(
             f'<circle class="nbops-hit" cx="{px:.1f}" cy="{py:.1f}" r="9"/>',
-            [s.batches[i], f"{name} {v:.3f}", *(t for t in (state, rows) if t)],
+            [s.batches[i], f"{name} {v:.3f}", *(t for t in (state, rows) if t), *estimate_text(i)],
             px,
             py - 6,
             f'data-batch="{esc(s.batches[i])}" data-value="{v:.3f}"',
@@ -523,13 +604,22 @@ def performance_svg(
         chart.tip(
             f'<rect class="nbops-hit" x="{x0 + step_x * i:.1f}" y="{y0:.1f}" width="{step_x:.1f}" '
             f'height="{y1 - y0:.1f}"/>',
-            [s.batches[i], "labels pending: no performance yet"],
+            [s.batches[i], "labels pending: no realised performance yet", *estimate_text(int(i))],
             xpos(int(i)),
             y0 + 40,
             f'data-batch="{esc(s.batches[i])}" data-value="labels pending"',
         )
     line = '<line x1="0" y1="6" x2="18" y2="6" stroke="{}" stroke-width="2"{}/>'
-    items = [(line.format(LINE, "") + f'<circle cx="9" cy="6" r="3.5" fill="{LINE}"/>', f"{name} per batch")]
+    items = [
+        (
+            line.format(LINE, "") + f'<circle cx="9" cy="6" r="3.5" fill="{LINE}"/>',
+            f"{name} realised" if s.has_estimate else f"{name} per batch",
+        )
+    ]
+    if s.has_estimate:
+        items.append((line.format(ESTIMATE, ' stroke-dasharray="6 3"'), "estimated (no labels needed)"))
+        if s.low is not None:
+            items.append((f'<rect width="18" height="12" fill="{ESTIMATE_BAND}"/>', "estimate's band"))
     if reference is not None:
         items.append((line.format(REFERENCE, ' stroke-dasharray="6 4"'), f"test split {reference:.3f}"))
     if limit is not None:
@@ -541,7 +631,11 @@ def performance_svg(
         )
     if runs:
         items.append(('<rect width="18" height="12" fill="#eef0f3" stroke="#ced4da"/>', "labels pending"))
-    chart.legend(items, x0, 20)
+    if s.has_estimate:  # realised, estimated and its band on the first row; the levels below
+        chart.legend(items[:3], x0, 20)
+        chart.legend(items[3:], x0, 40)
+    else:
+        chart.legend(items, x0, 20)
     return chart.render(standalone)
 
 

@@ -39,12 +39,15 @@ log = logging.getLogger(__name__)
 
 # Alerts that retraining can answer. Data-quality alerts (a broken batch, unseen categories) are a
 # data problem: retraining on broken data does not fix it, so they are reported but never trigger.
-RETRAIN_ALERT_KINDS = ("drift", "prediction_drift", "performance", "calibration")
+# An estimated_performance alert is performance estimated from the scores before the labels arrived
+# (CBPE, nbops.monitoring.estimate): acted on like the others, and the decision says it was an estimate.
+RETRAIN_ALERT_KINDS = ("drift", "prediction_drift", "performance", "calibration", "estimated_performance")
 _KIND_WORDS = {
     "drift": "drift",
     "prediction_drift": "prediction drift",
     "performance": "performance",
     "calibration": "calibration",
+    "estimated_performance": "estimated performance, acting on an estimate (labels not arrived yet)",
 }
 
 
@@ -138,8 +141,8 @@ def decide(history: pd.DataFrame, alerts: Sequence[Mapping[str, Any]], state: Ma
     Rules:
         a. a month's labels have arrived and it is later than the state's ``labelled_through``:
            labelled data the model has not been trained on;
-        b. a drift, prediction-drift, performance or calibration alert is on a batch not in the
-           state's ``acted_on``;
+        b. a drift, prediction-drift, performance, estimated-performance or calibration alert is on a
+           batch not in the state's ``acted_on`` (an estimate is said to be one);
         c. the last retrain's build failed (state ``status`` 'failed'): finish it.
 
     Args:

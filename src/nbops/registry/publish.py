@@ -15,7 +15,14 @@ from nbops.data.schema import TableSchema
 from nbops.registry.card import model_card_html, model_card_markdown
 from nbops.registry.gate import GateDecision
 from nbops.registry.store import ModelVersion, Registry
-from nbops.runtime.integrity import FEATURE_CODE_FILE, MODEL_FILE, PROFILE_FILE, SCHEMA_FILE, TRANSFORM_FILE
+from nbops.runtime.integrity import (
+    ESTIMATOR_FILE,
+    FEATURE_CODE_FILE,
+    MODEL_FILE,
+    PROFILE_FILE,
+    SCHEMA_FILE,
+    TRANSFORM_FILE,
+)
 from nbops.runtime.schema import FieldSpec, InputSchema
 
 
@@ -92,6 +99,7 @@ def register_model(
     gate: GateDecision,
     params: dict[str, Any],
     reference_profile: bytes | None = None,
+    performance_estimator: bytes | None = None,
     wandb_run_id: str | None = None,
     run_identity: str | None = None,
     raw_snapshot: Path | None = None,
@@ -102,7 +110,9 @@ def register_model(
 
     ``raw_snapshot`` (ingest's raw table) is kept content-addressed in the registry and
     ``build_env`` (the values the build ran with) recorded, so that ``nbops reproduce`` can rebuild
-    the version from what it recorded.
+    the version from what it recorded. ``performance_estimator`` (JSON, see
+    :mod:`nbops.monitoring.estimate`) is stored as ``performance_estimator.json``, checksummed with
+    the other files, so every batch is estimated against the version that scores it.
 
     Returns:
         (version, newly created, promoted to production).
@@ -118,6 +128,8 @@ def register_model(
     }
     if reference_profile is not None:
         files[PROFILE_FILE] = reference_profile
+    if performance_estimator is not None:
+        files[ESTIMATOR_FILE] = performance_estimator
     transform = json.loads(transform_file.read_text())
     if transform.get("derived"):
         # The project's feature code, as the features stage copied it beside the transform: checksummed

@@ -11,6 +11,8 @@ TRANSFORM_FILE = "feature_transform.json"
 SCHEMA_FILE = "input_schema.json"
 METADATA_FILE = "metadata.json"
 PROFILE_FILE = "reference_profile.json"  # the training data's profile (the registry's PROFILE_FILE)
+# a binary model's performance estimator (CBPE calibration maps as JSON; nbops.monitoring.estimate)
+ESTIMATOR_FILE = "performance_estimator.json"
 FEATURE_CODE_FILE = "feature_code.py"  # the project's feature code, when the model has derived features
 
 

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from nbops.config.params import TrainParams
     from nbops.data.schema import TableSchema
     from nbops.modeling.train import TrainResult
+    from nbops.monitoring.estimate import Estimator
     from nbops.monitoring.monitor import AlertRules, BatchMonitoring
     from nbops.monitoring.profile import ReferenceProfile
     from nbops.runtime.model import ScoringModel
@@ -98,6 +99,7 @@ class DaskEngine:
         reference_metrics: dict[str, float],
         rules: AlertRules,
         target: str,
+        estimator: Estimator | None = None,
     ) -> BatchMonitoring:
         from nbops.engines.dask.monitor import monitor_batch_dask
 
@@ -111,5 +113,6 @@ class DaskEngine:
             profile=profile,
             reference_metrics=reference_metrics,
             rules=rules,
+            estimator=estimator,
             **labels,
         )

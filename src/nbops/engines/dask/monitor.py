@@ -22,6 +22,7 @@ import pandas as pd
 from nbops.engines.dask.parquet import empty_frame, frame, plan_pieces
 from nbops.engines.dask.profile import compare, predictions_of
 from nbops.engines.dask.work import ModelRef, compute_all, with_derived
+from nbops.monitoring.estimate import Estimator
 from nbops.monitoring.monitor import AlertRules, BatchMonitoring, summarise_batch
 from nbops.monitoring.profile import ReferenceProfile
 from nbops.monitoring.quality import ColumnQuality, QualityReport, check_quality
@@ -75,6 +76,7 @@ def monitor_batch_dask(
     target: str | None = None,
     month: str | None = None,
     exclude: tuple[str, ...] = (),
+    estimator: Estimator | None = None,
 ) -> BatchMonitoring:
     """Quality, drift, performance (when ``target`` labels are present) and alerts for the Parquet
     batch at ``source`` (a file or a folder), without ``exclude`` columns."""
@@ -111,4 +113,6 @@ def monitor_batch_dask(
                 "labels",
             )
         )
-    return summarise_batch(batch_id, month, model, quality, drift, predictions, labels, reference_metrics, rules)
+    return summarise_batch(
+        batch_id, month, model, quality, drift, predictions, labels, reference_metrics, rules, estimator=estimator
+    )

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from nbops.config.params import MonitorParams
@@ -16,6 +17,7 @@ from nbops.data.io import write_json, write_text
 from nbops.engines import engine_for
 from nbops.errors import NbopsError
 from nbops.monitoring.drift import DriftThresholds
+from nbops.monitoring.estimate import BinaryEstimator, Estimator, PerformanceEstimate, load_estimator
 from nbops.monitoring.ground_truth import drift_recall, truth_table
 from nbops.monitoring.history import read_alerts, replace_alerts, upsert_history
 from nbops.monitoring.monitor import AlertRules, BatchMonitoring, performance_limit, performance_metric
@@ -30,7 +32,7 @@ from nbops.pipeline.context import Stage
 from nbops.pipeline.runners.common import read_json, track
 from nbops.progress import progress
 from nbops.registry.store import ModelVersion, Registry, RegistryError
-from nbops.runtime.integrity import PROFILE_FILE
+from nbops.runtime.integrity import ESTIMATOR_FILE, PROFILE_FILE
 from nbops.runtime.model import ScoringModel
 
 
@@ -41,6 +43,7 @@ class ProductionReference:
     version: ModelVersion
     model: ScoringModel
     profile: ReferenceProfile
+    estimator: Estimator | None = None  # estimates performance before the labels arrive
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -61,7 +64,10 @@ def production_reference(registry: Registry) -> ProductionReference:
     if version is None:
         raise RegistryError(f"no production model in {registry.root} to monitor against; run `make run` first")
     return ProductionReference(
-        version, ScoringModel.from_folder(version.path), ReferenceProfile.load(version.file(PROFILE_FILE))
+        version,
+        ScoringModel.from_folder(version.path),
+        ReferenceProfile.load(version.file(PROFILE_FILE)),
+        load_estimator(version.path),
     )
 
 
@@ -137,6 +143,7 @@ def run_monitor(stage: Stage[MonitorParams]) -> MonitoringRun:
             reference_metrics=reference.metrics,
             rules=rules,
             target=reference.target,
+            estimator=reference.estimator,
         )
 
     truth_rows = _simulated_months(p, batches_dir, check, log) if p.data == "simulate" else []
@@ -280,6 +287,7 @@ def monitor_pending(
                 target=target,
                 predictions=predictions,
                 month=batch_id,
+                estimator=reference.estimator,
             )
         )
         out.append(
@@ -288,3 +296,73 @@ def monitor_pending(
             )
         )
     return out
+
+
+@dataclass
+class BatchEstimate:
+    """``nbops estimate``: a table's performance estimated from its scores by a version's estimator,
+    and the realised figures when the table happens to carry its labels."""
+
+    version: ModelVersion
+    estimate: PerformanceEstimate
+    realised: dict[str, float] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        metrics = self.version.metadata.get("metrics", {})
+        return {
+            "version": self.version.version,
+            **self.estimate.to_dict(),
+            **{f"test_{k}": metrics.get(k) for k in self.estimate.metrics if k in ("roc_auc", "rmse", "mae")},
+            "realised": self.realised,
+        }
+
+
+def estimate_table(registry: Registry, table: Path, version: str | None = None) -> BatchEstimate:
+    """Estimate a table's performance with ``version`` (default: production) before its labels arrive.
+
+    Raises:
+        RegistryError: no such version, or no production model.
+        EstimationError: the version has no estimator (a multiclass model, or registered before
+            nbops estimated performance: register it again), or the table cannot be scored.
+    """
+    from nbops.monitoring.batches import read_frame
+    from nbops.monitoring.estimate import EstimationError, confusion_metrics
+    from nbops.monitoring.performance import batch_performance
+
+    chosen = registry.get(version) if version else registry.alias("production")
+    if chosen is None:
+        raise RegistryError(
+            f"no production model in {registry.root} to estimate with; run `make run` or pass --version"
+        )
+    estimator = load_estimator(chosen.path)
+    if estimator is None:
+        task = chosen.metadata.get("task_type")
+        why = (
+            f"it is a {task} model (estimation is for binary and regression models)"
+            if task not in ("binary", "regression")
+            else "it was registered before nbops stored an estimator with each version; register it again "
+            "(`make run`, or `nbops build --force --task register`)"
+        )
+        raise EstimationError(f"version {chosen.version} in {registry.root} has no {ESTIMATOR_FILE}: {why}")
+    model = ScoringModel.from_folder(chosen.path)
+    frame = read_frame(table)
+    if frame.empty:
+        raise EstimationError(f"{table} has no rows: there is nothing to estimate; check the batch file")
+    missing = [f.name for f in model.schema.fields if f.name not in frame.columns]
+    if missing:
+        raise EstimationError(
+            f"{table}: expected the model's input columns, found {len(missing)} missing ({', '.join(missing[:5])}); "
+            "pass a table of the same columns the model was trained on"
+        )
+    features = model.transform(frame)
+    scores = np.asarray(model.booster.predict(features))
+    target = str(chosen.metadata.get("target"))
+    realised = None
+    if target in frame.columns:
+        labels = model.label_codes(frame[target])
+        realised = batch_performance(model.task_type, labels, scores)
+        known = ~np.isnan(labels)
+        if realised is not None and isinstance(estimator, BinaryEstimator):
+            flagged = scores[known] >= estimator.threshold
+            realised.update({k: float(v) for k, v in confusion_metrics(flagged, labels[known]).items()})
+    return BatchEstimate(chosen, estimator.estimate(scores, features), realised)

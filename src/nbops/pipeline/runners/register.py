@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -19,6 +20,11 @@ from nbops.registry.card import history_markdown, model_card_html
 from nbops.registry.gate import GateDecision
 from nbops.registry.publish import register_model, registry_for
 from nbops.registry.store import ModelVersion
+
+if TYPE_CHECKING:
+    from nbops.data.schema import TableSchema
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -40,6 +46,41 @@ def recorded_env(stage: Stage[RegisterParams]) -> dict[str, Any]:
     """The env values this build ran with, as ``nbops reproduce`` needs them (paths of this machine left out)."""
     env = load_env(stage.project, env_file_in_use())
     return {k: v for k, v in env.items() if k not in NOT_RECORDED}
+
+
+def performance_estimator(stage: Stage[RegisterParams], schema: TableSchema) -> bytes | None:
+    """The version's performance estimator, fitted on evaluate's test predictions (never the training
+    rows), as JSON: CBPE for a binary model, DLE (models of the absolute and squared error from the
+    model's inputs, the features stage's test split in the same order) for a regression one. None for
+    a multiclass model or a test split too small (then monitoring records realised performance only,
+    and the log says why)."""
+    if schema.task_type not in ("binary", "regression"):
+        return None
+    from nbops.monitoring.estimate import (
+        BinaryEstimator,
+        EstimationError,
+        RegressionEstimator,
+        fit_binary_estimator,
+        fit_regression_estimator,
+    )
+    from nbops.runtime.transform import FeatureTransform
+
+    predictions = pd.read_parquet(stage.inp("evaluate", "predictions"))
+    where = f"{stage.inp('evaluate', 'predictions')} (the test predictions)"
+    scores = predictions["prediction"].to_numpy(dtype=float)
+    targets = schema.target_codes(predictions[schema.target])
+    estimator: BinaryEstimator | RegressionEstimator
+    try:
+        if schema.task_type == "binary":
+            estimator = fit_binary_estimator(scores, targets, where=where)
+        else:
+            transform = FeatureTransform.load(stage.inp("features", "transform"))
+            features = transform.transform(pd.read_parquet(stage.inp("features", "test")))
+            estimator = fit_regression_estimator(features, scores, targets, where=where)
+    except EstimationError as exc:
+        log.warning("no performance estimator for this version: %s", exc)
+        return None
+    return (json.dumps(estimator.to_dict()) + "\n").encode()
 
 
 def run_register(stage: Stage[RegisterParams]) -> Registration:
@@ -69,6 +110,7 @@ def run_register(stage: Stage[RegisterParams]) -> Registration:
             gate=gate,
             params=train["booster_params"],
             reference_profile=(json.dumps(profile.to_dict()) + "\n").encode(),
+            performance_estimator=performance_estimator(stage, schema),
             wandb_run_id=run.run_id,
             run_identity=run_identity("train"),  # the training run that made this model
             raw_snapshot=stage.inp("ingest", "raw"),

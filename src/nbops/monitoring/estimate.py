@@ -1,0 +1,519 @@
+"""Performance estimated before the labels arrive: confidence-based performance estimation (CBPE)
+for binary models, direct loss estimation (DLE) for regression ones.
+
+The model's scores are calibrated (isotonic regression) on a labelled reference that is not the
+training data: the test split. For an unlabelled batch, each row's calibrated probability is the
+expected value of its label, so the expected ROC AUC and the expected confusion matrix at the
+decision threshold follow from the scores alone. Each estimate has a band that knows the batch's
+size and the reference's: the spread of the realised metric when labels are drawn from the
+calibrated probabilities (sampling, which shrinks with the batch's rows) combined with the spread
+of the estimate over calibration maps fitted on bootstrap resamples of the reference (what a
+finite reference cannot pin down, which does not shrink with the batch).
+
+Honesty: estimation assumes P(label | score) is what it was on the reference. Covariate shift
+(the inputs move, the relation stays) keeps that; concept drift (the relation itself changes)
+does not, and no label-free estimate can see it: realised performance catches it when the labels
+arrive.
+
+Regression (DLE): two small LightGBM models fitted on the labelled reference (the test split),
+one of each row's absolute error and one of its squared error, from the model's inputs and its
+prediction; a batch's estimated MAE is the mean predicted absolute error, its RMSE the root of the
+mean predicted squared error. Their band combines the batch's sampling spread (from the predicted
+conditional variance, shrinking with the rows) with how well the reference pins the level down.
+
+Everything is stored as JSON (the calibration maps as points, the loss models as LightGBM text),
+never pickled.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nbops.errors import NbopsError
+from nbops.runtime.integrity import ESTIMATOR_FILE
+
+FORMAT = "nbops-cbpe/1"
+BOOTSTRAP_MAPS = 24  # calibration maps on bootstrap resamples of the reference
+SAMPLING_DRAWS = 64  # label draws from the calibrated probabilities, for the sampling spread
+Z = 1.96  # the band is the estimate +/- Z standard errors (95% under normality)
+CONFUSION_METRICS = ("precision", "recall", "specificity", "accuracy", "f1")
+METRICS = ("roc_auc", *CONFUSION_METRICS)
+MIN_REFERENCE_ROWS = 50
+MIN_REFERENCE_CLASS_ROWS = 10  # rows of each class in the reference
+
+
+class EstimationError(NbopsError):
+    """Performance cannot be estimated from what was given (reference, scores, stored estimator)."""
+
+
+@dataclass(frozen=True)
+class CalibrationMap:
+    """A monotone map from the model's score to the probability of the positive class: isotonic
+    regression's points, linearly interpolated between them and flat beyond them."""
+
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+
+    def __call__(self, scores: np.ndarray) -> np.ndarray:
+        out: np.ndarray = np.interp(np.asarray(scores, dtype=np.float64), np.asarray(self.x), np.asarray(self.y))
+        return out
+
+    @classmethod
+    def fit(cls, scores: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> CalibrationMap:
+        from sklearn.isotonic import IsotonicRegression
+
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip", increasing=True)
+        iso.fit(scores, labels, sample_weight=weights)
+        return cls(tuple(float(v) for v in iso.X_thresholds_), tuple(float(v) for v in iso.y_thresholds_))
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"x": list(self.x), "y": list(self.y)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str) -> CalibrationMap:
+        x, y = d.get("x"), d.get("y")
+        if not isinstance(x, list) or not isinstance(y, list) or len(x) != len(y) or not x:
+            raise EstimationError(
+                f"{where}: expected a calibration map with lists 'x' and 'y' of the same non-zero length, found "
+                f"{type(x).__name__} and {type(y).__name__}; re-create the estimator (`nbops estimate` fits it "
+                "from the version's test predictions)"
+            )
+        xs, ys = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        if np.any(np.diff(xs) < 0) or np.any(np.diff(ys) < 0) or ys.min() < 0 or ys.max() > 1:
+            raise EstimationError(
+                f"{where}: expected increasing score points and probabilities in [0, 1], found a map that is not; "
+                "re-create the estimator"
+            )
+        return cls(tuple(float(v) for v in xs), tuple(float(v) for v in ys))
+
+
+@dataclass(frozen=True)
+class MetricEstimate:
+    """An estimated metric with its band (``low`` .. ``high``) and standard error."""
+
+    value: float
+    low: float
+    high: float
+    se: float
+
+    def to_dict(self) -> dict[str, float]:
+        return {"value": self.value, "low": self.low, "high": self.high, "se": self.se}
+
+
+@dataclass(frozen=True)
+class PerformanceEstimate:
+    """What a batch's performance is expected to be, before its labels arrive."""
+
+    rows: int
+    threshold: float
+    metrics: dict[str, MetricEstimate]
+    reference: dict[str, float] = field(default_factory=dict)  # the realised figures on the reference
+
+    def history_columns(self) -> dict[str, float]:
+        """Columns of the monitoring history: ``est__roc_auc``, ``est__roc_auc_low``, ``est__roc_auc_high``..."""
+        out: dict[str, float] = {}
+        for name, m in self.metrics.items():
+            out[f"est__{name}"] = m.value
+            out[f"est__{name}_low"] = m.low
+            out[f"est__{name}_high"] = m.high
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        binary = "roc_auc" in self.metrics
+        return {
+            "rows": self.rows,
+            "threshold": self.threshold if binary else None,
+            "method": "CBPE (isotonic calibration on the test split)"
+            if binary
+            else "DLE (LightGBM models of the absolute and squared error, fitted on the test split)",
+            "metrics": {k: v.to_dict() for k, v in self.metrics.items()},
+            "reference": self.reference,
+        }
+
+
+def expected_auc(scores: np.ndarray, probabilities: np.ndarray) -> float:
+    """ROC AUC expected when each row's label is 1 with its calibrated probability: the expected
+    count of correctly ordered (positive, negative) pairs, ties counted half, over the expected
+    count of such pairs (a row is never paired with itself)."""
+    s = np.asarray(scores, dtype=np.float64)
+    c = np.asarray(probabilities, dtype=np.float64)
+    order = np.argsort(s, kind="stable")
+    s, c = s[order], c[order]
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    pos = np.add.reduceat(c, starts)  # expected positives per distinct score, ascending
+    neg = np.add.reduceat(1.0 - c, starts)
+    below = np.cumsum(neg) - neg  # expected negatives scoring strictly lower
+    self_pairs = float(np.sum(c * (1.0 - c)))
+    pairs = float(pos.sum() * neg.sum()) - self_pairs
+    if pairs <= 0:
+        return float("nan")
+    return (float(np.sum(pos * below) + 0.5 * np.sum(pos * neg)) - 0.5 * self_pairs) / pairs
+
+
+def confusion_metrics(flagged: np.ndarray, positives: np.ndarray) -> dict[str, float]:
+    """Precision, recall, specificity, accuracy and F1 from (expected or realised) positives per row
+    and the rows the model flags. ``positives`` may be probabilities (expected counts) or 0/1 labels;
+    several label draws at once as rows of a 2-D array (then each value is an array)."""
+    p = np.asarray(positives, dtype=np.float64)
+    tp = (p * flagged).sum(axis=-1)
+    fn = (p * ~flagged).sum(axis=-1)
+    fp = ((1.0 - p) * flagged).sum(axis=-1)
+    tn = ((1.0 - p) * ~flagged).sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {
+            "precision": tp / (tp + fp),
+            "recall": tp / (tp + fn),
+            "specificity": tn / (tn + fp),
+            "accuracy": (tp + tn) / (tp + tn + fp + fn),
+            "f1": 2 * tp / (2 * tp + fp + fn),
+        }
+
+
+def point_estimates(scores: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict[str, float]:
+    out = {"roc_auc": expected_auc(scores, probabilities)}
+    out.update({k: float(v) for k, v in confusion_metrics(scores >= threshold, probabilities).items()})
+    return out
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties given the mean of the ranks they span (as the Mann-Whitney AUC needs)."""
+    order = np.argsort(values, kind="stable")
+    v = values[order]
+    starts = np.flatnonzero(np.r_[True, v[1:] != v[:-1]])
+    ends = np.r_[starts[1:], len(v)]
+    mean_rank = (starts + ends + 1) / 2.0  # ranks starts+1 .. ends, averaged
+    ranks = np.empty(len(v), dtype=np.float64)
+    ranks[order] = np.repeat(mean_rank, ends - starts)
+    return ranks
+
+
+def sampling_spread(
+    scores: np.ndarray, probabilities: np.ndarray, threshold: float, draws: int, seed: int
+) -> dict[str, float]:
+    """Standard deviation of each realised metric over label draws from the calibrated probabilities:
+    how far a batch of this size lands from its expectation by chance alone."""
+    rng = np.random.default_rng(seed)
+    n = len(scores)
+    ranks = average_ranks(scores)
+    flagged = scores >= threshold
+    aucs = np.full(draws, np.nan)
+    counts = np.zeros((draws, 4))  # tp, fn, fp, tn per draw
+    n_flagged = int(flagged.sum())
+    for i in range(draws):
+        y = rng.random(n) < probabilities
+        n1 = int(y.sum())
+        n0 = n - n1
+        if n1 and n0:
+            aucs[i] = (float(ranks[y].sum()) - n1 * (n1 + 1) / 2) / (n1 * n0)
+        hits = int(np.count_nonzero(y & flagged))
+        counts[i] = (hits, n1 - hits, n_flagged - hits, n0 - (n_flagged - hits))
+    tp, fn, fp, tn = counts.T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        values = {
+            "roc_auc": aucs,
+            "precision": tp / (tp + fp),
+            "recall": tp / (tp + fn),
+            "specificity": tn / (tn + fp),
+            "accuracy": (tp + tn) / n,
+            "f1": 2 * tp / (2 * tp + fp + fn),
+        }
+    return {k: float(np.nanstd(v)) if np.isfinite(v).any() else float("nan") for k, v in values.items()}
+
+
+@dataclass(frozen=True)
+class BinaryEstimator:
+    """A binary model's performance estimator: its calibration on the reference, the bootstrap maps
+    that say how well the reference pins it down, the decision threshold and the reference's figures."""
+
+    calibration: CalibrationMap
+    bootstrap: tuple[CalibrationMap, ...]
+    threshold: float
+    reference_rows: int
+    reference: dict[str, float]
+    seed: int = 0
+
+    def estimate(self, scores: np.ndarray, features: np.ndarray | None = None) -> PerformanceEstimate:
+        """The batch's expected ROC AUC and confusion-matrix metrics at the threshold, each with its band.
+
+        Raises:
+            EstimationError: no scores, or scores that are not probabilities.
+        """
+        s = np.asarray(scores, dtype=np.float64).ravel()
+        if s.size == 0:
+            raise EstimationError(
+                "cannot estimate performance on a batch with no rows: expected at least one score, found none; "
+                "check the batch file"
+            )
+        bad = ~np.isfinite(s) | (s < 0) | (s > 1)
+        if bad.any():
+            raise EstimationError(
+                f"expected the model's scores as probabilities in [0, 1], found {int(bad.sum()):,} of {s.size:,} "
+                f"outside (first: {float(s[bad][0])!r}); estimate with the scores of the model the estimator was "
+                "fitted for"
+            )
+        s = np.sort(s)  # every figure is order-free; sorted once, each sort below is a pass over sorted data
+        c = self.calibration(s)
+        point = point_estimates(s, c, self.threshold)
+        sampling = sampling_spread(s, c, self.threshold, SAMPLING_DRAWS, self.seed)
+        boot = [point_estimates(s, m(s), self.threshold) for m in self.bootstrap]
+        metrics = {}
+        for name in METRICS:
+            values = np.array([b[name] for b in boot])
+            calib_sd = float(np.nanstd(values)) if np.isfinite(values).any() else 0.0
+            se = float(np.hypot(sampling[name], calib_sd))
+            v = point[name]
+            lo, hi = v - Z * se, v + Z * se
+            metrics[name] = MetricEstimate(v, max(lo, 0.0), min(hi, 1.0), se)
+        return PerformanceEstimate(int(s.size), self.threshold, metrics, dict(self.reference))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "task_type": "binary",
+            "method": "CBPE: isotonic calibration of the scores on the test split",
+            "threshold": self.threshold,
+            "reference_rows": self.reference_rows,
+            "reference": self.reference,
+            "seed": self.seed,
+            "calibration": self.calibration.to_dict(),
+            "bootstrap": [m.to_dict() for m in self.bootstrap],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "the estimator") -> BinaryEstimator:
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            found = d.get("format") if isinstance(d, dict) else type(d).__name__
+            raise EstimationError(
+                f"{where}: expected a performance estimator of format {FORMAT!r}, found {found!r}; re-create it "
+                "(`nbops estimate` fits it from the version's test predictions)"
+            )
+        return cls(
+            CalibrationMap.from_dict(d.get("calibration") or {}, f"{where}: calibration"),
+            tuple(CalibrationMap.from_dict(m, f"{where}: bootstrap map {i}") for i, m in enumerate(d["bootstrap"])),
+            float(d["threshold"]),
+            int(d["reference_rows"]),
+            {k: float(v) for k, v in d.get("reference", {}).items()},
+            int(d.get("seed", 0)),
+        )
+
+
+def load_estimator(folder: Path) -> BinaryEstimator | RegressionEstimator | None:
+    """The performance estimator stored in a registry version's ``folder``, or None when the version
+    has none (a regression or multiclass model, a version registered before estimation existed, or a
+    test split too small to calibrate on).
+
+    Raises:
+        EstimationError: the file is there but is not an estimator nbops can read.
+    """
+    path = Path(folder) / ESTIMATOR_FILE
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise EstimationError(f"{path}: expected JSON, found a file that does not parse ({exc})") from None
+    if isinstance(data, dict) and data.get("task_type") == "regression":
+        return RegressionEstimator.from_dict(data, where=str(path))
+    return BinaryEstimator.from_dict(data, where=str(path))
+
+
+def fit_binary_estimator(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    *,
+    threshold: float = 0.5,
+    bootstrap: int = BOOTSTRAP_MAPS,
+    seed: int = 0,
+    where: str = "the reference",
+) -> BinaryEstimator:
+    """Fit the estimator on a labelled reference that is not the training data (the test split).
+
+    Raises:
+        EstimationError: too few rows, one class only, labels that are not 0/1, or scores that are
+            not probabilities.
+    """
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    y = np.asarray(labels, dtype=np.float64).ravel()
+    if s.shape != y.shape:
+        raise EstimationError(
+            f"{where}: expected one label per score, found {s.size:,} scores and {y.size:,} labels; pass the "
+            "test split's predictions with its target"
+        )
+    if s.size < MIN_REFERENCE_ROWS:
+        raise EstimationError(
+            f"{where}: expected at least {MIN_REFERENCE_ROWS} labelled rows to calibrate on, found {s.size:,}; use "
+            "a larger test split (test_fraction in env.yaml)"
+        )
+    if not np.isin(y, (0.0, 1.0)).all():
+        odd = y[~np.isin(y, (0.0, 1.0))]
+        raise EstimationError(
+            f"{where}: expected labels 0 or 1 (the positive class as 1), found {odd[0]!r} in {odd.size:,} rows; "
+            "drop unlabelled rows and encode the target as the model does"
+        )
+    if not (np.isfinite(s).all() and s.min() >= 0 and s.max() <= 1):
+        raise EstimationError(f"{where}: expected scores as probabilities in [0, 1], found values outside")
+    n1 = int(y.sum())
+    if min(n1, s.size - n1) < MIN_REFERENCE_CLASS_ROWS:
+        raise EstimationError(
+            f"{where}: expected at least {MIN_REFERENCE_CLASS_ROWS} rows of each class, found {n1:,} positive and "
+            f"{s.size - n1:,} negative; use a larger test split"
+        )
+    from nbops.modeling.metrics import binary_metrics
+
+    rng = np.random.default_rng(seed)
+    maps = []
+    for _ in range(bootstrap):
+        idx = rng.integers(0, s.size, s.size)
+        maps.append(CalibrationMap.fit(s[idx], y[idx]))
+    realised = binary_metrics(y, s)
+    reference = {"roc_auc": realised["roc_auc"], "positive_rate": realised["positive_rate"]}
+    reference.update({k: float(v) for k, v in confusion_metrics(s >= threshold, y).items()})
+    return BinaryEstimator(CalibrationMap.fit(s, y), tuple(maps), float(threshold), int(s.size), reference, seed)
+
+
+DLE_FORMAT = "nbops-dle/1"
+DLE_PARAMS: dict[str, Any] = {
+    "objective": "regression",
+    "num_leaves": 15,
+    "learning_rate": 0.05,
+    "min_data_in_leaf": 50,
+    "lambda_l2": 1.0,
+    "num_threads": 1,
+    "verbose": -1,
+    "seed": 0,
+    "deterministic": True,
+}
+DLE_ROUNDS = 80
+REGRESSION_METRICS = ("mae", "rmse")
+
+
+def dle_inputs(features: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+    """What the loss models see: the model's inputs and its prediction as the last column."""
+    x = np.asarray(features, dtype=np.float64)
+    return np.column_stack([x.reshape(len(x), -1), np.asarray(predictions, dtype=np.float64).ravel()])
+
+
+@dataclass(frozen=True)
+class RegressionEstimator:
+    """A regression model's performance estimator (DLE): models of the absolute and squared error."""
+
+    abs_error_model: str  # LightGBM text
+    sq_error_model: str
+    reference_rows: int
+    reference: dict[str, float]  # realised mae / rmse on the reference, and their standard errors
+    threshold: float = float("nan")  # no decision threshold for a regression model
+
+    def estimate(self, predictions: np.ndarray, features: np.ndarray | None = None) -> PerformanceEstimate:
+        """The batch's expected MAE and RMSE with their bands.
+
+        Raises:
+            EstimationError: no rows, no features (the loss models need the model's inputs), or
+                predictions that are not numbers.
+        """
+        import lightgbm as lgb
+
+        p = np.asarray(predictions, dtype=np.float64).ravel()
+        if p.size == 0:
+            raise EstimationError("cannot estimate performance on a batch with no rows; check the batch file")
+        if features is None or len(features) != p.size:
+            raise EstimationError(
+                f"a regression estimate needs the model's inputs beside its {p.size:,} predictions, found "
+                f"{'none' if features is None else len(features)}; estimate from the batch table, not its scores alone"
+            )
+        if not np.isfinite(p).all():
+            raise EstimationError(f"expected finite predictions, found {int((~np.isfinite(p)).sum()):,} that are not")
+        x = dle_inputs(features, p)
+        a = np.clip(lgb.Booster(model_str=self.abs_error_model).predict(x), 0.0, None)
+        b = np.clip(lgb.Booster(model_str=self.sq_error_model).predict(x), 0.0, None)
+        n = p.size
+        mae, mse = float(a.mean()), float(b.mean())
+        rmse = float(np.sqrt(mse))
+        # Sampling: |e| given x has variance E[e^2] - E[|e|]^2; e^2 about 2 E[e^2]^2 (normal errors).
+        se_mae_sampling = float(np.sqrt(np.mean(np.clip(b - a**2, 0.0, None)) / n))
+        se_mse_sampling = float(np.sqrt(np.mean(2 * b**2) / n))
+        se_rmse_sampling = se_mse_sampling / (2 * rmse) if rmse > 0 else 0.0
+        se = {
+            "mae": float(np.hypot(se_mae_sampling, self.reference.get("mae_se", 0.0))),
+            "rmse": float(np.hypot(se_rmse_sampling, self.reference.get("rmse_se", 0.0))),
+        }
+        values = {"mae": mae, "rmse": rmse}
+        metrics = {
+            k: MetricEstimate(values[k], max(values[k] - Z * se[k], 0.0), values[k] + Z * se[k], se[k])
+            for k in REGRESSION_METRICS
+        }
+        return PerformanceEstimate(n, self.threshold, metrics, {k: self.reference[k] for k in REGRESSION_METRICS})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": DLE_FORMAT,
+            "task_type": "regression",
+            "method": "DLE: LightGBM models of the absolute and squared error, fitted on the test split",
+            "reference_rows": self.reference_rows,
+            "reference": self.reference,
+            "abs_error_model": self.abs_error_model,
+            "sq_error_model": self.sq_error_model,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "the estimator") -> RegressionEstimator:
+        if d.get("format") != DLE_FORMAT or not isinstance(d.get("abs_error_model"), str):
+            raise EstimationError(
+                f"{where}: expected a regression estimator of format {DLE_FORMAT!r}, found {d.get('format')!r}; "
+                "re-create it by registering the model again"
+            )
+        return cls(
+            d["abs_error_model"],
+            d["sq_error_model"],
+            int(d["reference_rows"]),
+            {k: float(v) for k, v in d["reference"].items()},
+        )
+
+
+def fit_regression_estimator(
+    features: np.ndarray, predictions: np.ndarray, targets: np.ndarray, *, where: str = "the reference"
+) -> RegressionEstimator:
+    """Fit DLE on a labelled reference that is not the training data (the test split).
+
+    Raises:
+        EstimationError: too few rows, mismatched lengths, or targets that are not numbers.
+    """
+    import lightgbm as lgb
+
+    p = np.asarray(predictions, dtype=np.float64).ravel()
+    y = np.asarray(targets, dtype=np.float64).ravel()
+    if not (len(features) == p.size == y.size):
+        raise EstimationError(
+            f"{where}: expected one prediction and one target per row, found {len(features):,} rows, {p.size:,} "
+            f"predictions and {y.size:,} targets"
+        )
+    if p.size < MIN_REFERENCE_ROWS:
+        raise EstimationError(
+            f"{where}: expected at least {MIN_REFERENCE_ROWS} labelled rows to fit the loss models on, found "
+            f"{p.size:,}; use a larger test split (test_fraction in env.yaml)"
+        )
+    if not (np.isfinite(y).all() and np.isfinite(p).all()):
+        raise EstimationError(f"{where}: expected finite targets and predictions; drop unlabelled rows first")
+    x = dle_inputs(features, p)
+    e = y - p
+    models = []
+    for loss in (np.abs(e), e**2):
+        booster = lgb.train(DLE_PARAMS, lgb.Dataset(x, loss), num_boost_round=DLE_ROUNDS)
+        models.append(booster.model_to_string())
+    n = p.size
+    mae, mse = float(np.mean(np.abs(e))), float(np.mean(e**2))
+    rmse = float(np.sqrt(mse))
+    reference = {
+        "mae": mae,
+        "rmse": rmse,
+        "mae_se": float(np.std(np.abs(e)) / np.sqrt(n)),
+        "rmse_se": float(np.std(e**2) / np.sqrt(n) / (2 * rmse)) if rmse > 0 else 0.0,
+    }
+    return RegressionEstimator(models[0], models[1], n, reference)
+
+
+Estimator = BinaryEstimator | RegressionEstimator

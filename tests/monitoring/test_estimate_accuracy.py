@@ -1,0 +1,114 @@
+"""Estimated against realised ROC AUC on the simulator's covariate-shift months (shock, gradual,
+new-category), 5,000 rows a month, labels held back: each month goes through the monitor with no
+target column (as it does when it first arrives), and its estimate is then compared with the ROC
+AUC its labels give. The model is a small real LightGBM registered with its estimator, as the
+register stage stores it (calibrated on the test split).
+
+Measured when this was written (a 100,000-row history as env.yaml has, the pipeline's LightGBM
+values; 2 seeds x 12 months per scenario): mean absolute error 0.011 shock, 0.009 gradual, 0.016
+new-category; band coverage 71%, 88%, 75%. Under shift the model's scores are miscalibrated where
+the reference has few rows (shock: the estimate is low in most months, as NannyML's CBPE is), which
+no label-free estimate sees. The coverage tests are strict xfails: they say what is not met, and
+fail loudly once it is."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from nbops.data.simulate import TARGET, simulate_batch
+from nbops.monitoring.estimate import load_estimator
+from nbops.monitoring.monitor import AlertRules, monitor_batch
+from nbops.monitoring.profile import ReferenceProfile
+from nbops.runtime.integrity import PROFILE_FILE
+from nbops.runtime.model import ScoringModel
+from tests.support.models import tiny_registered_model
+
+pytestmark = pytest.mark.slow
+
+ROWS = 5_000
+MONTHS = 12
+SEEDS = (101, 202)
+COVARIATE = ("shock", "gradual", "new-category")
+# The model the pipeline trains (env.yaml's LightGBM values), not the 4-leaf tiny one: how far the
+# estimate holds under shift depends on how the model extrapolates.
+PIPELINE = {
+    "learning_rate": 0.05,
+    "num_leaves": 31,
+    "min_data_in_leaf": 50,
+    "feature_fraction": 0.9,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "lambda_l2": 1.0,
+    "num_threads": 2,
+}
+
+
+@pytest.fixture(scope="module")
+def months(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    """One row per (scenario, seed, month): the estimate recorded by the monitor and the realised AUC."""
+    tiny = tiny_registered_model(
+        tmp_path_factory.mktemp("accuracy"), rows=100_000, rounds=300, wheel=False, estimator=True, params=PIPELINE
+    )
+    model = ScoringModel.from_folder(tiny.version.path)
+    profile = ReferenceProfile.load(tiny.version.file(PROFILE_FILE))
+    estimator = load_estimator(tiny.version.path)
+    assert estimator is not None
+    rows = []
+    for scenario in COVARIATE:
+        for seed in SEEDS:
+            for k in range(1, MONTHS + 1):
+                batch, _ = simulate_batch(k, rows=ROWS, seed=seed, drift=scenario)
+                labels = batch[TARGET].to_numpy(float)
+                result = monitor_batch(
+                    f"{scenario}-{seed}-{k}",
+                    batch.drop(columns=[TARGET]),  # labels held back
+                    model=model,
+                    profile=profile,
+                    reference_metrics=tiny.metrics,
+                    rules=AlertRules(),
+                    estimator=estimator,
+                )
+                assert result.row["labels"] == "pending" and "perf__roc_auc" not in result.row
+                realised = roc_auc_score(labels, model.booster.predict(model.transform(batch)))
+                rows.append(
+                    {
+                        "scenario": scenario,
+                        "estimated": result.row["est__roc_auc"],
+                        "low": result.row["est__roc_auc_low"],
+                        "high": result.row["est__roc_auc_high"],
+                        "realised": realised,
+                    }
+                )
+    frame = pd.DataFrame(rows)
+    frame["error"] = (frame["estimated"] - frame["realised"]).abs()
+    frame["covered"] = (frame["low"] <= frame["realised"]) & (frame["realised"] <= frame["high"])
+    return frame
+
+
+@pytest.mark.parametrize("scenario", COVARIATE)
+def test_mean_absolute_error_is_at_most_002(months: pd.DataFrame, scenario: str) -> None:
+    m = months[months["scenario"] == scenario]
+    assert len(m) == len(SEEDS) * MONTHS
+    assert m["error"].mean() <= 0.02, m.to_string()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the band covers the realised AUC in 71-88% of months, not 90%: the drift changes P(label | score) "
+    "where the reference has few rows, which no label-free estimate sees (weighting the reference towards "
+    "the batch by a domain classifier was tried: no better)",
+)
+@pytest.mark.parametrize("scenario", COVARIATE)
+def test_band_covers_the_realised_auc_in_90_percent_of_months(months: pd.DataFrame, scenario: str) -> None:
+    m = months[months["scenario"] == scenario]
+    assert m["covered"].mean() >= 0.9, m.to_string()
+
+
+def test_coverage_and_error_over_all_covariate_months(months: pd.DataFrame) -> None:
+    """Over every covariate-shift month: the error the brief allows, and a band that is not so wide
+    that it covers by being vague (half-width under 0.03 at 5,000 rows)."""
+    assert months["error"].mean() <= 0.02
+    assert float(np.median((months["high"] - months["low"]) / 2)) < 0.03
