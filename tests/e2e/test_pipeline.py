@@ -170,6 +170,7 @@ def test_changed_parameter_reruns_only_the_affected_tasks(tmp_path: Path) -> Non
     assert ran == {
         "ingest": False,
         "features": False,
+        "tune": True,  # its study starts from the parameters as set (nothing to study: tune_trials is 0)
         "train": True,
         "evaluate": True,
         "register": True,
@@ -217,9 +218,9 @@ def test_a_failed_task_keeps_earlier_products_and_the_next_build_resumes_there(p
     # The runs index has the tasks that ran, and the failed one with the stage's error.
     listed = nbops(project, "runs", "--env", "env.test.yaml", "--json")
     runs = {r["task"]: r for r in json.loads(listed.stdout)}
-    assert sorted(runs) == ["evaluate", "features", "ingest", "train"], output_of(listed)
+    assert sorted(runs) == ["evaluate", "features", "ingest", "train", "tune"], output_of(listed)
     assert runs["evaluate"]["status"] == "failed" and "evaluation exploded" in runs["evaluate"]["error"]
-    assert {runs[t]["status"] for t in ("ingest", "features", "train")} == {"ok"}
+    assert {runs[t]["status"] for t in ("ingest", "features", "tune", "train")} == {"ok"}
     source.write_text(original)
     out = build(project, *quick)
     assert (
