@@ -129,9 +129,9 @@ def test_choosing_two_runs_shows_what_differs(
     out = page.locator(".nbops-diff-out")
     assert ea["identity"] in out.inner_text() and eb["identity"] in out.inner_text()
     tasks = out.locator(".nbops-diff-task").evaluate_all("els => els.map(e => e.dataset.task)")
-    assert tasks == ["train", "evaluate"]
+    assert tasks == ["tune", "train", "evaluate"]  # the tune task starts from the parameters as set
     params = out.locator("tr.nbops-diff-parameter").all_inner_texts()
-    assert len(params) == 1 and "learning_rate" in params[0], params
+    assert len(params) == 2 and all("learning_rate" in p for p in params), params
     evaluate = out.locator(".nbops-diff-task[data-task='evaluate']")
     for row in evaluate.locator("tr.nbops-diff-metric").all():
         cells = row.locator("td").all_inner_texts()

@@ -313,6 +313,7 @@ def test_editing_a_function_reruns_features_and_downstream_and_why_names_the_mod
     assert ran == {
         "ingest": False,
         "features": True,
+        "tune": True,
         "train": True,
         "evaluate": True,
         "register": True,

@@ -62,7 +62,8 @@ def test_both_builds_show_up_in_nbops_runs(two_builds: dict[str, Any]) -> None:
     for r in records:
         assert r["status"] == "ok" and r["duration_s"] is not None and r["duration_s"] >= 0, r["task"]
         assert r["data_fingerprint"] == fingerprint and r["lock_hash"], r["task"]
-        if r["params"].get("tracking") == "offline":  # the stages that log to W&B
+        tuned = r["task"] != "tune" or r["params"].get("tune_trials")  # tune logs only when it studies
+        if r["params"].get("tracking") == "offline" and tuned:  # the stages that log to W&B
             assert any(name.endswith(f"-{r['wandb_run_id']}") for name in offline), (r["task"], r["wandb_run_id"])
 
 
@@ -85,14 +86,16 @@ def test_runs_diff_of_the_two_builds_shows_just_the_changed_parameter_and_the_me
             current = line.strip()
         elif line.startswith("    ") and current:
             sections.setdefault(current, []).append(line.strip())
-    assert sections.get("parameters") == [f"learning_rate: {rates[0]} -> {rates[1]}"], text
+    # once for tune (its study starts from the parameters as set) and once for train
+    assert sections.get("parameters") == [f"learning_rate: {rates[0]} -> {rates[1]}"] * 2, text
     for section in ("\n  code\n", "\n  data\n", "\n  environment\n"):
         assert section not in text, text
 
     as_json = json.loads(nbops(project, "runs", "--env", "env.test.yaml", "diff", b1, b2, "--json").stdout)
     tasks = {t["task"]: t for t in as_json["tasks"]}
     assert {t: [p["name"] for p in d["params"]] for t, d in tasks.items()} == {t: [] for t in tasks} | {
-        "train": ["learning_rate"]
+        "tune": ["learning_rate"],
+        "train": ["learning_rate"],
     }
     assert all(d["code"] == d["data"] == d["environment"] == [] for d in tasks.values()), tasks
     # The metric deltas: the evaluate records' own values, marked by direction.
@@ -114,8 +117,8 @@ def test_versions_and_run_ids_name_the_same_runs_as_the_builds(two_builds: dict[
     by_versions = json.loads(
         nbops(project, "runs", "--env", "env.test.yaml", "diff", "v0001", "v0002", "--json").stdout
     )
-    assert [t["task"] for t in by_versions["tasks"]] == ["train", "evaluate"]
-    train = by_versions["tasks"][0]
+    assert [t["task"] for t in by_versions["tasks"]] == ["tune", "train", "evaluate"]  # what made each version
+    train = by_versions["tasks"][1]
     assert [p["name"] for p in train["params"]] == ["learning_rate"]
     records = {(r["build_id"], r["task"]): r for r in runs_json(project)}
     assert (train["a"]["identity"], train["b"]["identity"]) == (

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PROJECT_FILES = ("pipeline.yaml", "env.yaml", "env.test.yaml", "notebooks", "schemas", "requirements.lock")
+PROJECT_FILES = ("pipeline.yaml", "env.yaml", "env.test.yaml", "notebooks", "schemas", ".jupyter", "requirements.lock")
 TASKS = ["ingest", "features", "tune", "train", "evaluate", "register", "package", "batch_score", "monitor"]
 AFTER_TRAIN = ["train", "evaluate", "register", "package", "batch_score", "monitor"]
 AFTER_EVALUATE = ["evaluate", "register", "package", "batch_score", "monitor"]
