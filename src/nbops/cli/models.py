@@ -129,17 +129,9 @@ def _history(registry: Any, version: str | None, *, as_json: bool) -> int:
     if not events:
         print(f"no registry events yet in {registry.root}" + (f" for {version}" if version else ""))
         return 0
-    rows = [
-        {
-            "at": e.get("at", ""),
-            "event": e.get("event", ""),
-            "version": e.get("version", ""),
-            "previous": e.get("previous") or "",
-            "by": e.get("by", ""),
-            "reason": e.get("reason", ""),
-        }
-        for e in events
-    ]
+    from nbops.registry.card import history_rows
+
+    rows = history_rows(events)
     print(f"registry {registry.root}")
     print(text_table(rows, list(rows[0])))
     return 0

@@ -40,19 +40,17 @@ def _cell(value: object, column: str) -> str:
     return table_text(value)
 
 
+HISTORY_COLUMNS = ("at", "event", "version", "previous", "by", "reason")
+
+
+def history_rows(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Registry events as rows a reader scans: when, what, which version (and the one before), who, why."""
+    return [{c: (e.get(c) or "") for c in HISTORY_COLUMNS} for e in events]
+
+
 def history_markdown(events: Iterable[Mapping[str, Any]]) -> str:
     """The registry events of a version as a Markdown section (when, what, who, why)."""
-    rows = [
-        {
-            "at": e.get("at", ""),
-            "event": e.get("event", ""),
-            "version": e.get("version", ""),
-            "previous": e.get("previous") or "",
-            "by": e.get("by", ""),
-            "reason": e.get("reason", ""),
-        }
-        for e in events
-    ]
+    rows = history_rows(events)
     body = markdown_table(pd.DataFrame(rows)) if rows else "No registry events yet."
     return "## History\n" + body + "\n"
 
