@@ -36,6 +36,7 @@ RUNTIME_MODULES = (
     "transform.py",
     "batch.py",
     "serve.py",
+    "oip.py",
     "cli.py",
 )
 ZIP_DATE = (2020, 1, 1, 0, 0, 0)

@@ -28,8 +28,10 @@ from nbops.runtime.schema import FieldSpec, InputSchema
 
 def input_schema(schema: TableSchema) -> InputSchema:
     """The scoring contract: feature fields as declared (types, ranges, categories, nullability);
-    identifiers and the time column may be sent along and are echoed, never modelled. A multiclass
-    contract carries the classes in the order of the model's outputs (whole numbers as integers)."""
+    identifiers and the time column may be sent along and are echoed, never modelled; the target and
+    the ``ignore`` columns may be sent along and are dropped (personal-data columns stay unknown: the
+    service never takes them). A multiclass contract carries the classes in the order of the model's
+    outputs (whole numbers as integers)."""
     fields = [
         FieldSpec(c.name, "numeric" if c.kind == "numeric" else "categorical", c.nullable, c.min, c.max, c.categories)
         for c in schema.features
@@ -38,7 +40,8 @@ def input_schema(schema: TableSchema) -> InputSchema:
     classes: list[Any] | None = None
     if schema.task_type == "multiclass":
         classes = [int(c) for c in schema.classes] if schema.integer_classes else list(schema.classes)
-    return InputSchema(fields, passthrough, classes=classes)
+    ignored = [schema.target, *(c.name for c in schema.by_role("ignore"))]
+    return InputSchema(fields, passthrough, classes=classes, ignored=ignored)
 
 
 def git_commit(project: Path) -> str | None:

@@ -122,7 +122,10 @@ class ScoringModel:
     ) -> None:
         self.booster = booster
         self.feature_transform = transform
-        self.schema = schema
+        # A record may carry the target (the training table's rows, as they are): a version whose contract
+        # predates its `ignored` list still knows the target's name from its metadata.
+        target = metadata.get("target")
+        self.schema = schema.ignoring([target]) if isinstance(target, str) else schema
         self.metadata = metadata
         self.version: str = metadata.get("version", "unversioned")
         self.task_type: str = metadata.get("task_type", "binary")

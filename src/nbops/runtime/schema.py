@@ -89,8 +89,12 @@ def _is_identifier_value(value: Any) -> bool:
 
 @dataclass
 class InputSchema:
-    """The fields a record must carry to be scored, and optional pass-through identifier fields.
+    """The fields a record must carry to be scored, optional pass-through identifier fields, and the
+    columns of the training table a record may carry but the model never reads.
 
+    ``passthrough``: the identifier and time columns, echoed with each prediction so a client can join.
+    ``ignored``: the target and the columns marked ``role: ignore``, accepted and dropped (a client may
+    post rows of the table the model was trained on as they are). Any other field is refused.
     ``classes``: a multiclass model's classes in the order of its outputs (integers when the labels
     are whole numbers, else text); None for a binary or regression model.
     """
@@ -99,20 +103,32 @@ class InputSchema:
     passthrough: list[str] = field(default_factory=list)
     max_problems: int = 50
     classes: list[Any] | None = None
+    ignored: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._by_name = {f.name: f for f in self.fields}
-        self._allowed = set(self._by_name) | set(self.passthrough)
+        self.ignored = [n for n in self.ignored if n not in self._by_name and n not in self.passthrough]
+        self.ignored_names = frozenset(self.ignored)
+        self._allowed = set(self._by_name) | set(self.passthrough) | self.ignored_names
         self._levels = {f.name: frozenset(f.categories) for f in self.fields if f.categories is not None}
 
     @property
     def names(self) -> list[str]:
         return [f.name for f in self.fields]
 
+    def ignoring(self, names: Sequence[str]) -> InputSchema:
+        """This contract, also accepting (and dropping) the fields ``names`` where it does not know them."""
+        extra = [n for n in names if n not in self._allowed]
+        if not extra:
+            return self
+        return InputSchema(self.fields, self.passthrough, self.max_problems, self.classes, [*self.ignored, *extra])
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"fields": [asdict(f) for f in self.fields], "passthrough": self.passthrough}
         if self.classes is not None:  # only a multiclass contract has them: the others are unchanged
             out["classes"] = list(self.classes)
+        if self.ignored:  # only written when there are some, so older contracts read the same
+            out["ignored"] = list(self.ignored)
         return out
 
     @classmethod
@@ -122,7 +138,17 @@ class InputSchema:
             fields=[FieldSpec(**f) for f in data["fields"]],
             passthrough=list(data.get("passthrough", [])),
             classes=list(classes) if classes is not None else None,
+            ignored=list(data.get("ignored", [])),
         )
+
+    def unknown_field_message(self) -> str:
+        """What a record may carry, for the problem of a field the contract does not know."""
+        known = f"unknown field; expected only the model's fields ({', '.join(self.names)})"
+        if self.passthrough:
+            known += f", the pass-through fields ({', '.join(self.passthrough)})"
+        if self.ignored:
+            known += f" or the ignored fields ({', '.join(self.ignored)})"
+        return known
 
     # -- records (lists of dicts: the REST path) ------------------------------------------------
 
@@ -168,7 +194,7 @@ class InputSchema:
         if not allow_extra:
             for key in record:
                 if key not in self._allowed:
-                    out.append(Problem(i, str(key), f"unknown field; expected only {', '.join(self.names)}"))
+                    out.append(Problem(i, str(key), self.unknown_field_message()))
         return out
 
     def _value_problems(self, i: int, spec: FieldSpec, value: Any) -> list[Problem]:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import oip
 from .model import ScoringModel
 from .schema import InputError, InputSchema
 
@@ -276,7 +277,12 @@ def request_schema(schema: InputSchema, max_records: int) -> dict[str, Any]:
                 prop["enum"] = list(f.categories)
         properties[f.name] = {"anyOf": [prop, {"type": "null"}]} if f.nullable else prop
     for name in schema.passthrough:
-        properties[name] = {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "null"}]}
+        properties[name] = {
+            "anyOf": [{"type": "string"}, {"type": "number"}, {"type": "null"}],
+            "description": "A pass-through field: echoed in the answer's `ids`, never modelled.",
+        }
+    for name in schema.ignored:
+        properties[name] = {"description": "A column of the training table the model does not use: accepted, ignored."}
     record = {"type": "object", "properties": properties, "required": schema.names, "additionalProperties": False}
     return {
         "type": "object",
@@ -355,15 +361,24 @@ class ScoringApp:
     openapi: Callable[[], dict[str, Any]]  # FastAPI's, set by create_app: for tools that introspect the app
 
     def __init__(
-        self, api: Any, score: Any, metrics: Metrics, limits: Limits, expected_authorization: bytes | None
+        self,
+        api: Any,
+        score: Any,
+        metrics: Metrics,
+        limits: Limits,
+        expected_authorization: bytes | None,
+        v2: Any = None,
     ) -> None:
         self.api = api
         self.score = score
+        self.v2 = v2  # the Open Inference Protocol's /v2 paths (V2Handler), answered here like /predict
         self.metrics = metrics
         self.limits = limits
         self.max_body_bytes = limits.max_body_bytes
         self.expected = expected_authorization
-        self.open_paths = frozenset({"/health", "/metrics"} if limits.public_metrics else {"/health"})
+        # Health probes answer without the token: /health, and the protocol's /v2/health/live and ready.
+        probes = {"/health", "/v2/health/live", "/v2/health/ready"}
+        self.open_paths = frozenset(probes | {"/metrics"} if limits.public_metrics else probes)
         self.inflight_bytes = 0  # bodies held now, all requests together (touched only on the event loop)
         self.workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nbops-scoring")
 
@@ -372,7 +387,9 @@ class ScoringApp:
             await self.api(scope, receive, send)
             return
         start = time.perf_counter()
-        path = scope["path"] if scope["path"] in KNOWN_PATHS else "other"
+        v2 = self.v2 is not None and oip.is_v2(scope["path"])
+        route = oip.route(scope["path"]) if v2 else None
+        path = route.label if route is not None else scope["path"] if scope["path"] in KNOWN_PATHS else "other"
         if self.expected is not None and scope["path"] not in self.open_paths:
             auth = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
             if not hmac.compare_digest(auth, self.expected):
@@ -381,6 +398,11 @@ class ScoringApp:
                 return
         if scope["path"] == "/predict" and scope["method"] == "POST":
             status, scores, rejected = await self.predict(scope, receive, send)
+            if status:
+                self.metrics.observe(path, status, time.perf_counter() - start, scores, rejected)
+            return
+        if route is not None:
+            status, scores, rejected = await self.open_inference(route, scope, receive, send)
             if status:
                 self.metrics.observe(path, status, time.perf_counter() - start, scores, rejected)
             return
@@ -399,9 +421,32 @@ class ScoringApp:
             status_seen = 500
         self.metrics.observe(path, status_seen, time.perf_counter() - start)
 
-    async def predict(self, scope: dict[str, Any], receive: Any, send: Any) -> tuple[int, list[float], int]:
-        """Read the body within the limits, score it and answer; (status, scores, records refused),
-        status 0 if the client went away before an answer."""
+    async def open_inference(
+        self, route: oip.Route, scope: dict[str, Any], receive: Any, send: Any
+    ) -> tuple[int, list[float], int]:
+        """A /v2 request: an inference read and scored as /predict is (the same limits), the others
+        answered from the model's metadata; (status, scores, records refused)."""
+        if route.kind == "unknown" or scope["method"] != route.method:
+            if route.kind == "unknown":
+                status, message = 404, f"no such path of the Open Inference Protocol: {scope['path'][:200]}"
+            else:
+                status, message = 405, f"{scope['path'][:200]} takes {route.method}, not {scope['method'][:10]}"
+            close = _announces_body(scope)
+            await _respond(send, status, _problem(message), close=close, headers=((b"allow", route.method.encode()),))
+            return status, [], 0
+        if route.kind != "infer":
+            status, payload = self.v2.get(route)
+            await _respond(send, status, payload, close=_announces_body(scope))
+            return status, [], 0
+        header_length = next((v for k, v in scope["headers"] if k == b"inference-header-content-length"), None)
+        return await self.predict(scope, receive, send, lambda raw: self.v2.infer(raw, header_length, route))
+
+    async def predict(
+        self, scope: dict[str, Any], receive: Any, send: Any, score: Callable[[bytes], tuple[Any, ...]] | None = None
+    ) -> tuple[int, list[float], int]:
+        """Read the body within the limits, score it with ``score`` (default: /predict's) and answer;
+        (status, scores, records refused), status 0 if the client went away before an answer."""
+        score = score or self.score
         limit = self.max_body_bytes
         declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -428,15 +473,18 @@ class ScoringApp:
                 more = message.get("more_body", False)
             raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
             del chunks[:]
+            headers: Sequence[tuple[bytes, bytes]] = ()
             try:
                 if held <= INLINE_BODY_BYTES:
-                    status, payload, scores, rejected = self.score(raw)
+                    status, payload, scores, rejected, *extra = score(raw)
                 else:
                     loop = asyncio.get_running_loop()
-                    status, payload, scores, rejected = await loop.run_in_executor(self.workers, self.score, raw)
+                    status, payload, scores, rejected, *extra = await loop.run_in_executor(self.workers, score, raw)
+                if extra:  # the answer's own headers (a /v2 answer with binary tensor data)
+                    headers = extra[0]
             except Exception:  # a bug of ours, never a client's mistake: count it, hide internals
                 status, payload, scores, rejected = 500, _problem("internal error"), [], 0
-            await _respond(send, status, payload)
+            await _respond(send, status, payload, headers=headers)
             return status, scores, rejected
         finally:
             self.inflight_bytes -= held
@@ -464,8 +512,11 @@ def _too_large(limit: int, declared: int | None) -> bytes:
 async def _respond(
     send: Any, status: int, payload: bytes, *, close: bool = False, headers: Sequence[tuple[bytes, bytes]] = ()
 ) -> None:
-    """A JSON answer; ``close``: end the connection after it (a body was left unread)."""
-    head = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()), *headers]
+    """A JSON answer (unless ``headers`` give another content-type); ``close``: end the connection
+    after it (a body was left unread)."""
+    typed = any(name == b"content-type" for name, _ in headers)
+    head = [*(() if typed else ((b"content-type", b"application/json"),)), *headers]
+    head.append((b"content-length", str(len(payload)).encode()))
     if close:
         head.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": head})
@@ -550,9 +601,8 @@ def create_app(
             return 400, _problem(f"the body is not valid JSON: {exc}"), [], 0
         status, payload, predictions, rejected = _score(body, model, max_records)
         if status == 200 and plog is not None:
-            plog.append(
-                {"ts": time.time(), "model_version": version, "records": body["records"], "predictions": predictions}
-            )
+            records = without_ignored(body["records"], model.schema.ignored_names)
+            plog.append({"ts": time.time(), "model_version": version, "records": records, "predictions": predictions})
         # The score histogram counts a number per record: a multiclass record's most likely class's probability.
         scores = [max(p["probabilities"].values()) if isinstance(p, dict) else p for p in predictions]
         return status, payload, scores, rejected
@@ -573,6 +623,7 @@ def create_app(
                             "properties": {
                                 "model_version": {"type": "string"},
                                 "predictions": {"type": "array", "items": prediction_schema(model)},
+                                "ids": ids_schema(model.schema),
                             },
                         }
                     }
@@ -616,9 +667,79 @@ def create_app(
         if plog is not None:
             plog.close()
 
-    app = ScoringApp(api, score, metrics, limits, expected)
+    app = ScoringApp(api, score, metrics, limits, expected, V2Handler(model, max_records, plog))
     app.openapi = api.openapi
     return app
+
+
+class V2Handler:
+    """The Open Inference Protocol (:mod:`.oip`) for ScoringApp: each answer as (status, body[, headers]),
+    an inference's records and predictions logged like /predict's, client mistakes as ``{"error": ...}``."""
+
+    def __init__(self, model: ScoringModel, max_records: int, plog: PredictionLog | None) -> None:
+        self.model = model
+        self.protocol = oip.OpenInference(model, max_records)
+        self.plog = plog
+
+    def get(self, route: oip.Route) -> tuple[int, bytes]:
+        try:
+            return 200, self.protocol.get(route)
+        except oip.ProtocolError as exc:
+            return exc.status, _problem(exc.message)
+
+    def infer(
+        self, raw: bytes, header_length: bytes | None, route: oip.Route
+    ) -> tuple[int, bytes, list[float], int, list[tuple[bytes, bytes]]]:
+        """(status, body, scores for the metrics, records refused, headers) of an inference request."""
+        try:
+            done = self.protocol.infer(raw, header_length, route)
+        except oip.ProtocolError as exc:
+            rows = len({p["row"] for p in exc.problems}) if exc.problems else 0
+            return exc.status, _problem(exc.message, exc.problems), [], rows, []
+        if self.model.classes is not None:
+            logged: list[Any] = multiclass_predictions(self.model, done.scores)
+            scores = done.scores.max(axis=1).tolist()
+        else:
+            logged = scores = done.scores.tolist()
+        if self.plog is not None:
+            entry = {"ts": time.time(), "model_version": self.model.version, "records": done.records}
+            self.plog.append({**entry, "predictions": logged})
+        return 200, done.body, scores, 0, done.headers
+
+
+def ids_schema(schema: InputSchema) -> dict[str, Any]:
+    """The JSON Schema of the answer's ``ids``: present only when records carried pass-through fields."""
+    return {
+        "type": "array",
+        "description": "Only when the records carried pass-through fields "
+        f"({', '.join(schema.passthrough) or 'none for this model'}): for each prediction, in the same order, "
+        "the pass-through fields sent with its record (null where a record lacked one), to join the answer "
+        "to the records. Fields the model does not use (the target, ignored columns) are accepted and dropped.",
+        "items": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                name: {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "null"}]}
+                for name in schema.passthrough
+            },
+        },
+    }
+
+
+def echoed_ids(records: Sequence[Mapping[str, Any]], passthrough: Sequence[str]) -> list[dict[str, Any]] | None:
+    """Each record's pass-through fields (those any record carried; None where one lacks it), or None
+    when no record carried any."""
+    sent = [name for name in passthrough if any(name in r for r in records)]
+    if not sent:
+        return None
+    return [{name: _json_safe(r.get(name)) for name in sent} for r in records]
+
+
+def without_ignored(records: list[Any], ignored: frozenset[str]) -> list[Any]:
+    """The records without the fields the model ignores (the target, ignored columns): what is logged."""
+    if not ignored or all(ignored.isdisjoint(r) for r in records):
+        return records
+    return [{k: v for k, v in r.items() if k not in ignored} for r in records]
 
 
 def prediction_schema(model: ScoringModel) -> dict[str, Any]:
@@ -674,16 +795,21 @@ def _score(body: Any, model: ScoringModel, max_records: int) -> tuple[int, bytes
         details = [{"record": p.record, "field": p.field, "problem": p.message} for p in exc.problems]
         return 422, _problem(str(exc), details), [], len({p.record for p in exc.problems})
     raw = model.predict_records(records, validated=True)
+    answer: dict[str, Any] = {"model_version": model.version}
     if model.classes is not None:
         if not all(math.isfinite(s) for s in raw.ravel().tolist()):  # never expected: a model bug
             raise RuntimeError("non-finite prediction")
         predictions: list[Any] = multiclass_predictions(model, raw)
-        # ensure_ascii: class names are the data's, any text at all
-        return 200, json.dumps({"model_version": model.version, "predictions": predictions}).encode(), predictions, 0
-    scores = raw.tolist()
-    if not all(math.isfinite(s) for s in scores):  # never expected: a model bug, not a client error
-        raise RuntimeError("non-finite prediction")
-    return 200, json.dumps({"model_version": model.version, "predictions": scores}).encode(), scores, 0
+    else:
+        predictions = raw.tolist()
+        if not all(math.isfinite(s) for s in predictions):  # never expected: a model bug, not a client error
+            raise RuntimeError("non-finite prediction")
+    answer["predictions"] = predictions
+    ids = echoed_ids(records, model.schema.passthrough) if model.schema.passthrough else None
+    if ids is not None:
+        answer["ids"] = ids
+    # ensure_ascii: class names and identifiers are the data's, any text at all
+    return 200, json.dumps(answer, allow_nan=False).encode(), predictions, 0
 
 
 def guarded_protocol(base: Any, limits: Limits) -> Any:
