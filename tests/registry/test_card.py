@@ -20,7 +20,7 @@ from nbops.registry.gate import decide
 from nbops.registry.publish import git_commit, input_schema, lock_sha256, register_model
 from nbops.registry.store import Registry
 from nbops.runtime.model import ScoringModel
-from nbops.runtime.schema import FieldSpec
+from nbops.runtime.schema import FieldSpec, InputSchema
 from nbops.runtime.transform import FeatureTransform
 from tests.support import train_tiny_booster
 
@@ -194,6 +194,16 @@ def test_input_schema_has_the_features_and_passes_identifiers_through():
     ]
     assert s.passthrough == ["loan_id", "issued"]
     assert "email" not in s.names and "default" not in s.names
+
+
+def test_input_schema_accepts_the_target_and_ignored_columns_but_never_personal_data():
+    from dataclasses import replace
+
+    schema = replace(SCHEMA, columns=[*SCHEMA.columns, ColumnSpec("branch", "categorical", "ignore")])
+    s = input_schema(schema)
+    assert s.ignored == ["default", "branch"]
+    assert "email" not in s.ignored and "email" not in s.passthrough, "a pii column stays unknown: refused"
+    assert InputSchema.from_dict(s.to_dict()).ignored == ["default", "branch"]
 
 
 @pytest.fixture

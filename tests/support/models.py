@@ -20,9 +20,11 @@ def train_tiny_booster(
     seed: int = 0,
     feature_code: str | None = None,
     params: dict[str, Any] | None = None,
+    label: Any = None,
 ) -> tuple[Any, Any]:
     """A tiny real LightGBM binary model and its fitted transform (for registry tests), with the derived
-    features of ``feature_code`` (a feature module's source) when given; ``params`` override LightGBM's."""
+    features of ``feature_code`` (a feature module's source) when given; ``params`` override LightGBM's
+    (another objective with ``label``: the target as LightGBM takes it, e.g. class positions)."""
     import lightgbm as lgb
 
     from nbops.runtime.derived import FeatureCode
@@ -30,6 +32,7 @@ def train_tiny_booster(
 
     code = FeatureCode.from_source(feature_code.encode()) if feature_code is not None else None
     transform = FeatureTransform.fit(df, numeric, categorical, code=code)
+    labels = df[target] if label is None else label
     params = {
         "objective": "binary",
         "num_leaves": 4,
@@ -41,10 +44,31 @@ def train_tiny_booster(
     }
     booster = lgb.train(
         params,
-        lgb.Dataset(transform.transform(df), df[target], categorical_feature=transform.categorical_indices),
+        lgb.Dataset(transform.transform(df), labels, categorical_feature=transform.categorical_indices),
         num_boost_round=rounds,
     )
     return booster, transform
+
+
+def task_schema(schema: Any, task: str) -> Any:
+    """The simulator's schema (a TableSchema) for ``task``: see :func:`tiny_registered_model`."""
+    from dataclasses import replace
+
+    if task == "binary":
+        return schema
+    if task not in ("multiclass", "regression"):
+        raise ValueError(f"task {task!r}: expected binary, multiclass or regression")
+    target = "home_ownership" if task == "multiclass" else "interest_rate"
+    columns = []
+    for column in schema.columns:
+        role = column.role
+        if column.name == target:
+            role = "target"
+        elif column.name == schema.target or (task == "regression" and column.kind == "categorical"):
+            role = "ignore"
+        columns.append(replace(column, role=role))
+    dataset = "credit_housing" if task == "multiclass" else "credit_rate"
+    return replace(schema, dataset=dataset, target=target, task_type=task, columns=columns)
 
 
 @dataclass(frozen=True)
@@ -74,6 +98,7 @@ def tiny_registered_model(
     wheel: bool = True,
     estimator: bool = False,
     params: dict[str, Any] | None = None,
+    task: str = "binary",
 ) -> TinyModel:
     """Simulate ``rows`` rows, validate them against the simulator's schema, split them in time, train
     a tiny booster on the train split and register it (model, transform, input schema, reference
@@ -81,7 +106,10 @@ def tiny_registered_model(
     ``wheel`` is false); with ``estimator``, also its performance estimator (CBPE calibrated on the
     test split, as the register stage stores it); ``params`` override LightGBM's. ``feature_code``: a
     feature module's source, whose derived features the model uses (registered with it, as the
-    pipeline does)."""
+    pipeline does). ``task``: "binary" (the simulator's schema), "multiclass" (the target is
+    ``home_ownership``, dataset ``credit_housing``) or "regression" (the target is ``interest_rate`` and
+    the categorical columns are marked ``role: ignore``, so every feature is a number; dataset
+    ``credit_rate``); the binary target ``default`` is then an ignored column."""
     from nbops.data.ingest import simulator_schema
     from nbops.data.simulate import simulate_history
     from nbops.data.validate import validate_table
@@ -94,14 +122,26 @@ def tiny_registered_model(
     from nbops.runtime.integrity import FEATURE_CODE_FILE, MODEL_FILE, PROFILE_FILE, SCHEMA_FILE, TRANSFORM_FILE
 
     folder.mkdir(parents=True, exist_ok=True)
-    schema = simulator_schema()
+    schema = task_schema(simulator_schema(), task)
     raw, _ = simulate_history(rows=rows, seed=seed)
     valid = validate_table(raw, schema, file="simulated history").valid
     split = split_rows(valid, time_column=schema.time_column, valid_fraction=0.2, test_fraction=0.2, seed=seed)
     numeric = [c.name for c in schema.features if c.kind == "numeric"]
     categorical = [c.name for c in schema.features if c.kind == "categorical"]
+    if task == "multiclass":
+        params = {"objective": "multiclass", "num_class": len(schema.classes), **(params or {})}
+    elif task == "regression":
+        params = {"objective": "regression", **(params or {})}
     booster, transform = train_tiny_booster(
-        split.train, numeric, categorical, schema.target, rounds, seed, feature_code=feature_code, params=params
+        split.train,
+        numeric,
+        categorical,
+        schema.target,
+        rounds,
+        seed,
+        feature_code=feature_code,
+        params=params,
+        label=None if task == "binary" else schema.target_codes(split.train[schema.target]),
     )
     splits = {}
     for name in SPLITS:
@@ -114,10 +154,11 @@ def tiny_registered_model(
         transform.numeric,
         list(transform.categorical),
         booster.predict(transform.transform(split.train)),
+        classes=schema.classes or None,
     )
     test = split.test
     metrics = task_metrics(
-        schema.task_type, test[schema.target].to_numpy(float), booster.predict(transform.transform(test))
+        schema.task_type, schema.target_codes(test[schema.target]), booster.predict(transform.transform(test))
     )
     files = {
         MODEL_FILE: booster.model_to_string().encode(),
@@ -139,6 +180,7 @@ def tiny_registered_model(
         "target": schema.target,
         "task_type": schema.task_type,
         "positive_class": schema.positive_class,
+        **({"classes": schema.classes} if schema.task_type == "multiclass" else {}),
         "features": transform.feature_names,
         "metrics": metrics,
     }
