@@ -170,7 +170,9 @@ def test_nested_data_and_binary_tensor_data_give_the_same_predictions(model: Sco
             data = b"".join(struct.pack("<I", len(s)) + s for s in ((v or "").encode() for v in t["data"]))
         else:
             data = np.array([np.nan if v is None else v for v in t["data"]], dtype="<f8").tobytes()
-        header.append({k: t[k] for k in ("name", "datatype", "shape")} | {"parameters": {"binary_data_size": len(data)}})
+        header.append(
+            {k: t[k] for k in ("name", "datatype", "shape")} | {"parameters": {"binary_data_size": len(data)}}
+        )
         buffers.append(data)
     head = json.dumps({"inputs": header, "parameters": {"binary_data_output": True}}).encode()
     done = infer(model, head + b"".join(buffers), header=len(head))
@@ -196,7 +198,13 @@ def test_mlserver_pd_json_elements_and_integer_levels_are_decoded() -> None:
     expected = m.predict(df)
     x = {"name": "x", "datatype": "FP64", "shape": [4], "data": [1.0, 2.0, 3.0, 4.0]}
     as_json = ['"1"', '"2"', "null", '"1"']
-    grade = {"name": "grade", "datatype": "BYTES", "shape": [4], "data": as_json, "parameters": {"content_type": "pd_json"}}
+    grade = {
+        "name": "grade",
+        "datatype": "BYTES",
+        "shape": [4],
+        "data": as_json,
+        "parameters": {"content_type": "pd_json"},
+    }
     assert np.array_equal(outputs(infer(m, {"inputs": [x, grade]}))["predict"]["data"], expected)
     whole = {"name": "grade", "datatype": "INT64", "shape": [4], "data": [1, 2, None, 1]}
     assert np.array_equal(outputs(infer(m, {"inputs": [x, whole]}))["predict"]["data"], expected)

@@ -69,7 +69,9 @@ def test_the_target_and_ignored_columns_are_accepted_whatever_they_hold(value: A
 
 def test_a_field_the_schema_does_not_know_is_still_refused_naming_it_and_what_is_known() -> None:
     with pytest.raises(InputError) as caught:
-        SCHEMA.check_records([{"age": 30, "region": "north", "default": 1}, {"age": 30, "region": "x", "colour": "red"}])
+        SCHEMA.check_records(
+            [{"age": 30, "region": "north", "default": 1}, {"age": 30, "region": "x", "colour": "red"}]
+        )
     assert [(p.record, p.field) for p in caught.value.problems] == [(1, "colour")], caught.value.problems
     message = caught.value.problems[0].message
     assert "unknown field" in message and "age, region" in message and "default, branch" in message, message

@@ -514,9 +514,10 @@ async def _respond(
 ) -> None:
     """A JSON answer (unless ``headers`` give another content-type); ``close``: end the connection
     after it (a body was left unread)."""
-    typed = any(name == b"content-type" for name, _ in headers)
-    head = [*(() if typed else ((b"content-type", b"application/json"),)), *headers]
-    head.append((b"content-length", str(len(payload)).encode()))
+    if headers and any(name == b"content-type" for name, _ in headers):
+        head = [*headers, (b"content-length", str(len(payload)).encode())]
+    else:
+        head = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()), *headers]
     if close:
         head.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": head})
@@ -729,7 +730,10 @@ def ids_schema(schema: InputSchema) -> dict[str, Any]:
 def echoed_ids(records: Sequence[Mapping[str, Any]], passthrough: Sequence[str]) -> list[dict[str, Any]] | None:
     """Each record's pass-through fields (those any record carried; None where one lacks it), or None
     when no record carried any."""
-    sent = [name for name in passthrough if any(name in r for r in records)]
+    if len(records) == 1:  # the single-record request: no generator per field
+        sent = [name for name in passthrough if name in records[0]]
+    else:
+        sent = [name for name in passthrough if any(name in r for r in records)]
     if not sent:
         return None
     return [{name: _json_safe(r.get(name)) for name in sent} for r in records]
@@ -809,7 +813,7 @@ def _score(body: Any, model: ScoringModel, max_records: int) -> tuple[int, bytes
     if ids is not None:
         answer["ids"] = ids
     # ensure_ascii: class names and identifiers are the data's, any text at all
-    return 200, json.dumps(answer, allow_nan=False).encode(), predictions, 0
+    return 200, json.dumps(answer).encode(), predictions, 0
 
 
 def guarded_protocol(base: Any, limits: Limits) -> Any:
