@@ -588,7 +588,9 @@ def create_app(
     api = FastAPIOffline(
         title=f"{model.metadata.get('package', 'nbops model')} scoring API",
         version=version,
-        description=f"Scores records with model version {version} ({model.task_type}).",
+        description=f"Scores records with model version {version} ({model.task_type}). The Open Inference "
+        f"Protocol (KServe V2) is served beside /predict: GET /v2/models/{model.metadata.get('package', 'model')} "
+        "lists its inputs and outputs, POST .../infer scores.",
         static_url=DOCS_ASSETS,
         redoc_url=None,
     )
