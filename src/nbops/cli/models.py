@@ -173,8 +173,8 @@ def serve(args: argparse.Namespace) -> int:
     model = ScoringModel.from_folder(version.path)
     log_dir = args.prediction_log or str(Path(checked.settings.root) / "data" / "prediction_log")
     print(
-        f"serving {version.metadata['package']} {version.version} on http://{args.host}:{args.port} (docs at /docs); "
-        f"prediction log in {log_dir}"
+        f"serving {version.metadata['package']} {version.version} on http://{args.host}:{args.port} "
+        f"(docs at /docs, KServe V2 under /v2); prediction log in {log_dir}"
     )
     serve_model(model, host=args.host, port=args.port, log_dir=log_dir)
     return 0

@@ -30,7 +30,10 @@ def main(load: Callable[[], ScoringModel], prog: str, argv: list[str] | None = N
     p.add_argument("output")
     p.add_argument("--chunk-rows", type=int, default=100_000)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p = sub.add_parser("serve", help="serve POST /predict, /health, /metadata, /metrics with uvicorn")
+    p = sub.add_parser(
+        "serve",
+        help="serve POST /predict, the Open Inference Protocol (/v2), /health, /metadata, /metrics with uvicorn",
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--prediction-log", default=None, help="folder for the JSON-lines prediction log")

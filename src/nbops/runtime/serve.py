@@ -3,7 +3,9 @@
 The request body is parsed and validated by the same validator as ``predict`` (so every client
 mistake is a 4xx naming the record and the field, never a 500), records are encoded straight to the
 feature matrix (no DataFrame per request), and LightGBM scores a row on one thread. Each request's
-inputs and outputs are appended to a rotated JSON-lines prediction log that monitoring reads.
+inputs and outputs are appended to a rotated JSON-lines prediction log that monitoring reads. The
+Open Inference Protocol (KServe V2, :mod:`.oip`) is served beside /predict under /v2, with the same
+token, limits, metrics and log.
 
 /docs (Swagger UI) loads its script, styles and icon from the API itself (the files of the
 ``fastapi-offline`` package, in the ``[serve]`` extra), never from a CDN, so it works offline; the
