@@ -518,7 +518,10 @@ def create_app(
         "/metrics",
         response_class=Response,
         responses={
-            200: {"description": "Prometheus text format (OpenMetrics if asked)", "content": {"text/plain": {}}}
+            200: {
+                "description": "Prometheus' text format, or OpenMetrics if the Accept header asks for it",
+                "content": {"text/plain": {}, "application/openmetrics-text": {}},
+            }
         },
     )
     async def prometheus(request: Request) -> Response:
