@@ -54,11 +54,14 @@ run: install ## Run the whole pipeline on the simulated data (DATA=file TARGET=c
 check: install ## Check env.yaml and pipeline.yaml parameters without running anything
 	$(BIN)/nbops check --env $(ENV_FILE) $(RUN_FLAGS) $(ARGS)
 
-# Debian packages the tests use for real: chromium (dashboards, headless) and cron (`nbops schedule`).
-SYSTEM_PACKAGES := $(strip $(if $(shell command -v chromium),,chromium) $(if $(shell command -v crontab),,cron))
+# Debian packages the tests and benchmarks use for real: chromium (dashboards, headless), cron
+# (`nbops schedule`), prometheus (a real scrape of the service; promtool checks /metrics) and wrk (the
+# throughput benchmark's load generator).
+SYSTEM_PACKAGES := $(strip $(if $(shell command -v chromium),,chromium) $(if $(shell command -v crontab),,cron) \
+	$(if $(shell command -v prometheus),,prometheus) $(if $(shell command -v wrk),,wrk))
 
 .PHONY: browser
-browser: ## Install Debian's chromium (dashboard tests) and cron (schedule tests) if missing
+browser: ## Install Debian's chromium, cron, prometheus and wrk (tests, benchmarks) if missing
 	@$(if $(SYSTEM_PACKAGES),echo "installing Debian packages: $(SYSTEM_PACKAGES)"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null,true)
 
@@ -100,6 +103,7 @@ dashboard: install ## Serve the Voila dashboards (monitoring, model, experiments
 bench: install browser ## Run the benchmarks; results go to bench/results/
 	$(BIN)/python bench/bench_build.py $(ARGS)
 	$(BIN)/python bench/bench_scoring.py
+	$(BIN)/python bench/bench_throughput.py
 	$(BIN)/python bench/bench_drift.py
 	$(BIN)/python bench/bench_estimate.py
 	$(BIN)/python bench/bench_dashboard.py

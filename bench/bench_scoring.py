@@ -539,7 +539,7 @@ def bench_in_process(m: Any, records: list[dict[str, Any]], calls: int) -> dict[
         if abs(booster.predict(a, num_threads=1)[0] - s[0]) > 1e-12:
             raise SystemExit("predict_records and booster.predict disagree")
     serve_mod = runtime_module(m, "serve")
-    metrics = serve_mod.Metrics()
+    metrics = runtime_module(m, "metrics").Metrics(m.version)
 
     cases: dict[str, tuple[Any, list[Any]]] = {
         "m.predict_records([record])": (lambda w: m.predict_records(w), wrapped),

@@ -35,8 +35,9 @@ from nbops.runtime import FeatureTransform
 pytestmark = pytest.mark.slow
 
 CORE = {"numpy", "pandas", "pyarrow", "lightgbm"}
-# httptools and uvloop: uvicorn's fast HTTP parser and loop; fastapi-offline: /docs without a CDN
-SERVE = {"fastapi", "uvicorn", "httptools", "uvloop", "fastapi-offline"}
+# httptools and uvloop: uvicorn's fast HTTP parser and loop; fastapi-offline: /docs without a CDN;
+# prometheus-client: /metrics
+SERVE = {"fastapi", "uvicorn", "httptools", "uvloop", "fastapi-offline", "prometheus-client"}
 # Never in the wheel's imports, never installed beside it, never loaded by it.
 FORBIDDEN_IMPORTS = {
     "nbops",

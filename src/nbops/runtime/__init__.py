@@ -1,8 +1,8 @@
 """The scoring runtime: what the exported wheel carries.
 
-It imports only numpy, pandas, pyarrow and lightgbm (FastAPI and uvicorn for serving), never Jupyter,
-Ploomber, W&B or the rest of nbops, and uses only relative imports, so that the packager copies this
-folder into the wheel unchanged. The same feature transform serves training and scoring.
+It imports only numpy, pandas, pyarrow and lightgbm (FastAPI, uvicorn and prometheus-client for
+serving), never Jupyter, Ploomber, W&B or the rest of nbops, and uses only relative imports, so that
+the packager copies this folder into the wheel unchanged. The same feature transform serves training and scoring.
 
 Names are imported on first use, so that reading checksums or schemas does not load LightGBM.
 """

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from . import oip
+from .metrics import Metrics
 from .model import ScoringModel
 from .schema import InputError, InputSchema
 
@@ -48,8 +49,6 @@ BODY_TIMEOUT_ENV = "NBOPS_BODY_TIMEOUT"
 PUBLIC_METRICS_ENV = "NBOPS_PUBLIC_METRICS"
 MAX_HEADER_BYTES = 64 << 10  # a request line and headers larger than this are refused (431)
 INLINE_BODY_BYTES = 16 << 10  # bodies up to this size (a few dozen records, ~1 ms) are scored on the event loop
-LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
-SCORE_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 DOCS_ASSETS = "/docs/assets"  # Swagger UI's files, served by the API itself (no CDN)
 
 
@@ -168,99 +167,7 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-class Metrics:
-    """Prometheus text-format counters and histograms, kept in process (no extra dependency)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.requests: dict[tuple[str, int], int] = {}
-        self.latency = [0] * (len(LATENCY_BUCKETS) + 1)
-        self.latency_sum = 0.0
-        self.latency_count = 0
-        self.scores = [0] * (len(SCORE_BUCKETS) + 1)
-        self.scores_sum = 0.0
-        self.scores_count = 0
-        self.records_rejected = 0
-
-    @staticmethod
-    def _bucket(value: float, bounds: tuple[float, ...]) -> int:
-        for i, b in enumerate(bounds):
-            if value <= b:
-                return i
-        return len(bounds)
-
-    def observe(self, path: str, status: int, seconds: float, scores: Any = (), rejected: int = 0) -> None:
-        with self.lock:
-            self.requests[(path, status)] = self.requests.get((path, status), 0) + 1
-            self.latency[self._bucket(seconds, LATENCY_BUCKETS)] += 1
-            self.latency_sum += seconds
-            self.latency_count += 1
-            self.records_rejected += rejected
-            for s in scores:
-                self.scores[self._bucket(float(s), SCORE_BUCKETS)] += 1
-                self.scores_sum += float(s)
-                self.scores_count += 1
-
-    def render(self, version: str) -> str:
-        version = _label(version)
-        lines = [
-            "# HELP nbops_requests_total Requests by path and status code.",
-            "# TYPE nbops_requests_total counter",
-        ]
-        with self.lock:
-            for (path, status), n in sorted(self.requests.items()):
-                lines.append(
-                    f'nbops_requests_total{{path="{_label(path)}",status="{status}",model_version="{version}"}} {n}'
-                )
-            errors = sum(n for (_, status), n in self.requests.items() if status >= 400)
-            lines += [
-                "# HELP nbops_request_errors_total Requests answered with a 4xx or 5xx.",
-                "# TYPE nbops_request_errors_total counter",
-                f"nbops_request_errors_total {errors}",
-            ]
-            lines += [
-                "# HELP nbops_records_rejected_total Records refused by validation.",
-                "# TYPE nbops_records_rejected_total counter",
-                f"nbops_records_rejected_total {self.records_rejected}",
-            ]
-            lines += _histogram(
-                "nbops_request_latency_seconds",
-                "Request handling time.",
-                LATENCY_BUCKETS,
-                self.latency,
-                self.latency_sum,
-                self.latency_count,
-            )
-            lines += _histogram(
-                "nbops_prediction_score",
-                "Distribution of predicted scores.",
-                SCORE_BUCKETS,
-                self.scores,
-                self.scores_sum,
-                self.scores_count,
-            )
-        return "\n".join(lines) + "\n"
-
-
-def _label(value: str) -> str:
-    """A Prometheus label value, escaped."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
 KNOWN_PATHS = frozenset({"/predict", "/health", "/metadata", "/metrics", "/docs", "/openapi.json"})
-
-
-def _histogram(
-    name: str, help_text: str, bounds: tuple[float, ...], counts: list[int], total: float, n: int
-) -> list[str]:
-    out = [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
-    running = 0
-    for b, c in zip(bounds, counts, strict=False):
-        running += c
-        out.append(f'{name}_bucket{{le="{b}"}} {running}')
-    out.append(f'{name}_bucket{{le="+Inf"}} {n}')
-    out += [f"{name}_sum {total}", f"{name}_count {n}"]
-    return out
 
 
 def request_schema(schema: InputSchema, max_records: int) -> dict[str, Any]:
@@ -557,7 +464,8 @@ def create_app(
     ``NBOPS_PREDICTION_LOG``) and ``limits`` (default :meth:`Limits.from_env`, with ``max_records``
     when given) say who may call and how much one may send.
     """
-    from fastapi.responses import PlainTextResponse
+    from fastapi import Request
+    from fastapi.responses import Response
 
     try:
         from fastapi_offline import FastAPIOffline
@@ -573,8 +481,8 @@ def create_app(
     max_records = limits.max_records
     folder = log_dir or os.environ.get(LOG_DIR_ENV)
     plog = PredictionLog(Path(folder)) if folder else None
-    metrics = Metrics()
     version = model.version
+    metrics = Metrics(version)
     body_schema = request_schema(model.schema, max_records)
     body_media: dict[str, Any] = {"schema": body_schema}
     example = example_record(model.schema, model.reference_profile, model.feature_transform.categorical)
@@ -662,9 +570,20 @@ def create_app(
     def metadata() -> dict[str, Any]:
         return {**model.metadata, "input_schema": model.schema.to_dict()}
 
-    @api.get("/metrics", response_class=PlainTextResponse)
-    def prometheus() -> str:
-        return metrics.render(version)
+    @api.get(
+        "/metrics",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "Prometheus' text format, or OpenMetrics if the Accept header asks for it",
+                "content": {"text/plain": {}, "application/openmetrics-text": {}},
+            }
+        },
+    )
+    async def prometheus(request: Request) -> Response:
+        """The service's Prometheus metrics (nbops.runtime.metrics)."""
+        body, content_type = metrics.exposition(request.headers.get("accept"))
+        return Response(body, media_type=content_type)
 
     @api.on_event("shutdown")
     def close_log() -> None:
