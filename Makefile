@@ -66,8 +66,13 @@ browser: ## Install Debian's chromium, cron, prometheus and wrk (tests, benchmar
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null,true)
 
 .PHONY: test
-test: install browser ## Run the whole test suite (what CI runs): the fast tier and the slow one
-	$(BIN)/python -m pytest $(ARGS)
+# The slow tier is mostly separate processes (kernels, servers, browsers, builds) that each keep one
+# core busy, so make test runs a pytest worker per core; a test file stays on one worker (its module
+# fixtures are built once). TEST_WORKERS=0 runs everything in this process.
+TEST_WORKERS ?= auto
+
+test: install browser ## Run the whole test suite (what CI runs): the fast tier and the slow one, one worker per core
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 .PHONY: test-fast
 test-fast: install ## The tests a developer runs all day: no pipeline build, no server, under a minute

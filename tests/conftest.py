@@ -10,6 +10,14 @@ learning rate (slow tier only).
 
 from __future__ import annotations
 
+import os
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two workers each running LightGBM (OpenMP) on every core: threads that spin while they wait for
+    # work steal the core the other worker's threads need. Passive threads sleep instead. Set before
+    # anything loads libgomp; the builds and servers the tests start inherit it.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import json
 from pathlib import Path
 from typing import Any
