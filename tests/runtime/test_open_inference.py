@@ -21,6 +21,7 @@ from nbops.runtime.model import ScoringModel
 from nbops.runtime.schema import FieldSpec, InputSchema
 from nbops.runtime.serve import Limits, create_app
 from tests.support import TinyModel, train_tiny_booster
+from tests.support.asgi import asgi_request
 from tests.support.multiclass import MulticlassModel, train_multiclass_model
 
 NAME = "credit_risk_model"
@@ -350,25 +351,11 @@ def test_a_regression_model_has_no_predict_proba(tiny_model: TinyModel, rows: pd
 
 def call(app: Any, method: str, path: str, body: bytes = b"", token: str | None = None) -> tuple[int, Any, int]:
     """One request through the ASGI app: (status, answer, how often the app read the body)."""
-    sent: list[dict[str, Any]] = []
-    reads = 0
-
-    async def receive() -> dict[str, Any]:
-        nonlocal reads
-        reads += 1
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
     headers = [(b"content-length", str(len(body)).encode())]
     if token:
         headers.append((b"authorization", f"Bearer {token}".encode()))
-    scope = {"type": "http", "method": method, "path": path, "headers": headers, "query_string": b""}
-    asyncio.run(app(scope, receive, send))
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    answer = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return start["status"], json.loads(answer) if answer else None, reads
+    status, answer, _, reads = asgi_request(app, method, path, headers, body)
+    return status, answer, reads
 
 
 def test_the_token_guards_v2_and_its_health_probes_answer_without_it(model: ScoringModel, rows: pd.DataFrame) -> None:

@@ -3,7 +3,6 @@ never read (the real server under attack is tests/deploy/test_api_hardening.py).
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 from nbops.runtime.model import ScoringModel
 from nbops.runtime.serve import Limits, create_app
 from tests.support import TinyModel
+from tests.support.asgi import asgi_request
 
 
 def test_limits_come_from_the_environment_and_flags_win() -> None:
@@ -37,22 +37,7 @@ def call(
     app: Any, method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes
 ) -> tuple[int, Any, dict[bytes, bytes], int]:
     """One request through the ASGI app: (status, answer, headers, how often the app read the body)."""
-    sent: list[dict[str, Any]] = []
-    reads = 0
-
-    async def receive() -> dict[str, Any]:
-        nonlocal reads
-        reads += 1
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {"type": "http", "method": method, "path": path, "headers": headers, "query_string": b""}
-    asyncio.run(app(scope, receive, send))
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    answer = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return start["status"], json.loads(answer), dict(start["headers"]), reads
+    return asgi_request(app, method, path, headers, body)
 
 
 def test_a_request_without_the_token_is_401_and_its_body_is_never_read(tiny_model: TinyModel) -> None:
