@@ -1,8 +1,8 @@
 """Drift that knows its sample size: samples of one table, compared with the rest of it, must not raise
 dataset drift, however few their rows; a drifted batch still does.
 
-The tables are real measurements shipped with scikit-learn (breast cancer: 569 rows x 30 features;
-handwritten digits: 1,797 rows x 64 pixel intensities, many of them nearly constant) and the
+The tables are real measurements shipped with scikit-learn (wine: 178 rows x 13 features; breast
+cancer: 569 rows x 30; handwritten digits: 1,797 rows x 64 pixel intensities, many nearly constant) and the
 simulator's history, whose 100,000-row reference profile is what the monitor stage compares with.
 Every split is random, so the two sides come from one distribution: any dataset drift raised is a
 false alarm. The rate allowed (MAX_FALSE_ALARMS) is what PSI's null quantiles promise per feature
@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.datasets import load_breast_cancer, load_digits
+from sklearn.datasets import load_breast_cancer, load_digits, load_wine
 
 from nbops.data.ingest import simulator_schema
 from nbops.data.simulate import simulate_batch, simulate_history
@@ -35,7 +35,7 @@ CATEGORICAL = [c.name for c in FEATURES if c.kind == "categorical"]
 
 
 def real_table(name: str) -> pd.DataFrame:
-    loader = {"breast_cancer": load_breast_cancer, "digits": load_digits}[name]
+    loader = {"breast_cancer": load_breast_cancer, "digits": load_digits, "wine": load_wine}[name]
     return loader(as_frame=True).data
 
 
@@ -63,6 +63,7 @@ def test_fifty_row_samples_of_a_real_table_raise_no_dataset_drift():
 @pytest.mark.parametrize(
     ("table", "rows", "seeds"),
     [
+        ("wine", None, 100),
         ("breast_cancer", None, 100),
         ("breast_cancer", 50, 100),
         ("breast_cancer", 100, 100),
@@ -71,7 +72,16 @@ def test_fifty_row_samples_of_a_real_table_raise_no_dataset_drift():
         ("digits", 100, 60),
         ("digits", 500, 40),
     ],
-    ids=["cancer-halves", "cancer-50", "cancer-100", "digits-halves", "digits-50", "digits-100", "digits-500"],
+    ids=[
+        "wine-halves",
+        "cancer-halves",
+        "cancer-50",
+        "cancer-100",
+        "digits-halves",
+        "digits-50",
+        "digits-100",
+        "digits-500",
+    ],
 )
 def test_random_samples_of_a_real_table_raise_no_dataset_drift(table, rows, seeds):
     alarms = false_alarms(real_table(table), rows, seeds)
@@ -128,3 +138,43 @@ def test_a_shocked_small_batch_still_drifts(simulated, rows):
         report = compare(profile, batch, DriftThresholds())
         missed += [] if report.dataset_drift else [seed]
     assert missed == [], f"shocked batches of {rows} rows not flagged: seeds {missed}"
+
+
+def test_a_98_row_random_holdout_is_not_a_drift_alert_and_the_charts_say_its_threshold(tiny_model, tmp_path):
+    """The monitor stage on your own data checks a small random holdout: no drift alert from chance,
+    and the history, the heatmap (PNG and SVG) and the alert text carry the threshold it was judged at."""
+    from nbops.monitoring.history import read_history, upsert_history
+    from nbops.monitoring.monitor import AlertRules, monitor_batch
+    from nbops.monitoring.plots import drift_heatmap, drift_heatmap_svg
+    from nbops.monitoring.profile import ReferenceProfile
+    from nbops.runtime.integrity import PROFILE_FILE
+    from nbops.runtime.model import ScoringModel
+
+    model = ScoringModel.from_folder(tiny_model.version.path)
+    profile = ReferenceProfile.load(tiny_model.version.file(PROFILE_FILE))
+    rules = AlertRules(DriftThresholds(0.2, 1))
+    fresh, _ = simulate_history(rows=5_000, seed=12)  # the reference's distribution, rows it never saw
+    path = tmp_path / "history.parquet"
+    kinds = []
+    for seed in range(10):
+        holdout = fresh.sample(98, random_state=seed)
+        result = monitor_batch(
+            f"holdout-{seed}", holdout, model=model, profile=profile, reference_metrics=tiny_model.metrics, rules=rules
+        )
+        kinds += [a["kind"] for a in result.alerts if a["kind"] in ("drift", "prediction_drift")]
+        upsert_history(path, [result.row])
+    assert kinds == [], f"random 98-row holdouts raised {kinds}"
+    history = read_history(path)
+    assert (history["psi_threshold"] > 0.3).all() and (history["rows"] == 98).all()
+    assert {f"psi_threshold__{f}" for f in profile.features} <= set(history.columns)
+    svg = drift_heatmap_svg(history, 0.2)
+    assert "higher for small batches (holdout-" in svg and "98 rows" in svg
+    assert "for this batch&#x27;s size (0.2 configured)" in svg or "for this batch's size (0.2 configured)" in svg
+    assert "higher for small batches" in drift_heatmap(history, 0.2)._suptitle.get_text()
+
+    shocked, _ = simulate_batch(1, rows=98, seed=1, drift="shock")
+    result = monitor_batch(
+        "shocked", shocked, model=model, profile=profile, reference_metrics=tiny_model.metrics, rules=rules
+    )
+    drift_alert = next(a for a in result.alerts if a["kind"] == "drift")
+    assert "for 98 rows (0.2 configured)" in drift_alert["message"], drift_alert["message"]
