@@ -4,7 +4,6 @@ table's performance before its labels arrive; monitor pending batches."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,7 +43,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = sub.add_parser(
         "estimate", help="estimate a table's performance from its scores before its labels arrive (binary: CBPE)"
     )
-    p.add_argument("batch", help="the CSV/Parquet table to estimate (its target column, if present, is compared)")
+    p.add_argument(
+        "batch",
+        help="the CSV/Parquet table to estimate (its target column, if present, is compared); a batch-scored "
+        "Parquet file (prediction and model_version columns) is estimated from its scores, without the model",
+    )
     p.add_argument("--version", default=None, help="a version such as v0003 (default: production)")
     p.add_argument(
         "--json",
@@ -138,6 +141,8 @@ def table_columns(args: argparse.Namespace, table: pd.DataFrame) -> DriftColumns
         project = None
     settings = TableSettings.of_project(project)
     if args.target is not None:
+        import dataclasses
+
         settings = dataclasses.replace(settings, target=args.target, source="--target")
     return drift_columns(
         table,
@@ -150,12 +155,15 @@ def table_columns(args: argparse.Namespace, table: pd.DataFrame) -> DriftColumns
 
 
 def estimate(args: argparse.Namespace) -> int:
-    from nbops.pipeline.runners.monitor import estimate_table
+    from nbops.pipeline.runners.scored import estimate_batch
 
     registry, _ = registry_of(args)
     if not Path(args.batch).exists():
-        raise NbopsError(f"{args.batch}: file not found; pass a CSV or Parquet table of the model's input columns")
-    result = estimate_table(registry, Path(args.batch), args.version)
+        raise NbopsError(
+            f"{args.batch}: file not found; pass a CSV or Parquet table of the model's input columns (or the "
+            "batch-scoring output, whose scores are used as they are)"
+        )
+    result = estimate_batch(registry, Path(args.batch), args.version)
     if args.json:
         print(json.dumps(result.to_dict(), default=float))
         return 0
