@@ -85,14 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     Returns:
         Exit code: 0 on success, 2 on bad arguments, 1 if writing failed.
     """
-    from nbops.data.io import SUPPORTED_SUFFIXES
-    from nbops.data.simulate import simulate_batch, simulate_history, write_simulation
-
     parser = _build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed usage and the message (or --help)
         return exc.code if isinstance(exc.code, int) else 2
+    from nbops.data.io import SUPPORTED_SUFFIXES
+    from nbops.data.simulate import simulate_batch, simulate_history, write_simulation
     if args.batch is None and args.drift != "none":
         return _fail(
             parser,
