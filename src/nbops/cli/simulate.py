@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     from nbops.data.io import SUPPORTED_SUFFIXES
     from nbops.data.simulate import simulate_batch, simulate_history, write_simulation
+
     if args.batch is None and args.drift != "none":
         return _fail(
             parser,
