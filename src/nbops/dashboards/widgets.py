@@ -484,7 +484,10 @@ def monitoring_dashboard(data: DashboardData) -> w.Widget:
                 "Population Stability Index of each feature against the training reference; a batch drifts at PSI ≥ "
                 f"{psi:g} in at least {rules.drift.min_drifted_features} feature(s), a threshold raised for a small "
                 "batch to what chance alone rarely reaches at its size"
-                + (raised_note(history, psi).replace("; higher for small batches", ":") or " (no batch here was small)")
+                + (
+                    raised_note(history, psi).replace("; higher for small batches:", ":")
+                    or " (no batch here was small)"
+                )
                 + ". The top strip is each batch's status. Hover a cell for its value and the threshold it had.",
             ),
             heatmap,

@@ -36,6 +36,7 @@ from nbops.monitoring.profile import (
     build_reference_profile,
     category_shares,
     numeric_values,
+    per_feature,
 )
 
 EPS = 1e-4  # floor for empty bins, so PSI stays finite (half a row when the sample is smaller than 5,000 rows)
@@ -258,43 +259,41 @@ def compare(
     rows: list[FeatureDrift] = []
     n = len(batch)
     missing_columns = [f for f in profile.features if f not in batch.columns]
-    for name, ref in profile.numeric.items():
-        if name in missing_columns:
-            continue
+
+    def numeric(name: str) -> FeatureDrift:
+        ref = profile.numeric[name]
         values = numeric_values(batch[name])
-        edges = np.asarray(ref.edges)
-        rows.append(
-            psi_drift(
-                name,
-                "numeric",
-                ref.shares,
-                bin_shares(values, edges),
-                rows=n,
-                reference_rows=profile.rows,
-                thresholds=thresholds,
-                wasserstein=wasserstein_from_quantiles(np.asarray(ref.quantiles), values, ref.iqr),
-                missing_reference=ref.missing_rate,
-                missing_current=float(np.isnan(values).mean()) if len(values) else 0.0,
-            )
+        return psi_drift(
+            name,
+            "numeric",
+            ref.shares,
+            bin_shares(values, np.asarray(ref.edges)),
+            rows=n,
+            reference_rows=profile.rows,
+            thresholds=thresholds,
+            wasserstein=wasserstein_from_quantiles(np.asarray(ref.quantiles), values, ref.iqr),
+            missing_reference=ref.missing_rate,
+            missing_current=float(np.isnan(values).mean()) if len(values) else 0.0,
         )
-    for name, ref_c in profile.categorical.items():
-        if name in missing_columns:
-            continue
+
+    def categorical(name: str) -> FeatureDrift:
+        ref_c = profile.categorical[name]
         # The reference keeps its own "other" share: levels beyond the profile's cap are not drift.
-        rows.append(
-            psi_drift(
-                name,
-                "categorical",
-                ref_c.shares,
-                category_shares(batch[name], ref_c.levels),
-                rows=n,
-                reference_rows=profile.rows,
-                thresholds=thresholds,
-                wasserstein=None,
-                missing_reference=ref_c.missing_rate,
-                missing_current=float(batch[name].isna().mean()) if len(batch) else 0.0,
-            )
+        return psi_drift(
+            name,
+            "categorical",
+            ref_c.shares,
+            category_shares(batch[name], ref_c.levels),
+            rows=n,
+            reference_rows=profile.rows,
+            thresholds=thresholds,
+            wasserstein=None,
+            missing_reference=ref_c.missing_rate,
+            missing_current=float(batch[name].isna().mean()) if len(batch) else 0.0,
         )
+
+    rows += per_feature(numeric, [f for f in profile.numeric if f not in missing_columns], n)
+    rows += per_feature(categorical, [f for f in profile.categorical if f not in missing_columns], n)
     prediction = None
     per_class: list[FeatureDrift] = []
     if predictions is not None and profile.prediction is not None:

@@ -20,7 +20,7 @@ from matplotlib.patches import Patch
 
 from nbops.monitoring.monitor import watch_level
 from nbops.monitoring.profile import ReferenceProfile, bin_shares, category_shares, numeric_values
-from nbops.monitoring.svg import GRID, Chart, esc, message_chart, nice_ticks, text_width, tick_text
+from nbops.monitoring.svg import GRID, Chart, esc, message_chart, nice_ticks, text_width, tick_text, wrap
 
 # PSI bands: stable, watch, drifted, severe (the same colours in the PNG and the SVG).
 BAND_COLOURS = ("#e6f2e1", "#fbe3a1", "#f08a5d", "#b83b5e")
@@ -102,18 +102,27 @@ def level_matrix(history: pd.DataFrame, m: pd.DataFrame, prefix: str, default: f
 
 def raised_note(history: pd.DataFrame, threshold: float) -> str:
     """'' when every batch was judged at the configured threshold, else where the batch's size raised
-    it, e.g. '; higher for small batches (holdout, 98 rows: 0.45)'."""
+    it, e.g. '; higher for small batches: up to 0.50 (2025-02 and 2025-03, 98 rows)'."""
     if "psi_threshold" not in history.columns or history.empty:
         return ""
-    levels = pd.to_numeric(history["psi_threshold"], errors="coerce")
-    raised = history[levels > threshold + 1e-12]
-    if raised.empty:
+    levels = pd.to_numeric(history["psi_threshold"], errors="coerce").to_numpy(dtype=np.float64)
+    raised = np.flatnonzero(levels > threshold + 1e-12)
+    if raised.size == 0:
         return ""
-    top = raised.loc[pd.to_numeric(raised["psi_threshold"], errors="coerce").idxmax()]
-    rows = pd.to_numeric(pd.Series([top.get("rows")]), errors="coerce").iloc[0]
-    size = f", {int(rows):,} rows" if np.isfinite(rows) else ""
-    more = f" and {len(raised) - 1} more" if len(raised) > 1 else ""
-    return f"; higher for small batches ({top['batch_id']}{size}: {float(top['psi_threshold']):.2f}{more})"
+    raised = raised[np.argsort(-levels[raised], kind="stable")]
+    rows = (
+        pd.to_numeric(history["rows"], errors="coerce").to_numpy(dtype=np.float64)
+        if "rows" in history.columns
+        else np.full(len(history), np.nan)
+    )
+    batches = history["batch_id"].astype(str).to_numpy()
+    shown = [str(batches[i]) for i in raised[:3]]
+    names = ", ".join(shown[:-1]) + (" and " if len(shown) > 1 else "") + shown[-1]
+    more = f" and {raised.size - 3} more" if raised.size > 3 else ""
+    sizes = sorted({int(rows[i]) for i in raised if np.isfinite(rows[i])})
+    span = f"{sizes[0]:,}" if len(sizes) == 1 else (f"{sizes[0]:,}-{sizes[-1]:,}" if sizes else "")
+    size = f", {span} rows" if span else ""
+    return f"; higher for small batches: up to {levels[raised[0]]:.2f} ({names}{more}{size})"
 
 
 def band_labels(threshold: float) -> list[str]:
@@ -413,6 +422,12 @@ def drift_heatmap_svg(history: pd.DataFrame, threshold: float = 0.2, standalone:
     strip_top = 40.0
     grid_top = strip_top + row_h + 8
     grid_bottom = grid_top + row_h * m.shape[0]
+    note = raised_note(history, threshold).removeprefix("; ")
+    # Said on the chart, not only in its title: the legend's bands are the configured threshold's.
+    note_lines = wrap(f"Alert at PSI {threshold:g}, {note}; hover a cell for its own.", 110) if note else []
+    strip_top += 16 * len(note_lines)
+    grid_top += 16 * len(note_lines)
+    grid_bottom += 16 * len(note_lines)
     rotate = cell_w < 60
     label_room = max(text_width(b, 11) for b in batches) * (0.8 if rotate else 0) + 24
     height = grid_bottom + label_room
@@ -426,6 +441,9 @@ def drift_heatmap_svg(history: pd.DataFrame, threshold: float = 0.2, standalone:
     swatch = '<rect width="18" height="12" rx="2" fill="{}"/>'
     x = chart.legend([(swatch.format(c), t) for c, t in zip(BAND_COLOURS, band_labels(threshold), strict=True)], 0, 16)
     chart.legend([(swatch.format(STATUS_COLOURS[s]), s) for s in ("ok", "watch", "alert")], x + 10, 16)
+    for k, line in enumerate(note_lines):
+        chart.text(0, 38 + 16 * k, line, size=11, cls="nbops-muted")
+
     chart.text(label_w - 8, strip_top + row_h / 2 + 4, "status", anchor="end", weight="600")
     for j, batch in enumerate(batches):
         x = label_w + j * cell_w
