@@ -178,3 +178,24 @@ def test_a_98_row_random_holdout_is_not_a_drift_alert_and_the_charts_say_its_thr
     )
     drift_alert = next(a for a in result.alerts if a["kind"] == "drift")
     assert "for 98 rows (0.2 configured)" in drift_alert["message"], drift_alert["message"]
+
+
+def test_the_raised_threshold_note_escapes_batch_names() -> None:
+    from nbops.monitoring.plots import drift_heatmap_svg
+
+    history = pd.DataFrame(
+        {
+            "batch_id": ["2025-01", "<b>holdout</b>"],
+            "rows": [5_000, 98],
+            "status": ["ok", "ok"],
+            "psi__age": [0.01, 0.2],
+            "psi_threshold": [0.2, 0.45],
+            "psi_threshold__age": [0.2, 0.45],
+            "psi_watch__age": [0.1, 0.37],
+        }
+    )
+    svg = drift_heatmap_svg(history, 0.2)
+    assert "<b>holdout</b>" not in svg and "&lt;b&gt;holdout&lt;/b&gt;" in svg
+    assert "higher for small batches: up to 0.45" in svg
+    # The cell is banded by its own levels: 0.2 is below that batch's watch level, so it reads stable.
+    assert "PSI 0.200: stable" in svg and "alert at 0.45 for this batch" in svg
