@@ -168,9 +168,9 @@ def test_clean_later_months_against_the_training_history_raise_no_dataset_drift(
     alarms = []
     for seed in range(10):
         folder = tmp_path / f"seed{seed}"
-        history, truth = simulate_history(rows=20_000, seed=seed)
+        history, truth = simulate_history(rows=10_000, seed=seed)
         write_simulation(history, truth, folder / "history.parquet")
-        batch, truth = simulate_batch(1, rows=5_000, seed=seed, drift="none")
+        batch, truth = simulate_batch(1, rows=2_000, seed=seed, drift="none")
         write_simulation(batch, truth, folder / "2025-01.csv")
         proc = drift(folder, "history.parquet", "2025-01.csv", "--json")
         assert proc.returncode == 0, proc.stderr[-2000:]
