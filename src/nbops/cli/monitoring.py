@@ -22,7 +22,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("reference", help="a CSV/Parquet table, or a reference_profile.json from a model version")
     p.add_argument("current", help="the CSV/Parquet table to compare")
     p.add_argument(
-        "--json", action="store_true", help="print {dataset_drift, features: [{name, method, score, drifted}]}"
+        "--json",
+        action="store_true",
+        help="print {dataset_drift, rows, psi_threshold, features: [{name, score, threshold, drifted, ...}], left_out}",
     )
     p.add_argument(
         "--psi-threshold",
