@@ -69,23 +69,25 @@ def drift(args: argparse.Namespace) -> int:
     from nbops.monitoring.profile import ReferenceProfile
 
     reference = Path(args.reference)
-    current = read_frame(args.current)
+    if args.schema is not None and not Path(args.schema).exists():
+        raise NbopsError(f"--schema {args.schema}: file not found; pass the dataset's schema YAML (schemas/*.yaml)")
+    if reference.suffix.lower() == ".json" and not reference.exists():
+        raise NbopsError(f"{reference}: file not found")
+    columns = None
+    if reference.suffix == ".json":
+        profile = ReferenceProfile.load(reference)
+    else:
+        from nbops.monitoring.columns import INFER_ROWS
+
+        # The roles from the reference's first rows; then only its features are read.
+        columns = table_columns(args, read_frame(reference, rows=INFER_ROWS))
+        profile = columns.profile(read_frame(reference, columns=[*columns.numeric, *columns.categorical]))
+    current = read_frame(args.current, columns=profile.features)
     if current.empty:
         raise NbopsError(
             f"{args.current} has no rows: there is nothing to compare (a batch with no rows is a data-quality problem, "
             "not drift)"
         )
-    if reference.suffix.lower() == ".json" and not reference.exists():
-        raise NbopsError(f"{reference}: file not found")
-    if args.schema is not None and not Path(args.schema).exists():
-        raise NbopsError(f"--schema {args.schema}: file not found; pass the dataset's schema YAML (schemas/*.yaml)")
-    columns = None
-    if reference.suffix == ".json":
-        profile = ReferenceProfile.load(reference)
-    else:
-        table = read_frame(reference)
-        columns = table_columns(args, table)
-        profile = columns.profile(table)
     report = compare(profile, current, DriftThresholds(psi=args.psi_threshold, min_drifted_features=args.min_drifted))
     threshold = f"{args.psi_threshold:g}"
     if report.raised:

@@ -23,7 +23,7 @@ from nbops.monitoring.profile import ReferenceProfile, build_reference_profile
 
 # The roles are inferred from the reference's first rows: enough to tell ids, times, numbers and
 # categories apart, and at 200,000 rows most of the command's time otherwise.
-INFER_ROWS = 20_000
+INFER_ROWS = 5_000
 # Why a column is not a drift feature, by its role in the schema.
 ROLE_REASONS = {
     "time": "time column",
@@ -155,7 +155,7 @@ def drift_columns(
         if target is not None:
             specs = [*specs, ColumnSpec(target, "numeric", "target")]
         where = f"the schema ingest infers for {file}, target {settings.target!r} ({settings.source})"
-        if len(reference) > INFER_ROWS:
+        if len(reference) >= INFER_ROWS:
             where += f", from its first {INFER_ROWS:,} rows"
     by_name = {c.name: c for c in specs}
     numeric, categorical, left_out = [], [], {}
