@@ -39,13 +39,15 @@ def read_frame(path: str | Path, columns: list[str] | None = None, rows: int | N
         return [c for c in names if wanted is None or c in wanted] or names[:1]
 
     if suffix in PARQUET_SUFFIXES:
+        if wanted is None and rows is None:
+            return pd.read_parquet(path)
         import pyarrow.parquet as pq
 
         picked = chosen(list(pq.read_schema(path).names))
         if rows is not None:
             batch = next(pq.ParquetFile(path).iter_batches(batch_size=rows, columns=picked), None)
             return batch.to_pandas() if batch is not None else pd.read_parquet(path, columns=picked)
-        return pd.read_parquet(path, columns=picked if wanted is not None else None)
+        return pd.read_parquet(path, columns=picked)
     try:
         if wanted is None:
             return pd.read_csv(path, nrows=rows)
