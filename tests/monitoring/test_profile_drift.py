@@ -13,8 +13,11 @@ import pytest
 from scipy.spatial.distance import jensenshannon as scipy_js
 
 from nbops.monitoring.drift import (
+    ALERT_QUANTILE,
     EPS,
+    TAIL_FACTOR,
     DriftThresholds,
+    chi2_quantile,
     compare,
     jensen_shannon,
     profile_of_table,
@@ -213,12 +216,19 @@ def test_shifted_numeric_column_drifts(reference_frame, profile):
 
 
 def test_small_shift_is_below_the_threshold_and_thresholds_apply(reference_frame, profile):
-    shifted = reference_frame.assign(x=reference_frame["x"] + 30)  # 3 % of the range
+    shifted = reference_frame.assign(x=reference_frame["x"] + 70)  # 7 % of the range
     report = compare(profile, shifted)
     score = next(f.score for f in report.features if f.name == "x")
     assert 0 < score < 0.2 and not report.dataset_drift
     strict = compare(profile, shifted, DriftThresholds(psi=score / 2))
     assert strict.drifted == ["x"] and strict.dataset_drift
+    # A 3 % shift between 1,000 and 1,000 rows is what chance alone gives (PSI ~ chi2(9) x 2/1000, mean
+    # 0.018): a threshold below the 99.99% quantile of that null is raised to it, so it does not drift.
+    tiny = reference_frame.assign(x=reference_frame["x"] + 30)
+    tiny_score = next(f.score for f in compare(profile, tiny).features if f.name == "x")
+    raised = next(f for f in compare(profile, tiny, DriftThresholds(psi=tiny_score / 2)).features if f.name == "x")
+    assert raised.threshold == pytest.approx(TAIL_FACTOR * chi2_quantile(9, ALERT_QUANTILE) * (1 / 1000 + 1 / 1000))
+    assert raised.threshold > tiny_score and not raised.drifted
     lenient = compare(
         profile, reference_frame.assign(x=reference_frame["x"] + 500), DriftThresholds(min_drifted_features=2)
     )

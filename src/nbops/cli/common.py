@@ -7,8 +7,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from nbops.errors import NbopsError
 
 if TYPE_CHECKING:
@@ -46,6 +44,8 @@ def say_waiting(holders: list[Any]) -> None:
 def overrides(pairs: list[str]) -> dict[str, Any]:
     """``--set`` pairs as typed values: YAML turns "[a, b]" into a list and "0.1" into a number,
     and ``nbops check`` then validates the types."""
+    import yaml
+
     values: dict[str, Any] = {}
     for pair in pairs:
         if "=" not in pair:

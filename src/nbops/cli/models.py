@@ -10,7 +10,6 @@ from typing import Any
 
 from nbops.cli.common import add_env_args, add_wait_arg, project_of, registry_of, say_waiting, text_table
 from nbops.errors import NbopsError
-from nbops.pipeline.operations import promote_version, rollback_production
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -93,6 +92,8 @@ def models(args: argparse.Namespace) -> int:
         print(f"\nfiles verified against their checksums; card: {version.file('card.html')}")
         print(f"history: `nbops models history {version.version}`")
         return 0
+    from nbops.pipeline.operations import promote_version, rollback_production
+
     if args.action == "promote":
         if not args.version:
             raise NbopsError("`nbops models promote` needs a VERSION (see `nbops models list`)")

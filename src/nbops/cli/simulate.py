@@ -7,8 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from nbops.data.io import SUPPORTED_SUFFIXES
-from nbops.data.simulate import SCENARIOS, simulate_batch, simulate_history, write_simulation
+# The simulator (numpy, pandas) is imported when the command runs: `nbops --help` and the other
+# commands build this parser too, and must not pay for it.
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,6 +41,8 @@ def _non_negative_int(text: str) -> int:
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    from nbops.data.simulate.catalogue import SCENARIOS
+
     parser = argparse.ArgumentParser(
         prog="nbops simulate",
         description=(
@@ -88,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed usage and the message (or --help)
         return exc.code if isinstance(exc.code, int) else 2
+    from nbops.data.io import SUPPORTED_SUFFIXES
+    from nbops.data.simulate import simulate_batch, simulate_history, write_simulation
+
     if args.batch is None and args.drift != "none":
         return _fail(
             parser,

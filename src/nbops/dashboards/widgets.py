@@ -30,6 +30,7 @@ from nbops.monitoring.plots import (
     drift_heatmap_svg,
     metric_name,
     performance_svg,
+    raised_note,
 )
 from nbops.monitoring.svg import hbar_chart
 
@@ -481,8 +482,13 @@ def monitoring_dashboard(data: DashboardData) -> w.Widget:
             section(
                 "Drift by batch",
                 "Population Stability Index of each feature against the training reference; a batch drifts at PSI ≥ "
-                f"{psi:g} in at least {rules.drift.min_drifted_features} feature(s). The top strip is each batch's "
-                "status. Hover a cell for its value.",
+                f"{psi:g} in at least {rules.drift.min_drifted_features} feature(s), a threshold raised for a small "
+                "batch to what chance alone rarely reaches at its size"
+                + (
+                    raised_note(history, psi).replace("; higher for small batches:", ":")
+                    or " (no batch here was small)"
+                )
+                + ". The top strip is each batch's status. Hover a cell for its value and the threshold it had.",
             ),
             heatmap,
             section(

@@ -328,23 +328,51 @@ def infer_schema(
             raise single_class_error(file, target, classes[0] if classes else None)
         if len(classes) > MAX_CLASSES:
             raise too_many_classes_error(file, target, len(classes), list(classes))
+    kind: Kind = "numeric" if task == "regression" or positive is None else "categorical"
+    labels = None
+    if task == "multiclass":  # [class 0, class 1, ...]: the order of the model's outputs
+        kind, labels = ("numeric" if integer_classes else "categorical"), classes
+    elif positive is not None:
+        counts = df[target].dropna().astype(str).value_counts()
+        negative = next(str(v) for v in counts.index if str(v) != positive)
+        labels = [negative, positive]  # [class 0, class 1]
+    target_spec = ColumnSpec(target, kind, "target", nullable=False, categories=labels)
+    others, notes, chosen_time = infer_columns(
+        df.drop(columns=[target]), time_column=time_column, id_columns=id_columns, pii_columns=pii_columns, file=file
+    )
+    by_name = {c.name: c for c in others}
+    columns = [target_spec if name == target else by_name[name] for name in df.columns]
+    return TableSchema(
+        dataset=dataset,
+        target=target,
+        task_type=task,
+        columns=columns,
+        time_column=chosen_time,
+        positive_class=positive,
+        notes=notes,
+    )
+
+
+def infer_columns(
+    df: pd.DataFrame,
+    *,
+    time_column: str = "auto",
+    id_columns: list[str] | None = None,
+    pii_columns: list[str] | None = None,
+    file: str = "data",
+) -> tuple[list[ColumnSpec], list[str], str | None]:
+    """The kind and role of every column of a table without its target, as :func:`infer_schema`
+    decides them (personal data, time, ids, row numbers, containers, numbers, categories); also the
+    notes for the user and the time column chosen. `nbops drift` uses it on a reference table.
+    """
+    id_columns = list(id_columns or [])
+    pii_columns = list(pii_columns or [])
     notes: list[str] = []
     columns: list[ColumnSpec] = []
     chosen_time = None if time_column == "none" else (time_column if time_column != "auto" else None)
     for name in df.columns:
         series = df[name]
         nullable = bool(series.isna().any())
-        if name == target:
-            kind: Kind = "numeric" if task == "regression" or positive is None else "categorical"
-            labels = None
-            if task == "multiclass":  # [class 0, class 1, ...]: the order of the model's outputs
-                kind, labels = ("numeric" if integer_classes else "categorical"), classes
-            elif positive is not None:
-                counts = series.dropna().astype(str).value_counts()
-                negative = next(str(v) for v in counts.index if str(v) != positive)
-                labels = [negative, positive]  # [class 0, class 1]
-            columns.append(ColumnSpec(name, kind, "target", nullable=False, categories=labels))
-            continue
         if name in pii_columns or (name not in id_columns and _PII_NAME.search(str(name))):
             columns.append(ColumnSpec(name, "text", "pii", nullable=True))
             if name not in pii_columns:
@@ -402,15 +430,7 @@ def infer_schema(
         else:
             cats = sorted(levels.unique().tolist())
             columns.append(ColumnSpec(name, "categorical", "feature", nullable=nullable, categories=cats))
-    return TableSchema(
-        dataset=dataset,
-        target=target,
-        task_type=task,
-        columns=columns,
-        time_column=chosen_time,
-        positive_class=positive,
-        notes=notes,
-    )
+    return columns, notes, chosen_time
 
 
 def as_numeric(series: pd.Series) -> pd.Series:

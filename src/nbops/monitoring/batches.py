@@ -15,8 +15,10 @@ from nbops.monitoring.history import read_history
 BATCH_SUFFIXES = SUPPORTED_SUFFIXES
 
 
-def read_frame(path: str | Path) -> pd.DataFrame:
-    """A CSV (types inferred) or Parquet table; a clear error for anything else."""
+def read_frame(path: str | Path, columns: list[str] | None = None, rows: int | None = None) -> pd.DataFrame:
+    """A CSV (types inferred) or Parquet table; a clear error for anything else. ``columns``: only
+    these of the table's columns (those it lacks are left out, for the caller to report); ``rows``:
+    only its first rows (for a look at its columns without reading it whole)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in BATCH_SUFFIXES:
@@ -30,10 +32,26 @@ def read_frame(path: str | Path) -> pd.DataFrame:
         )
     if not path.exists():
         raise DataError("file not found", file=str(path))
+    wanted = set(columns) if columns is not None else None
+
+    def chosen(names: list[str]) -> list[str]:
+        # None of them present: the first column still says how many rows the table has.
+        return [c for c in names if wanted is None or c in wanted] or names[:1]
+
     if suffix in PARQUET_SUFFIXES:
-        return pd.read_parquet(path)
+        if wanted is None and rows is None:
+            return pd.read_parquet(path)
+        import pyarrow.parquet as pq
+
+        picked = chosen(list(pq.read_schema(path).names))
+        if rows is not None:
+            batch = next(pq.ParquetFile(path).iter_batches(batch_size=rows, columns=picked), None)
+            return batch.to_pandas() if batch is not None else pd.read_parquet(path, columns=picked)
+        return pd.read_parquet(path, columns=picked)
     try:
-        return pd.read_csv(path)
+        if wanted is None:
+            return pd.read_csv(path, nrows=rows)
+        return pd.read_csv(path, usecols=chosen([str(c) for c in pd.read_csv(path, nrows=0).columns]), nrows=rows)
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
 

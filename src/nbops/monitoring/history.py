@@ -85,7 +85,8 @@ def upsert_history(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> pd.Da
                     merged.at[batch_id, k] = v
             else:
                 merged.loc[batch_id] = pd.Series(values)
-        history = merged.reset_index()
+        # copy() consolidates the columns set one by one (a wide history: a PSI and two levels per feature)
+        history = merged.copy().reset_index()
     else:
         history = new
     if "month" in history.columns:

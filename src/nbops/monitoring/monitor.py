@@ -12,7 +12,9 @@ import numpy as np
 import pandas as pd
 
 from nbops.modeling.metrics import MONITORED_METRIC
-from nbops.monitoring.drift import DriftReport, DriftThresholds, compare
+from nbops.monitoring.drift import WATCH_PSI as WATCH_PSI  # re-exported: its home is nbops.monitoring.drift
+from nbops.monitoring.drift import DriftReport, DriftThresholds, FeatureDrift, compare
+from nbops.monitoring.drift import watch_level as watch_level
 from nbops.monitoring.estimate import BinaryEstimator, Estimator, PerformanceEstimate, RegressionEstimator
 from nbops.monitoring.performance import batch_performance
 from nbops.monitoring.profile import ReferenceProfile
@@ -144,6 +146,10 @@ def summarise_batch(
                 for f in drift.class_predictions
             },
             **{f"psi__{f.name}": f.score for f in drift.features},
+            # The levels of each feature at this batch's size (raised above psi_threshold for a small batch).
+            psi_threshold=drift.psi_threshold,
+            **{f"psi_threshold__{f.name}": levels_of(f, rules)[0] for f in drift.features},
+            **{f"psi_watch__{f.name}": levels_of(f, rules)[1] for f in drift.features},
             **{f"missing__{c.name}": c.missing_rate for c in quality.columns},
         )
         if isinstance(estimator, BinaryEstimator) and model.task_type == "binary" and p.ndim == 1 and len(p):
@@ -167,16 +173,27 @@ def summarise_batch(
 
 STATUSES = ("ok", "watch", "alert")
 SEVERITIES = ("info", "warning", "critical")
-WATCH_PSI = 0.1  # the usual "watch" level of PSI (capped at half the alert threshold)
 CRITICAL_FACTOR = 2.0  # an alert is critical at this multiple of its threshold
 MANY_DRIFTED = 3  # this many drifted features (or twice min_drifted_features) is critical
 QUALITY_WATCH_SHARE = 0.01  # bad values in under 1% of the rows: info (watch)
 QUALITY_CRITICAL_SHARE = 0.10  # in 10% of the rows or more: critical
 
 
-def watch_level(psi_threshold: float) -> float:
-    """The PSI from which a feature is worth watching: 0.1, or half the alert threshold when that is lower."""
-    return min(WATCH_PSI, psi_threshold / 2)
+def levels_of(f: FeatureDrift, rules: AlertRules) -> tuple[float, float]:
+    """(alert, watch) PSI of a feature for its batch: the levels drift measured at the batch's size, or
+    the configured ones for a report without them."""
+    alert = f.threshold if f.threshold is not None else rules.drift.psi
+    return alert, f.watch if f.watch is not None else watch_level(alert)
+
+
+def threshold_text(levels: list[float], configured: float, rows: int) -> str:
+    """'0.2', or '0.34 for 98 rows (0.2 configured)' when the batch's size raised the threshold."""
+    top = max(levels, default=configured)
+    if top <= configured:
+        return f"{configured:g}"
+    low = min(levels)
+    shown = f"{top:.2f}" if abs(top - low) < 0.005 else f"{low:.2f}-{top:.2f}"
+    return f"{shown} for {rows:,} rows ({configured:g} configured)"
 
 
 def graded(value: float, threshold: float) -> str:
@@ -213,10 +230,11 @@ def assess_batch(
     - data quality: a missing column or a batch with no rows is ``critical`` (it cannot be compared
       at all). Values of the wrong type, out of the declared range or of an unseen category are graded
       by the share of rows they touch: under 1% ``info``, under 10% ``warning``, else ``critical``.
-    - drift (the batch drifted: at least ``min_drifted_features`` features at PSI >= ``psi_threshold``):
-      ``critical`` when the worst feature's PSI is at least twice the threshold or when
-      max(3, 2 x ``min_drifted_features``) features drifted, else ``warning``.
-    - prediction drift (PSI of the scores >= ``psi_threshold``): ``critical`` at twice the threshold.
+    - drift (the batch drifted: at least ``min_drifted_features`` features at PSI >= ``psi_threshold``,
+      raised for a small batch to what chance alone rarely reaches at its size, see
+      :mod:`nbops.monitoring.drift`): ``critical`` when the worst feature's PSI is at least twice its
+      threshold or when max(3, 2 x ``min_drifted_features``) features drifted, else ``warning``.
+    - prediction drift (PSI of the scores >= its threshold): ``critical`` at twice the threshold.
     - performance (ROC AUC more than ``max_auc_drop`` below the test AUC; multiclass log loss more
       than ``max_log_loss_increase`` above the test log loss; RMSE more than ``max_rmse_increase``
       above the test RMSE) and calibration (error above ``max_calibration_error``): ``critical`` when
@@ -230,7 +248,8 @@ def assess_batch(
     - ``alert``: at least one alert of severity ``warning`` or ``critical``. A batch too broken to
       compare (missing columns, no rows) is an alert too: its reason starts with "not comparable".
     - ``watch``: no such alert, but a signal below the alert level: a feature or the predictions at
-      PSI >= :func:`watch_level` (0.1 by default), features over the threshold without the batch
+      PSI >= :func:`watch_level` (0.1 by default; raised with the threshold for a small batch), features
+      over the threshold without the batch
       counting as drifted (fewer than ``min_drifted_features``), or an ``info`` data-quality alert
       (a small share of bad values).
     - ``ok``: nothing of the above.
@@ -279,52 +298,60 @@ def assess_batch(
                 f"'{c.name}': {share:.1%} of rows {what.removeprefix('values ').removeprefix('rows ')}",
             )
     if drift is not None:
-        threshold = rules.drift.psi
+        configured = rules.drift.psi
         drifted = sorted((f for f in drift.features if f.drifted), key=lambda f: -f.score)
         if drift.dataset_drift and drifted:
             worst = drifted[0]
             many = max(MANY_DRIFTED, 2 * rules.drift.min_drifted_features)
-            severity = "critical" if (worst.score >= CRITICAL_FACTOR * threshold or len(drifted) >= many) else "warning"
+            severe = worst.score >= CRITICAL_FACTOR * levels_of(worst, rules)[0]
+            severity = "critical" if (severe or len(drifted) >= many) else "warning"
+            at = threshold_text([levels_of(f, rules)[0] for f in drifted], configured, drift.rows)
             add(
                 "drift",
                 severity,
-                f"dataset drift: {len(drifted)} feature(s) over PSI {threshold:g}: "
+                f"dataset drift: {len(drifted)} feature(s) over PSI {at}: "
                 + ", ".join(f"{f.name} ({f.score:.2f})" for f in drifted),
-                f"{len(drifted)} feature(s) drifted (worst: {worst.name} at PSI {worst.score:.2f}; alert at "
-                f"{threshold:g})",
+                f"{len(drifted)} feature(s) drifted (worst: {worst.name} at PSI {worst.score:.2f}; alert at {at})",
             )
         elif drifted:
+            at = threshold_text([levels_of(f, rules)[0] for f in drifted], configured, drift.rows)
             watch.append(
-                f"{len(drifted)} feature(s) over PSI {threshold:g}, fewer than the {rules.drift.min_drifted_features} "
+                f"{len(drifted)} feature(s) over PSI {at}, fewer than the {rules.drift.min_drifted_features} "
                 f"that make the batch drifted ({', '.join(f.name for f in drifted)})"
             )
-        level = watch_level(threshold)
-        near = sorted((f for f in drift.features if level <= f.score < threshold), key=lambda f: -f.score)
+        near = sorted(
+            (f for f in drift.features if levels_of(f, rules)[1] <= f.score < levels_of(f, rules)[0]),
+            key=lambda f: -f.score,
+        )
         if near:
             shown = ", ".join(f"{f.name} {f.score:.3f}" for f in near[:3]) + (
                 f" and {len(near) - 3} more" if len(near) > 3 else ""
             )
-            watch.append(f"PSI between {level:g} and {threshold:g}: {shown}")
+            low = min(levels_of(f, rules)[1] for f in near)
+            at = threshold_text([levels_of(f, rules)[0] for f in near], configured, drift.rows)
+            watch.append(f"PSI between {low:.3g} and {at}: {shown}")
         pred = drift.prediction
         moved = sorted((f for f in drift.class_predictions if f.drifted), key=lambda f: -f.score)
+        if pred is not None:
+            pred_alert, pred_watch = levels_of(pred, rules)
         if pred is not None and pred.drifted and moved:
             names = [f.name.removeprefix("prediction[").removesuffix("]") for f in moved]
             shown = ", ".join(f"{n} (PSI {f.score:.2f})" for n, f in zip(names, moved, strict=True))
             add(
                 "prediction_drift",
-                graded(pred.score, threshold),
+                graded(pred.score, pred_alert),
                 f"predicted probabilities moved for {len(moved)} class(es): {shown}",
                 f"predictions moved (PSI {pred.score:.2f}, class {names[0]})",
             )
         elif pred is not None and pred.drifted:
             add(
                 "prediction_drift",
-                graded(pred.score, threshold),
+                graded(pred.score, pred_alert),
                 f"prediction distribution moved (PSI {pred.score:.2f})",
                 f"predictions moved (PSI {pred.score:.2f})",
             )
-        elif pred is not None and pred.score >= level:
-            watch.append(f"predictions PSI {pred.score:.3f} (watch from {level:g})")
+        elif pred is not None and pred.score >= pred_watch:
+            watch.append(f"predictions PSI {pred.score:.3f} (watch from {pred_watch:.3g})")
     if performance is not None:
         for alert in performance_alerts(task_type, performance, reference_metrics, rules):
             add(alert["kind"], alert["severity"], alert["message"], alert["reason"])

@@ -20,7 +20,7 @@ from matplotlib.patches import Patch
 
 from nbops.monitoring.monitor import watch_level
 from nbops.monitoring.profile import ReferenceProfile, bin_shares, category_shares, numeric_values
-from nbops.monitoring.svg import GRID, Chart, esc, message_chart, nice_ticks, text_width, tick_text
+from nbops.monitoring.svg import GRID, Chart, esc, message_chart, nice_ticks, text_width, tick_text, wrap
 
 # PSI bands: stable, watch, drifted, severe (the same colours in the PNG and the SVG).
 BAND_COLOURS = ("#e6f2e1", "#fbe3a1", "#f08a5d", "#b83b5e")
@@ -68,10 +68,11 @@ def psi_matrix(history: pd.DataFrame) -> pd.DataFrame:
     return m
 
 
-def psi_bands(threshold: float) -> list[tuple[float, float, str]]:
-    """(low, high, name) of the PSI bands: stable, watch (from :func:`watch_level`), drifted (from the
-    threshold), severe (from twice the threshold, where a drift alert turns critical)."""
-    watch = watch_level(threshold)
+def psi_bands(threshold: float, watch: float | None = None) -> list[tuple[float, float, str]]:
+    """(low, high, name) of the PSI bands: stable, watch (from ``watch``, by default
+    :func:`watch_level`), drifted (from the threshold), severe (from twice the threshold, where a drift
+    alert turns critical). A small batch's levels are raised (see :mod:`nbops.monitoring.drift`)."""
+    watch = watch_level(threshold) if watch is None else watch
     return [
         (0.0, watch, "stable"),
         (watch, threshold, "watch"),
@@ -80,9 +81,48 @@ def psi_bands(threshold: float) -> list[tuple[float, float, str]]:
     ]
 
 
-def psi_band(value: float, threshold: float) -> int:
+def psi_band(value: float, threshold: float, watch: float | None = None) -> int:
     """Index of the band ``value`` falls in (0 stable .. 3 severe)."""
-    return next(i for i, (_, high, _) in enumerate(psi_bands(threshold)) if value < high)
+    return next(i for i, (_, high, _) in enumerate(psi_bands(threshold, watch)) if value < high)
+
+
+def level_matrix(history: pd.DataFrame, m: pd.DataFrame, prefix: str, default: float) -> np.ndarray:
+    """Per feature (rows of ``m``) and batch (its columns) the level the monitor used, from the
+    history's ``<prefix><feature>`` columns (``psi_threshold__`` / ``psi_watch__``); ``default`` (the
+    configured level) where the history has none (a history written before the levels were recorded)."""
+    by_batch = history.set_index(history["batch_id"].astype(str))
+    out = np.full(m.shape, default, dtype=np.float64)
+    for i, feature in enumerate(m.index):
+        col = f"{prefix}{feature}"
+        if col in by_batch.columns:
+            values = pd.to_numeric(by_batch[col], errors="coerce").reindex(m.columns).to_numpy(dtype=np.float64)
+            out[i] = np.where(np.isfinite(values), values, default)
+    return out
+
+
+def raised_note(history: pd.DataFrame, threshold: float) -> str:
+    """'' when every batch was judged at the configured threshold, else where the batch's size raised
+    it, e.g. '; higher for small batches: up to 0.50 (2025-02 and 2025-03, 98 rows)'."""
+    if "psi_threshold" not in history.columns or history.empty:
+        return ""
+    levels = pd.to_numeric(history["psi_threshold"], errors="coerce").to_numpy(dtype=np.float64)
+    raised = np.flatnonzero(levels > threshold + 1e-12)
+    if raised.size == 0:
+        return ""
+    raised = raised[np.argsort(-levels[raised], kind="stable")]
+    rows = (
+        pd.to_numeric(history["rows"], errors="coerce").to_numpy(dtype=np.float64)
+        if "rows" in history.columns
+        else np.full(len(history), np.nan)
+    )
+    batches = history["batch_id"].astype(str).to_numpy()
+    shown = [str(batches[i]) for i in raised[:3]]
+    names = ", ".join(shown[:-1]) + (" and " if len(shown) > 1 else "") + shown[-1]
+    more = f" and {raised.size - 3} more" if raised.size > 3 else ""
+    sizes = sorted({int(rows[i]) for i in raised if np.isfinite(rows[i])})
+    span = f"{sizes[0]:,}" if len(sizes) == 1 else (f"{sizes[0]:,}-{sizes[-1]:,}" if sizes else "")
+    size = f", {span} rows" if span else ""
+    return f"; higher for small batches: up to {levels[raised[0]]:.2f} ({names}{more}{size})"
 
 
 def band_labels(threshold: float) -> list[str]:
@@ -227,18 +267,27 @@ def drift_heatmap(history: pd.DataFrame, threshold: float = 0.2) -> Figure:
     strip.set_yticks([0], ["status"], fontsize=8, fontweight="bold")
     strip.tick_params(axis="x", bottom=False)
     cmap = ListedColormap(list(BAND_COLOURS)).with_extremes(bad="#eeeeee")
-    bounds = [low for low, _, _ in psi_bands(threshold)] + [max(10.0, float(np.nanmax(m.values)) + 1)]
+    alert = level_matrix(history, m, "psi_threshold__", threshold)
+    watch = level_matrix(history, m, "psi_watch__", watch_level(threshold))
+    scores = m.to_numpy(dtype=np.float64)
+    bands = np.array(
+        [
+            [psi_band(v, a, w) if np.isfinite(v) else np.nan for v, a, w in zip(row, arow, wrow, strict=True)]
+            for row, arow, wrow in zip(scores, alert, watch, strict=True)
+        ],
+        dtype=float,
+    )
     ax.imshow(
-        np.ma.masked_invalid(m.values),
+        np.ma.masked_invalid(bands),
         aspect="auto",
         cmap=cmap,
-        norm=BoundaryNorm(bounds, cmap.N),
+        norm=BoundaryNorm([-0.5, 0.5, 1.5, 2.5, 3.5], cmap.N),
         interpolation="nearest",
     )
     ax.set_yticks(range(m.shape[0]), m.index, fontsize=8)
     ax.set_xticks(range(m.shape[1]), m.columns, rotation=60, ha="right", fontsize=8)
-    for (i, j), value in np.ndenumerate(m.values):
-        if np.isfinite(value) and value >= threshold:
+    for (i, j), value in np.ndenumerate(scores):
+        if np.isfinite(value) and bands[i, j] >= 2:
             ax.text(
                 j,
                 i,
@@ -246,9 +295,11 @@ def drift_heatmap(history: pd.DataFrame, threshold: float = 0.2) -> Figure:
                 ha="center",
                 va="center",
                 fontsize=6.5,
-                color="white" if value >= 2 * threshold else "black",
+                color="white" if bands[i, j] == 3 else "black",
             )
-    fig.suptitle(f"Feature drift (PSI) by batch; alert at PSI ≥ {threshold:g}", fontsize=10)
+    fig.suptitle(
+        f"Feature drift (PSI) by batch; alert at PSI ≥ {threshold:g}{raised_note(history, threshold)}", fontsize=10
+    )
     handles = [Patch(color=c, label=t) for c, t in zip(BAND_COLOURS, band_labels(threshold), strict=True)]
     handles += [Patch(color=STATUS_COLOURS[k], label=f"status {k}") for k in ("ok", "watch", "alert")]
     fig.legend(handles=handles, loc="outside lower center", ncol=7, fontsize=7.5, frameon=False)
@@ -371,6 +422,12 @@ def drift_heatmap_svg(history: pd.DataFrame, threshold: float = 0.2, standalone:
     strip_top = 40.0
     grid_top = strip_top + row_h + 8
     grid_bottom = grid_top + row_h * m.shape[0]
+    note = raised_note(history, threshold).removeprefix("; ")
+    # Said on the chart, not only in its title: the legend's bands are the configured threshold's.
+    note_lines = wrap(f"Alert at PSI {threshold:g}, {note}; hover a cell for its own.", 110) if note else []
+    strip_top += 16 * len(note_lines)
+    grid_top += 16 * len(note_lines)
+    grid_bottom += 16 * len(note_lines)
     rotate = cell_w < 60
     label_room = max(text_width(b, 11) for b in batches) * (0.8 if rotate else 0) + 24
     height = grid_bottom + label_room
@@ -378,12 +435,15 @@ def drift_heatmap_svg(history: pd.DataFrame, threshold: float = 0.2, standalone:
         width,
         height,
         kind="heatmap",
-        title=f"Feature drift (PSI) by batch; alert at PSI ≥ {threshold:g}",
+        title=f"Feature drift (PSI) by batch; alert at PSI ≥ {threshold:g}{raised_note(history, threshold)}",
         attrs={"data-threshold": f"{threshold:g}"},
     )
     swatch = '<rect width="18" height="12" rx="2" fill="{}"/>'
     x = chart.legend([(swatch.format(c), t) for c, t in zip(BAND_COLOURS, band_labels(threshold), strict=True)], 0, 16)
     chart.legend([(swatch.format(STATUS_COLOURS[s]), s) for s in ("ok", "watch", "alert")], x + 10, 16)
+    for k, line in enumerate(note_lines):
+        chart.text(0, 38 + 16 * k, line, size=11, cls="nbops-muted")
+
     chart.text(label_w - 8, strip_top + row_h / 2 + 4, "status", anchor="end", weight="600")
     for j, batch in enumerate(batches):
         x = label_w + j * cell_w
@@ -403,6 +463,8 @@ def drift_heatmap_svg(history: pd.DataFrame, threshold: float = 0.2, standalone:
         else:
             chart.text(cx, cy, batch, anchor="middle", size=11, cls="nbops-muted")
     scores = m.to_numpy(dtype=np.float64)
+    alert = level_matrix(history, m, "psi_threshold__", threshold)
+    watch = level_matrix(history, m, "psi_watch__", watch_level(threshold))
     for i, feature in enumerate(m.index):
         y = grid_top + i * row_h
         chart.text(label_w - 8, y + row_h / 2 + 4, feature, anchor="end")
@@ -413,7 +475,8 @@ def drift_heatmap_svg(history: pd.DataFrame, threshold: float = 0.2, standalone:
                 chart.rect(x, y, cell_w, row_h, "#f1f3f5", 'stroke="#ffffff"')
                 lines = [f"{batch} · {feature}", "not measured (the batch could not be compared)"]
             else:
-                band = psi_band(score, threshold)
+                a, wl = float(alert[i, j]), float(watch[i, j])
+                band = psi_band(score, a, wl)
                 chart.rect(x, y, cell_w, row_h, BAND_COLOURS[band], 'stroke="#ffffff"')
                 if band >= 2 and cell_w >= 28:
                     chart.text(
@@ -424,7 +487,9 @@ def drift_heatmap_svg(history: pd.DataFrame, threshold: float = 0.2, standalone:
                         size=10,
                         fill="#ffffff" if band == 3 else "#1f2933",
                     )
-                lines = [f"{batch} · {feature}", f"PSI {score:.3f}: {psi_bands(threshold)[band][2]}"]
+                lines = [f"{batch} · {feature}", f"PSI {score:.3f}: {psi_bands(a, wl)[band][2]}"]
+                if a > threshold + 1e-12:
+                    lines.append(f"alert at {a:.2f} for this batch's size ({threshold:g} configured)")
             chart.tip(
                 f'<rect class="nbops-hit" x="{x:.1f}" y="{y:.1f}" width="{cell_w:.1f}" height="{row_h:.1f}"/>',
                 lines,

@@ -238,7 +238,17 @@ def _monitoring_page(checked: CheckedProject, work: Path, site: Site) -> int:
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     wanted = [
         c
-        for c in ("batch_id", "status", "status_reason", "rows", "n_drifted", "max_psi", "prediction_psi")
+        # psi_threshold: the highest feature threshold the batch was judged at (raised for a small batch)
+        for c in (
+            "batch_id",
+            "status",
+            "status_reason",
+            "rows",
+            "n_drifted",
+            "max_psi",
+            "psi_threshold",
+            "prediction_psi",
+        )
         if c in history.columns
     ]
     wanted += [c for c in history.columns if c.startswith("perf__")][:3]

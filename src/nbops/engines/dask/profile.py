@@ -27,8 +27,7 @@ from nbops.monitoring.drift import (
     DriftReport,
     DriftThresholds,
     FeatureDrift,
-    jensen_shannon,
-    psi,
+    psi_drift,
 )
 from nbops.monitoring.profile import (
     N_BINS,
@@ -366,38 +365,36 @@ def compare(
         entries = passes.entries(name)
         missing = sum(e["missing"] for e in entries)
         cur = _bin_shares(sum(e["bins"] for e in entries), missing, n, len(edges[name]))
-        score = psi(ref.shares, cur)
         q = passes.resolved[name].values if name in passes.resolved else None
         rows.append(
-            FeatureDrift(
+            psi_drift(
                 name,
                 "numeric",
-                "psi",
-                score,
-                score >= thresholds.psi,
-                _wasserstein(np.asarray(ref.quantiles), q, ref.iqr),
-                jensen_shannon(ref.shares, cur),
-                ref.missing_rate,
-                float(missing / n) if n else 0.0,
+                ref.shares,
+                cur,
+                rows=n,
+                reference_rows=profile.rows,
+                thresholds=thresholds,
+                wasserstein=_wasserstein(np.asarray(ref.quantiles), q, ref.iqr),
+                missing_reference=ref.missing_rate,
+                missing_current=float(missing / n) if n else 0.0,
             )
         )
     for name in categorical:
         ref_c = profile.categorical[name]
         counts, missing, isna = _summed_category_counts(passes, name)
-        cur = _category_shares(counts, missing, ref_c.levels, n)
-        reference = np.asarray(ref_c.shares)
-        score = psi(reference, cur)
         rows.append(
-            FeatureDrift(
+            psi_drift(
                 name,
                 "categorical",
-                "psi",
-                score,
-                score >= thresholds.psi,
-                None,
-                jensen_shannon(reference, cur),
-                ref_c.missing_rate,
-                float(isna / n) if n else 0.0,
+                ref_c.shares,
+                _category_shares(counts, missing, ref_c.levels, n),
+                rows=n,
+                reference_rows=profile.rows,
+                thresholds=thresholds,
+                wasserstein=None,
+                missing_reference=ref_c.missing_rate,
+                missing_current=float(isna / n) if n else 0.0,
             )
         )
     prediction = None
@@ -406,18 +403,18 @@ def compare(
         entries = passes.entries("\0prediction")
         missing = sum(e["missing"] for e in entries)
         cur = _bin_shares(sum(e["bins"] for e in entries), missing, n, len(edges["\0prediction"]))
-        score = psi(profile.prediction["shares"], cur)
         q = passes.resolved["\0prediction"].values if "\0prediction" in passes.resolved else None
-        prediction = FeatureDrift(
+        prediction = psi_drift(
             "prediction",
             "prediction",
-            "psi",
-            score,
-            score >= thresholds.psi,
-            _wasserstein(np.asarray(profile.prediction["quantiles"]), q, 0.0),
-            jensen_shannon(profile.prediction["shares"], cur),
-            0.0,
-            float(missing / n) if n else float("nan"),
+            profile.prediction["shares"],
+            cur,
+            rows=n,
+            reference_rows=profile.rows,
+            thresholds=thresholds,
+            wasserstein=_wasserstein(np.asarray(profile.prediction["quantiles"]), q, 0.0),
+            missing_reference=0.0,
+            missing_current=float(missing / n) if n else float("nan"),
         )
     n_drifted = sum(f.drifted for f in rows)
     return DriftReport(

@@ -21,12 +21,6 @@ from nbops.monitoring.estimate import BinaryEstimator, Estimator, PerformanceEst
 from nbops.monitoring.ground_truth import drift_recall, truth_table
 from nbops.monitoring.history import read_alerts, replace_alerts, upsert_history
 from nbops.monitoring.monitor import AlertRules, BatchMonitoring, performance_limit, performance_metric
-from nbops.monitoring.plots import (
-    drift_heatmap,
-    drift_heatmap_svg,
-    performance_over_time,
-    performance_svg,
-)
 from nbops.monitoring.profile import ReferenceProfile
 from nbops.pipeline.context import Stage
 from nbops.pipeline.runners.common import read_json, track
@@ -214,6 +208,9 @@ def _figures(
 ) -> dict[str, Path]:
     """PNG at twice the screen density for the report and W&B; beside each the same chart as SVG,
     crisp at any size, with every value on hover."""
+    # matplotlib is imported here, not with the module: `nbops estimate` scores through this module.
+    from nbops.monitoring.plots import drift_heatmap, drift_heatmap_svg, performance_over_time, performance_svg
+
     figures = stage.out("figures")
     figures.mkdir(parents=True, exist_ok=True)
     plots = {"drift_heatmap": figures / "drift_heatmap.png", "performance": figures / "performance.png"}
