@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nbops.runtime.schema import FieldSpec, InputError, InputSchema
+from nbops.runtime.schema import FieldSpec, InputError, InputSchema, known_categories
 
 SCHEMA = InputSchema(
     fields=[FieldSpec("age", "numeric", nullable=False, min=18, max=100), FieldSpec("region", "categorical")],
@@ -40,3 +40,29 @@ def test_a_pass_through_field_that_is_not_text_a_number_or_null_is_refused_namin
         SCHEMA.check_records(records)
     assert [(p.record, p.field) for p in caught.value.problems] == [(1, "application_id")], caught.value.problems
     assert "application_id" in str(caught.value) and "text, a number or null" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "dtype",
+    [pd.StringDtype("pyarrow", na_value=np.nan), pd.StringDtype("pyarrow"), "string[python]", object, "category"],
+)
+def test_known_categories_agree_with_text_membership_on_every_text_kind(dtype):
+    values = pd.Series(["north", None, "atlantis", "south", "north"], dtype=dtype)
+    expected = values.astype("string").isin(["north", "south"]).fillna(False).to_numpy(dtype=bool)
+    np.testing.assert_array_equal(known_categories(values, ["north", "south"]), expected)
+
+
+def test_a_parquet_batch_names_its_unseen_category_and_bad_number(tmp_path):
+    schema = InputSchema(
+        [FieldSpec("region", "categorical", categories=["north", "south"]), FieldSpec("income", "numeric")]
+    )
+    frame = pd.DataFrame({"region": ["north"] * 5 + ["atlantis"], "income": ["1", "2", "3", "4", "x", "6"]})
+    frame.to_parquet(tmp_path / "batch.parquet", index=False)
+    read = pd.read_parquet(tmp_path / "batch.parquet")
+    assert read["region"].dtype.storage == "pyarrow"
+    with pytest.raises(InputError) as caught:
+        schema.check_frame(read, first_row=100)
+    assert [str(p) for p in caught.value.problems] == [
+        "record 105, field 'region': unseen category 'atlantis'; expected one of north, south",
+        "record 104, field 'income': expected a number, found 'x'",
+    ]

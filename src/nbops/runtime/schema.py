@@ -87,6 +87,20 @@ def _is_identifier_value(value: Any) -> bool:
     )
 
 
+def known_categories(col: pd.Series, categories: Sequence[str]) -> np.ndarray:
+    """Whether each value, as text, is one of ``categories`` (False where missing). Arrow-backed text
+    (what Parquet and CSV batches are read as) is checked in Arrow, without a Python string per row."""
+    dtype = col.dtype
+    if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        data = col.array.__arrow_array__()  # the column's own Arrow data (no copy)
+        found = pc.is_in(data, value_set=pa.array(list(categories), type=data.type))  # null -> False
+        return np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
+    return (col.astype("string").isin(categories)).fillna(False).to_numpy(dtype=bool)
+
+
 @dataclass
 class InputSchema:
     """The fields a record must carry to be scored, optional pass-through identifier fields, and the
@@ -250,8 +264,8 @@ class InputSchema:
             if spec.kind == "numeric":
                 values = pd.to_numeric(col, errors="coerce")
                 bad = values.isna().to_numpy() & ~null
-                raw = col.to_numpy()
-                add(bad, spec.name, lambda r, raw=raw: f"expected a number, found {raw[r]!r}"[:200])
+                # The offending value is read only for a message: never the whole column as objects.
+                add(bad, spec.name, lambda r, col=col: f"expected a number, found {col.iloc[r]!r}"[:200])
                 v = values.to_numpy(dtype=float, na_value=np.nan)
                 with np.errstate(invalid="ignore"):
                     add(np.isinf(v), spec.name, "infinite values are not accepted")
@@ -260,14 +274,12 @@ class InputSchema:
                     if spec.max is not None:
                         add(v > spec.max, spec.name, lambda r, v=v, s=spec: f"{v[r]!r} is above the maximum {s.max:g}")
             elif spec.categories is not None:
-                text = col.astype("string")
-                unseen = (~text.isin(spec.categories)).fillna(False).to_numpy() & ~null
-                raw = col.to_numpy()
+                unseen = ~known_categories(col, spec.categories) & ~null
                 allowed = ", ".join(sorted(spec.categories)[:10])
                 add(
                     unseen,
                     spec.name,
-                    lambda r, raw=raw, a=allowed: f"unseen category {str(raw[r])[:60]!r}; expected one of {a}",
+                    lambda r, col=col, a=allowed: f"unseen category {str(col.iloc[r])[:60]!r}; expected one of {a}",
                 )
         if problems:
             raise InputError(problems, total)
