@@ -5,7 +5,9 @@ and registers a small model once per session (a few seconds, no pipeline); ``ran
 the eight task runners once per session on a small sample (seconds, no Ploomber); ``packaged_project`` runs
 a whole pipeline build once per session (slow tier only); ``scoring_venv`` installs its wheel into a
 fresh virtualenv (slow tier only); ``two_builds`` builds a project twice, the second time with another
-learning rate (slow tier only).
+learning rate (slow tier only); ``compiled_models`` trains a binary, a regression and a multiclass model,
+registers each and builds its default and compiled wheels, the trees compiled once per session into one
+cache (slow tier only).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from tests.support import TEST_ROOT, TinyModel, copy_project, nbops, output_of, 
 from tests.support.builds import QUICK, run_in_process
 
 # Fixtures that build a whole pipeline: only slow tests may use them (`make test-fast` builds none).
-BUILDS = ("packaged_project", "scoring_venv", "two_builds")
+BUILDS = ("packaged_project", "scoring_venv", "two_builds", "compiled_models")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -120,3 +122,19 @@ def two_builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     first = yaml.safe_load((project / "env.test.yaml").read_text())["learning_rate"]
     assert first != 0.1, "env.test.yaml's learning_rate is already 0.1: the second build would change nothing"
     return {"project": project, "builds": builds, "learning_rates": [first, 0.1]}
+
+
+@pytest.fixture(scope="session")
+def compiled_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Per task type (binary, regression, multiclass): a registered production model trained as the pipeline
+    trains, LightGBM's scores of its raw test split, and its default and compiled wheels. The compiled
+    libraries are cached in one session folder (``cache``). Read-only."""
+    from tests.support.compiled import KINDS, registered_kind_model, wheels_of
+
+    base = tmp_path_factory.mktemp("compiled-models")
+    cache = base / "cache"
+    out: dict[str, Any] = {"cache": cache}
+    for kind in KINDS:
+        model = registered_kind_model(base / kind, kind)
+        out[kind] = {"model": model, "wheels": wheels_of(model, cache)}
+    return out

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbops.cli.common import add_env_args, add_wait_arg, project_of, registry_of, say_waiting, text_table
 from nbops.errors import NbopsError
+
+if TYPE_CHECKING:
+    from nbops.deploy.compiled_trees import CompiledTrees
+    from nbops.registry.store import ModelVersion
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,6 +41,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     add_env_args(p)
     p.add_argument("version", nargs="?")
     p.add_argument("--dist", default="dist")
+    p.add_argument(
+        "--compiled",
+        action="store_true",
+        help="a platform wheel that scores with the trees compiled to machine code (lleaves): several times "
+        "LightGBM's batch throughput, same predictions (within 1e-9); compiling takes ~20 s, cached under "
+        "<root>/.nbops/cache/compiled",
+    )
     p.set_defaults(func=package)
     p = sub.add_parser("serve", help="serve a registered version (default: production) over REST with uvicorn")
     add_env_args(p)
@@ -153,14 +165,41 @@ def reproduce(args: argparse.Namespace) -> int:
 def package(args: argparse.Namespace) -> int:
     from nbops.deploy.wheel import build_wheel
 
-    registry, _ = registry_of(args)
+    registry, checked = registry_of(args)
     version = registry.get(args.version) if args.version else registry.alias("production")
     if version is None:
         raise NbopsError(f"no production model in {registry.root} to package; run `make run` or name a VERSION")
     registry.verify(version.version)
-    wheel = build_wheel(version, project_of(args) / args.dist)
+    compiled = _compiled_trees(version, project_of(args) / checked.settings.root) if args.compiled else None
+    wheel = build_wheel(version, project_of(args) / args.dist, compiled=compiled)
     print(f"built {wheel} (model {version.version}); install it with `pip install {wheel}` ([serve] for the API)")
+    if compiled is not None:
+        print(
+            f"it scores with the compiled trees ({compiled.descriptor.compiler}, {compiled.descriptor.platform}, "
+            f"CPU baseline {compiled.descriptor.target_cpu}; within {compiled.max_abs_difference:.1g} of LightGBM "
+            'on the check rows): `m.engine` says "lleaves"; on another platform it falls back to LightGBM '
+            "with a warning"
+        )
     return 0
+
+
+def _compiled_trees(version: ModelVersion, root: Path) -> CompiledTrees:
+    """The version's trees compiled (or from the cache under the products root), saying which."""
+    from nbops.config.paths import COMPILED_CACHE
+    from nbops.deploy.compiled_trees import cache_key, compile_trees
+
+    cache = root / COMPILED_CACHE
+    model_text = version.file("model.txt").read_bytes()
+    if not (cache / f"{cache_key(hashlib.sha256(model_text).hexdigest())}.so").exists():
+        print(
+            f"compiling the trees of {version.version} with lleaves (about 20 s on a quiet core; cached in {cache})",
+            file=sys.stderr,
+            flush=True,
+        )
+    trees = compile_trees(model_text, cache)
+    where = f"from the cache ({trees.cache_file})" if trees.from_cache else f"in {trees.seconds:.1f} s"
+    print(f"compiled trees {where}", file=sys.stderr)
+    return trees
 
 
 def serve(args: argparse.Namespace) -> int:

@@ -28,6 +28,8 @@ BUILD_LOG = "reports/builds.jsonl"
 # appended under its own short lock: single-task runs finish side by side.
 RUNS_INDEX = ".nbops/runs.jsonl"
 RUNS_LOCK = ".nbops/runs.lock"
+# Compiled trees (nbops package --compiled), one shared library per model file, platform and compiler.
+COMPILED_CACHE = ".nbops/cache/compiled"
 
 
 def project_root(start: str | Path | None = None) -> Path:

@@ -7,6 +7,11 @@ lightgbm only (the ``[serve]`` extra adds FastAPI, uvicorn, fastapi-offline, who
 serve /docs without a CDN, and prometheus-client, which writes /metrics); it needs neither nbops,
 Jupyter, Ploomber nor W&B. The zip is written with fixed timestamps, so the same version gives the
 same wheel.
+
+By default the wheel is pure Python (``py3-none-any``). With compiled trees (``nbops package --compiled``,
+:mod:`nbops.deploy.compiled_trees`) it is a platform wheel (``py3-none-linux_x86_64``) that also carries
+the trees as a shared library under ``<package>/compiled/``, which its ``load()`` scores with (through
+ctypes: the requirements stay the same four), falling back to LightGBM with a warning where it cannot.
 """
 
 from __future__ import annotations
@@ -20,16 +25,21 @@ import zipfile
 from collections.abc import Mapping
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nbops.runtime
 from nbops.errors import DataError
 from nbops.files import atomic_path
 from nbops.registry.store import ModelVersion
+from nbops.runtime.compiled import COMPILED_DIR, DESCRIPTOR
 from nbops.runtime.integrity import FEATURE_CODE_FILE, MANIFEST
+
+if TYPE_CHECKING:
+    from nbops.deploy.compiled_trees import CompiledTrees
 
 RUNTIME_MODULES = (
     "__init__.py",
+    "compiled.py",
     "derived.py",
     "integrity.py",
     "model.py",
@@ -51,7 +61,7 @@ INIT_TEMPLATE = '''"""{package}: scoring package for model {version} ({task_type
     import {package}
     m = {package}.load()        # verifies every file's checksum first
     m.predict(df_or_records)     # validated against the input schema
-    m.version, m.booster, m.transform(df)
+    m.version, m.booster, m.transform(df), m.engine{engine_doc}
 
 Command line: python -m {package} score IN OUT | serve --host 127.0.0.1 --port 8000 | info
 """
@@ -71,12 +81,24 @@ def _read(name: str) -> bytes:
     return _files(__name__).joinpath("artifacts", name).read_bytes()
 
 
-def load() -> ScoringModel:
-    """Load the packaged model, refusing it if any file was altered after packaging."""
-    return ScoringModel.from_files(_read, where=__name__ + "/artifacts")
-
+{load}
 
 __all__ = ["InputError", "IntegrityError", "MODEL_VERSION", "RUN_IDENTITY", "ScoringModel", "load"]
+'''
+
+LOAD_DEFAULT = '''def load() -> ScoringModel:
+    """Load the packaged model, refusing it if any file was altered after packaging."""
+    return ScoringModel.from_files(_read, where=__name__ + "/artifacts")
+'''
+
+LOAD_COMPILED = '''def _read_compiled(name: str) -> bytes:
+    return _files(__name__).joinpath("compiled", name).read_bytes()
+
+
+def load() -> ScoringModel:
+    """Load the packaged model, refusing it if any file was altered after packaging; its compiled trees
+    score (m.engine == "lleaves"), or LightGBM does, with a warning saying why, where they cannot."""
+    return ScoringModel.from_files(_read, where=__name__ + "/artifacts", compiled=_read_compiled)
 '''
 
 MAIN_TEMPLATE = """import sys
@@ -146,8 +168,10 @@ def _pin(requirement: str) -> str:
     return f"{requirement}>={version.split('+')[0]}"
 
 
-def build_wheel(model: ModelVersion, dist: str | Path) -> Path:
-    """Write ``<package>-<n>-py3-none-any.whl`` for ``model`` into ``dist`` and return its path."""
+def build_wheel(model: ModelVersion, dist: str | Path, compiled: CompiledTrees | None = None) -> Path:
+    """Write ``<package>-<n>-py3-none-any.whl`` for ``model`` into ``dist`` and return its path; with
+    ``compiled`` (the compiled trees of the version's model file), the platform wheel
+    ``<package>-<n>-py3-none-<platform>.whl`` that carries and scores with them."""
     meta = model.metadata
     package = meta["package"]
     wheel_version = str(model.number)
@@ -163,6 +187,8 @@ def build_wheel(model: ModelVersion, dist: str | Path) -> Path:
         task_type=meta["task_type"],
         wheel_version=wheel_version,
         run_identity=train_identity(meta),
+        engine_doc='   # "lleaves": the compiled trees score' if compiled else "",
+        load=LOAD_COMPILED if compiled else LOAD_DEFAULT,
     ).encode()
     files[f"{package}/__main__.py"] = MAIN_TEMPLATE.format(package=package).encode()
     manifest = json.loads((model.path / MANIFEST).read_text())
@@ -174,6 +200,22 @@ def build_wheel(model: ModelVersion, dist: str | Path) -> Path:
         )
     for name in [*sorted(manifest["files"]), MANIFEST]:  # exactly the registered files
         files[f"{package}/artifacts/{name}"] = (model.path / name).read_bytes()
+    tag = "py3-none-any"
+    if compiled is not None:
+        model_sha256 = hashlib.sha256(files[f"{package}/artifacts/model.txt"]).hexdigest()
+        if compiled.descriptor.model_sha256 != model_sha256:
+            raise DataError(
+                "the compiled trees are not those of this version's model",
+                file=str(model.path / "model.txt"),
+                expected=f"trees compiled from the model file with SHA-256 {model_sha256[:12]}…",
+                found=f"trees compiled from {compiled.descriptor.model_sha256[:12]}…",
+                hint="compile the version's own model.txt (nbops package --compiled does)",
+            )
+        files[f"{package}/{COMPILED_DIR}/{compiled.descriptor.library}"] = compiled.library
+        files[f"{package}/{COMPILED_DIR}/{DESCRIPTOR}"] = (
+            json.dumps(compiled.descriptor.to_dict(), indent=2, sort_keys=True) + "\n"
+        ).encode()
+        tag = f"py3-none-{compiled.descriptor.platform}"
     info = f"{package}-{wheel_version}.dist-info"
     requires = [f"Requires-Dist: {_pin(r)}" for r in CORE_REQUIREMENTS]
     requires += [f'Requires-Dist: {_pin(r)} ; extra == "serve"' for r in SERVE_REQUIREMENTS]
@@ -186,7 +228,8 @@ def build_wheel(model: ModelVersion, dist: str | Path) -> Path:
             f"Summary: Scoring package for {meta['dataset']} model {model.version} ({meta['task_type']}), built by "
             "nbops",
             # Keywords is the core-metadata field free for tags: `pip show` lists the lineage.
-            f"Keywords: nbops,model-{model.version},run-identity-{train_identity(meta) or 'none'}",
+            f"Keywords: nbops,model-{model.version},run-identity-{train_identity(meta) or 'none'}"
+            + (",compiled-trees" if compiled else ""),
             "Requires-Python: >=3.10",
             *requires,
             "Provides-Extra: serve",
@@ -195,18 +238,19 @@ def build_wheel(model: ModelVersion, dist: str | Path) -> Path:
             card,
         ]
     ).encode()
-    files[f"{info}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: nbops\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    purelib = "false" if compiled else "true"  # a platform wheel installs into platlib
+    files[f"{info}/WHEEL"] = f"Wheel-Version: 1.0\nGenerator: nbops\nRoot-Is-Purelib: {purelib}\nTag: {tag}\n".encode()
     record_lines = []
     for name, data in files.items():
         digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
         record_lines.append(f"{name},sha256={digest},{len(data)}")
     record_lines.append(f"{info}/RECORD,,")
     files[f"{info}/RECORD"] = ("\n".join(record_lines) + "\n").encode()
-    target = dist / f"{package}-{wheel_version}-py3-none-any.whl"
+    target = dist / f"{package}-{wheel_version}-{tag}.whl"
     with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name, data in files.items():
             entry = zipfile.ZipInfo(name, date_time=ZIP_DATE)
-            entry.external_attr = 0o644 << 16
+            entry.external_attr = (0o755 if name.endswith(".so") else 0o644) << 16
             entry.compress_type = zipfile.ZIP_DEFLATED
             zf.writestr(entry, data)
     return target

@@ -21,6 +21,7 @@ _EXPORTS = {
     "FeatureCodeError": ".derived",
     "FeatureTransform": ".transform",
     "UnseenCategoryError": ".transform",
+    "CompiledModelWarning": ".compiled",
 }
 
 __all__ = sorted(_EXPORTS)

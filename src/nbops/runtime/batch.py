@@ -18,7 +18,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -119,7 +118,7 @@ def score_file(
                 for chunk, done in iter_chunks(source, chunk_rows, text_columns):
                     chunk = restore_text(chunk, model)
                     model.check(chunk, first_row=rows)
-                    scores = np.asarray(model.booster.predict(model.transform(chunk), **model._batch_threads))
+                    scores = model.score_matrix(model.transform(chunk))
                     out = chunk[[c for c in passthrough if c in chunk.columns]].copy()
                     if model.classes is not None:
                         out[LABEL_COLUMN] = model.labels_of(scores, out.index)

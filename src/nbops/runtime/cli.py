@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable
 
+from .compiled import ENGINE_COMPILED, CompiledModelWarning
 from .model import IntegrityError, ScoringModel
 from .schema import InputError
 
@@ -18,6 +20,15 @@ LIMIT_FLAGS = (
     "body_timeout",
     "public_metrics",
 )
+
+
+def _engine(model: ScoringModel) -> str:
+    """What scored, in the closing line of a compiled wheel's run (the default wheel's line is unchanged)."""
+    if model.engine == ENGINE_COMPILED:
+        return "; scored by the compiled trees (lleaves)"
+    if model.engine_notice is not None:
+        return "; scored by LightGBM: the compiled trees could not be used (see the warning above)"
+    return ""
 
 
 def main(load: Callable[[], ScoringModel], prog: str, argv: list[str] | None = None) -> int:
@@ -63,16 +74,25 @@ def main(load: Callable[[], ScoringModel], prog: str, argv: list[str] | None = N
     sub.add_parser("info", help="print the model version and metadata")
     args = parser.parse_args(argv)
     try:
-        model = load()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", CompiledModelWarning)
+            model = load()
+        for warning in caught:  # a compiled wheel that falls back to LightGBM says why, on one line
+            if issubclass(warning.category, CompiledModelWarning):
+                sys.stderr.write(f"warning: {warning.message}\n")
+            else:
+                warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
         if args.command == "score":
             from .batch import score_file
 
             rows = score_file(model, args.input, args.output, chunk_rows=args.chunk_rows, progress=not args.quiet)
-            sys.stdout.write(f"wrote {rows:,} predictions to {args.output} (model {model.version})\n")
+            sys.stdout.write(f"wrote {rows:,} predictions to {args.output} (model {model.version}{_engine(model)})\n")
         elif args.command == "serve":
             from .serve import Limits, serve
 
             given = {key: getattr(args, key) for key in LIMIT_FLAGS}
+            if model.engine == ENGINE_COMPILED:
+                sys.stderr.write(f"model {model.version} scores with the compiled trees (lleaves)\n")
             serve(model, host=args.host, port=args.port, log_dir=args.prediction_log, limits=Limits.from_env(**given))
         else:
             import json

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypedDict
@@ -22,6 +23,14 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from .compiled import (
+    COMPILED_DIR,
+    ENGINE_COMPILED,
+    ENGINE_LIGHTGBM,
+    CompiledForest,
+    CompiledModelWarning,
+    load_compiled,
+)
 from .integrity import (
     FEATURE_CODE_FILE,
     MANIFEST,
@@ -115,7 +124,12 @@ class RowPredictor:
 
 
 class ScoringModel:
-    """A model version ready to score: validation, the feature transform and the booster."""
+    """A model version ready to score: validation, the feature transform and the booster.
+
+    A compiled wheel also carries the booster's trees as machine code (:mod:`.compiled`), which then
+    score every batch and record instead of LightGBM; :attr:`engine` says which one scores, and
+    :attr:`engine_notice` why LightGBM does where the compiled trees were expected.
+    """
 
     def __init__(
         self, booster: lgb.Booster, transform: FeatureTransform, schema: InputSchema, metadata: dict[str, Any]
@@ -142,12 +156,39 @@ class ScoringModel:
         self._batch_threads: PredictThreads = {
             "num_threads": int(os.environ.get("NBOPS_SCORING_THREADS", "0")) or (os.cpu_count() or 1)
         }
+        # The compiled trees, when a compiled wheel's load() found them usable (see use_compiled).
+        self._forest: CompiledForest | None = None
+        # Why LightGBM scores although the wheel was compiled (None: as packaged).
+        self.engine_notice: str | None = None
+
+    @property
+    def engine(self) -> str:
+        """Which engine scores: ``"lleaves"`` (the compiled trees) or ``"lightgbm"`` (the booster)."""
+        return ENGINE_COMPILED if self._forest is not None else ENGINE_LIGHTGBM
+
+    def use_compiled(self, forest: CompiledForest) -> None:
+        """Score with ``forest``, the compiled trees of this model's booster."""
+        outputs = max(1, self.booster.num_model_per_iteration())
+        if forest.n_outputs != outputs or forest.descriptor.n_features != self.booster.num_feature():
+            raise ValueError(
+                f"the compiled trees have {forest.descriptor.n_features} features and {forest.n_outputs} outputs, "
+                f"the booster {self.booster.num_feature()} and {outputs}"
+            )
+        self._forest = forest
+        self.engine_notice = None
 
     # -- loading ---------------------------------------------------------------------------------
 
     @classmethod
-    def from_files(cls, read: Callable[[str], bytes], where: str) -> ScoringModel:
-        """Load from any file source (a folder, package resources), verifying checksums first."""
+    def from_files(
+        cls, read: Callable[[str], bytes], where: str, compiled: Callable[[str], bytes] | None = None
+    ) -> ScoringModel:
+        """Load from any file source (a folder, package resources), verifying checksums first.
+
+        ``compiled`` reads the files of a compiled wheel's ``compiled/`` folder: its trees then score,
+        or, where they cannot (missing, stale, built for another platform), LightGBM does and a
+        :class:`~.compiled.CompiledModelWarning` says why and what to do.
+        """
         manifest = json.loads(read(MANIFEST))
         files = verify(read, manifest["files"], where)
         booster = lgb.Booster(model_str=files[MODEL_FILE].decode())
@@ -157,6 +198,16 @@ class ScoringModel:
         model = cls(booster, transform, schema, metadata)
         if PROFILE_FILE in files:  # verified like every file of the manifest
             model.reference_profile = json.loads(files[PROFILE_FILE])
+        if compiled is not None:
+            compiled_where = f"{where.removesuffix('/artifacts')}/{COMPILED_DIR}"
+            forest, notice = load_compiled(compiled, files[MODEL_FILE], compiled_where)
+            if forest is not None:
+                model.use_compiled(forest)
+            else:
+                model.engine_notice = notice
+                warnings.warn(
+                    f"scoring with LightGBM, not the compiled trees: {notice}", CompiledModelWarning, stacklevel=3
+                )
         return model
 
     @classmethod
@@ -196,10 +247,17 @@ class ScoringModel:
         """The booster's output for validated rows: (rows,) or, multiclass, (rows, classes)."""
         if isinstance(data, pd.DataFrame):
             self.schema.check_frame(data)
-            return np.asarray(self.booster.predict(self.transform(data), **self._batch_threads))
+            return self.score_matrix(self.transform(data))
         records = list(data)
         self.schema.check_records(records, allow_extra=True)
         return self.predict_records(records, validated=True)
+
+    def score_matrix(self, x: np.ndarray) -> np.ndarray:
+        """The scoring engine's output for a feature matrix (from :meth:`transform`), on the batch threads:
+        (rows,), or (rows, classes) for a multiclass model."""
+        if self._forest is not None:
+            return self._forest.predict(x, self._batch_threads["num_threads"])
+        return np.asarray(self.booster.predict(x, **self._batch_threads))
 
     def labels_of(self, scores: np.ndarray, index: pd.Index | None = None) -> pd.Series:
         """The most likely class of each row of a multiclass model's ``scores``."""
@@ -237,6 +295,9 @@ class ScoringModel:
         if not validated:
             self.schema.check_records(list(records))
         x = self.feature_transform.transform_records(records)
+        if self._forest is not None:  # one record or many: the compiled trees, on one thread below 64 rows
+            threads = 1 if len(records) < 64 else self._batch_threads["num_threads"]
+            return self._forest.predict(x, threads)
         if len(records) == 1 and self._row_predictor is not None:
             if self.classes is not None:
                 return self._row_predictor.predict_all(x[0])[np.newaxis, :]
