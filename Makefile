@@ -109,6 +109,7 @@ bench: install browser ## Run the benchmarks; results go to bench/results/
 	$(BIN)/python bench/bench_build.py $(ARGS)
 	$(BIN)/python bench/bench_scoring.py
 	$(BIN)/python bench/bench_throughput.py
+	$(BIN)/python bench/bench_batch.py
 	$(BIN)/python bench/bench_drift.py
 	$(BIN)/python bench/bench_estimate.py
 	$(BIN)/python bench/bench_dashboard.py
