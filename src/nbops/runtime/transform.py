@@ -51,7 +51,9 @@ def level_strings(col: pd.Series) -> pd.Series:
     if pd.api.types.is_float_dtype(col):
         values = col.to_numpy(dtype=float, na_value=np.nan)
         finite = values[~np.isnan(values)]
-        if finite.size == 0 or np.all(np.mod(finite, 1) == 0):
+        with np.errstate(invalid="ignore"):  # inf % 1 is NaN: not whole
+            whole = finite.size == 0 or bool(np.all(np.mod(finite, 1) == 0))
+        if whole:
             return col.astype("Int64").astype("string")
     return col.astype("string")
 
