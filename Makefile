@@ -58,10 +58,11 @@ check: install ## Check env.yaml and pipeline.yaml parameters without running an
 # (`nbops schedule`), prometheus (a real scrape of the service; promtool checks /metrics) and wrk (the
 # throughput benchmark's load generator).
 SYSTEM_PACKAGES := $(strip $(if $(shell command -v chromium),,chromium) $(if $(shell command -v crontab),,cron) \
-	$(if $(shell command -v prometheus),,prometheus) $(if $(shell command -v wrk),,wrk))
+	$(if $(shell command -v prometheus),,prometheus) $(if $(shell command -v wrk),,wrk) \
+	$(if $(shell command -v cc),,gcc))
 
 .PHONY: browser
-browser: ## Install Debian's chromium, cron, prometheus and wrk (tests, benchmarks) if missing
+browser: ## Install Debian's chromium, cron, prometheus, wrk and a C compiler (tests, benchmarks, nbops package --compiled) if missing
 	@$(if $(SYSTEM_PACKAGES),echo "installing Debian packages: $(SYSTEM_PACKAGES)"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null,true)
 
