@@ -67,7 +67,7 @@ browser: ## Install Debian's chromium, cron, prometheus, wrk and a C compiler (t
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null,true)
 
 .PHONY: test
-# The slow tier is mostly separate processes (kernels, servers, browsers, builds) that each keep one
+# Both tiers run a pytest worker per core. The slow tier is mostly separate processes (kernels, servers, browsers, builds) that each keep one
 # core busy, so make test runs a pytest worker per core; a test file stays on one worker (its module
 # fixtures are built once). TEST_WORKERS=0 runs everything in this process.
 TEST_WORKERS ?= auto
@@ -77,7 +77,7 @@ test: install browser ## Run the whole test suite (what CI runs): the fast tier 
 
 .PHONY: test-fast
 test-fast: install ## The tests a developer runs all day: no pipeline build, no server, under a minute
-	$(BIN)/python -m pytest -m "not slow" -p no:cacheprovider -q $(ARGS)
+	$(BIN)/python -m pytest -m "not slow" -p no:cacheprovider -q -n $(TEST_WORKERS) $(ARGS)
 
 .PHONY: lab
 lab: install ## JupyterLab on http://127.0.0.1:8888 (URL with token printed); notebooks write under build/interactive/
