@@ -109,7 +109,7 @@ def test_bad_batch_and_bad_file_are_refused(estimator: BinaryEstimator, tmp_path
     with pytest.raises(EstimationError, match=r"1 of 3 outside \(first: nan\)"):
         estimator.estimate(np.array([0.1, np.nan, 0.3]))
     (tmp_path / ESTIMATOR_FILE).write_text(json.dumps({"format": "something else"}))
-    with pytest.raises(EstimationError, match="expected a performance estimator of format 'nbops-cbpe/1'"):
+    with pytest.raises(EstimationError, match="expected a performance estimator of format 'nbops-cbpe/2'"):
         load_estimator(tmp_path)
 
 

@@ -1,15 +1,15 @@
 """Estimated against realised ROC AUC on the simulator's covariate-shift months (shock, gradual,
 new-category), 5,000 rows a month, labels held back: each month goes through the monitor with no
 target column (as it does when it first arrives), and its estimate is then compared with the ROC
-AUC its labels give. The model is a small real LightGBM registered with its estimator, as the
-register stage stores it (calibrated on the test split).
+AUC its labels give. The model is a real LightGBM with the pipeline's values, registered with its
+estimator as the register stage stores it (calibrated on the test split, the model probed on its
+inputs for where the test split stops vouching for a batch).
 
-Measured when this was written (a 100,000-row history as env.yaml has, the pipeline's LightGBM
-values; 2 seeds x 12 months per scenario): mean absolute error 0.011 shock, 0.009 gradual, 0.016
-new-category; band coverage 71%, 88%, 75%. Under shift the model's scores are miscalibrated where
-the reference has few rows (shock: the estimate is low in most months, as NannyML's CBPE is), which
-no label-free estimate sees. The coverage tests are strict xfails: they say what is not met, and
-fail loudly once it is."""
+The goal: mean absolute error at most 0.015 in every scenario and 0.01 over all of them, and the
+realised AUC inside the band in at least 90% of every scenario's months, with a band that is not
+vague (median half-width under 0.03). Measured when this was written (these seeds): MAE 0.0073
+shock, 0.0076 gradual, 0.0116 new-category, 0.0088 over all; coverage 100%, 96%, 94%; the same
+on seeds the test does not use (bench/bench_estimate.py for other batch sizes and NannyML)."""
 
 from __future__ import annotations
 
@@ -89,18 +89,12 @@ def months(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("scenario", COVARIATE)
-def test_mean_absolute_error_is_at_most_002(months: pd.DataFrame, scenario: str) -> None:
+def test_mean_absolute_error_is_at_most_0015(months: pd.DataFrame, scenario: str) -> None:
     m = months[months["scenario"] == scenario]
     assert len(m) == len(SEEDS) * MONTHS
-    assert m["error"].mean() <= 0.02, m.to_string()
+    assert m["error"].mean() <= 0.015, m.to_string()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the band covers the realised AUC in 71-88% of months, not 90%: the drift changes P(label | score) "
-    "where the reference has few rows, which no label-free estimate sees (weighting the reference towards "
-    "the batch by a domain classifier was tried: no better)",
-)
 @pytest.mark.parametrize("scenario", COVARIATE)
 def test_band_covers_the_realised_auc_in_90_percent_of_months(months: pd.DataFrame, scenario: str) -> None:
     m = months[months["scenario"] == scenario]
@@ -108,7 +102,7 @@ def test_band_covers_the_realised_auc_in_90_percent_of_months(months: pd.DataFra
 
 
 def test_coverage_and_error_over_all_covariate_months(months: pd.DataFrame) -> None:
-    """Over every covariate-shift month: the error the brief allows, and a band that is not so wide
+    """Over every covariate-shift month: the error the goal allows, and a band that is not so wide
     that it covers by being vague (half-width under 0.03 at 5,000 rows)."""
-    assert months["error"].mean() <= 0.02
+    assert months["error"].mean() <= 0.01, months.groupby("scenario")["error"].mean()
     assert float(np.median((months["high"] - months["low"]) / 2)) < 0.03

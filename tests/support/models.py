@@ -79,7 +79,7 @@ def tiny_registered_model(
     a tiny booster on the train split and register it (model, transform, input schema, reference
     profile) as the production version of a registry under ``folder``; then build its wheel (unless
     ``wheel`` is false); with ``estimator``, also its performance estimator (CBPE calibrated on the
-    test split, as the register stage stores it); ``params`` override LightGBM's. ``feature_code``: a
+    test split, with the model probed on its inputs, as the register stage stores it); ``params`` override LightGBM's. ``feature_code``: a
     feature module's source, whose derived features the model uses (registered with it, as the
     pipeline does)."""
     from nbops.data.ingest import simulator_schema
@@ -131,7 +131,15 @@ def tiny_registered_model(
         from nbops.monitoring.estimate import fit_binary_estimator
         from nbops.runtime.integrity import ESTIMATOR_FILE
 
-        fitted = fit_binary_estimator(booster.predict(transform.transform(test)), test[schema.target].to_numpy(float))
+        inputs = transform.transform(test)
+        fitted = fit_binary_estimator(
+            booster.predict(inputs),
+            test[schema.target].to_numpy(float),
+            booster=booster,
+            features=inputs,
+            feature_names=transform.feature_names,
+            categorical=transform.categorical_indices,
+        )
         files[ESTIMATOR_FILE] = (json.dumps(fitted.to_dict()) + "\n").encode()
     metadata = {
         "package": package_name(schema.dataset),

@@ -103,6 +103,15 @@ def estimate(args: argparse.Namespace) -> int:
         line += f"  (test {ref:.4f})" if ref is not None else ""
         line += f"  realised {realised[name]:.4f}" if name in realised else ""
         print(line)
+    for gap in est.gaps:
+        low, high = gap["roc_auc_change"]
+        shown = ", ".join(gap["features"][:4]) + (
+            f" and {len(gap['features']) - 4} more" if len(gap["features"]) > 4 else ""
+        )
+        print(
+            f"  band widened: {gap['rows']:.1%} of rows with {gap['kind']} ({shown}), which the test split cannot "
+            f"vouch for: ROC AUC {low:+.4f} to {high:+.4f} across the readings of them"
+        )
     print(
         "an estimate without labels: it follows covariate shift, not concept drift (a changed relation "
         "between inputs and outcome shows only in realised performance, once labels arrive)"

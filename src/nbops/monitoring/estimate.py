@@ -1,16 +1,26 @@
 """Performance estimated before the labels arrive: confidence-based performance estimation (CBPE)
-for binary models, direct loss estimation (DLE) for regression ones.
+for binary and multiclass models, direct loss estimation (DLE) for regression ones.
 
 The model's scores are calibrated (isotonic regression) on a labelled reference that is not the
 training data: the test split. For an unlabelled batch, each row's calibrated probability is the
 expected value of its label, so the expected ROC AUC and the expected confusion matrix at the
-decision threshold follow from the scores alone. Each estimate has a band that knows the batch's
-size and the reference's: the spread of the realised metric when labels are drawn from the
-calibrated probabilities (sampling, which shrinks with the batch's rows) combined with the spread
-of the estimate over calibration maps fitted on bootstrap resamples of the reference (what a
-finite reference cannot pin down, which does not shrink with the batch).
+decision threshold follow from the scores alone. The value is corrected for the calibration's own
+bias (isotonic regression fits its sample's noise; the bootstrap measures by how much). Each
+estimate has a band that knows the batch's size and the reference's: the spread of the realised
+metric when labels are drawn from the calibrated probabilities (sampling, which shrinks with the
+batch's rows) plus the spread of the estimate over calibration maps fitted on bootstrap resamples
+of the reference (what a finite reference cannot pin down, which does not shrink with the batch;
+added in full, since it is the same error in every batch).
 
-Honesty: estimation assumes P(label | score) is what it was on the reference. Covariate shift
+Covariate drift can take a batch where the reference cannot vouch for the calibration: past the
+range the model was fitted on (a tree model is flat there) or to values it cannot read (a new
+category). Weighting the reference towards the batch cannot help there, since the reference has no
+rows like them (and where it has, the calibration does not depend on the inputs at a given score).
+So the estimator, fitted with the model, knows those gaps (:mod:`nbops.monitoring.reference_gaps`):
+given a batch's inputs, the estimate takes the middle of the defensible readings of such rows and
+the band spans all of them.
+
+Honesty: estimation assumes P(label | inputs) is what it was on the reference. Covariate shift
 (the inputs move, the relation stays) keeps that; concept drift (the relation itself changes)
 does not, and no label-free estimate can see it: realised performance catches it when the labels
 arrive.
@@ -18,8 +28,8 @@ arrive.
 Regression (DLE): two small LightGBM models fitted on the labelled reference (the test split),
 one of each row's absolute error and one of its squared error, from the model's inputs and its
 prediction; a batch's estimated MAE is the mean predicted absolute error, its RMSE the root of the
-mean predicted squared error. Their band combines the batch's sampling spread (from the predicted
-conditional variance, shrinking with the rows) with how well the reference pins the level down.
+mean predicted squared error. Their band adds the batch's sampling spread (from the predicted
+conditional variance, shrinking with the rows) to how well the reference pins the level down.
 
 Everything is stored as JSON (the calibration maps as points, the loss models as LightGBM text),
 never pickled.
@@ -28,6 +38,7 @@ never pickled.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,9 +46,12 @@ from typing import Any
 import numpy as np
 
 from nbops.errors import NbopsError
+from nbops.monitoring.reference_gaps import ReferenceGaps, fit_reference_gaps
 from nbops.runtime.integrity import ESTIMATOR_FILE
 
-FORMAT = "nbops-cbpe/1"
+FORMAT = "nbops-cbpe/2"
+READABLE_FORMATS = ("nbops-cbpe/1", FORMAT)  # /1: no reference gaps (plain CBPE)
+SPREAD_ROWS = 50_000  # rows of a batch the spreads and the gap hypotheses are computed on
 BOOTSTRAP_MAPS = 24  # calibration maps on bootstrap resamples of the reference
 SAMPLING_DRAWS = 64  # label draws from the calibrated probabilities, for the sampling spread
 Z = 1.96  # the band is the estimate +/- Z standard errors (95% under normality)
@@ -113,6 +127,9 @@ class PerformanceEstimate:
     threshold: float
     metrics: dict[str, MetricEstimate]
     reference: dict[str, float] = field(default_factory=dict)  # the realised figures on the reference
+    # What the reference cannot vouch for in this batch, each widening the band: kind, features, the
+    # share of rows, and how far the ROC AUC moves across its hypotheses (see reference_gaps).
+    gaps: tuple[dict[str, Any], ...] = ()
 
     def history_columns(self) -> dict[str, float]:
         """Columns of the monitoring history: ``est__roc_auc``, ``est__roc_auc_low``, ``est__roc_auc_high``..."""
@@ -128,11 +145,12 @@ class PerformanceEstimate:
         return {
             "rows": self.rows,
             "threshold": self.threshold if binary else None,
-            "method": "CBPE (isotonic calibration on the test split)"
+            "method": "CBPE (isotonic calibration on the test split; the band spans what it cannot vouch for)"
             if binary
             else "DLE (LightGBM models of the absolute and squared error, fitted on the test split)",
             "metrics": {k: v.to_dict() for k, v in self.metrics.items()},
             "reference": self.reference,
+            "gaps": list(self.gaps),
         }
 
 
@@ -225,10 +243,31 @@ def sampling_spread(
     return {k: float(np.nanstd(v)) if np.isfinite(v).any() else float("nan") for k, v in values.items()}
 
 
+def log_odds(p: np.ndarray) -> np.ndarray:
+    q = np.clip(p, 1e-6, 1 - 1e-6)
+    out: np.ndarray = np.log(q / (1 - q))
+    return out
+
+
+def probabilities(z: np.ndarray) -> np.ndarray:
+    out: np.ndarray = 1.0 / (1.0 + np.exp(-z))
+    return out
+
+
+def evenly_spaced(n: int, at_most: int) -> np.ndarray:
+    """Indices of at most ``at_most`` rows spread evenly over ``n`` (of sorted scores: every part of
+    the distribution kept, deterministically)."""
+    if n <= at_most:
+        return np.arange(n)
+    out: np.ndarray = np.unique(np.linspace(0, n - 1, at_most).round().astype(np.int64))
+    return out
+
+
 @dataclass(frozen=True)
 class BinaryEstimator:
     """A binary model's performance estimator: its calibration on the reference, the bootstrap maps
-    that say how well the reference pins it down, the decision threshold and the reference's figures."""
+    that say how well the reference pins it down, the decision threshold, the reference's figures and
+    (fitted with the model) where the reference stops vouching for a batch (:class:`ReferenceGaps`)."""
 
     calibration: CalibrationMap
     bootstrap: tuple[CalibrationMap, ...]
@@ -236,12 +275,22 @@ class BinaryEstimator:
     reference_rows: int
     reference: dict[str, float]
     seed: int = 0
+    gaps: ReferenceGaps | None = None
 
     def estimate(self, scores: np.ndarray, features: np.ndarray | None = None) -> PerformanceEstimate:
         """The batch's expected ROC AUC and confusion-matrix metrics at the threshold, each with its band.
 
+        The value is the metric expected under the reference's calibration, less the calibration's
+        own bias (the bootstrap's estimate of it: isotonic regression fits its sample's noise), and
+        moved to the weighted middle of the hypotheses about what the reference cannot vouch for
+        (with ``features``, the model's inputs in its feature order). The band spans every hypothesis
+        and reaches ``Z`` times the chance spread beyond: the sampling spread (the batch's rows) plus
+        the calibration's (the reference's rows; added, not in quadrature, because it is the same
+        error in every batch estimated against this reference).
+
         Raises:
-            EstimationError: no scores, or scores that are not probabilities.
+            EstimationError: no scores, scores that are not probabilities, or features that are not
+                the model's inputs.
         """
         s = np.asarray(scores, dtype=np.float64).ravel()
         if s.size == 0:
@@ -256,20 +305,63 @@ class BinaryEstimator:
                 f"outside (first: {float(s[bad][0])!r}); estimate with the scores of the model the estimator was "
                 "fitted for"
             )
-        s = np.sort(s)  # every figure is order-free; sorted once, each sort below is a pass over sorted data
+        x = None
+        if features is not None and self.gaps is not None:
+            x = np.asarray(features, dtype=np.float64)
+            if x.ndim != 2 or x.shape != (s.size, len(self.gaps.feature_names)):
+                raise EstimationError(
+                    f"expected the model's {len(self.gaps.feature_names)} inputs for each of the {s.size:,} scores, "
+                    f"found an array of shape {x.shape}; pass the batch's features as the model's transform makes them"
+                )
+        order = np.argsort(s, kind="stable")  # every figure is order-free; sorted once, each sort is then a pass
+        s = s[order]
         c = self.calibration(s)
         point = point_estimates(s, c, self.threshold)
-        sampling = sampling_spread(s, c, self.threshold, SAMPLING_DRAWS, self.seed)
-        boot = [point_estimates(s, m(s), self.threshold) for m in self.bootstrap]
+        # The spreads and the hypotheses on at most SPREAD_ROWS rows spread over the scores: the
+        # calibration's spread does not shrink with the rows, the sampling spread is scaled to them.
+        idx = evenly_spaced(s.size, SPREAD_ROWS)
+        ss, cs = s[idx], c[idx]
+        sampling = sampling_spread(ss, cs, self.threshold, SAMPLING_DRAWS, self.seed)
+        scale = float(np.sqrt(ss.size / s.size))
+        here = point_estimates(ss, cs, self.threshold) if ss.size < s.size else point
+        boot = [point_estimates(ss, m(ss), self.threshold) for m in self.bootstrap]
+        hypotheses = self.gaps.hypotheses(x[order][idx]) if x is not None and self.gaps is not None else []
+        mid = dict.fromkeys(METRICS, 0.0)
+        down = dict.fromkeys(METRICS, 0.0)
+        up = dict.fromkeys(METRICS, 0.0)
+        described = []
+        z = log_odds(cs)
+        for h in hypotheses:
+            moved = [point_estimates(ss, probabilities(z + shift), self.threshold) for shift in h.shifts]
+            for name in METRICS:
+                deltas = np.nan_to_num(np.array([m[name] - here[name] for m in moved]), nan=0.0)
+                mid[name] += float(np.dot(h.weights, deltas))
+                down[name] += min(0.0, float(deltas.min()))
+                up[name] += max(0.0, float(deltas.max()))
+            aucs = [m["roc_auc"] - here["roc_auc"] for m in moved]
+            described.append(
+                {
+                    "kind": h.kind,
+                    "features": list(h.features),
+                    "rows": h.rows,
+                    "roc_auc_change": [min(0.0, *aucs), max(0.0, *aucs)],
+                }
+            )
         metrics = {}
         for name in METRICS:
             values = np.array([b[name] for b in boot])
-            calib_sd = float(np.nanstd(values)) if np.isfinite(values).any() else 0.0
-            se = float(np.hypot(sampling[name], calib_sd))
-            v = point[name]
-            lo, hi = v - Z * se, v + Z * se
-            metrics[name] = MetricEstimate(v, max(lo, 0.0), min(hi, 1.0), se)
-        return PerformanceEstimate(int(s.size), self.threshold, metrics, dict(self.reference))
+            finite = np.isfinite(values)
+            calib_sd = float(np.std(values[finite])) if finite.any() else 0.0
+            bias = float(np.mean(values[finite]) - here[name]) if finite.any() and np.isfinite(here[name]) else 0.0
+            # Added, not in quadrature: the calibration's error is the same in every batch estimated
+            # against this reference, so a band that holds batch after batch carries it in full.
+            se = float(sampling[name] * scale + calib_sd)
+            v = point[name] - bias
+            lo, hi = v + down[name] - Z * se, v + up[name] + Z * se
+            metrics[name] = MetricEstimate(
+                min(max(v + mid[name], 0.0), 1.0) if np.isfinite(v) else v, max(lo, 0.0), min(hi, 1.0), se
+            )
+        return PerformanceEstimate(int(s.size), self.threshold, metrics, dict(self.reference), tuple(described))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -282,16 +374,18 @@ class BinaryEstimator:
             "seed": self.seed,
             "calibration": self.calibration.to_dict(),
             "bootstrap": [m.to_dict() for m in self.bootstrap],
+            "gaps": self.gaps.to_dict() if self.gaps is not None else None,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "the estimator") -> BinaryEstimator:
-        if not isinstance(d, dict) or d.get("format") != FORMAT:
+        if not isinstance(d, dict) or d.get("format") not in READABLE_FORMATS:
             found = d.get("format") if isinstance(d, dict) else type(d).__name__
             raise EstimationError(
                 f"{where}: expected a performance estimator of format {FORMAT!r}, found {found!r}; re-create it "
                 "(`nbops estimate` fits it from the version's test predictions)"
             )
+        gaps = d.get("gaps")
         return cls(
             CalibrationMap.from_dict(d.get("calibration") or {}, f"{where}: calibration"),
             tuple(CalibrationMap.from_dict(m, f"{where}: bootstrap map {i}") for i, m in enumerate(d["bootstrap"])),
@@ -299,6 +393,7 @@ class BinaryEstimator:
             int(d["reference_rows"]),
             {k: float(v) for k, v in d.get("reference", {}).items()},
             int(d.get("seed", 0)),
+            ReferenceGaps.from_dict(gaps) if isinstance(gaps, dict) else None,
         )
 
 
@@ -330,12 +425,21 @@ def fit_binary_estimator(
     bootstrap: int = BOOTSTRAP_MAPS,
     seed: int = 0,
     where: str = "the reference",
+    booster: Any = None,
+    features: np.ndarray | None = None,
+    feature_names: Sequence[str] = (),
+    categorical: Sequence[int] = (),
 ) -> BinaryEstimator:
     """Fit the estimator on a labelled reference that is not the training data (the test split).
 
+    With the model (``booster``, a LightGBM booster) and the reference's inputs (``features``, in
+    ``feature_names`` order, ``categorical`` their categorical positions), it also learns where the
+    reference stops vouching for a batch (:func:`fit_reference_gaps`): a batch's estimate then
+    needs its features too for its band to widen where the batch goes beyond the reference.
+
     Raises:
-        EstimationError: too few rows, one class only, labels that are not 0/1, or scores that are
-            not probabilities.
+        EstimationError: too few rows, one class only, labels that are not 0/1, scores that are
+            not probabilities, or features that are not one row per score.
     """
     s = np.asarray(scores, dtype=np.float64).ravel()
     y = np.asarray(labels, dtype=np.float64).ravel()
@@ -373,7 +477,16 @@ def fit_binary_estimator(
     realised = binary_metrics(y, s)
     reference = {"roc_auc": realised["roc_auc"], "positive_rate": realised["positive_rate"]}
     reference.update({k: float(v) for k, v in confusion_metrics(s >= threshold, y).items()})
-    return BinaryEstimator(CalibrationMap.fit(s, y), tuple(maps), float(threshold), int(s.size), reference, seed)
+    gaps = None
+    if booster is not None and features is not None:
+        x = np.asarray(features, dtype=np.float64)
+        if x.ndim != 2 or len(x) != s.size or x.shape[1] != len(feature_names):
+            raise EstimationError(
+                f"{where}: expected the model's {len(feature_names)} inputs for each of the {s.size:,} scores, found "
+                f"an array of shape {x.shape}; pass the test split's features in the order of its predictions"
+            )
+        gaps = fit_reference_gaps(booster, x, feature_names, categorical, seed)
+    return BinaryEstimator(CalibrationMap.fit(s, y), tuple(maps), float(threshold), int(s.size), reference, seed, gaps)
 
 
 DLE_FORMAT = "nbops-dle/1"
@@ -438,8 +551,9 @@ class RegressionEstimator:
         se_mse_sampling = float(np.sqrt(np.mean(2 * b**2) / n))
         se_rmse_sampling = se_mse_sampling / (2 * rmse) if rmse > 0 else 0.0
         se = {
-            "mae": float(np.hypot(se_mae_sampling, self.reference.get("mae_se", 0.0))),
-            "rmse": float(np.hypot(se_rmse_sampling, self.reference.get("rmse_se", 0.0))),
+            # Added, as for CBPE: the reference's error is the same in every batch.
+            "mae": se_mae_sampling + self.reference.get("mae_se", 0.0),
+            "rmse": se_rmse_sampling + self.reference.get("rmse_se", 0.0),
         }
         values = {"mae": mae, "rmse": rmse}
         metrics = {

@@ -76,7 +76,11 @@ def monitor_batch(
     if len(batch) == 0 or quality.missing_columns:
         return summarise_batch(batch_id, month, model, quality, None, None, None, reference_metrics, rules)
     features = None
-    if predictions is None or isinstance(estimator, RegressionEstimator):
+    # The inputs serve the regression estimator's loss models and the binary one's reference gaps.
+    wants_inputs = isinstance(estimator, RegressionEstimator) or (
+        isinstance(estimator, BinaryEstimator) and estimator.gaps is not None
+    )
+    if predictions is None or wants_inputs:
         features = model.transform(batch)
     if predictions is None:
         predictions = np.asarray(model.booster.predict(features))
@@ -147,7 +151,8 @@ def summarise_batch(
             **{f"missing__{c.name}": c.missing_rate for c in quality.columns},
         )
         if isinstance(estimator, BinaryEstimator) and model.task_type == "binary" and p.ndim == 1 and len(p):
-            estimate = estimator.estimate(p[np.isfinite(p)])
+            finite = np.isfinite(p)  # without the inputs (the dask engine), no reference gaps: plain CBPE
+            estimate = estimator.estimate(p[finite], None if features is None else np.asarray(features)[finite])
         elif isinstance(estimator, RegressionEstimator) and features is not None and len(p):
             finite = np.isfinite(p)  # the loss models need the inputs (the dask engine does not keep them)
             estimate = estimator.estimate(p[finite], np.asarray(features)[finite])
