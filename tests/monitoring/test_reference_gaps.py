@@ -20,6 +20,8 @@ from nbops.monitoring.estimate import BinaryEstimator, EstimationError, fit_bina
 from nbops.monitoring.reference_gaps import fit_reference_gaps
 from nbops.runtime.integrity import ESTIMATOR_FILE
 
+pytestmark = pytest.mark.slow  # trains a model on 30,000 rows and estimates 60 months
+
 NAMES = ("utilisation", "income", "purpose")
 PURPOSE_EFFECT = np.array([-0.6, 0.0, 0.9, 0.8])  # level 3 never appears in the training data
 

@@ -79,9 +79,9 @@ def tiny_registered_model(
     a tiny booster on the train split and register it (model, transform, input schema, reference
     profile) as the production version of a registry under ``folder``; then build its wheel (unless
     ``wheel`` is false); with ``estimator``, also its performance estimator (CBPE calibrated on the
-    test split, with the model probed on its inputs, as the register stage stores it); ``params`` override LightGBM's. ``feature_code``: a
-    feature module's source, whose derived features the model uses (registered with it, as the
-    pipeline does)."""
+    test split, with the model probed on its inputs, as the register stage stores it); ``params``
+    override LightGBM's. ``feature_code``: a feature module's source, whose derived features the
+    model uses (registered with it, as the pipeline does)."""
     from nbops.data.ingest import simulator_schema
     from nbops.data.simulate import simulate_history
     from nbops.data.validate import validate_table

@@ -23,7 +23,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--exclude", action="append", default=[], help="columns to leave out (ids, target)")
     p.set_defaults(func=drift)
     p = sub.add_parser(
-        "estimate", help="estimate a table's performance from its scores before its labels arrive (binary: CBPE)"
+        "estimate",
+        help="estimate a table's performance before its labels arrive (binary and multiclass: CBPE; regression: DLE)",
     )
     p.add_argument("batch", help="the CSV/Parquet table to estimate (its target column, if present, is compared)")
     p.add_argument("--version", default=None, help="a version such as v0003 (default: production)")
@@ -93,7 +94,11 @@ def estimate(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict(), default=float))
         return 0
     est = result.estimate
-    how = f"CBPE; threshold {est.threshold:g}" if "roc_auc" in est.metrics else "DLE"
+    how = (
+        f"CBPE; threshold {est.threshold:g}"
+        if "roc_auc" in est.metrics
+        else ("CBPE, each class calibrated" if "log_loss" in est.metrics else "DLE")
+    )
     print(f"{args.batch}: {est.rows:,} rows, estimated with {result.version.version} ({how})")
     realised = result.realised or {}
     width = max(len(n) for n in est.metrics)

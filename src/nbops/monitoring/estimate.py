@@ -140,14 +140,19 @@ class PerformanceEstimate:
             out[f"est__{name}_high"] = m.high
         return out
 
+    @property
+    def method(self) -> str:
+        if "roc_auc" in self.metrics:
+            return "CBPE (isotonic calibration on the test split; the band spans what it cannot vouch for)"
+        if "log_loss" in self.metrics:
+            return "CBPE (each class's probability calibrated on the test split, renormalised)"
+        return "DLE (LightGBM models of the absolute and squared error, fitted on the test split)"
+
     def to_dict(self) -> dict[str, Any]:
-        binary = "roc_auc" in self.metrics
         return {
             "rows": self.rows,
-            "threshold": self.threshold if binary else None,
-            "method": "CBPE (isotonic calibration on the test split; the band spans what it cannot vouch for)"
-            if binary
-            else "DLE (LightGBM models of the absolute and squared error, fitted on the test split)",
+            "threshold": self.threshold if "roc_auc" in self.metrics else None,
+            "method": self.method,
             "metrics": {k: v.to_dict() for k, v in self.metrics.items()},
             "reference": self.reference,
             "gaps": list(self.gaps),
@@ -397,10 +402,10 @@ class BinaryEstimator:
         )
 
 
-def load_estimator(folder: Path) -> BinaryEstimator | RegressionEstimator | None:
+def load_estimator(folder: Path) -> Estimator | None:
     """The performance estimator stored in a registry version's ``folder``, or None when the version
-    has none (a regression or multiclass model, a version registered before estimation existed, or a
-    test split too small to calibrate on).
+    has none (a version registered before estimation existed, or a test split too small to calibrate
+    on).
 
     Raises:
         EstimationError: the file is there but is not an estimator nbops can read.
@@ -414,6 +419,8 @@ def load_estimator(folder: Path) -> BinaryEstimator | RegressionEstimator | None
         raise EstimationError(f"{path}: expected JSON, found a file that does not parse ({exc})") from None
     if isinstance(data, dict) and data.get("task_type") == "regression":
         return RegressionEstimator.from_dict(data, where=str(path))
+    if isinstance(data, dict) and data.get("task_type") == "multiclass":
+        return MulticlassEstimator.from_dict(data, where=str(path))
     return BinaryEstimator.from_dict(data, where=str(path))
 
 
@@ -456,7 +463,7 @@ def fit_binary_estimator(
     if not np.isin(y, (0.0, 1.0)).all():
         odd = y[~np.isin(y, (0.0, 1.0))]
         raise EstimationError(
-            f"{where}: expected labels 0 or 1 (the positive class as 1), found {odd[0]!r} in {odd.size:,} rows; "
+            f"{where}: expected labels 0 or 1 (the positive class as 1), found {float(odd[0])!r} in {odd.size:,} rows; "
             "drop unlabelled rows and encode the target as the model does"
         )
     if not (np.isfinite(s).all() and s.min() >= 0 and s.max() <= 1):
@@ -487,6 +494,196 @@ def fit_binary_estimator(
             )
         gaps = fit_reference_gaps(booster, x, feature_names, categorical, seed)
     return BinaryEstimator(CalibrationMap.fit(s, y), tuple(maps), float(threshold), int(s.size), reference, seed, gaps)
+
+
+MULTICLASS_FORMAT = "nbops-cbpe-multiclass/1"
+MULTICLASS_METRICS = ("log_loss", "accuracy", "f1_macro")
+PROBABILITY_FLOOR = 1e-15  # as the realised log loss clips the model's probabilities
+
+
+def calibrated_classes(maps: Sequence[CalibrationMap], p: np.ndarray) -> np.ndarray:
+    """Each class's probability through its calibration map, renormalised to sum to 1 per row (a
+    row every map sends to 0 keeps the model's probabilities)."""
+    q = np.column_stack([m(p[:, k]) for k, m in enumerate(maps)])
+    total = q.sum(axis=1, keepdims=True)
+    out: np.ndarray = np.where(total > 0, q / np.where(total > 0, total, 1.0), p)
+    return out
+
+
+def multiclass_expected(p: np.ndarray, q: np.ndarray) -> dict[str, float]:
+    """Log loss, accuracy and macro F1 of the model's probabilities ``p`` expected when each row's
+    class is drawn from ``q`` (or realised, when ``q`` is each row's class as one-hot rows)."""
+    k = p.shape[1]
+    predicted = np.argmax(p, axis=1)
+    log_loss = float(np.mean(np.sum(q * -np.log(np.clip(p, PROBABILITY_FLOOR, 1.0)), axis=1)))
+    accuracy = float(np.mean(q[np.arange(len(p)), predicted]))
+    hits = np.bincount(predicted, weights=q[np.arange(len(p)), predicted], minlength=k)  # expected TP per class
+    flagged = np.bincount(predicted, minlength=k).astype(np.float64)
+    actual = q.sum(axis=0)
+    denominator = flagged + actual  # 2 TP + FP + FN
+    f1 = np.where(denominator > 0, 2 * hits / np.where(denominator > 0, denominator, 1.0), np.nan)
+    return {"log_loss": log_loss, "accuracy": accuracy, "f1_macro": float(np.nanmean(f1))}
+
+
+def multiclass_sampling_spread(p: np.ndarray, q: np.ndarray, draws: int, seed: int) -> dict[str, float]:
+    """Standard deviation of each realised metric over class draws from the calibrated
+    probabilities: how far a batch of this size lands from its expectation by chance alone."""
+    rng = np.random.default_rng(seed)
+    cumulative = np.cumsum(q, axis=1)
+    values: dict[str, list[float]] = {name: [] for name in MULTICLASS_METRICS}
+    eye = np.eye(p.shape[1])
+    for _ in range(draws):
+        drawn = np.minimum((cumulative < rng.random((len(q), 1))).sum(axis=1), p.shape[1] - 1)
+        for name, v in multiclass_expected(p, eye[drawn]).items():
+            values[name].append(v)
+    return {name: float(np.nanstd(v)) for name, v in values.items()}
+
+
+@dataclass(frozen=True)
+class MulticlassEstimator:
+    """A multiclass model's performance estimator: each class's probability calibrated on the
+    reference (one-vs-rest isotonic regression, renormalised), the bootstrap calibrations that say
+    how well the reference pins it down, and the reference's figures."""
+
+    classes: tuple[str, ...]
+    calibration: tuple[CalibrationMap, ...]
+    bootstrap: tuple[tuple[CalibrationMap, ...], ...]
+    reference_rows: int
+    reference: dict[str, float]
+    seed: int = 0
+    threshold: float = float("nan")  # no decision threshold: the predicted class is the likeliest
+
+    def estimate(self, probabilities: np.ndarray, features: np.ndarray | None = None) -> PerformanceEstimate:
+        """The batch's expected log loss, accuracy and macro F1 with their bands (``features`` are
+        not used: the gaps of :mod:`nbops.monitoring.reference_gaps` are for binary models).
+
+        Raises:
+            EstimationError: no rows, or probabilities that are not one per class in [0, 1].
+        """
+        p = np.asarray(probabilities, dtype=np.float64)
+        if p.ndim != 2 or p.shape[1] != len(self.classes):
+            raise EstimationError(
+                f"expected the model's probabilities of its {len(self.classes)} classes for each row, found an array "
+                f"of shape {p.shape}; estimate with the model the estimator was fitted for"
+            )
+        if len(p) == 0:
+            raise EstimationError("cannot estimate performance on a batch with no rows; check the batch file")
+        if not (np.isfinite(p).all() and p.min() >= 0 and p.max() <= 1):
+            raise EstimationError("expected class probabilities in [0, 1], found values outside; check the scores")
+        q = calibrated_classes(self.calibration, p)
+        point = multiclass_expected(p, q)
+        idx = evenly_spaced(len(p), SPREAD_ROWS)
+        ps, qs = p[idx], q[idx]
+        sampling = multiclass_sampling_spread(ps, qs, SAMPLING_DRAWS, self.seed)
+        scale = float(np.sqrt(len(ps) / len(p)))
+        here = multiclass_expected(ps, qs) if len(ps) < len(p) else point
+        boot = [multiclass_expected(ps, calibrated_classes(maps, ps)) for maps in self.bootstrap]
+        metrics = {}
+        for name in MULTICLASS_METRICS:
+            values = np.array([b[name] for b in boot])
+            calib_sd = float(np.std(values))
+            se = float(sampling[name] * scale + calib_sd)  # added: the calibration's error is every batch's
+            v = point[name] - float(np.mean(values) - here[name])
+            top = float("inf") if name == "log_loss" else 1.0
+            metrics[name] = MetricEstimate(min(max(v, 0.0), top), max(v - Z * se, 0.0), min(v + Z * se, top), se)
+        return PerformanceEstimate(len(p), self.threshold, metrics, dict(self.reference))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": MULTICLASS_FORMAT,
+            "task_type": "multiclass",
+            "method": "CBPE: each class's probability calibrated (isotonic) on the test split, renormalised",
+            "classes": list(self.classes),
+            "reference_rows": self.reference_rows,
+            "reference": self.reference,
+            "seed": self.seed,
+            "calibration": [m.to_dict() for m in self.calibration],
+            "bootstrap": [[m.to_dict() for m in maps] for maps in self.bootstrap],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "the estimator") -> MulticlassEstimator:
+        if d.get("format") != MULTICLASS_FORMAT or not isinstance(d.get("calibration"), list):
+            raise EstimationError(
+                f"{where}: expected a multiclass estimator of format {MULTICLASS_FORMAT!r}, found {d.get('format')!r}; "
+                "re-create it by registering the model again"
+            )
+        classes = tuple(str(c) for c in d["classes"])
+        if len(d["calibration"]) != len(classes):
+            raise EstimationError(
+                f"{where}: expected a calibration map for each of the {len(classes)} classes, found "
+                f"{len(d['calibration'])}; re-create it by registering the model again"
+            )
+        return cls(
+            classes,
+            tuple(
+                CalibrationMap.from_dict(m, f"{where}: class {c}")
+                for c, m in zip(classes, d["calibration"], strict=True)
+            ),
+            tuple(
+                tuple(CalibrationMap.from_dict(m, f"{where}: bootstrap {i}") for m in maps)
+                for i, maps in enumerate(d["bootstrap"])
+            ),
+            int(d["reference_rows"]),
+            {k: float(v) for k, v in d["reference"].items()},
+            int(d.get("seed", 0)),
+        )
+
+
+def fit_multiclass_estimator(
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    classes: Sequence[object],
+    *,
+    bootstrap: int = BOOTSTRAP_MAPS,
+    seed: int = 0,
+    where: str = "the reference",
+) -> MulticlassEstimator:
+    """Fit the multiclass estimator on a labelled reference that is not the training data (the test
+    split): ``probabilities`` (rows, classes), ``labels`` each row's class position.
+
+    Raises:
+        EstimationError: too few rows, a class with too few rows, labels that are not class
+            positions, or probabilities that are not one per class in [0, 1].
+    """
+    p = np.asarray(probabilities, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64).ravel()
+    k = len(classes)
+    if p.ndim != 2 or p.shape != (y.size, k):
+        raise EstimationError(
+            f"{where}: expected the probabilities of the {k} classes for each of the {y.size:,} labelled rows, found "
+            f"an array of shape {p.shape}; pass the test split's predictions with its target"
+        )
+    if y.size < MIN_REFERENCE_ROWS:
+        raise EstimationError(
+            f"{where}: expected at least {MIN_REFERENCE_ROWS} labelled rows to calibrate on, found {y.size:,}; use "
+            "a larger test split (test_fraction in env.yaml)"
+        )
+    if not np.isin(y, np.arange(k)).all():
+        raise EstimationError(
+            f"{where}: expected each label as its class's position (0 to {k - 1}), found "
+            f"{float(y[~np.isin(y, np.arange(k))][0])!r}; drop unlabelled rows first"
+        )
+    if not (np.isfinite(p).all() and p.min() >= 0 and p.max() <= 1):
+        raise EstimationError(f"{where}: expected class probabilities in [0, 1], found values outside")
+    counts = np.bincount(y.astype(int), minlength=k)
+    if counts.min() < MIN_REFERENCE_CLASS_ROWS:
+        rare = [f"{classes[int(i)]} ({counts[i]})" for i in np.flatnonzero(counts < MIN_REFERENCE_CLASS_ROWS)]
+        raise EstimationError(
+            f"{where}: expected at least {MIN_REFERENCE_CLASS_ROWS} rows of each class, found fewer for "
+            f"{', '.join(rare)}; use a larger test split"
+        )
+    onehot = np.eye(k)[y.astype(int)]
+
+    def maps_of(rows: np.ndarray) -> tuple[CalibrationMap, ...]:
+        return tuple(CalibrationMap.fit(p[rows, c], onehot[rows, c]) for c in range(k))
+
+    rng = np.random.default_rng(seed)
+    boot = tuple(maps_of(rng.integers(0, y.size, y.size)) for _ in range(bootstrap))
+    reference = multiclass_expected(p, onehot)
+    return MulticlassEstimator(
+        tuple(str(c) for c in classes), maps_of(np.arange(y.size)), boot, int(y.size), reference, seed
+    )
 
 
 DLE_FORMAT = "nbops-dle/1"
@@ -630,4 +827,4 @@ def fit_regression_estimator(
     return RegressionEstimator(models[0], models[1], n, reference)
 
 
-Estimator = BinaryEstimator | RegressionEstimator
+Estimator = BinaryEstimator | MulticlassEstimator | RegressionEstimator
