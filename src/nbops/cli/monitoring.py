@@ -110,11 +110,11 @@ def estimate(args: argparse.Namespace) -> int:
         print(line)
     for gap in est.gaps:
         low, high = gap["roc_auc_change"]
-        shown = ", ".join(gap["features"][:4]) + (
-            f" and {len(gap['features']) - 4} more" if len(gap["features"]) > 4 else ""
-        )
+        names = gap["features"]
+        shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+        verb = "are" if gap["kind"].startswith("beyond") else "have"
         print(
-            f"  band widened: {gap['rows']:.1%} of rows with {gap['kind']} ({shown}), which the test split cannot "
+            f"  band widened: {gap['rows']:.1%} of rows {verb} {gap['kind']} ({shown}), which the test split cannot "
             f"vouch for: ROC AUC {low:+.4f} to {high:+.4f} across the readings of them"
         )
     print(

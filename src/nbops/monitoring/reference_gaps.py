@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-TAIL_INNER = 0.9  # the trend past an edge is measured from the reference's 90% (or 10%) quantile to it
-TAIL_MAX_SHARE = 0.01  # an edge counts where at most 1% of the reference lies beyond it (a tail, not a level)
+TAIL_TREND = 0.1  # the model's trend is measured over the last tenth of the reference before its edge
+TAIL_SHARE = 0.01  # the readings start past the model's edge and past the reference's last 1%
 PROBE_ROWS = 1_000  # reference rows the model is probed on at registration
 NUMERIC_VALUES = (0.1, 0.3, 0.5, 0.7, 0.9)  # quantiles a number the model cannot read might be
 MIN_GAP_ROWS = 0.005  # a gap counts when its rows exceed the reference's share by this share of the batch
@@ -36,11 +36,12 @@ NO_SPLIT = 1e30  # LightGBM writes thresholds of this size for splits on missing
 
 @dataclass(frozen=True)
 class TailTrend:
-    """Past ``edge`` (the model's last split on ``feature``, on its ``side``: 'high' or 'low') the
-    model is flat; before it, over the last tenth of the reference, its log-odds moved by ``slope``
-    per unit. The trend is carried at most ``reach`` past the edge: the width of the reference's
-    range of the feature. ``reference_beyond``: the share of the reference's rows past the edge
-    (which its calibration vouches for)."""
+    """Past its last split on ``feature`` (on the ``side``: 'high' or 'low') the model is flat;
+    before it, over the last tenth of the reference, its log-odds moved by ``slope`` per unit. The
+    readings of a row differ past ``edge`` (that split, or the reference's last 1% if further out),
+    by the trend carried at most ``reach`` past it: the width of the reference's range of the
+    feature. ``reference_beyond``: the share of the reference's rows past the edge (which its
+    calibration vouches for)."""
 
     feature: int
     name: str
@@ -221,16 +222,24 @@ def fit_reference_gaps(
         col = x[:, j][~np.isnan(x[:, j])]
         if j in cats or not col.size:
             continue
-        for side, edge, inner in (
-            ("high", hi, float(np.quantile(col, TAIL_INNER))),
-            ("low", lo, float(np.quantile(col, 1 - TAIL_INNER))),
-        ):
-            beyond = float(np.mean(col > edge)) if side == "high" else float(np.mean(col < edge))
-            if beyond > TAIL_MAX_SHARE or (edge - inner if side == "high" else inner - edge) <= 0:
+        for side, edge in (("high", hi), ("low", lo)):
+            high = side == "high"
+            # Past the edge the model is at its last value; its trend is measured over the last
+            # tenth of the reference before the edge. The readings start past the edge and past
+            # the reference's own last 1% (a coarse model's flat part may hold many reference rows,
+            # whose calibration the reference vouches for).
+            below = float(np.mean(col <= edge)) if high else float(np.mean(col < edge))
+            inner = float(np.quantile(col, max(below - TAIL_TREND, 0.0) if high else min(below + TAIL_TREND, 1.0)))
+            past = edge + (1e-9 if high else -1e-9) * max(1.0, abs(edge))
+            if (past - inner if high else inner - past) <= 0:
                 continue
-            # Just past the edge the model is at its last value; the trend is from `inner` to there.
-            past = edge + (1e-9 if side == "high" else -1e-9) * max(1.0, abs(edge))
-            tail_plan.append((j, side, edge, inner, past, float(col.max() - col.min()), beyond, len(probes)))
+            start = (
+                max(edge, float(np.quantile(col, 1 - TAIL_SHARE)))
+                if high
+                else min(edge, float(np.quantile(col, TAIL_SHARE)))
+            )
+            beyond = float(np.mean(col > start)) if high else float(np.mean(col < start))
+            tail_plan.append((j, side, start, inner, past, float(col.max() - col.min()), beyond, len(probes)))
             probes += [(j, past), (j, inner)]
     unread_plan = []
     for j in range(x.shape[1]):
