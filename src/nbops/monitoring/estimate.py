@@ -330,7 +330,7 @@ class BinaryEstimator:
         scale = float(np.sqrt(ss.size / s.size))
         here = point_estimates(ss, cs, self.threshold) if ss.size < s.size else point
         boot = [point_estimates(ss, m(ss), self.threshold) for m in self.bootstrap]
-        hypotheses = self.gaps.hypotheses(x[order][idx]) if x is not None and self.gaps is not None else []
+        hypotheses = self.gaps.hypotheses(x[order[idx]]) if x is not None and self.gaps is not None else []
         mid = dict.fromkeys(METRICS, 0.0)
         down = dict.fromkeys(METRICS, 0.0)
         up = dict.fromkeys(METRICS, 0.0)

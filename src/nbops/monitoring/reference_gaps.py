@@ -31,6 +31,7 @@ TAIL_SHARE = 0.01  # the readings start past the model's edge and past the refer
 PROBE_ROWS = 1_000  # reference rows the model is probed on at registration
 NUMERIC_VALUES = (0.1, 0.3, 0.5, 0.7, 0.9)  # quantiles a number the model cannot read might be
 MIN_GAP_ROWS = 0.005  # a gap counts when its rows exceed the reference's share by this share of the batch
+GAP_CHANCE = 3.0  # ... and by this many binomial standard deviations of that share at the batch's size
 NO_SPLIT = 1e30  # LightGBM writes thresholds of this size for splits on missing values only
 
 
@@ -100,8 +101,14 @@ class ReferenceGaps:
     def hypotheses(self, x: np.ndarray) -> list[GapHypotheses]:
         """The gaps of a batch (its model inputs ``x``, in ``feature_names`` order): rows past the
         model's edges or missing a feature, in excess of the reference's share of such rows by at
-        least :data:`MIN_GAP_ROWS` of the batch. The reference vouches for its own share: every such
-        row takes the excess fraction of each hypothesis's shift."""
+        least :data:`MIN_GAP_ROWS` of the batch and more than chance (:data:`GAP_CHANCE` standard
+        deviations of that share on as many rows). The reference vouches for its own share: every
+        such row takes the excess fraction of each hypothesis's shift."""
+
+        def counts(share: float, reference: float) -> bool:
+            chance = GAP_CHANCE * float(np.sqrt(reference * (1 - reference) / max(len(x), 1)))
+            return share - reference >= max(MIN_GAP_ROWS, chance)
+
         out = []
         trend = np.zeros(len(x))
         excess = np.zeros(len(x))
@@ -109,7 +116,7 @@ class ReferenceGaps:
         for t in self.tails:
             beyond = t.beyond(x)
             share = float(beyond.mean())
-            if share - t.reference_beyond < MIN_GAP_ROWS:
+            if not counts(share, t.reference_beyond):
                 continue
             fraction = 1.0 - t.reference_beyond / share
             trend += fraction * t.shift(x)
@@ -125,7 +132,7 @@ class ReferenceGaps:
         for u in self.unread:
             missing = np.isnan(x[:, u.feature])
             share = float(missing.mean())
-            if share - u.reference_missing < MIN_GAP_ROWS:
+            if not counts(share, u.reference_missing):
                 continue
             fraction = 1.0 - u.reference_missing / share
             shifts = tuple(np.where(missing, fraction * s, 0.0) for s in u.shifts)
