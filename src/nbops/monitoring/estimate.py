@@ -337,7 +337,10 @@ class BinaryEstimator:
         described = []
         z = log_odds(cs)
         for h in hypotheses:
-            moved = [point_estimates(ss, probabilities(z + shift), self.threshold) for shift in h.shifts]
+            moved = [
+                point_estimates(ss, probabilities(z + shift), self.threshold) if shift.any() else here
+                for shift in h.shifts
+            ]
             for name in METRICS:
                 deltas = np.nan_to_num(np.array([m[name] - here[name] for m in moved]), nan=0.0)
                 mid[name] += float(np.dot(h.weights, deltas))
