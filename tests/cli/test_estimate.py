@@ -20,6 +20,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tiny_registered_model(project, rows=6_000, rounds=30, wheel=False, estimator=True)
     batch, _ = simulate_batch(2, rows=5_000, seed=5, drift="gradual")
     batch.to_parquet(project / "month.parquet", index=False)
+    shocked, _ = simulate_batch(2, rows=5_000, seed=5, drift="shock")
+    shocked.to_parquet(project / "shocked.parquet", index=False)
     return project
 
 
@@ -45,6 +47,24 @@ def test_estimate_as_a_user_types_it(project: Path) -> None:
     auc = next(line for line in lines if line.strip().startswith("roc_auc"))
     assert " band " in auc and "(test " in auc and " realised " in auc
     assert "not concept drift" in lines[-1]
+
+
+def test_a_drifted_month_says_why_its_band_is_wider(project: Path) -> None:
+    """Under the simulator's shock, utilisation and debt-to-income go past anything the model was
+    fitted on: the band is wider, and the command says so and why."""
+    proc = nbops_in_process(project, "estimate", str(project / "shocked.parquet"))
+    assert proc.returncode == 0, output_of(proc)
+    widened = [line for line in proc.stdout.splitlines() if line.strip().startswith("band widened:")]
+    assert len(widened) == 1, proc.stdout
+    assert "of rows are beyond the model's range (" in widened[0] and "credit_utilization" in widened[0]
+    assert "which the test split cannot vouch for: ROC AUC" in widened[0]
+    clean = nbops_in_process(project, "estimate", str(project / "month.parquet"), "--json")
+    shock = json.loads(nbops_in_process(project, "estimate", str(project / "shocked.parquet"), "--json").stdout)
+    assert shock["gaps"][0]["kind"] == "beyond the model's range" and shock["gaps"][0]["rows"] > 0.05
+    assert "credit_utilization" in shock["gaps"][0]["features"]
+    assert json.loads(clean.stdout)["gaps"] == [] or all(
+        g["kind"] != "values the model cannot read" for g in json.loads(clean.stdout)["gaps"]
+    )
 
 
 def test_a_version_without_an_estimator_says_what_to_do(tmp_path: Path) -> None:

@@ -271,6 +271,24 @@ def test_monitor_measures_multiclass_performance_and_drift_per_class(monitored):
     assert "2025-02: 800 rows, alert" in monitored["stdout"]
 
 
+def test_the_monitor_and_nbops_estimate_estimate_multiclass_performance(built, monitored):
+    """The version stores a multiclass estimator; the monitor records the estimated log loss, accuracy
+    and macro F1 beside the realised ones; `nbops estimate` prints them for a month's table."""
+    assert (built["production"].path / "performance_estimator.json").exists()
+    january = monitored["history"].loc["2025-01"]
+    for name in ("log_loss", "accuracy", "f1_macro"):
+        assert january[f"est__{name}_low"] < january[f"est__{name}"] < january[f"est__{name}_high"], name
+    assert january["est__log_loss_low"] <= january["perf__log_loss"] <= january["est__log_loss_high"]
+    month = built["root"] / "data" / "production" / "2025-01.csv"
+    proc = nbops(built["project"], "estimate", str(month), "--env", "env.test.yaml", *OWN_DATA)
+    assert proc.returncode == 0, output_of(proc)
+    lines = proc.stdout.splitlines()
+    assert lines[0].endswith("(CBPE, each class calibrated)"), lines[0]
+    for name in ("log_loss", "accuracy", "f1_macro"):
+        line = next(x for x in lines if x.strip().startswith(name))
+        assert " band " in line and "(test " in line and " realised " in line, line
+
+
 def _screenshot(page: Any, path: Path) -> None:
     """The whole page (Voila scrolls inside its own container: the viewport grows to the content first)."""
     height = page.evaluate("() => Math.max(...[...document.querySelectorAll('*')].map(e => e.scrollHeight))")

@@ -109,21 +109,28 @@ def test_bad_batch_and_bad_file_are_refused(estimator: BinaryEstimator, tmp_path
     with pytest.raises(EstimationError, match=r"1 of 3 outside \(first: nan\)"):
         estimator.estimate(np.array([0.1, np.nan, 0.3]))
     (tmp_path / ESTIMATOR_FILE).write_text(json.dumps({"format": "something else"}))
-    with pytest.raises(EstimationError, match="expected a performance estimator of format 'nbops-cbpe/1'"):
+    with pytest.raises(EstimationError, match="expected a performance estimator of format 'nbops-cbpe/2'"):
         load_estimator(tmp_path)
 
 
-def an_estimate(auc: float) -> PerformanceEstimate:
-    return PerformanceEstimate(5_000, 0.5, {"roc_auc": MetricEstimate(auc, auc - 0.02, auc + 0.02, 0.01)})
+def an_estimate(auc: float, half_width: float = 0.02) -> PerformanceEstimate:
+    band = MetricEstimate(auc, auc - half_width, auc + half_width, half_width / 2)
+    return PerformanceEstimate(5_000, 0.5, {"roc_auc": band})
 
 
 def test_an_estimated_drop_is_an_alert_only_while_labels_are_pending() -> None:
     rules, reference, quality = AlertRules(max_auc_drop=0.05), {"roc_auc": 0.82}, QualityReport(5_000, [], [])
     pending = assess_batch(quality, None, None, "binary", reference, rules, an_estimate(0.74))
     assert [(a["kind"], a["severity"]) for a in pending.alerts] == [("estimated_performance", "warning")]
-    assert "estimated ROC AUC 0.740 (band 0.720-0.760, labels pending)" in pending.alerts[0]["message"]
+    assert pending.alerts[0]["message"].startswith(
+        "estimated ROC AUC 0.740 (band 0.720-0.760, labels pending): the whole band is below the alert level 0.770"
+    )
     assert pending.status == "alert"
     assert not assess_batch(quality, None, None, "binary", reference, rules, an_estimate(0.79)).alerts
+    # The estimate is past the level, but its band reaches above it: chance, not yet a drop.
+    assert not assess_batch(quality, None, None, "binary", reference, rules, an_estimate(0.76)).alerts
+    critical = assess_batch(quality, None, None, "binary", reference, rules, an_estimate(0.68)).alerts
+    assert [a["severity"] for a in critical] == ["critical"]  # even the band's top is 0.12 below the test AUC
     arrived = assess_batch(quality, None, {"roc_auc": 0.80}, "binary", reference, rules, an_estimate(0.74))
     assert not arrived.alerts  # the labels decide once they are here
 

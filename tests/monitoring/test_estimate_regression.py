@@ -99,6 +99,11 @@ def test_an_estimated_rmse_rise_is_an_alert_while_labels_are_pending() -> None:
     quality, reference = QualityReport(5_000, [], []), {"rmse": 1.0}
     alerts = assess_batch(quality, None, None, "regression", reference, AlertRules(max_rmse_increase=0.2), est).alerts
     assert [(a["kind"], a["severity"]) for a in alerts] == [("estimated_performance", "warning")]
-    assert alerts[0]["message"].startswith("estimated RMSE 1.300 (band 1.250-1.350, labels pending) is 30% above")
+    assert alerts[0]["message"].startswith(
+        "estimated RMSE 1.300 (band 1.250-1.350, labels pending): the whole band is above the alert level 1.200"
+    )
     fine = PerformanceEstimate(5_000, float("nan"), {"rmse": MetricEstimate(1.1, 1.05, 1.15, 0.025)})
     assert not assess_batch(quality, None, None, "regression", reference, AlertRules(), fine).alerts
+    # Past the level, but with a band across it: not yet a rise.
+    across = PerformanceEstimate(5_000, float("nan"), {"rmse": MetricEstimate(1.25, 1.15, 1.35, 0.05)})
+    assert not assess_batch(quality, None, None, "regression", reference, AlertRules(), across).alerts

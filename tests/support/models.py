@@ -104,12 +104,12 @@ def tiny_registered_model(
     a tiny booster on the train split and register it (model, transform, input schema, reference
     profile) as the production version of a registry under ``folder``; then build its wheel (unless
     ``wheel`` is false); with ``estimator``, also its performance estimator (CBPE calibrated on the
-    test split, as the register stage stores it); ``params`` override LightGBM's. ``feature_code``: a
-    feature module's source, whose derived features the model uses (registered with it, as the
-    pipeline does). ``task``: "binary" (the simulator's schema), "multiclass" (the target is
-    ``home_ownership``, dataset ``credit_housing``) or "regression" (the target is ``interest_rate`` and
-    the categorical columns are marked ``role: ignore``, so every feature is a number; dataset
-    ``credit_rate``); the binary target ``default`` is then an ignored column."""
+    test split, with the model probed on its inputs, as the register stage stores it); ``params``
+    override LightGBM's. ``feature_code``: a feature module's source, whose derived features the
+    model uses (registered with it, as the pipeline does). ``task``: "binary" (the simulator's schema),
+    "multiclass" (the target is ``home_ownership``, dataset ``credit_housing``) or "regression" (the
+    target is ``interest_rate`` and the categorical columns are marked ``role: ignore``, so every
+    feature is a number; dataset ``credit_rate``); the binary target ``default`` is then an ignored column."""
     from nbops.data.ingest import simulator_schema
     from nbops.data.simulate import simulate_history
     from nbops.data.validate import validate_table
@@ -172,7 +172,15 @@ def tiny_registered_model(
         from nbops.monitoring.estimate import fit_binary_estimator
         from nbops.runtime.integrity import ESTIMATOR_FILE
 
-        fitted = fit_binary_estimator(booster.predict(transform.transform(test)), test[schema.target].to_numpy(float))
+        inputs = transform.transform(test)
+        fitted = fit_binary_estimator(
+            booster.predict(inputs),
+            test[schema.target].to_numpy(float),
+            booster=booster,
+            features=inputs,
+            feature_names=transform.feature_names,
+            categorical=transform.categorical_indices,
+        )
         files[ESTIMATOR_FILE] = (json.dumps(fitted.to_dict()) + "\n").encode()
     metadata = {
         "package": package_name(schema.dataset),

@@ -19,18 +19,27 @@ SCORE_TARGET = "satisfaction"
 
 
 def multiclass_table(
-    rows: int, *, seed: int = 7, start: str = "2024-01", months: int = 12, integer_labels: bool = False
+    rows: int,
+    *,
+    seed: int = 7,
+    start: str = "2024-01",
+    months: int = 12,
+    integer_labels: bool = False,
+    shift: float = 0.0,
 ) -> pd.DataFrame:
     """``rows`` customers spread over ``months`` months from ``start``, each with a class.
 
     Args:
         integer_labels: the target is ``satisfaction`` in 1..3 instead of ``plan`` in :data:`PLANS`.
+        shift: a covariate shift (the classes follow from the features as ever): customers use more
+            (usage scaled by 1 + shift / 2) and spend more (log spend + 0.5 shift), partly past the
+            ranges of an unshifted table; 0 draws the same table as before.
     """
     rng = np.random.default_rng(seed)
     month = pd.period_range(start, periods=months, freq="M").astype(str)
-    usage = rng.gamma(2.0, 10.0, size=rows)
+    usage = rng.gamma(2.0, 10.0 * (1 + shift / 2), size=rows)
     tenure = rng.integers(1, 120, size=rows).astype(float)
-    spend = np.round(rng.lognormal(3.5, 0.6, size=rows), 2)
+    spend = np.round(rng.lognormal(3.5 + 0.5 * shift, 0.6, size=rows), 2)
     region = rng.choice(["north", "south", "east", "west"], size=rows, p=[0.4, 0.3, 0.2, 0.1])
     u, t, s = (usage - 20) / 14, (tenure - 60) / 35, (np.log(spend) - 3.5) / 0.6
     east, west = (region == "east").astype(float), (region == "west").astype(float)

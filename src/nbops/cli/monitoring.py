@@ -43,7 +43,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--exclude", action="append", default=[], help="more columns to leave out")
     p.set_defaults(func=drift)
     p = sub.add_parser(
-        "estimate", help="estimate a table's performance from its scores before its labels arrive (binary: CBPE)"
+        "estimate",
+        help="estimate a table's performance before its labels arrive (binary and multiclass: CBPE; regression: DLE)",
     )
     p.add_argument(
         "batch",
@@ -172,7 +173,11 @@ def estimate(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict(), default=float))
         return 0
     est = result.estimate
-    how = f"CBPE; threshold {est.threshold:g}" if "roc_auc" in est.metrics else "DLE"
+    how = (
+        f"CBPE; threshold {est.threshold:g}"
+        if "roc_auc" in est.metrics
+        else ("CBPE, each class calibrated" if "log_loss" in est.metrics else "DLE")
+    )
     print(f"{args.batch}: {est.rows:,} rows, estimated with {result.version.version} ({how})")
     realised = result.realised or {}
     width = max(len(n) for n in est.metrics)
@@ -182,6 +187,15 @@ def estimate(args: argparse.Namespace) -> int:
         line += f"  (test {ref:.4f})" if ref is not None else ""
         line += f"  realised {realised[name]:.4f}" if name in realised else ""
         print(line)
+    for gap in est.gaps:
+        low, high = gap["roc_auc_change"]
+        names = gap["features"]
+        shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+        verb = "are" if gap["kind"].startswith("beyond") else "have"
+        print(
+            f"  band widened: {gap['rows']:.1%} of rows {verb} {gap['kind']} ({shown}), which the test split cannot "
+            f"vouch for: ROC AUC {low:+.4f} to {high:+.4f} across the readings of them"
+        )
     print(
         "an estimate without labels: it follows covariate shift, not concept drift (a changed relation "
         "between inputs and outcome shows only in realised performance, once labels arrive)"

@@ -251,7 +251,7 @@ def _png_size(data: bytes) -> tuple[int, float | None]:
 # What the estimated line is, and what it cannot see (the README says the same).
 ESTIMATE_TEXT = (
     "The dashed line is the same metric estimated from the model's scores alone, before the labels arrive "
-    "(confidence-based estimation, calibrated on the test split), with its band; an estimate past the alert level "
+    "(confidence-based estimation, calibrated on the test split), with its band; a band wholly past the alert level "
     "is an alert too. It follows shifts in the inputs but cannot see concept drift (the relation between inputs and "
     "outcome changing, the simulator's concept scenario): realised performance catches that once the labels arrive. "
 )

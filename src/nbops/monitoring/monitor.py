@@ -15,7 +15,13 @@ from nbops.modeling.metrics import MONITORED_METRIC
 from nbops.monitoring.drift import WATCH_PSI as WATCH_PSI  # re-exported: its home is nbops.monitoring.drift
 from nbops.monitoring.drift import DriftReport, DriftThresholds, FeatureDrift, compare
 from nbops.monitoring.drift import watch_level as watch_level
-from nbops.monitoring.estimate import BinaryEstimator, Estimator, PerformanceEstimate, RegressionEstimator
+from nbops.monitoring.estimate import (
+    BinaryEstimator,
+    Estimator,
+    MulticlassEstimator,
+    PerformanceEstimate,
+    RegressionEstimator,
+)
 from nbops.monitoring.performance import batch_performance
 from nbops.monitoring.profile import ReferenceProfile
 from nbops.monitoring.quality import QualityReport, check_quality
@@ -78,7 +84,11 @@ def monitor_batch(
     if len(batch) == 0 or quality.missing_columns:
         return summarise_batch(batch_id, month, model, quality, None, None, None, reference_metrics, rules)
     features = None
-    if predictions is None or isinstance(estimator, RegressionEstimator):
+    # The inputs serve the regression estimator's loss models and the binary one's reference gaps.
+    wants_inputs = isinstance(estimator, RegressionEstimator) or (
+        isinstance(estimator, BinaryEstimator) and estimator.gaps is not None
+    )
+    if predictions is None or wants_inputs:
         features = model.transform(batch)
     if predictions is None:
         predictions = np.asarray(model.booster.predict(features))
@@ -115,8 +125,9 @@ def summarise_batch(
 ) -> BatchMonitoring:
     """The history row and the alerts of a batch from what was measured on it (in one process or on
     a cluster): quality, drift (None for a batch too broken to compare), predictions and labels; with
-    an ``estimator`` (binary models) also the performance estimated from the scores alone
-    (``est__roc_auc`` with ``est__roc_auc_low`` / ``_high`` ...), recorded whether the labels arrived or not."""
+    an ``estimator`` also the performance estimated without labels (``est__roc_auc`` with
+    ``est__roc_auc_low`` / ``_high`` ..., ``est__log_loss`` for a multiclass model, ``est__rmse`` for a
+    regression one), recorded whether the labels arrived or not."""
     row: dict[str, Any] = {
         "batch_id": batch_id,
         "month": month,
@@ -153,7 +164,10 @@ def summarise_batch(
             **{f"missing__{c.name}": c.missing_rate for c in quality.columns},
         )
         if isinstance(estimator, BinaryEstimator) and model.task_type == "binary" and p.ndim == 1 and len(p):
-            estimate = estimator.estimate(p[np.isfinite(p)])
+            finite = np.isfinite(p)  # without the inputs (the dask engine), no reference gaps: plain CBPE
+            estimate = estimator.estimate(p[finite], None if features is None else np.asarray(features)[finite])
+        elif isinstance(estimator, MulticlassEstimator) and p.ndim == 2 and len(p):
+            estimate = estimator.estimate(p[np.isfinite(p).all(axis=1)])
         elif isinstance(estimator, RegressionEstimator) and features is not None and len(p):
             finite = np.isfinite(p)  # the loss models need the inputs (the dask engine does not keep them)
             estimate = estimator.estimate(p[finite], np.asarray(features)[finite])
@@ -239,9 +253,12 @@ def assess_batch(
       than ``max_log_loss_increase`` above the test log loss; RMSE more than ``max_rmse_increase``
       above the test RMSE) and calibration (error above ``max_calibration_error``): ``critical`` when
       the drop, increase or error is at least twice its limit.
-    - estimated performance (binary, labels not arrived yet): the ROC AUC estimated from the scores
-      (CBPE) more than ``max_auc_drop`` below the test AUC; ``critical`` at twice the drop. Once the
-      labels arrive the realised figure decides instead. Concept drift cannot be seen this way.
+    - estimated performance (labels not arrived yet): the whole band of the estimated ROC AUC (CBPE)
+      below the test AUC minus ``max_auc_drop`` (multiclass: of the estimated log loss above the
+      test log loss times 1 + ``max_log_loss_increase``; regression, DLE: of the estimated RMSE above
+      the test RMSE times 1 + ``max_rmse_increase``); ``critical`` when the band's edge is past twice
+      the limit. Once the labels arrive the realised figure decides instead. Concept drift cannot be
+      seen this way.
 
     Status, from the checks (``ok`` < ``watch`` < ``alert``):
 
@@ -395,35 +412,48 @@ def performance_limit(task_type: str, reference: dict[str, float], rules: AlertR
 def estimated_performance_alerts(
     estimate: PerformanceEstimate, reference: dict[str, float], rules: AlertRules, task_type: str = "binary"
 ) -> list[dict[str, Any]]:
-    """An ``estimated_performance`` alert when a batch whose labels have not arrived is estimated
-    (from its scores alone) to have a ROC AUC more than ``max_auc_drop`` below the test AUC, or (a
-    regression model, DLE) an RMSE more than ``max_rmse_increase`` above the test RMSE."""
-    if task_type == "regression":
-        rmse, ref_rmse = estimate.metrics.get("rmse"), reference.get("rmse")
-        if rmse is None or not ref_rmse or rmse.value <= ref_rmse * (1 + rules.max_rmse_increase):
+    """An ``estimated_performance`` alert for a batch whose labels have not arrived when its whole
+    band is past the alert level: the band's top below the test ROC AUC minus ``max_auc_drop``
+    (binary), the band's bottom above the test RMSE times 1 + ``max_rmse_increase`` (regression) or
+    above the test log loss times 1 + ``max_log_loss_increase`` (multiclass). A value past the level
+    with a band across it is chance or what the reference cannot vouch for, not yet a drop: the
+    estimate would raise it on clean batches. ``critical`` when even the band's edge is past twice
+    the allowed drop or increase."""
+    limit = performance_limit(task_type, reference, rules)
+    if limit is None:
+        return []
+    metric, level = limit
+    m, ref = estimate.metrics.get(metric), reference.get(metric)
+    if m is None or ref is None or not np.isfinite(m.value):
+        return []
+    name = {"roc_auc": "ROC AUC", "rmse": "RMSE", "log_loss": "log loss"}[metric]
+    band = f"band {m.low:.3f}-{m.high:.3f}, labels pending"
+    if metric == "roc_auc":
+        if m.high >= level:
             return []
-        rise = rmse.value / ref_rmse - 1
+        drop = ref - m.high
         return [
             {
                 "kind": "estimated_performance",
-                "severity": graded(rise, rules.max_rmse_increase),
-                "message": f"estimated RMSE {rmse.value:.3f} (band {rmse.low:.3f}-{rmse.high:.3f}, labels pending) is "
-                f"{rise:.0%} above the test RMSE {ref_rmse:.3f}; an estimate from the inputs and predictions alone",
-                "reason": f"estimated RMSE {rmse.value:.3f}, {rise:.0%} above test (labels pending)",
+                "severity": graded(drop, rules.max_auc_drop),
+                "message": f"estimated {name} {m.value:.3f} ({band}): the whole band is below the alert level "
+                f"{level:.3f} (the test AUC {ref:.3f} less {rules.max_auc_drop:g}); an estimate from the scores alone, "
+                "which concept drift would not show",
+                "reason": f"estimated {name} {m.value:.3f}, band below {level:.3f} (labels pending)",
             }
         ]
-    est, ref = estimate.metrics.get("roc_auc"), reference.get("roc_auc")
-    if est is None or ref is None or not np.isfinite(est.value) or est.value >= ref - rules.max_auc_drop:
+    if m.low <= level or not ref:
         return []
-    drop = ref - est.value
+    allowed = rules.max_rmse_increase if metric == "rmse" else rules.max_log_loss_increase
+    rise = m.low / ref - 1
     return [
         {
             "kind": "estimated_performance",
-            "severity": graded(drop, rules.max_auc_drop),
-            "message": f"estimated ROC AUC {est.value:.3f} (band {est.low:.3f}-{est.high:.3f}, labels pending) is "
-            f"{drop:.3f} below the test AUC {ref:.3f} (alert below {ref - rules.max_auc_drop:.3f}); an estimate from "
-            "the scores alone, which concept drift would not show",
-            "reason": f"estimated ROC AUC {est.value:.3f}, {drop:.3f} below test (labels pending)",
+            "severity": graded(rise, allowed),
+            "message": f"estimated {name} {m.value:.3f} ({band}): the whole band is above the alert level {level:.3f} "
+            f"(the test {name} {ref:.3f} plus {allowed:.0%}); an estimate from "
+            + ("the inputs and predictions alone" if metric == "rmse" else "the predicted probabilities alone"),
+            "reason": f"estimated {name} {m.value:.3f}, band above {level:.3f} (labels pending)",
         }
     ]
 

@@ -309,7 +309,12 @@ class BatchEstimate:
         return {
             "version": self.version.version,
             **self.estimate.to_dict(),
-            **{f"test_{k}": metrics.get(k) for k in self.estimate.metrics if k in ("roc_auc", "rmse", "mae")},
+            **{
+                f"test_{k}": metrics.get(k)
+                for k in self.estimate.metrics
+                if k in ("roc_auc", "rmse", "mae", "log_loss")
+                or (k in ("accuracy", "f1_macro") and "log_loss" in metrics)
+            },
             "realised": self.realised,
         }
 
@@ -333,14 +338,12 @@ def estimate_table(registry: Registry, table: Path, version: str | None = None) 
         )
     estimator = load_estimator(chosen.path)
     if estimator is None:
-        task = chosen.metadata.get("task_type")
-        why = (
-            f"it is a {task} model (estimation is for binary and regression models)"
-            if task not in ("binary", "regression")
-            else "it was registered before nbops stored an estimator with each version; register it again "
-            "(`make run`, or `nbops build --force --task register`)"
+        raise EstimationError(
+            f"version {chosen.version} in {registry.root} has no {ESTIMATOR_FILE}: it was registered before nbops "
+            "stored an estimator with each version (for a multiclass model, before it estimated multiclass "
+            "performance), or its test split was too small; register it again (`make run`, or "
+            "`nbops build --force --task register`)"
         )
-        raise EstimationError(f"version {chosen.version} in {registry.root} has no {ESTIMATOR_FILE}: {why}")
     model = ScoringModel.from_folder(chosen.path)
     frame = read_frame(table)
     if frame.empty:

@@ -50,32 +50,50 @@ def recorded_env(stage: Stage[RegisterParams]) -> dict[str, Any]:
 
 def performance_estimator(stage: Stage[RegisterParams], schema: TableSchema) -> bytes | None:
     """The version's performance estimator, fitted on evaluate's test predictions (never the training
-    rows), as JSON: CBPE for a binary model, DLE (models of the absolute and squared error from the
-    model's inputs, the features stage's test split in the same order) for a regression one. None for
-    a multiclass model or a test split too small (then monitoring records realised performance only,
-    and the log says why)."""
-    if schema.task_type not in ("binary", "regression"):
-        return None
+    rows), as JSON: CBPE for a binary model (with the model probed on the test split's inputs for
+    where the test split stops vouching for a batch), DLE (models of the absolute and squared error
+    from the model's inputs) for a regression one; the features stage's test split is in the order of
+    the predictions; for a multiclass model, each class's probability calibrated. None for a test
+    split too small (then monitoring records realised performance only, and the log says why)."""
+    import lightgbm as lgb
+
     from nbops.monitoring.estimate import (
-        BinaryEstimator,
         EstimationError,
-        RegressionEstimator,
+        Estimator,
         fit_binary_estimator,
+        fit_multiclass_estimator,
         fit_regression_estimator,
     )
+    from nbops.runtime.model import probability_column
     from nbops.runtime.transform import FeatureTransform
 
     predictions = pd.read_parquet(stage.inp("evaluate", "predictions"))
     where = f"{stage.inp('evaluate', 'predictions')} (the test predictions)"
-    scores = predictions["prediction"].to_numpy(dtype=float)
     targets = schema.target_codes(predictions[schema.target])
-    estimator: BinaryEstimator | RegressionEstimator
+    estimator: Estimator
+    if schema.task_type == "multiclass":
+        probabilities = predictions[[probability_column(c) for c in schema.classes]].to_numpy(dtype=float)
+        try:
+            estimator = fit_multiclass_estimator(probabilities, targets, schema.classes, where=where)
+        except EstimationError as exc:
+            log.warning("no performance estimator for this version: %s", exc)
+            return None
+        return (json.dumps(estimator.to_dict()) + "\n").encode()
+    scores = predictions["prediction"].to_numpy(dtype=float)
+    transform = FeatureTransform.load(stage.inp("features", "transform"))
+    features = transform.transform(pd.read_parquet(stage.inp("features", "test")))
     try:
         if schema.task_type == "binary":
-            estimator = fit_binary_estimator(scores, targets, where=where)
+            estimator = fit_binary_estimator(
+                scores,
+                targets,
+                where=where,
+                booster=lgb.Booster(model_file=str(stage.inp("train", "model"))),
+                features=features,
+                feature_names=transform.feature_names,
+                categorical=transform.categorical_indices,
+            )
         else:
-            transform = FeatureTransform.load(stage.inp("features", "transform"))
-            features = transform.transform(pd.read_parquet(stage.inp("features", "test")))
             estimator = fit_regression_estimator(features, scores, targets, where=where)
     except EstimationError as exc:
         log.warning("no performance estimator for this version: %s", exc)
