@@ -29,6 +29,11 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     version = Registry(project / "registry" / "credit_risk").alias("production")
     assert version is not None
     score_file(ScoringModel.from_folder(version.path), project / "month.parquet", project / "scored.parquet")
+    # The scores beside the inputs they came from (a scoring job that keeps its inputs).
+    scored = pd.read_parquet(project / "scored.parquet", columns=["prediction", "model_version"])
+    pd.concat([pd.read_parquet(project / "month.parquet"), scored], axis=1).to_parquet(
+        project / "scored_with_inputs.parquet", index=False
+    )
     return project
 
 
@@ -38,13 +43,22 @@ def estimate_json(project: Path, table: str) -> dict:
     return json.loads(proc.stdout)
 
 
-def test_the_scored_file_gives_the_estimate_of_its_inputs(project: Path) -> None:
-    scored, raw = estimate_json(project, "scored.parquet"), estimate_json(project, "month.parquet")
-    assert set(pd.read_parquet(project / "scored.parquet").columns) >= {"prediction", "model_version"}
-    assert scored["scores"] == "the table's 'prediction' column" and "scores" not in raw
+def test_a_scored_file_with_its_inputs_gives_the_estimate_of_its_inputs(project: Path) -> None:
+    scored, raw = estimate_json(project, "scored_with_inputs.parquet"), estimate_json(project, "month.parquet")
     assert scored["rows"] == raw["rows"] == 5_000 and scored["version"] == raw["version"] == "v0001"
     for name, m in raw["metrics"].items():
         assert scored["metrics"][name] == pytest.approx(m, rel=1e-9), name
+
+
+def test_the_batch_scoring_output_is_estimated_from_its_scores(project: Path) -> None:
+    """The wheel's output has the scores, not the inputs: the estimate reads the scores (no model is
+    loaded), without the widening for inputs the reference lacks, so it is near the inputs' one."""
+    scores, raw = estimate_json(project, "scored.parquet"), estimate_json(project, "month.parquet")
+    assert set(pd.read_parquet(project / "scored.parquet").columns) >= {"prediction", "model_version"}
+    assert scores["scores"] == "the table's 'prediction' column" and "scores" not in raw
+    assert scores["rows"] == raw["rows"] == 5_000 and scores["version"] == "v0001"
+    assert set(scores["metrics"]) == set(raw["metrics"])
+    assert scores["metrics"]["roc_auc"]["value"] == pytest.approx(raw["metrics"]["roc_auc"]["value"], abs=0.02)
 
 
 def test_a_file_scored_by_another_version_says_what_to_do(project: Path, tmp_path: Path) -> None:

@@ -63,11 +63,27 @@ def estimate_batch(registry: Registry, table: Path, version: str | None = None) 
     columns = scored_columns(table)
     if columns is not None:
         chosen = registry.get(version) if version else registry.alias("production")
-        if chosen is not None and chosen.metadata.get("task_type") == "binary":
+        if chosen is not None and chosen.metadata.get("task_type") == "binary" and not _reads_inputs(chosen, columns):
             return estimate_scores(chosen, table, columns)
     from nbops.pipeline.runners.monitor import estimate_table
 
     return estimate_table(registry, table, version)
+
+
+def _reads_inputs(chosen: ModelVersion, columns: list[str]) -> bool:
+    """True when the version's estimator reads the model's inputs (it knows where its reference stops
+    vouching) and the scored table still carries them: then the estimate scores the inputs, so a
+    scored file and its unscored table get the same estimate. A table with only the scores gets the
+    estimate from its scores (no widening for inputs the reference lacks)."""
+    from nbops.monitoring.estimate import BinaryEstimator, EstimationError, load_estimator
+
+    try:
+        estimator = load_estimator(chosen.path)
+    except EstimationError:
+        return False  # estimate_scores says what is wrong
+    if not isinstance(estimator, BinaryEstimator) or estimator.gaps is None:
+        return False
+    return set(estimator.gaps.feature_names) <= set(columns)
 
 
 def estimate_scores(chosen: ModelVersion, table: Path, columns: list[str]) -> ScoredEstimate:
