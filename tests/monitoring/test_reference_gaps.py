@@ -63,11 +63,11 @@ def test_the_model_is_probed_for_its_edges_and_for_what_it_cannot_read(
     assert gaps is not None and gaps.feature_names == NAMES
     high = next(t for t in gaps.tails if t.name == "utilisation" and t.side == "high")
     assert 0.95 < high.edge < 1.0  # the model's last split on it, near the top of the training range
-    assert high.slope > 1.0  # its log-odds still rise steeply before the edge
+    assert len(high.slope) == 1 and high.slope[0] > 1.0  # its log-odds still rise steeply before the edge
     purpose = next(u for u in gaps.unread if u.name == "purpose")
     assert purpose.reference_missing == 0.0 and len(purpose.shifts) == 3
     assert sum(purpose.shares) == pytest.approx(1.0)
-    assert np.ptp(purpose.shifts) > 0.5  # the levels move the model's log-odds apart
+    assert np.ptp(np.asarray(purpose.shifts)[:, 0]) > 0.5  # the levels move the model's log-odds apart
     # Fitting is deterministic given the seed.
     x, _ = table(15_000, seed=2)
     assert fit_reference_gaps(model, x, NAMES, [2], seed=0) == gaps
@@ -99,7 +99,7 @@ def test_a_batch_beyond_the_models_range_gets_a_band_that_covers_it(
     gap = aware[0]["estimate"].gaps[0]
     assert gap["kind"] == "beyond the model's range" and gap["features"] == ["utilisation"]
     assert 0.6 < gap["rows"] < 0.7
-    assert gap["roc_auc_change"][1] > 0.01  # had the risk kept rising, the AUC would be higher
+    assert gap["metric"] == "roc_auc" and gap["change"][1] > 0.01  # had the risk kept rising, the AUC would be higher
 
 
 def test_a_category_the_model_never_saw_widens_the_band(model: lgb.Booster, estimator: BinaryEstimator) -> None:

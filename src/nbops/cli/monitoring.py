@@ -188,13 +188,14 @@ def estimate(args: argparse.Namespace) -> int:
         line += f"  realised {realised[name]:.4f}" if name in realised else ""
         print(line)
     for gap in est.gaps:
-        low, high = gap["roc_auc_change"]
+        low, high = gap["change"]
+        metric = {"roc_auc": "ROC AUC", "log_loss": "log loss"}.get(gap["metric"], gap["metric"])
         names = gap["features"]
         shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
         verb = "are" if gap["kind"].startswith("beyond") else "have"
         print(
             f"  band widened: {gap['rows']:.1%} of rows {verb} {gap['kind']} ({shown}), which the test split cannot "
-            f"vouch for: ROC AUC {low:+.4f} to {high:+.4f} across the readings of them"
+            f"vouch for: {metric} {low:+.4f} to {high:+.4f} across the readings of them"
         )
     print(
         "an estimate without labels: it follows covariate shift, not concept drift (a changed relation "

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from nbops.errors import NbopsError
-from nbops.monitoring.reference_gaps import ReferenceGaps, fit_reference_gaps
+from nbops.monitoring.reference_gaps import GapHypotheses, ReferenceGaps, fit_reference_gaps
 from nbops.runtime.integrity import ESTIMATOR_FILE
 
 FORMAT = "nbops-cbpe/2"
@@ -268,6 +268,33 @@ def evenly_spaced(n: int, at_most: int) -> np.ndarray:
     return out
 
 
+def combine_readings(
+    gap: GapHypotheses,
+    moved: list[dict[str, float]],
+    here: dict[str, float],
+    names: Sequence[str],
+    totals: tuple[dict[str, float], dict[str, float], dict[str, float]],
+    headline: str,
+) -> dict[str, Any]:
+    """Add one gap's readings to the running totals (per metric: the weighted middle of its
+    readings' changes, and how far below and above they reach, the model's own reading included) and
+    describe it: kind, features, rows, and the change of the ``headline`` metric across them."""
+    mid, down, up = totals
+    for name in names:
+        deltas = np.nan_to_num(np.array([m[name] - here[name] for m in moved]), nan=0.0)
+        mid[name] += float(np.dot(gap.weights, deltas))
+        down[name] += min(0.0, float(deltas.min()))
+        up[name] += max(0.0, float(deltas.max()))
+    changes = [m[headline] - here[headline] for m in moved]
+    return {
+        "kind": gap.kind,
+        "features": list(gap.features),
+        "rows": gap.rows,
+        "metric": headline,
+        "change": [min(0.0, *changes), max(0.0, *changes)],
+    }
+
+
 @dataclass(frozen=True)
 class BinaryEstimator:
     """A binary model's performance estimator: its calibration on the reference, the bootstrap maps
@@ -338,23 +365,10 @@ class BinaryEstimator:
         z = log_odds(cs)
         for h in hypotheses:
             moved = [
-                point_estimates(ss, probabilities(z + shift), self.threshold) if shift.any() else here
+                point_estimates(ss, probabilities(z + shift[:, 0]), self.threshold) if shift.any() else here
                 for shift in h.shifts
             ]
-            for name in METRICS:
-                deltas = np.nan_to_num(np.array([m[name] - here[name] for m in moved]), nan=0.0)
-                mid[name] += float(np.dot(h.weights, deltas))
-                down[name] += min(0.0, float(deltas.min()))
-                up[name] += max(0.0, float(deltas.max()))
-            aucs = [m["roc_auc"] - here["roc_auc"] for m in moved]
-            described.append(
-                {
-                    "kind": h.kind,
-                    "features": list(h.features),
-                    "rows": h.rows,
-                    "roc_auc_change": [min(0.0, *aucs), max(0.0, *aucs)],
-                }
-            )
+            described.append(combine_readings(h, moved, here, METRICS, (mid, down, up), "roc_auc"))
         metrics = {}
         for name in METRICS:
             values = np.array([b[name] for b in boot])
@@ -554,14 +568,17 @@ class MulticlassEstimator:
     reference_rows: int
     reference: dict[str, float]
     seed: int = 0
+    gaps: ReferenceGaps | None = None
     threshold: float = float("nan")  # no decision threshold: the predicted class is the likeliest
 
     def estimate(self, probabilities: np.ndarray, features: np.ndarray | None = None) -> PerformanceEstimate:
-        """The batch's expected log loss, accuracy and macro F1 with their bands (``features`` are
-        not used: the gaps of :mod:`nbops.monitoring.reference_gaps` are for binary models).
+        """The batch's expected log loss, accuracy and macro F1 with their bands, corrected and
+        widened as the binary estimate is (with ``features``, the model's inputs, for the gaps of
+        :mod:`nbops.monitoring.reference_gaps`: each reading shifts each class's log-odds).
 
         Raises:
-            EstimationError: no rows, or probabilities that are not one per class in [0, 1].
+            EstimationError: no rows, probabilities that are not one per class in [0, 1], or
+                features that are not the model's inputs.
         """
         p = np.asarray(probabilities, dtype=np.float64)
         if p.ndim != 2 or p.shape[1] != len(self.classes):
@@ -573,6 +590,14 @@ class MulticlassEstimator:
             raise EstimationError("cannot estimate performance on a batch with no rows; check the batch file")
         if not (np.isfinite(p).all() and p.min() >= 0 and p.max() <= 1):
             raise EstimationError("expected class probabilities in [0, 1], found values outside; check the scores")
+        x = None
+        if features is not None and self.gaps is not None:
+            x = np.asarray(features, dtype=np.float64)
+            if x.ndim != 2 or x.shape != (len(p), len(self.gaps.feature_names)):
+                raise EstimationError(
+                    f"expected the model's {len(self.gaps.feature_names)} inputs for each of the {len(p):,} rows, "
+                    f"found an array of shape {x.shape}; pass the batch's features as the model's transform makes them"
+                )
         q = calibrated_classes(self.calibration, p)
         point = multiclass_expected(p, q)
         idx = evenly_spaced(len(p), SPREAD_ROWS)
@@ -581,6 +606,13 @@ class MulticlassEstimator:
         scale = float(np.sqrt(len(ps) / len(p)))
         here = multiclass_expected(ps, qs) if len(ps) < len(p) else point
         boot = [multiclass_expected(ps, calibrated_classes(maps, ps)) for maps in self.bootstrap]
+        totals: tuple[dict[str, float], ...] = tuple(dict.fromkeys(MULTICLASS_METRICS, 0.0) for _ in range(3))
+        mid, down, up = totals
+        described = []
+        log_q = np.log(np.clip(qs, PROBABILITY_FLOOR, 1.0))
+        for h in self.gaps.hypotheses(x[idx]) if x is not None and self.gaps is not None else []:
+            moved = [multiclass_expected(ps, softmax(log_q + shift)) if shift.any() else here for shift in h.shifts]
+            described.append(combine_readings(h, moved, here, MULTICLASS_METRICS, (mid, down, up), "log_loss"))
         metrics = {}
         for name in MULTICLASS_METRICS:
             values = np.array([b[name] for b in boot])
@@ -588,8 +620,13 @@ class MulticlassEstimator:
             se = float(sampling[name] * scale + calib_sd)  # added: the calibration's error is every batch's
             v = point[name] - float(np.mean(values) - here[name])
             top = float("inf") if name == "log_loss" else 1.0
-            metrics[name] = MetricEstimate(min(max(v, 0.0), top), max(v - Z * se, 0.0), min(v + Z * se, top), se)
-        return PerformanceEstimate(len(p), self.threshold, metrics, dict(self.reference))
+            metrics[name] = MetricEstimate(
+                min(max(v + mid[name], 0.0), top),
+                max(v + down[name] - Z * se, 0.0),
+                min(v + up[name] + Z * se, top),
+                se,
+            )
+        return PerformanceEstimate(len(p), self.threshold, metrics, dict(self.reference), tuple(described))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -602,6 +639,7 @@ class MulticlassEstimator:
             "seed": self.seed,
             "calibration": [m.to_dict() for m in self.calibration],
             "bootstrap": [[m.to_dict() for m in maps] for maps in self.bootstrap],
+            "gaps": self.gaps.to_dict() if self.gaps is not None else None,
         }
 
     @classmethod
@@ -630,7 +668,14 @@ class MulticlassEstimator:
             int(d["reference_rows"]),
             {k: float(v) for k, v in d["reference"].items()},
             int(d.get("seed", 0)),
+            ReferenceGaps.from_dict(d["gaps"]) if isinstance(d.get("gaps"), dict) else None,
         )
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    out: np.ndarray = e / e.sum(axis=1, keepdims=True)
+    return out
 
 
 def fit_multiclass_estimator(
@@ -641,9 +686,14 @@ def fit_multiclass_estimator(
     bootstrap: int = BOOTSTRAP_MAPS,
     seed: int = 0,
     where: str = "the reference",
+    booster: Any = None,
+    features: np.ndarray | None = None,
+    feature_names: Sequence[str] = (),
+    categorical: Sequence[int] = (),
 ) -> MulticlassEstimator:
     """Fit the multiclass estimator on a labelled reference that is not the training data (the test
-    split): ``probabilities`` (rows, classes), ``labels`` each row's class position.
+    split): ``probabilities`` (rows, classes), ``labels`` each row's class position; with the model
+    and the reference's inputs, also its gaps (as :func:`fit_binary_estimator`).
 
     Raises:
         EstimationError: too few rows, a class with too few rows, labels that are not class
@@ -684,8 +734,17 @@ def fit_multiclass_estimator(
     rng = np.random.default_rng(seed)
     boot = tuple(maps_of(rng.integers(0, y.size, y.size)) for _ in range(bootstrap))
     reference = multiclass_expected(p, onehot)
+    gaps = None
+    if booster is not None and features is not None:
+        x = np.asarray(features, dtype=np.float64)
+        if x.ndim != 2 or len(x) != y.size or x.shape[1] != len(feature_names):
+            raise EstimationError(
+                f"{where}: expected the model's {len(feature_names)} inputs for each of the {y.size:,} rows, found "
+                f"an array of shape {x.shape}; pass the test split's features in the order of its predictions"
+            )
+        gaps = fit_reference_gaps(booster, x, feature_names, categorical, seed)
     return MulticlassEstimator(
-        tuple(str(c) for c in classes), maps_of(np.arange(y.size)), boot, int(y.size), reference, seed
+        tuple(str(c) for c in classes), maps_of(np.arange(y.size)), boot, int(y.size), reference, seed, gaps
     )
 
 

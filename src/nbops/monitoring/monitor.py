@@ -86,7 +86,7 @@ def monitor_batch(
     features = None
     # The inputs serve the regression estimator's loss models and the binary one's reference gaps.
     wants_inputs = isinstance(estimator, RegressionEstimator) or (
-        isinstance(estimator, BinaryEstimator) and estimator.gaps is not None
+        isinstance(estimator, BinaryEstimator | MulticlassEstimator) and estimator.gaps is not None
     )
     if predictions is None or wants_inputs:
         features = model.transform(batch)
@@ -167,7 +167,8 @@ def summarise_batch(
             finite = np.isfinite(p)  # without the inputs (the dask engine), no reference gaps: plain CBPE
             estimate = estimator.estimate(p[finite], None if features is None else np.asarray(features)[finite])
         elif isinstance(estimator, MulticlassEstimator) and p.ndim == 2 and len(p):
-            estimate = estimator.estimate(p[np.isfinite(p).all(axis=1)])
+            rows = np.isfinite(p).all(axis=1)
+            estimate = estimator.estimate(p[rows], None if features is None else np.asarray(features)[rows])
         elif isinstance(estimator, RegressionEstimator) and features is not None and len(p):
             finite = np.isfinite(p)  # the loss models need the inputs (the dask engine does not keep them)
             estimate = estimator.estimate(p[finite], np.asarray(features)[finite])

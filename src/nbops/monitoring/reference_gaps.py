@@ -13,9 +13,10 @@ weighted or not, can tell how the model fares:
   values than the reference had. Such a value could be any value the reference holds: each of its
   categories (by their share) or, for a number, its quantiles.
 
-Each is a set of hypotheses about the rows' log-odds, fitted once per registered version by probing
-the model on reference rows (never the labels) and stored as JSON with the estimator: the estimate
-takes their weighted middle and the band spans all of them (see :mod:`nbops.monitoring.estimate`).
+Each is a set of hypotheses about the rows' log-odds (a multiclass model's raw score of each class),
+fitted once per registered version by probing the model on reference rows (never the labels) and
+stored as JSON with the estimator: the estimate takes their weighted middle and the band spans all
+of them (see :mod:`nbops.monitoring.estimate`).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ NO_SPLIT = 1e30  # LightGBM writes thresholds of this size for splits on missing
 @dataclass(frozen=True)
 class TailTrend:
     """Past its last split on ``feature`` (on the ``side``: 'high' or 'low') the model is flat;
-    before it, over the last tenth of the reference, its log-odds moved by ``slope`` per unit. The
+    before it, over the last tenth of the reference, its log-odds (a multiclass model's raw score of
+    each class) moved by ``slope`` per unit (one slope per output). The
     readings of a row differ past ``edge`` (that split, or the reference's last 1% if further out),
     by the trend carried at most ``reach`` past it: the width of the reference's range of the
     feature. ``reference_beyond``: the share of the reference's rows past the edge (which its
@@ -48,15 +50,16 @@ class TailTrend:
     name: str
     side: str
     edge: float
-    slope: float
+    slope: tuple[float, ...]
     reach: float
     reference_beyond: float
 
     def shift(self, x: np.ndarray) -> np.ndarray:
-        """Each row's log-odds had the trend continued past the edge (at most ``reach`` past it)."""
+        """Each row's change of log-odds (rows, outputs) had the trend continued past the edge (at
+        most ``reach`` past it)."""
         d = x[:, self.feature] - self.edge
         d = np.clip(d, 0.0, self.reach) if self.side == "high" else np.clip(d, -self.reach, 0.0)
-        out: np.ndarray = self.slope * np.nan_to_num(d, nan=0.0)
+        out: np.ndarray = np.nan_to_num(d, nan=0.0)[:, None] * np.asarray(self.slope)[None, :]
         return out
 
     def beyond(self, x: np.ndarray) -> np.ndarray:
@@ -68,20 +71,21 @@ class TailTrend:
 @dataclass(frozen=True)
 class UnreadValues:
     """What a value of ``feature`` the model reads as missing could be: each of ``shifts`` (the change
-    to the model's log-odds from missing to a value the reference holds), with its ``shares``."""
+    to the model's log-odds, one per output, from missing to a value the reference holds), with its
+    ``shares``."""
 
     feature: int
     name: str
     reference_missing: float  # share of the reference's rows missing this feature
-    shifts: tuple[float, ...]
+    shifts: tuple[tuple[float, ...], ...]
     shares: tuple[float, ...]
 
 
 @dataclass(frozen=True)
 class GapHypotheses:
     """One gap in a batch: the rows it touches and the hypotheses about their log-odds (a shift per
-    row each, with a weight; the weights sum to 1). The model's own reading (no shift) is always
-    inside the band."""
+    row and output each, with a weight; the weights sum to 1). The model's own reading (no shift) is
+    always inside the band."""
 
     kind: str  # "beyond the model's range" | "values the model cannot read"
     features: tuple[str, ...]
@@ -110,7 +114,8 @@ class ReferenceGaps:
             return share - reference >= max(MIN_GAP_ROWS, chance)
 
         out = []
-        trend = np.zeros(len(x))
+        outputs = len(self.tails[0].slope) if self.tails else len(self.unread[0].shifts[0]) if self.unread else 1
+        trend = np.zeros((len(x), outputs))
         excess = np.zeros(len(x))
         names: list[tuple[float, str]] = []
         for t in self.tails:
@@ -126,7 +131,11 @@ class ReferenceGaps:
             features = tuple(dict.fromkeys(n for _, n in sorted(names, key=lambda v: -v[0])))
             out.append(
                 GapHypotheses(
-                    "beyond the model's range", features, float(excess.mean()), (np.zeros(len(x)), trend), (0.5, 0.5)
+                    "beyond the model's range",
+                    features,
+                    float(excess.mean()),
+                    (np.zeros_like(trend), trend),
+                    (0.5, 0.5),
                 )
             )
         for u in self.unread:
@@ -135,7 +144,7 @@ class ReferenceGaps:
             if not counts(share, u.reference_missing):
                 continue
             fraction = 1.0 - u.reference_missing / share
-            shifts = tuple(np.where(missing, fraction * s, 0.0) for s in u.shifts)
+            shifts = tuple(np.where(missing[:, None], fraction * np.asarray(s)[None, :], 0.0) for s in u.shifts)
             out.append(
                 GapHypotheses("values the model cannot read", (u.name,), share - u.reference_missing, shifts, u.shares)
             )
@@ -150,7 +159,7 @@ class ReferenceGaps:
                     "name": t.name,
                     "side": t.side,
                     "edge": t.edge,
-                    "slope": t.slope,
+                    "slope": list(t.slope),
                     "reach": t.reach,
                     "reference_beyond": t.reference_beyond,
                 }
@@ -161,7 +170,7 @@ class ReferenceGaps:
                     "feature": u.feature,
                     "name": u.name,
                     "reference_missing": u.reference_missing,
-                    "shifts": list(u.shifts),
+                    "shifts": [list(s) for s in u.shifts],
                     "shares": list(u.shares),
                 }
                 for u in self.unread
@@ -177,7 +186,10 @@ class ReferenceGaps:
                     int(t["feature"]),
                     str(t["name"]),
                     str(t["side"]),
-                    *(float(t[k]) for k in ("edge", "slope", "reach", "reference_beyond")),
+                    float(t["edge"]),
+                    tuple(float(v) for v in t["slope"]),
+                    float(t["reach"]),
+                    float(t["reference_beyond"]),
                 )
                 for t in d["tails"]
             ),
@@ -186,7 +198,7 @@ class ReferenceGaps:
                     int(u["feature"]),
                     str(u["name"]),
                     float(u["reference_missing"]),
-                    tuple(float(v) for v in u["shifts"]),
+                    tuple(tuple(float(v) for v in s) for s in u["shifts"]),
                     tuple(float(v) for v in u["shares"]),
                 )
                 for u in d["unread"]
@@ -215,9 +227,9 @@ def split_ranges(booster: Any) -> dict[int, tuple[float, float]]:
 def fit_reference_gaps(
     booster: Any, features: np.ndarray, feature_names: Sequence[str], categorical: Sequence[int], seed: int = 0
 ) -> ReferenceGaps:
-    """Probe the model (a LightGBM booster) on reference rows (its inputs ``features``, without their
-    labels): where it stops splitting each numeric feature and its trend before, and what each value
-    the reference holds changes against a missing one."""
+    """Probe the model (a LightGBM booster, binary or multiclass) on reference rows (its inputs
+    ``features``, without their labels): where it stops splitting each numeric feature and its trend
+    before, and what each value the reference holds changes against a missing one."""
     x = np.asarray(features, dtype=np.float64)
     rng = np.random.default_rng(seed)
     probe = x[rng.choice(len(x), min(PROBE_ROWS, len(x)), replace=False)]
@@ -266,16 +278,25 @@ def fit_reference_gaps(
         block = probe.copy()
         block[:, j] = value
         blocks.append(block)
-    raw = np.asarray(booster.predict(np.vstack(blocks), raw_score=True)).reshape(len(probes), len(probe))
-    means = [float(v) for v in raw.mean(axis=1)]  # the model's mean log-odds under each probe
+    raw = np.asarray(booster.predict(np.vstack(blocks), raw_score=True))
+    # The model's mean log-odds under each probe, per output (a multiclass model has one per class).
+    means = raw.reshape(len(probes), len(probe), -1).mean(axis=1)
     tails = [
-        TailTrend(j, feature_names[j], side, float(edge), (means[k] - means[k + 1]) / (past - inner), reach, beyond)
+        TailTrend(
+            j,
+            feature_names[j],
+            side,
+            float(edge),
+            tuple(float(v) for v in (means[k] - means[k + 1]) / (past - inner)),
+            reach,
+            beyond,
+        )
         for j, side, edge, inner, past, reach, beyond, k in tail_plan
     ]
     unread = []
     for j, shares, k in unread_plan:
-        moves = tuple(m - means[k] for m in means[k + 1 : k + 1 + len(shares)])
-        if max(abs(s) for s in moves) < 1e-6:
+        moves = tuple(tuple(float(v) for v in m - means[k]) for m in means[k + 1 : k + 1 + len(shares)])
+        if max(abs(v) for m in moves for v in m) < 1e-6:
             continue  # the model does not use the feature: nothing it cannot read can change its score
         unread.append(UnreadValues(j, feature_names[j], float(np.isnan(x[:, j]).mean()), moves, shares))
     return ReferenceGaps(tuple(feature_names), tuple(tails), tuple(unread))

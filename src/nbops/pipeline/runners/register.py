@@ -52,9 +52,10 @@ def performance_estimator(stage: Stage[RegisterParams], schema: TableSchema) -> 
     """The version's performance estimator, fitted on evaluate's test predictions (never the training
     rows), as JSON: CBPE for a binary model (with the model probed on the test split's inputs for
     where the test split stops vouching for a batch), DLE (models of the absolute and squared error
-    from the model's inputs) for a regression one; the features stage's test split is in the order of
-    the predictions; for a multiclass model, each class's probability calibrated. None for a test
-    split too small (then monitoring records realised performance only, and the log says why)."""
+    from the model's inputs) for a regression one; for a multiclass model, each class's probability
+    calibrated (and the model probed as for a binary one). The features stage's test split is in the
+    order of the predictions. None for a test split too small (then monitoring records realised
+    performance only, and the log says why)."""
     import lightgbm as lgb
 
     from nbops.monitoring.estimate import (
@@ -70,30 +71,37 @@ def performance_estimator(stage: Stage[RegisterParams], schema: TableSchema) -> 
     predictions = pd.read_parquet(stage.inp("evaluate", "predictions"))
     where = f"{stage.inp('evaluate', 'predictions')} (the test predictions)"
     targets = schema.target_codes(predictions[schema.target])
-    estimator: Estimator
-    if schema.task_type == "multiclass":
-        probabilities = predictions[[probability_column(c) for c in schema.classes]].to_numpy(dtype=float)
-        try:
-            estimator = fit_multiclass_estimator(probabilities, targets, schema.classes, where=where)
-        except EstimationError as exc:
-            log.warning("no performance estimator for this version: %s", exc)
-            return None
-        return (json.dumps(estimator.to_dict()) + "\n").encode()
-    scores = predictions["prediction"].to_numpy(dtype=float)
     transform = FeatureTransform.load(stage.inp("features", "transform"))
     features = transform.transform(pd.read_parquet(stage.inp("features", "test")))
+    booster = lgb.Booster(model_file=str(stage.inp("train", "model")))
+    names, categorical = transform.feature_names, transform.categorical_indices
+    estimator: Estimator
     try:
-        if schema.task_type == "binary":
+        if schema.task_type == "multiclass":
+            probabilities = predictions[[probability_column(c) for c in schema.classes]].to_numpy(dtype=float)
+            estimator = fit_multiclass_estimator(
+                probabilities,
+                targets,
+                schema.classes,
+                where=where,
+                booster=booster,
+                features=features,
+                feature_names=names,
+                categorical=categorical,
+            )
+        elif schema.task_type == "binary":
+            scores = predictions["prediction"].to_numpy(dtype=float)
             estimator = fit_binary_estimator(
                 scores,
                 targets,
                 where=where,
-                booster=lgb.Booster(model_file=str(stage.inp("train", "model"))),
+                booster=booster,
                 features=features,
-                feature_names=transform.feature_names,
-                categorical=transform.categorical_indices,
+                feature_names=names,
+                categorical=categorical,
             )
         else:
+            scores = predictions["prediction"].to_numpy(dtype=float)
             estimator = fit_regression_estimator(features, scores, targets, where=where)
     except EstimationError as exc:
         log.warning("no performance estimator for this version: %s", exc)
