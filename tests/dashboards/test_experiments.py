@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.support import REPO, launch_chromium, nbops, output_of
+from tests.support.browser import PAGE_READY_MS
 from tests.support.voila import make_dashboard, stop
 
 pytestmark = pytest.mark.slow
@@ -30,7 +31,7 @@ def page(two_builds: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -
             tab = browser.new_page(viewport={"width": 1280, "height": 1000})
             tab.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
             tab.goto(links["experiments"], wait_until="domcontentloaded")
-            tab.wait_for_selector(".nbops-diff-out .nbops-diff", timeout=90_000)
+            tab.wait_for_selector(".nbops-diff-out .nbops-diff", timeout=PAGE_READY_MS)
             tab.dialogs = dialogs
             yield tab
             browser.close()

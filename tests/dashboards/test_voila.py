@@ -18,6 +18,7 @@ import yaml
 
 from nbops.registry.store import Registry
 from tests.support import REPO, launch_chromium, nbops, output_of
+from tests.support.browser import PAGE_READY_MS
 from tests.support.voila import READY, dashboard_copy, make_dashboard, stop
 
 pytestmark = pytest.mark.slow
@@ -67,7 +68,7 @@ def built(dashboard_project: Path) -> dict[str, object]:
 def _open(browser: object, url: str, ready: str) -> object:
     page = browser.new_page(viewport={"width": 1280, "height": 1000})  # type: ignore[attr-defined]
     page.goto(url, wait_until="domcontentloaded")
-    page.wait_for_selector(ready, timeout=90_000)
+    page.wait_for_selector(ready, timeout=PAGE_READY_MS)
     return page
 
 

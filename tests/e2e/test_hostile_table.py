@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from tests.support import launch_chromium, nbops, output_of
+from tests.support.browser import PAGE_READY_MS
 from tests.support.hostile import IMG_COLUMN, SCRIPT_VALUE, write_hostile_table
 from tests.support.voila import READY, dashboard_copy, make_dashboard, stop
 
@@ -49,7 +50,7 @@ def visit(browser: object, url: str, ready: str | None = None) -> tuple[list[str
     page.on("dialog", lambda dialog: (fired.append(dialog.message), dialog.dismiss()))
     page.goto(url, wait_until="load")
     if ready:
-        page.wait_for_selector(ready, timeout=90_000)
+        page.wait_for_selector(ready, timeout=PAGE_READY_MS)
     for element in page.query_selector_all("b, td, th, code, span, li")[:400]:
         try:
             element.hover(timeout=100)

@@ -27,6 +27,7 @@ import httpx
 import pytest
 
 from tests.support import REPO, copy_project, free_port, launch_chromium, nbops, output_of, stop_process
+from tests.support.browser import PAGE_READY_MS
 
 pytestmark = pytest.mark.slow
 TOKEN = "nbops-lab-test-token"
@@ -273,9 +274,9 @@ def test_a_stage_notebook_in_chromium_has_its_parameters_injected_no_share_butto
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"{base}/lab/tree/notebooks/03_train.ipynb?token={TOKEN}", wait_until="domcontentloaded")
             panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
-            panel.locator(".cm-line", has_text="product = {").first.wait_for(timeout=90_000)
+            panel.locator(".cm-line", has_text="product = {").first.wait_for(timeout=PAGE_READY_MS)
             toolbar = panel.locator(".jp-NotebookPanel-toolbar")
-            toolbar.locator(".jp-KernelName", has_text="Python").wait_for(timeout=90_000)
+            toolbar.locator(".jp-KernelName", has_text="Python").wait_for(timeout=PAGE_READY_MS)
             page.wait_for_timeout(1500)  # let late toolbar items (widget extensions) render
             page.screenshot(path=str(shots / "lab_train_injected.png"))
             buttons = toolbar.locator(".jp-ToolbarButtonComponent").count()

@@ -23,6 +23,7 @@ import yaml
 
 from nbops.registry.store import Registry
 from tests.support import REPO, free_port, launch_chromium, nbops, output_of, stop_process
+from tests.support.browser import PAGE_READY_MS
 from tests.support.multiclass import PLANS, TARGET, multiclass_table
 from tests.support.voila import dashboard_copy, make_dashboard, stop
 
@@ -307,7 +308,7 @@ def test_the_dashboards_show_the_multiclass_model(built, monitored, tmp_path):
             browser = launch_chromium(pw)
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.goto(links["monitoring"], wait_until="domcontentloaded")
-            page.wait_for_selector(".nbops-status-table", timeout=90_000)
+            page.wait_for_selector(".nbops-status-table", timeout=PAGE_READY_MS)
             text = page.inner_text("body")
             assert "Traceback" not in text and "Error:" not in text, text[:2000]
             assert "(multiclass, target plan)" in text
@@ -322,7 +323,7 @@ def test_the_dashboards_show_the_multiclass_model(built, monitored, tmp_path):
             _screenshot(page, tmp_path / "monitoring.png")
             model = browser.new_page(viewport={"width": 1280, "height": 1000})
             model.goto(links["model"], wait_until="domcontentloaded")
-            model.wait_for_selector(".nbops-segments-table", timeout=90_000)
+            model.wait_for_selector(".nbops-segments-table", timeout=PAGE_READY_MS)
             text = model.inner_text("body")
             assert "Traceback" not in text and "Error:" not in text, text[:2000]
             assert "accuracy" in text and "It returns a probability for each of its 4 classes" in text

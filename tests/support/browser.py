@@ -21,3 +21,9 @@ CHROMIUM_FLAGS = [
 def launch_chromium(playwright: Any) -> Any:
     """Headless Chromium from ``sync_playwright()``: the Debian binary with :data:`CHROMIUM_FLAGS`."""
     return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+
+
+# How long a page may take to become ready before a test calls it hung. Generous on purpose: with a
+# test worker per core, a Voila or JupyterLab kernel shares the cores with another test's build and
+# can wait minutes for one. A deadline for a hang, never a speed check.
+PAGE_READY_MS = 240_000
