@@ -501,15 +501,7 @@ def fit_binary_estimator(
     realised = binary_metrics(y, s)
     reference = {"roc_auc": realised["roc_auc"], "positive_rate": realised["positive_rate"]}
     reference.update({k: float(v) for k, v in confusion_metrics(s >= threshold, y).items()})
-    gaps = None
-    if booster is not None and features is not None:
-        x = np.asarray(features, dtype=np.float64)
-        if x.ndim != 2 or len(x) != s.size or x.shape[1] != len(feature_names):
-            raise EstimationError(
-                f"{where}: expected the model's {len(feature_names)} inputs for each of the {s.size:,} scores, found "
-                f"an array of shape {x.shape}; pass the test split's features in the order of its predictions"
-            )
-        gaps = fit_reference_gaps(booster, x, feature_names, categorical, seed)
+    gaps = _fitted_gaps(booster, features, s.size, "scores", feature_names, categorical, seed, where)
     return BinaryEstimator(CalibrationMap.fit(s, y), tuple(maps), float(threshold), int(s.size), reference, seed, gaps)
 
 
@@ -734,15 +726,7 @@ def fit_multiclass_estimator(
     rng = np.random.default_rng(seed)
     boot = tuple(maps_of(rng.integers(0, y.size, y.size)) for _ in range(bootstrap))
     reference = multiclass_expected(p, onehot)
-    gaps = None
-    if booster is not None and features is not None:
-        x = np.asarray(features, dtype=np.float64)
-        if x.ndim != 2 or len(x) != y.size or x.shape[1] != len(feature_names):
-            raise EstimationError(
-                f"{where}: expected the model's {len(feature_names)} inputs for each of the {y.size:,} rows, found "
-                f"an array of shape {x.shape}; pass the test split's features in the order of its predictions"
-            )
-        gaps = fit_reference_gaps(booster, x, feature_names, categorical, seed)
+    gaps = _fitted_gaps(booster, features, y.size, "rows", feature_names, categorical, seed, where)
     return MulticlassEstimator(
         tuple(str(c) for c in classes), maps_of(np.arange(y.size)), boot, int(y.size), reference, seed, gaps
     )
@@ -890,3 +874,29 @@ def fit_regression_estimator(
 
 
 Estimator = BinaryEstimator | MulticlassEstimator | RegressionEstimator
+
+
+def _fitted_gaps(
+    booster: Any,
+    features: Any,
+    rows: int,
+    unit: str,
+    feature_names: Any,
+    categorical: Any,
+    seed: int,
+    where: str,
+) -> ReferenceGaps | None:
+    """The reference's gaps, probed with the model on the test split's inputs; None without them.
+
+    Raises:
+        EstimationError: ``features`` are not the model's inputs, one row per score.
+    """
+    if booster is None or features is None:
+        return None
+    x = np.asarray(features, dtype=np.float64)
+    if x.ndim != 2 or len(x) != rows or x.shape[1] != len(feature_names):
+        raise EstimationError(
+            f"{where}: expected the model's {len(feature_names)} inputs for each of the {rows:,} {unit}, found "
+            f"an array of shape {x.shape}; pass the test split's features in the order of its predictions"
+        )
+    return fit_reference_gaps(booster, x, feature_names, categorical, seed)
